@@ -1,0 +1,1 @@
+//! The durable event log: one trait, backends chosen by URL

@@ -1,0 +1,1 @@
+//! Regional WebSocket gateway: joins, tick fan-out, latency policy

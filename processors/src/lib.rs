@@ -1,0 +1,1 @@
+//! Tick generator (and later projector, archiver): consumers of game-events

@@ -1,0 +1,1 @@
+//! The edge: HTTP game start/join, region routing, session_created

@@ -1,0 +1,1 @@
+//! Replay and analytics over the log (placeholder until replay lands)

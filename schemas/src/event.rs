@@ -1,0 +1,255 @@
+//! The event envelope and the event types of the log (DESIGN §3).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The envelope version this crate writes and understands.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// One event of the log: the envelope fields, then the type's own fields, flattened into one
+/// JSON object: `{"v":1,"id":…,"type":…,"sessionId":…,"at":…,"source":…, …fields}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub v: u32,
+    /// A UUID v7: unique, and ordered by creation time.
+    pub id: Uuid,
+    pub session_id: String,
+    /// Epoch milliseconds when the event happened.
+    pub at: i64,
+    /// `role@instance` of the writer.
+    pub source: String,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+/// Why an event could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a tickcast event: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Event {
+    /// A new event with a fresh v7 id.
+    #[must_use]
+    pub fn new(session_id: impl Into<String>, at: i64, source: impl Into<String>, body: EventBody) -> Self {
+        Self { v: ENVELOPE_VERSION, id: Uuid::now_v7(), session_id: session_id.into(), at, source: source.into(), body }
+    }
+
+    /// The JSON bytes of this event.
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("events serialize infallibly: no maps with non-string keys")
+    }
+
+    /// Decodes an event. Unknown types, and envelopes of a version this crate does not know,
+    /// decode to [`EventBody::Unknown`] so that consumers count and skip them.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        match serde_json::from_slice::<Self>(bytes) {
+            Ok(mut event) => {
+                if event.v != ENVELOPE_VERSION {
+                    event.body = EventBody::Unknown;
+                }
+                Ok(event)
+            }
+            // A later envelope version may change a known type's fields: keep the envelope,
+            // skip the body.
+            Err(error) => match serde_json::from_slice::<Envelope>(bytes) {
+                Ok(e) if e.v != ENVELOPE_VERSION => Ok(Self {
+                    v: e.v,
+                    id: e.id,
+                    session_id: e.session_id,
+                    at: e.at,
+                    source: e.source,
+                    body: EventBody::Unknown,
+                }),
+                _ => Err(error.into()),
+            },
+        }
+    }
+
+    /// The type name as written in the `type` field (`"unknown"` for unknown types).
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        self.body.kind()
+    }
+}
+
+/// The envelope alone, to read events whose body this version cannot.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    v: u32,
+    id: Uuid,
+    session_id: String,
+    at: i64,
+    source: String,
+}
+
+/// The type-specific part of an event, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    SessionCreated(SessionCreated),
+    PlayerJoined(PlayerJoined),
+    LatencySampled(LatencySampled),
+    LatencyWarned(LatencyWarned),
+    PlayerKicked(PlayerKicked),
+    PlayerLeft(PlayerLeft),
+    SessionEnded(SessionEnded),
+    Countdown(Countdown),
+    Tick(Tick),
+    /// An event type (or envelope version) this build does not know: counted and skipped.
+    #[serde(other)]
+    Unknown,
+}
+
+impl EventBody {
+    /// The `type` field's value.
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::SessionCreated(_) => "session_created",
+            Self::PlayerJoined(_) => "player_joined",
+            Self::LatencySampled(_) => "latency_sampled",
+            Self::LatencyWarned(_) => "latency_warned",
+            Self::PlayerKicked(_) => "player_kicked",
+            Self::PlayerLeft(_) => "player_left",
+            Self::SessionEnded(_) => "session_ended",
+            Self::Countdown(_) => "countdown",
+            Self::Tick(_) => "tick",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// A new game: everything the engine needs, so any state is a pure function of this event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionCreated {
+    pub region: String,
+    #[serde(with = "crate::u64_string")]
+    pub seed: u64,
+    pub seed_hash: String,
+    pub start_at: i64,
+    pub tick_ms: i64,
+    pub countdown_ms: i64,
+    pub min_break_steps: u64,
+    pub max_break_steps: u64,
+    pub max_rounds: u64,
+    pub engine: u32,
+    pub created_by: String,
+}
+
+impl SessionCreated {
+    /// The engine parameters of this session.
+    #[must_use]
+    pub const fn engine_params(&self) -> tickcast_engine::Params {
+        tickcast_engine::Params {
+            seed: self.seed,
+            min_break_steps: self.min_break_steps,
+            max_break_steps: self.max_break_steps,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayerJoined {
+    pub user_id: String,
+    pub connection_id: String,
+    pub gateway_id: String,
+    pub region: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencySampled {
+    pub connection_id: String,
+    pub rtt_ms: u64,
+}
+
+/// Whether a player's latency is within bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyStatus {
+    Ok,
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencyWarned {
+    pub connection_id: String,
+    pub avg_rtt_ms: u64,
+    pub jitter_ms: u64,
+    pub status: LatencyStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayerKicked {
+    pub connection_id: String,
+    pub user_id: String,
+    pub reason: String,
+    pub avg_rtt_ms: u64,
+    pub jitter_ms: u64,
+}
+
+/// Why a player's connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    Closed,
+    Kicked,
+    GatewayShutdown,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayerLeft {
+    pub connection_id: String,
+    pub user_id: String,
+    pub reason: LeaveReason,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    MaxRounds,
+    Idle,
+    EndedByApi,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionEnded {
+    pub reason: EndReason,
+    /// The last step emitted; -1 when the session ended before its first tick.
+    pub last_step: i64,
+    /// The seed, revealed now that nothing more can be predicted.
+    #[serde(with = "crate::u64_string")]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Countdown {
+    pub remaining_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tick {
+    pub step: i64,
+    pub value: u64,
+    pub round: u64,
+    pub broken: bool,
+    /// `startAt + step·tickMs`: when the tick was due.
+    pub scheduled_at: i64,
+    /// When the generator emitted it; `emittedAt − scheduledAt` is the generator's lateness.
+    pub emitted_at: i64,
+}

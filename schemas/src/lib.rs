@@ -1,0 +1,46 @@
+//! The shared language of tickcast: the event envelope and every event type written to the log,
+//! the topics they go to, the client WebSocket protocol, join tokens and the region table.
+//!
+//! This crate owns wire formats only. It must not touch I/O, clocks or anything async: every
+//! function here is a pure transformation between Rust values and bytes, so every role (and
+//! every backend) agrees on one encoding. Field names are camelCase; seeds are u64 written as
+//! decimal strings, because JSON readers in other languages lose precision above 2^53.
+//!
+//! # Layout
+//! - [`event`]: the envelope [`Event`] and [`EventBody`], one variant per event type.
+//! - [`topics`]: topic names.
+//! - [`protocol`]: client ↔ gateway messages.
+//! - [`token`]: HMAC-signed join tokens issued by the edge and checked by gateways.
+//! - [`regions`]: the region table and the eight default regions.
+
+pub mod event;
+pub mod protocol;
+pub mod regions;
+pub mod token;
+pub mod topics;
+
+pub use event::{Event, EventBody};
+
+/// Serde adapter writing a u64 as a decimal string (seeds), and accepting a string or a number.
+pub mod u64_string {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(value)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum StringOrNumber<'a> {
+            Str(&'a str),
+            String(String),
+            Number(u64),
+        }
+        match StringOrNumber::deserialize(deserializer)? {
+            StringOrNumber::Str(s) => s.parse().map_err(D::Error::custom),
+            StringOrNumber::String(s) => s.parse().map_err(D::Error::custom),
+            StringOrNumber::Number(n) => Ok(n),
+        }
+    }
+}

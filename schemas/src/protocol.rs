@@ -1,0 +1,124 @@
+//! The client protocol (DESIGN §5): JSON text frames between a player and a gateway.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{EndReason, LatencyStatus};
+
+/// A frame from a player, tagged by `action`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", rename_all_fields = "camelCase")]
+pub enum ClientMessage {
+    Join { session_id: String, user_id: String, token: String },
+    /// After a reconnect: replay the ticks after `last_step` that the gateway still holds.
+    Resume { session_id: String, user_id: String, token: String, last_step: i64 },
+    Ping { client_timestamp: i64 },
+    Leave,
+}
+
+/// A frame to a player, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
+pub enum ServerMessage {
+    SessionJoined {
+        session_id: String,
+        start_at: i64,
+        tick_ms: i64,
+        seed_hash: String,
+        region: String,
+        /// userIds of the players connected to the session, this one included.
+        players: Vec<String>,
+    },
+    Countdown {
+        remaining_ms: i64,
+    },
+    Tick {
+        step: i64,
+        value: u64,
+        round: u64,
+        broken: bool,
+        scheduled_at: i64,
+        server_timestamp: i64,
+    },
+    Pong {
+        client_timestamp: i64,
+        server_timestamp: i64,
+    },
+    LatencyStatus {
+        status: LatencyStatus,
+        avg_rtt_ms: u64,
+        jitter_ms: u64,
+    },
+    /// Followed by a close with code [`CLOSE_KICKED`].
+    Kicked {
+        reason: String,
+    },
+    SessionEnded {
+        reason: EndReason,
+        last_step: i64,
+        #[serde(with = "crate::u64_string")]
+        seed: u64,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    /// The JSON text of this message.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server messages serialize infallibly")
+    }
+}
+
+/// WebSocket close code sent after `kicked`.
+pub const CLOSE_KICKED: u16 = 4001;
+/// WebSocket close code sent after a refused join (bad token, unknown session).
+pub const CLOSE_UNAUTHORIZED: u16 = 4003;
+
+/// Machine-readable error codes of `error` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame was not valid JSON.
+    MalformedJson,
+    /// The frame was JSON but not an object with a known `action` and its fields.
+    InvalidMessage,
+    UnknownAction,
+    /// Binary frames are not part of the protocol.
+    UnsupportedFrame,
+    FrameTooLarge,
+    InvalidToken,
+    ExpiredToken,
+    /// The token is valid but for another session, user or region.
+    TokenMismatch,
+    UnknownSession,
+    SessionEnded,
+    /// join/resume on a connection that already joined.
+    AlreadyJoined,
+    /// An action that needs a joined session, before join.
+    NotJoined,
+}
+
+/// Decodes a client frame, telling malformed JSON apart from a well-formed frame with an
+/// unknown action or missing fields, so the player gets an error that says what to fix.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, (ErrorCode, String)> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| (ErrorCode::MalformedJson, format!("frame is not valid JSON: {e}")))?;
+    let Some(object) = value.as_object() else {
+        return Err((ErrorCode::InvalidMessage, "frame must be a JSON object with an \"action\" field".to_owned()));
+    };
+    let action = match object.get("action") {
+        Some(serde_json::Value::String(a)) => a.clone(),
+        Some(_) => return Err((ErrorCode::InvalidMessage, "\"action\" must be a string".to_owned())),
+        None => return Err((ErrorCode::InvalidMessage, "frame has no \"action\" field".to_owned())),
+    };
+    if !matches!(action.as_str(), "join" | "resume" | "ping" | "leave") {
+        return Err((
+            ErrorCode::UnknownAction,
+            format!("unknown action {action:?}; expected one of join, resume, ping, leave"),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| (ErrorCode::InvalidMessage, format!("invalid {action} frame: {e}")))
+}

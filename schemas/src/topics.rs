@@ -1,0 +1,13 @@
+//! Topic names (DESIGN §3). Both are keyed by sessionId, so one session's events stay ordered.
+
+/// Facts: sessions created, players joining and leaving, latency, kicks, sessions ended.
+pub const GAME_EVENTS: &str = "game-events";
+
+/// Prefix of the per-region broadcast topics.
+pub const TICKS_PREFIX: &str = "ticks.";
+
+/// The broadcast topic of a region: countdowns, ticks and a copy of `session_ended`.
+#[must_use]
+pub fn ticks(region: &str) -> String {
+    format!("{TICKS_PREFIX}{region}")
+}

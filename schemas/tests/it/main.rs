@@ -1,0 +1,122 @@
+//! Round trips of every event type and protocol message through their JSON form.
+
+use serde_json::{Value, json};
+use tickcast_schemas::event::*;
+use tickcast_schemas::protocol::{ClientMessage, ErrorCode, ServerMessage, parse_client_message};
+
+fn every_body() -> Vec<EventBody> {
+    vec![
+        EventBody::SessionCreated(SessionCreated {
+            region: "eu-west-1".into(),
+            seed: u64::MAX,
+            seed_hash: tickcast_engine::seed_hash(u64::MAX),
+            start_at: 1_732_400_000_000,
+            tick_ms: 100,
+            countdown_ms: 3000,
+            min_break_steps: 10,
+            max_break_steps: 100,
+            max_rounds: 1000,
+            engine: 1,
+            created_by: "alice".into(),
+        }),
+        EventBody::PlayerJoined(PlayerJoined {
+            user_id: "alice".into(),
+            connection_id: "c1".into(),
+            gateway_id: "gw".into(),
+            region: "eu-west-1".into(),
+        }),
+        EventBody::LatencySampled(LatencySampled { connection_id: "c1".into(), rtt_ms: 12 }),
+        EventBody::LatencyWarned(LatencyWarned {
+            connection_id: "c1".into(),
+            avg_rtt_ms: 120,
+            jitter_ms: 3,
+            status: LatencyStatus::Warning,
+        }),
+        EventBody::PlayerKicked(PlayerKicked {
+            connection_id: "c1".into(),
+            user_id: "alice".into(),
+            reason: "latency".into(),
+            avg_rtt_ms: 400,
+            jitter_ms: 2,
+        }),
+        EventBody::PlayerLeft(PlayerLeft { connection_id: "c1".into(), user_id: "alice".into(), reason: LeaveReason::GatewayShutdown }),
+        EventBody::SessionEnded(SessionEnded { reason: EndReason::MaxRounds, last_step: 420, seed: 7 }),
+        EventBody::Countdown(Countdown { remaining_ms: 2000 }),
+        EventBody::Tick(Tick { step: 3, value: 4, round: 0, broken: false, scheduled_at: 10, emitted_at: 11 }),
+    ]
+}
+
+#[test]
+fn every_event_type_round_trips() {
+    for body in every_body() {
+        let event = Event::new("s1", 5, "edge@a", body);
+        let bytes = event.to_bytes();
+        assert_eq!(Event::from_bytes(&bytes).unwrap(), event);
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(value["type"], event.kind());
+        assert_eq!(value["v"], 1);
+        assert_eq!(value["sessionId"], "s1");
+    }
+}
+
+#[test]
+fn wire_form_is_camel_case_with_seeds_as_decimal_strings() {
+    let event = Event::new("s1", 5, "edge@a", every_body().remove(0));
+    let value: Value = serde_json::from_slice(&event.to_bytes()).unwrap();
+    assert_eq!(value["seed"], "18446744073709551615");
+    assert_eq!(value["startAt"], 1_732_400_000_000i64);
+    assert_eq!(value["maxBreakSteps"], 100);
+    assert_eq!(value["createdBy"], "alice");
+    let ended = Event::new("s1", 5, "tg@a", EventBody::SessionEnded(SessionEnded { reason: EndReason::Idle, last_step: -1, seed: 9 }));
+    let value: Value = serde_json::from_slice(&ended.to_bytes()).unwrap();
+    assert_eq!(value["reason"], "idle");
+    assert_eq!(value["seed"], "9");
+}
+
+#[test]
+fn unknown_types_and_versions_decode_as_unknown() {
+    let unknown_type = json!({"v":1,"id":"0190a0a0-0000-7000-8000-000000000000","type":"meteor_strike",
+        "sessionId":"s","at":1,"source":"x","size":3});
+    let event = Event::from_bytes(unknown_type.to_string().as_bytes()).unwrap();
+    assert_eq!(event.body, EventBody::Unknown);
+    let future_version = json!({"v":2,"id":"0190a0a0-0000-7000-8000-000000000000","type":"tick",
+        "sessionId":"s","at":1,"source":"x","step":"not a number any more"});
+    let event = Event::from_bytes(future_version.to_string().as_bytes()).unwrap();
+    assert_eq!((event.v, event.body), (2, EventBody::Unknown));
+    assert!(Event::from_bytes(b"not json").is_err());
+}
+
+#[test]
+fn client_messages_round_trip_and_bad_frames_say_what_is_wrong() {
+    let cases = [
+        (r#"{"action":"join","sessionId":"s","userId":"u","token":"t"}"#,
+            ClientMessage::Join { session_id: "s".into(), user_id: "u".into(), token: "t".into() }),
+        (r#"{"action":"resume","sessionId":"s","userId":"u","token":"t","lastStep":41}"#,
+            ClientMessage::Resume { session_id: "s".into(), user_id: "u".into(), token: "t".into(), last_step: 41 }),
+        (r#"{"action":"ping","clientTimestamp":12}"#, ClientMessage::Ping { client_timestamp: 12 }),
+        (r#"{"action":"leave"}"#, ClientMessage::Leave),
+    ];
+    for (text, want) in cases {
+        assert_eq!(parse_client_message(text).unwrap(), want);
+        let back: Value = serde_json::to_value(&want).unwrap();
+        assert_eq!(back, serde_json::from_str::<Value>(text).unwrap());
+    }
+    assert_eq!(parse_client_message("{nope").unwrap_err().0, ErrorCode::MalformedJson);
+    assert_eq!(parse_client_message("[1,2]").unwrap_err().0, ErrorCode::InvalidMessage);
+    assert_eq!(parse_client_message(r#"{"action":"dance"}"#).unwrap_err().0, ErrorCode::UnknownAction);
+    assert_eq!(parse_client_message(r#"{"action":"join"}"#).unwrap_err().0, ErrorCode::InvalidMessage);
+}
+
+#[test]
+fn server_messages_use_the_protocol_field_names() {
+    let tick = ServerMessage::Tick { step: 1, value: 2, round: 0, broken: false, scheduled_at: 3, server_timestamp: 4 };
+    let value: Value = serde_json::from_str(&tick.to_json()).unwrap();
+    assert_eq!(value, json!({"type":"tick","step":1,"value":2,"round":0,"broken":false,"scheduledAt":3,"serverTimestamp":4}));
+    let err = ServerMessage::Error { code: ErrorCode::UnknownAction, message: "m".into() };
+    assert_eq!(serde_json::from_str::<Value>(&err.to_json()).unwrap()["code"], "unknown_action");
+    let ended = ServerMessage::SessionEnded { reason: EndReason::MaxRounds, last_step: 9, seed: 5 };
+    let value: Value = serde_json::from_str(&ended.to_json()).unwrap();
+    assert_eq!(value["seed"], "5");
+    assert_eq!(value["reason"], "max_rounds");
+    assert_eq!(serde_json::from_value::<ServerMessage>(value).unwrap(), ended);
+}
