@@ -1,1 +1,266 @@
-//! The edge: HTTP game start/join, region routing, session_created
+//! The edge: where a player starts or joins a game over HTTP.
+//!
+//! This crate owns `POST /edge/game/start` and `POST /edge/game/{gameId}/join` (DESIGN §6):
+//! validating the requested game, choosing the player's region, drawing the seed from the OS
+//! RNG, writing `session_created` durably before answering, and signing join tokens. It keeps
+//! an in-memory [`SessionDirectory`] fed from `game-events` to answer joins.
+//!
+//! It must not touch sockets of players or ticks, and must never put a seed in a response: the
+//! seed is revealed only by `session_ended`.
+//!
+//! # Layout
+//! - [`routing`]: region selection (sans-IO).
+//! - [`rules`]: request bodies, ranges and defaults.
+//! - [`Edge`]: the HTTP handlers and the directory follower.
+
+pub mod routing;
+pub mod rules;
+
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use tickcast_eventlog::{Durability, EventLog, NewRecord, StartFrom};
+use tickcast_schemas::event::{Event, EventBody, SessionCreated};
+use tickcast_schemas::regions::Region;
+use tickcast_schemas::sessions::SessionDirectory;
+use tickcast_schemas::token::{Claims, TokenSigner};
+use tickcast_schemas::topics::GAME_EVENTS;
+use tokio_util::sync::CancellationToken;
+
+use crate::routing::{RegionHints, RegionRouter, RoutingError};
+use crate::rules::{GameDefaults, JoinRequest, StartRequest, check_user_id};
+
+/// How the edge behaves.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    pub defaults: GameDefaults,
+    /// How long a join token stays valid (it is also what `resume` presents).
+    pub token_ttl_ms: i64,
+    /// `edge@<instance>` is the `source` of the events this edge writes.
+    pub instance: String,
+    /// How far back the directory reads `game-events` when the edge starts.
+    pub directory_history_ms: i64,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            defaults: GameDefaults::default(),
+            token_ttl_ms: 6 * 3600 * 1000,
+            instance: "0".into(),
+            directory_history_ms: 6 * 3600 * 1000,
+        }
+    }
+}
+
+/// Errors of the edge role itself (not of a request).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Log(#[from] tickcast_eventlog::Error),
+}
+
+/// The edge role: HTTP handlers over the log, the region table and the session directory.
+#[derive(Debug)]
+pub struct Edge {
+    log: Arc<dyn EventLog>,
+    signer: TokenSigner,
+    router: RegionRouter,
+    config: EdgeConfig,
+    /// Sessions seen in `game-events` (and created here), for joins. Locked briefly, never
+    /// across an await.
+    directory: Mutex<SessionDirectory>,
+}
+
+/// What a player gets back from start and join: where to connect and the token to present.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GameTicket {
+    pub game_id: String,
+    pub region: String,
+    pub ws_endpoint: String,
+    pub token: String,
+    pub start_at: i64,
+    pub tick_ms: i64,
+    pub seed_hash: String,
+}
+
+/// A request refused: a status and `{"error": code, "message": text}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(serde_json::json!({ "error": self.code, "message": self.message }))).into_response()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(|e| ApiError::new(e.status(), "invalid_body", e.body_text()))?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("request body: {e}")))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+impl Edge {
+    #[must_use]
+    pub fn new(log: Arc<dyn EventLog>, signer: TokenSigner, regions: Vec<Region>, config: EdgeConfig) -> Arc<Self> {
+        Arc::new(Self {
+            log,
+            signer,
+            router: RegionRouter::new(regions),
+            config,
+            directory: Mutex::new(SessionDirectory::default()),
+        })
+    }
+
+    /// The edge's HTTP routes, under `/edge`.
+    pub fn routes(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/edge/game/start", post(start_game))
+            .route("/edge/game/{game_id}/join", post(join_game))
+            .route("/edge/regions", get(list_regions))
+            .with_state(Arc::clone(self))
+    }
+
+    /// Keeps the directory current from `game-events` until `shutdown`.
+    pub async fn follow_sessions(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), Error> {
+        let from = StartFrom::Timestamp(now_ms() - self.config.directory_history_ms);
+        let mut tail = self.log.tail(GAME_EVENTS, from).await?;
+        loop {
+            let records = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                records = tail.next_batch() => records?,
+            };
+            let mut directory = self.directory.lock().unwrap();
+            for record in records {
+                match Event::from_bytes(&record.payload) {
+                    Ok(event) => directory.apply(&event),
+                    Err(error) => tracing::warn!(offset = record.offset, %error, "skipping undecodable game event"),
+                }
+            }
+            directory.forget_ended_before(now_ms() - self.config.directory_history_ms);
+        }
+    }
+
+    fn ws_endpoint(region: &Region, headers: &HeaderMap) -> String {
+        if !region.ws_endpoint.is_empty() {
+            return region.ws_endpoint.clone();
+        }
+        // Served from this process (`tickcast up`): the gateway is on the host the player used.
+        let host = header(headers, "host").unwrap_or("127.0.0.1:8080");
+        format!("ws://{host}/ws/{}", region.id)
+    }
+
+    fn ticket(&self, game_id: String, region: &Region, user_id: String, start_at: i64, tick_ms: i64, seed_hash: String, headers: &HeaderMap) -> GameTicket {
+        let token = self.signer.sign(&Claims {
+            session_id: game_id.clone(),
+            user_id,
+            region: region.id.clone(),
+            expires_at: now_ms() + self.config.token_ttl_ms,
+        });
+        GameTicket {
+            game_id,
+            region: region.id.clone(),
+            ws_endpoint: Self::ws_endpoint(region, headers),
+            token,
+            start_at,
+            tick_ms,
+            seed_hash,
+        }
+    }
+}
+
+async fn start_game(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<GameTicket>, ApiError> {
+    let request: StartRequest = parse_body(body)?;
+    let rules = request.rules(&edge.config.defaults).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", m))?;
+    let hints = RegionHints {
+        preferred: request.preferred_region.as_deref(),
+        user_region: header(&headers, "x-user-region"),
+        country: header(&headers, "cf-ipcountry"),
+    };
+    let region = edge.router.pick(&hints).map_err(|e| match e {
+        RoutingError::UnknownRegion(_) => ApiError::new(StatusCode::BAD_REQUEST, "unknown_region", e.to_string()),
+        RoutingError::NoHealthyRegion => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_region", e.to_string()),
+    })?;
+    let seed = getrandom::u64().map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_entropy", e.to_string()))?;
+    let now = now_ms();
+    let game_id = uuid::Uuid::now_v7().to_string();
+    let created = SessionCreated {
+        region: region.id.clone(),
+        seed,
+        seed_hash: tickcast_engine::seed_hash(seed),
+        start_at: now + rules.countdown_ms,
+        tick_ms: rules.tick_ms,
+        countdown_ms: rules.countdown_ms,
+        min_break_steps: rules.min_break_steps,
+        max_break_steps: rules.max_break_steps,
+        max_rounds: rules.max_rounds,
+        engine: tickcast_engine::ENGINE_VERSION,
+        created_by: request.user_id.clone(),
+    };
+    let (start_at, seed_hash) = (created.start_at, created.seed_hash.clone());
+    let event = Event::new(game_id.clone(), now, format!("edge@{}", edge.config.instance), EventBody::SessionCreated(created));
+    let record = NewRecord { key: game_id.clone(), timestamp_ms: now, payload: event.to_bytes().into() };
+    edge.log.append(GAME_EVENTS, vec![record], Durability::Durable).await.map_err(|e| {
+        tracing::error!(error = %e, "could not log session_created");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "log_unavailable", "the event log refused the new session; retry later")
+    })?;
+    edge.directory.lock().unwrap().apply(&event);
+    tracing::info!(game_id, region = %region.id, "session created");
+    Ok(Json(edge.ticket(game_id, region, request.user_id, start_at, rules.tick_ms, seed_hash, &headers)))
+}
+
+async fn join_game(
+    State(edge): State<Arc<Edge>>,
+    Path(game_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<GameTicket>, ApiError> {
+    let request: JoinRequest = parse_body(body)?;
+    check_user_id(&request.user_id).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", m))?;
+    let info = edge.directory.lock().unwrap().get(&game_id).cloned();
+    let Some(info) = info else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_game", format!("no game with id {game_id:?}")));
+    };
+    if info.ended {
+        return Err(ApiError::new(StatusCode::CONFLICT, "game_ended", format!("game {game_id} has ended")));
+    }
+    let Some(region) = edge.router.get(&info.region) else {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_region", format!("region {} is not configured here", info.region)));
+    };
+    Ok(Json(edge.ticket(game_id, region, request.user_id, info.start_at, info.tick_ms, info.seed_hash, &headers)))
+}
+
+async fn list_regions(State(edge): State<Arc<Edge>>) -> Json<serde_json::Value> {
+    let ids: Vec<&str> = edge.router.regions().iter().map(|r| r.id.as_str()).collect();
+    Json(serde_json::json!({ "regions": ids }))
+}

@@ -1,7 +1,7 @@
 //! The shared language of tickcast: the event envelope and every event type written to the log,
 //! the topics they go to, the client WebSocket protocol, join tokens and the region table.
 //!
-//! This crate owns wire formats only. It must not touch I/O, clocks or anything async: every
+//! This crate owns wire formats, and the pure projections every role derives from them. It must not touch I/O, clocks or anything async: every
 //! function here is a pure transformation between Rust values and bytes, so every role (and
 //! every backend) agrees on one encoding. Field names are camelCase; seeds are u64 written as
 //! decimal strings, because JSON readers in other languages lose precision above 2^53.
@@ -12,10 +12,12 @@
 //! - [`protocol`]: client ↔ gateway messages.
 //! - [`token`]: HMAC-signed join tokens issued by the edge and checked by gateways.
 //! - [`regions`]: the region table and the eight default regions.
+//! - [`sessions`]: the session directory, the one projection several roles keep in memory.
 
 pub mod event;
 pub mod protocol;
 pub mod regions;
+pub mod sessions;
 pub mod token;
 pub mod topics;
 

@@ -1,0 +1,126 @@
+//! The game a player asks for: optional parameters, their ranges and defaults.
+
+use serde::Deserialize;
+use tickcast_engine::{DEFAULT_MAX_BREAK_STEPS, DEFAULT_MIN_BREAK_STEPS};
+
+/// Defaults the edge applies to fields a request leaves out.
+#[derive(Debug, Clone, Copy)]
+pub struct GameDefaults {
+    /// `DEFAULT_TICK_MS`.
+    pub tick_ms: i64,
+    /// `COUNTDOWN_MS`.
+    pub countdown_ms: i64,
+    pub max_rounds: u64,
+}
+
+impl Default for GameDefaults {
+    fn default() -> Self {
+        Self { tick_ms: 100, countdown_ms: 3000, max_rounds: 1000 }
+    }
+}
+
+/// The body of `POST /edge/game/start`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartRequest {
+    pub user_id: String,
+    pub preferred_region: Option<String>,
+    pub tick_ms: Option<i64>,
+    pub countdown_ms: Option<i64>,
+    pub max_rounds: Option<u64>,
+    pub min_break_steps: Option<u64>,
+    pub max_break_steps: Option<u64>,
+}
+
+/// The body of `POST /edge/game/{gameId}/join`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinRequest {
+    pub user_id: String,
+}
+
+/// A validated game.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GameRules {
+    pub tick_ms: i64,
+    pub countdown_ms: i64,
+    pub max_rounds: u64,
+    pub min_break_steps: u64,
+    pub max_break_steps: u64,
+}
+
+/// Longest accepted userId, in bytes.
+pub const MAX_USER_ID_LEN: usize = 128;
+
+/// Checks a userId: 1–128 bytes, no control characters.
+pub fn check_user_id(user_id: &str) -> Result<(), String> {
+    if user_id.is_empty() || user_id.len() > MAX_USER_ID_LEN || user_id.chars().any(char::is_control) {
+        return Err(format!("userId must be 1 to {MAX_USER_ID_LEN} bytes without control characters"));
+    }
+    Ok(())
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(name: &str, value: T, lo: T, hi: T) -> Result<T, String> {
+    if value < lo || value > hi {
+        return Err(format!("{name} must be between {lo} and {hi}, got {value}"));
+    }
+    Ok(value)
+}
+
+impl StartRequest {
+    /// The game this request asks for, or a message saying which field is out of range.
+    pub fn rules(&self, defaults: &GameDefaults) -> Result<GameRules, String> {
+        check_user_id(&self.user_id)?;
+        let min = in_range("minBreakSteps", self.min_break_steps.unwrap_or(DEFAULT_MIN_BREAK_STEPS), 1, 1_000_000)?;
+        let max = in_range("maxBreakSteps", self.max_break_steps.unwrap_or(DEFAULT_MAX_BREAK_STEPS.max(min)), 1, 1_000_000)?;
+        if min > max {
+            return Err(format!("minBreakSteps ({min}) must not exceed maxBreakSteps ({max})"));
+        }
+        Ok(GameRules {
+            tick_ms: in_range("tickMs", self.tick_ms.unwrap_or(defaults.tick_ms), 10, 10_000)?,
+            countdown_ms: in_range("countdownMs", self.countdown_ms.unwrap_or(defaults.countdown_ms), 0, 60_000)?,
+            max_rounds: in_range("maxRounds", self.max_rounds.unwrap_or(defaults.max_rounds), 1, 100_000)?,
+            min_break_steps: min,
+            max_break_steps: max,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: &str) -> StartRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn defaults_fill_missing_fields() {
+        let rules = request(r#"{"userId":"a"}"#).rules(&GameDefaults::default()).unwrap();
+        assert_eq!(
+            rules,
+            GameRules { tick_ms: 100, countdown_ms: 3000, max_rounds: 1000, min_break_steps: 10, max_break_steps: 100 }
+        );
+        // A min above the default max raises the default max instead of failing.
+        assert_eq!(request(r#"{"userId":"a","minBreakSteps":500}"#).rules(&GameDefaults::default()).unwrap().max_break_steps, 500);
+    }
+
+    #[test]
+    fn out_of_range_fields_are_named() {
+        for (body, field) in [
+            (r#"{"userId":"a","tickMs":9}"#, "tickMs"),
+            (r#"{"userId":"a","tickMs":10001}"#, "tickMs"),
+            (r#"{"userId":"a","countdownMs":-1}"#, "countdownMs"),
+            (r#"{"userId":"a","countdownMs":60001}"#, "countdownMs"),
+            (r#"{"userId":"a","maxRounds":0}"#, "maxRounds"),
+            (r#"{"userId":"a","maxRounds":100001}"#, "maxRounds"),
+            (r#"{"userId":"a","minBreakSteps":0}"#, "minBreakSteps"),
+            (r#"{"userId":"a","maxBreakSteps":1000001}"#, "maxBreakSteps"),
+            (r#"{"userId":"a","minBreakSteps":5,"maxBreakSteps":4}"#, "minBreakSteps"),
+            (r#"{"userId":""}"#, "userId"),
+        ] {
+            let message = request(body).rules(&GameDefaults::default()).unwrap_err();
+            assert!(message.contains(field), "{body}: {message}");
+        }
+    }
+}

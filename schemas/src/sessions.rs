@@ -1,0 +1,91 @@
+//! The session directory: which sessions exist, their public parameters and whether they have
+//! ended, derived from `game-events`. A pure projection that the edge and the gateways each
+//! keep in memory; it holds no seed, so nothing derived from it can leak one.
+
+use std::collections::HashMap;
+
+use crate::event::{Event, EventBody};
+
+/// What a role may tell a player about a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub session_id: String,
+    pub region: String,
+    pub start_at: i64,
+    pub tick_ms: i64,
+    pub countdown_ms: i64,
+    pub seed_hash: String,
+    /// Set once `session_ended` is seen.
+    pub ended: bool,
+}
+
+/// Sessions by id.
+#[derive(Debug, Default)]
+pub struct SessionDirectory {
+    sessions: HashMap<String, SessionInfo>,
+}
+
+impl SessionDirectory {
+    /// Applies one event; events other than `session_created` / `session_ended` are ignored.
+    pub fn apply(&mut self, event: &Event) {
+        match &event.body {
+            EventBody::SessionCreated(created) => {
+                self.sessions.entry(event.session_id.clone()).or_insert_with(|| SessionInfo {
+                    session_id: event.session_id.clone(),
+                    region: created.region.clone(),
+                    start_at: created.start_at,
+                    tick_ms: created.tick_ms,
+                    countdown_ms: created.countdown_ms,
+                    seed_hash: created.seed_hash.clone(),
+                    ended: false,
+                });
+            }
+            EventBody::SessionEnded(_) => {
+                if let Some(info) = self.sessions.get_mut(&event.session_id) {
+                    info.ended = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[must_use]
+    pub fn get(&self, session_id: &str) -> Option<&SessionInfo> {
+        self.sessions.get(session_id)
+    }
+
+    /// Forgets ended sessions whose start is before `before` (epoch ms), to bound memory.
+    pub fn forget_ended_before(&mut self, before: i64) {
+        self.sessions.retain(|_, s| !s.ended || s.start_at >= before);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EndReason, SessionCreated, SessionEnded};
+
+    #[test]
+    fn follows_creation_and_end() {
+        let mut directory = SessionDirectory::default();
+        let created = SessionCreated {
+            region: "r".into(),
+            seed: 1,
+            seed_hash: "h".into(),
+            start_at: 10,
+            tick_ms: 100,
+            countdown_ms: 0,
+            min_break_steps: 1,
+            max_break_steps: 2,
+            max_rounds: 1,
+            engine: 1,
+            created_by: "u".into(),
+        };
+        directory.apply(&Event::new("s", 0, "t", EventBody::SessionCreated(created)));
+        assert_eq!(directory.get("s").map(|s| (s.ended, s.start_at)), Some((false, 10)));
+        directory.apply(&Event::new("s", 0, "t", EventBody::SessionEnded(SessionEnded { reason: EndReason::Idle, last_step: 0, seed: 1 })));
+        assert!(directory.get("s").unwrap().ended);
+        directory.forget_ended_before(11);
+        assert!(directory.get("s").is_none());
+    }
+}
