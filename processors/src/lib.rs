@@ -1,1 +1,25 @@
-//! Tick generator (and later projector, archiver): consumers of game-events
+//! Processors: the roles that consume `game-events` and derive something from it.
+//!
+//! This crate owns the tick generator: the per-session schedule (sans I/O) and the consumer
+//! that turns it into countdown, tick and session_ended events. It must not talk to players
+//! (gateways do) and must not keep state that cannot be rebuilt from the log.
+//!
+//! # Layout
+//! - [`schedule`]: one session's deadlines, engine stepper and end conditions (sans I/O).
+//! - [`tick_generator`]: the consumer-group adapter over the event log.
+
+pub mod schedule;
+pub mod tick_generator;
+
+pub use tick_generator::{TickGenerator, TickGeneratorConfig};
+
+/// Errors of the processors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Log(#[from] tickcast_eventlog::Error),
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

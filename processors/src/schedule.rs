@@ -1,0 +1,212 @@
+//! The schedule of one session, sans I/O: given the time, which countdowns, ticks and end are
+//! due. Ticks are due at absolute deadlines `startAt + step·tickMs`; a late call emits every
+//! missed step at once, in order, so a session never drifts, skips or repeats a step.
+
+use tickcast_engine::{State, Stepper, scheduled_at};
+use tickcast_schemas::event::{EndReason, SessionCreated};
+
+/// Something a session emits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Emission {
+    Countdown { remaining_ms: i64 },
+    Tick { step: i64, state: State, scheduled_at: i64 },
+    Ended { reason: EndReason, last_step: i64 },
+}
+
+/// One active session's clock, engine state and idle tracking.
+#[derive(Debug, Clone)]
+pub struct SessionSchedule {
+    created: SessionCreated,
+    stepper: Stepper,
+    /// Next whole-second countdown instant (`startAt − k·1000`), while before the start.
+    next_countdown_at: Option<i64>,
+    /// Players connected now, from player_joined / player_left.
+    connected: u32,
+    /// Since when no player has been connected (None while someone is).
+    empty_since: Option<i64>,
+    idle_ms: i64,
+    ended: bool,
+}
+
+impl SessionSchedule {
+    /// The schedule of a new session; `created_at` is the session_created time.
+    #[must_use]
+    pub fn new(created: SessionCreated, created_at: i64, idle_ms: i64) -> Self {
+        let stepper = Stepper::new(created.engine_params());
+        let seconds_before = (created.start_at - created_at).max(0) / 1000;
+        let next_countdown_at = (seconds_before >= 1).then(|| created.start_at - seconds_before * 1000);
+        Self { stepper, next_countdown_at, connected: 0, empty_since: Some(created.start_at.max(created_at)), idle_ms, ended: false, created }
+    }
+
+    #[must_use]
+    pub const fn created(&self) -> &SessionCreated {
+        &self.created
+    }
+
+    #[must_use]
+    pub const fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The last step emitted, -1 before the first.
+    #[must_use]
+    pub const fn last_step(&self) -> i64 {
+        self.stepper.next_step() - 1
+    }
+
+    /// Continues at `first_step`, for a session taken over from another generator: no
+    /// countdown any more, the engine positioned in O(rounds).
+    pub fn resume_at(&mut self, first_step: i64) {
+        self.stepper = Stepper::starting_at(self.created.engine_params(), first_step);
+        self.next_countdown_at = None;
+    }
+
+    pub fn player_joined(&mut self) {
+        self.connected += 1;
+        self.empty_since = None;
+    }
+
+    pub fn player_left(&mut self, at: i64) {
+        self.connected = self.connected.saturating_sub(1);
+        if self.connected == 0 {
+            self.empty_since = Some(at.max(self.created.start_at));
+        }
+    }
+
+    /// When something is next due; `None` once ended.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<i64> {
+        if self.ended {
+            return None;
+        }
+        let tick = scheduled_at(self.created.start_at, self.created.tick_ms, self.stepper.next_step());
+        let idle = self.empty_since.map(|since| since + self.idle_ms);
+        Some([Some(tick), self.next_countdown_at, idle].into_iter().flatten().min().unwrap_or(tick))
+    }
+
+    /// Appends to `out` everything due at `now`, in order; ends the session when its last
+    /// round breaks or it has been idle too long.
+    pub fn emit_due(&mut self, now: i64, out: &mut Vec<Emission>) {
+        if self.ended {
+            return;
+        }
+        let start_at = self.created.start_at;
+        if let Some(at) = self.next_countdown_at
+            && at <= now
+        {
+            // Only the newest due countdown: an older one is stale by the time it could be sent.
+            let remaining_ms = ((start_at - now + 999) / 1000) * 1000;
+            if remaining_ms > 0 {
+                out.push(Emission::Countdown { remaining_ms });
+            }
+            let next = start_at - remaining_ms + 1000;
+            self.next_countdown_at = (next < start_at).then_some(next);
+        }
+        while scheduled_at(start_at, self.created.tick_ms, self.stepper.next_step()) <= now {
+            let (step, state) = self.stepper.advance();
+            out.push(Emission::Tick { step, state, scheduled_at: scheduled_at(start_at, self.created.tick_ms, step) });
+            if state.broken && state.round >= self.created.max_rounds {
+                self.ended = true;
+                out.push(Emission::Ended { reason: EndReason::MaxRounds, last_step: step });
+                return;
+            }
+        }
+        if let Some(since) = self.empty_since
+            && since + self.idle_ms <= now
+        {
+            self.ended = true;
+            out.push(Emission::Ended { reason: EndReason::Idle, last_step: self.last_step() });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tickcast_engine::state_at;
+
+    fn created(start_at: i64, max_rounds: u64) -> SessionCreated {
+        SessionCreated {
+            region: "r".into(),
+            seed: 42,
+            seed_hash: String::new(),
+            start_at,
+            tick_ms: 100,
+            countdown_ms: 3000,
+            min_break_steps: 2,
+            max_break_steps: 5,
+            max_rounds,
+            engine: 1,
+            created_by: "u".into(),
+        }
+    }
+
+    #[test]
+    fn countdowns_each_whole_second_then_ticks_on_absolute_deadlines() {
+        let mut s = SessionSchedule::new(created(10_000, 1000), 7_000, 30_000);
+        s.player_joined();
+        let mut out = Vec::new();
+        for now in [7_000, 8_000, 8_500, 9_000, 10_000, 10_099, 10_100] {
+            s.emit_due(now, &mut out);
+        }
+        let steps: Vec<_> = out.iter().map(|e| match e {
+            Emission::Countdown { remaining_ms } => format!("c{remaining_ms}"),
+            Emission::Tick { step, .. } => format!("t{step}"),
+            Emission::Ended { .. } => "end".into(),
+        }).collect();
+        assert_eq!(steps, ["c3000", "c2000", "c1000", "t0", "t1"]);
+        assert_eq!(s.next_deadline(), Some(10_200));
+    }
+
+    #[test]
+    fn a_late_call_emits_every_missed_step_once_in_order() {
+        let params = created(0, 1000).engine_params();
+        let mut s = SessionSchedule::new(created(0, 1000), 0, i64::MAX / 4);
+        s.player_joined();
+        let mut out = Vec::new();
+        s.emit_due(250, &mut out);
+        s.emit_due(250, &mut out);
+        s.emit_due(1_000, &mut out);
+        let ticks: Vec<_> = out.iter().filter_map(|e| match e {
+            Emission::Tick { step, state, scheduled_at } => Some((*step, *state, *scheduled_at)),
+            _ => None,
+        }).collect();
+        assert_eq!(ticks.len(), 11);
+        for (i, (step, state, at)) in ticks.into_iter().enumerate() {
+            assert_eq!((step, state, at), (i as i64, state_at(&params, i as i64), i as i64 * 100));
+        }
+    }
+
+    #[test]
+    fn ends_right_after_the_tick_of_the_last_break() {
+        let mut s = SessionSchedule::new(created(0, 3), 0, i64::MAX / 4);
+        s.player_joined();
+        let mut out = Vec::new();
+        s.emit_due(100_000, &mut out);
+        let Some(Emission::Ended { reason, last_step }) = out.last().cloned() else { panic!("not ended: {out:?}") };
+        assert_eq!(reason, EndReason::MaxRounds);
+        let Emission::Tick { step, state, .. } = out[out.len() - 2] else { panic!() };
+        assert_eq!((step, state.round, state.broken), (last_step, 3, true));
+        assert!(s.is_ended() && s.next_deadline().is_none());
+    }
+
+    #[test]
+    fn ends_idle_when_nobody_is_connected_for_the_idle_time_after_start() {
+        let mut s = SessionSchedule::new(created(1_000, 1000), 0, 500);
+        let mut out = Vec::new();
+        s.emit_due(1_499, &mut out);
+        assert!(!s.is_ended());
+        s.emit_due(1_500, &mut out);
+        assert_eq!(out.last(), Some(&Emission::Ended { reason: EndReason::Idle, last_step: 5 }));
+
+        let mut s = SessionSchedule::new(created(1_000, 1000), 0, 500);
+        s.player_joined();
+        s.emit_due(5_000, &mut out);
+        assert!(!s.is_ended(), "a connected player keeps the session alive");
+        s.player_left(5_000);
+        s.emit_due(5_499, &mut out);
+        assert!(!s.is_ended());
+        s.emit_due(5_500, &mut out);
+        assert!(s.is_ended());
+    }
+}

@@ -1,0 +1,263 @@
+//! The tick generator: consumes `game-events` as a consumer group, keeps a [`SessionSchedule`]
+//! per active session, and at each deadline appends the due countdowns and ticks to
+//! `ticks.<region>` (and `session_ended` to both topics).
+//!
+//! Committed offset: the offset of the oldest still-active session's `session_created` (or the
+//! consumed position when none is active), so a restarted generator re-reads exactly the events
+//! of the sessions it must continue. A session it finds already running resumes after the last
+//! step found in its tick topic; a step emitted twice across a restart is dropped by gateways.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tickcast_eventlog::{Durability, EventLog, GroupConsumer, NewRecord, Record, StartFrom};
+use tickcast_schemas::event::{Countdown, Event, EventBody, SessionCreated, SessionEnded, Tick};
+use tickcast_schemas::topics::{self, GAME_EVENTS};
+use tokio_util::sync::CancellationToken;
+
+use crate::schedule::{Emission, SessionSchedule};
+use crate::{Error, now_ms};
+
+/// How a tick generator runs.
+#[derive(Debug, Clone)]
+pub struct TickGeneratorConfig {
+    /// Consumer group name shared by all generators.
+    pub group: String,
+    /// `tick-generator@<instance>` is the `source` of what it writes.
+    pub instance: String,
+    /// A session with no player connected for this long after its start ends as `idle`.
+    pub idle_ms: i64,
+}
+
+impl Default for TickGeneratorConfig {
+    fn default() -> Self {
+        Self { group: "tick-generator".into(), instance: "0".into(), idle_ms: 30_000 }
+    }
+}
+
+#[derive(Debug)]
+struct ActiveSession {
+    schedule: SessionSchedule,
+    /// Offset of its session_created in game-events: the commit point while it is active.
+    created_offset: u64,
+    ticks_topic: String,
+}
+
+/// The tick generator role.
+#[derive(Debug)]
+pub struct TickGenerator {
+    log: Arc<dyn EventLog>,
+    config: TickGeneratorConfig,
+    source: String,
+    sessions: HashMap<String, ActiveSession>,
+    /// (deadline, session) entries; stale ones (deadline no longer the session's) are skipped.
+    deadlines: BinaryHeap<Reverse<(i64, String)>>,
+    /// The game-events offset after the last processed record.
+    consumed: u64,
+    committed: Option<u64>,
+    /// Events of types this build does not know, skipped.
+    unknown_events: u64,
+}
+
+impl TickGenerator {
+    #[must_use]
+    pub fn new(log: Arc<dyn EventLog>, config: TickGeneratorConfig) -> Self {
+        let source = format!("tick-generator@{}", config.instance);
+        Self {
+            log,
+            config,
+            source,
+            sessions: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            consumed: 0,
+            committed: None,
+            unknown_events: 0,
+        }
+    }
+
+    /// Runs until `shutdown`; returns after the last due emissions are written.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
+        let mut consumer = self.log.consume(&self.config.group, &[GAME_EVENTS], StartFrom::Beginning).await?;
+        loop {
+            let sleep = match self.deadlines.peek() {
+                Some(Reverse((deadline, _))) => Duration::from_millis((deadline - now_ms()).max(0) as u64),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                records = consumer.poll() => {
+                    self.apply(records?).await?;
+                    self.commit(&mut *consumer).await?;
+                }
+                () = tokio::time::sleep(sleep) => {
+                    self.emit_due(now_ms()).await?;
+                    self.commit(&mut *consumer).await?;
+                }
+            }
+        }
+        tracing::info!(active = self.sessions.len(), "tick generator stopped");
+        Ok(())
+    }
+
+    async fn apply(&mut self, records: Vec<Record>) -> Result<(), Error> {
+        let mut resumed = Vec::new();
+        for record in records {
+            self.consumed = record.offset + 1;
+            let event = match Event::from_bytes(&record.payload) {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::warn!(offset = record.offset, %error, "skipping undecodable game event");
+                    continue;
+                }
+            };
+            match event.body {
+                EventBody::SessionCreated(created) => {
+                    if created.engine != tickcast_engine::ENGINE_VERSION {
+                        tracing::warn!(session = %event.session_id, engine = created.engine, "unsupported engine version, skipped");
+                        continue;
+                    }
+                    // A session that should already have ticked was being run by someone else
+                    // (an earlier run of this generator): find where it got to.
+                    if now_ms() >= created.start_at {
+                        resumed.push(event.session_id.clone());
+                    }
+                    self.start_session(event.session_id, event.at, record.offset, created);
+                }
+                EventBody::PlayerJoined(_) => {
+                    if let Some(s) = self.sessions.get_mut(&event.session_id) {
+                        s.schedule.player_joined();
+                    }
+                }
+                EventBody::PlayerLeft(_) => {
+                    if let Some(s) = self.sessions.get_mut(&event.session_id) {
+                        s.schedule.player_left(event.at);
+                        self.push_deadline(&event.session_id);
+                    }
+                }
+                EventBody::SessionEnded(_) => {
+                    self.sessions.remove(&event.session_id);
+                }
+                EventBody::Unknown => self.unknown_events += 1,
+                _ => {}
+            }
+        }
+        if !resumed.is_empty() {
+            self.resume_from_tick_topics(resumed).await?;
+        }
+        Ok(())
+    }
+
+    fn start_session(&mut self, id: String, created_at: i64, offset: u64, created: SessionCreated) {
+        let ticks_topic = topics::ticks(&created.region);
+        let schedule = SessionSchedule::new(created, created_at, self.config.idle_ms);
+        self.sessions.insert(id.clone(), ActiveSession { schedule, created_offset: offset, ticks_topic });
+        self.push_deadline(&id);
+    }
+
+    fn push_deadline(&mut self, id: &str) {
+        if let Some(deadline) = self.sessions.get(id).and_then(|s| s.schedule.next_deadline()) {
+            self.deadlines.push(Reverse((deadline, id.to_owned())));
+        }
+    }
+
+    /// Continues sessions that were already running after the last step their tick topic holds.
+    async fn resume_from_tick_topics(&mut self, ids: Vec<String>) -> Result<(), Error> {
+        let mut by_topic: HashMap<String, (i64, Vec<String>)> = HashMap::new();
+        for id in ids {
+            let Some(s) = self.sessions.get(&id) else { continue };
+            let entry = by_topic.entry(s.ticks_topic.clone()).or_insert((i64::MAX, Vec::new()));
+            entry.0 = entry.0.min(s.schedule.created().start_at);
+            entry.1.push(id);
+        }
+        for (topic, (since, ids)) in by_topic {
+            let mut last_steps: HashMap<String, i64> = ids.iter().map(|id| (id.clone(), -1)).collect();
+            let mut from = StartFrom::Timestamp(since);
+            loop {
+                let batch = self.log.read(&topic, from, 4096).await?;
+                let Some(last) = batch.last() else { break };
+                from = StartFrom::Offset(last.offset + 1);
+                for record in &batch {
+                    if let Some(step) = last_steps.get_mut(&record.key)
+                        && let Ok(Event { body: EventBody::Tick(tick), .. }) = Event::from_bytes(&record.payload)
+                    {
+                        *step = (*step).max(tick.step);
+                    }
+                }
+            }
+            for (id, last_step) in last_steps {
+                let Some(active) = self.sessions.get_mut(&id) else { continue };
+                tracing::info!(session = %id, resume_at = last_step + 1, "resuming a running session");
+                active.schedule.resume_at(last_step + 1);
+                self.push_deadline(&id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Emits everything due at `now` and writes it.
+    async fn emit_due(&mut self, now: i64) -> Result<(), Error> {
+        let mut ticks: HashMap<String, Vec<NewRecord>> = HashMap::new();
+        let mut facts = Vec::new();
+        let mut emissions = Vec::new();
+        while let Some(Reverse((deadline, _))) = self.deadlines.peek() {
+            if *deadline > now {
+                break;
+            }
+            let Reverse((deadline, id)) = self.deadlines.pop().expect("peeked");
+            let Some(active) = self.sessions.get_mut(&id) else { continue };
+            if active.schedule.next_deadline() != Some(deadline) {
+                continue; // stale entry; the current one is elsewhere in the heap
+            }
+            active.schedule.emit_due(now, &mut emissions);
+            let created = active.schedule.created();
+            for emission in emissions.drain(..) {
+                let body = match emission {
+                    Emission::Countdown { remaining_ms } => EventBody::Countdown(Countdown { remaining_ms }),
+                    Emission::Tick { step, state, scheduled_at } => EventBody::Tick(Tick {
+                        step,
+                        value: state.value,
+                        round: state.round,
+                        broken: state.broken,
+                        scheduled_at,
+                        emitted_at: now_ms(),
+                    }),
+                    Emission::Ended { reason, last_step } => {
+                        EventBody::SessionEnded(SessionEnded { reason, last_step, seed: created.seed })
+                    }
+                };
+                let ended = matches!(body, EventBody::SessionEnded(_));
+                let event = Event::new(id.clone(), now, self.source.clone(), body);
+                let record = NewRecord { key: id.clone(), timestamp_ms: now, payload: event.to_bytes().into() };
+                if ended {
+                    facts.push(record.clone());
+                }
+                ticks.entry(active.ticks_topic.clone()).or_default().push(record);
+            }
+            if active.schedule.is_ended() {
+                tracing::info!(session = %id, last_step = active.schedule.last_step(), "session ended");
+                self.sessions.remove(&id);
+            } else {
+                self.push_deadline(&id);
+            }
+        }
+        for (topic, records) in ticks {
+            self.log.append(&topic, records, Durability::Relaxed).await?;
+        }
+        if !facts.is_empty() {
+            self.log.append(GAME_EVENTS, facts, Durability::Durable).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, consumer: &mut dyn GroupConsumer) -> Result<(), Error> {
+        let target = self.sessions.values().map(|s| s.created_offset).min().unwrap_or(self.consumed);
+        if self.committed != Some(target) {
+            consumer.commit(GAME_EVENTS, 0, target).await?;
+            self.committed = Some(target);
+        }
+        Ok(())
+    }
+}
