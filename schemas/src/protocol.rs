@@ -99,6 +99,8 @@ pub enum ErrorCode {
     AlreadyJoined,
     /// An action that needs a joined session, before join.
     NotJoined,
+    /// The player did not read frames as fast as they came and was disconnected.
+    TooSlow,
 }
 
 /// Decodes a client frame, telling malformed JSON apart from a well-formed frame with an

@@ -1,0 +1,310 @@
+//! One player's connection: reads client frames, writes the session's frames from its outbox,
+//! pings every second and applies the latency policy to the pongs.
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tickcast_schemas::event::{
+    EventBody, LatencySampled, LatencyWarned, LeaveReason, PlayerJoined, PlayerKicked, PlayerLeft,
+};
+use tickcast_schemas::protocol::{
+    CLOSE_KICKED, CLOSE_UNAUTHORIZED, ClientMessage, ErrorCode, ServerMessage, parse_client_message,
+};
+use tickcast_schemas::token::TokenError;
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
+
+use crate::hub::{Member, Outbound};
+use crate::latency::{LatencyMonitor, Verdict};
+use crate::{Gateway, now_ms};
+
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+type Sink = futures_util::stream::SplitSink<Socket, Message>;
+
+/// The session a connection has joined.
+#[derive(Debug)]
+struct Joined {
+    session_id: String,
+    user_id: String,
+}
+
+/// How a connection ends.
+#[derive(Debug)]
+struct Close {
+    code: CloseCode,
+    reason: &'static str,
+    /// `None`: the player had not joined, or the session ended (no player_left is written).
+    left: Option<LeaveReason>,
+}
+
+/// A refused request: the error frame, and whether the connection closes after it.
+struct Refusal {
+    code: ErrorCode,
+    message: String,
+    close: bool,
+}
+
+impl Refusal {
+    fn keep_open(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), close: false }
+    }
+
+    fn close(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), close: true }
+    }
+}
+
+struct Connection {
+    gateway: Arc<Gateway>,
+    id: u64,
+    /// `connectionId` in events.
+    connection_id: String,
+    joined: Option<Joined>,
+    /// Until join, the sender half of this connection's outbox; at join it moves into the hub.
+    outbox: Option<mpsc::Sender<Outbound>>,
+    monitor: LatencyMonitor,
+}
+
+fn close_frame(code: CloseCode, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
+}
+
+async fn send(sink: &mut Sink, message: &ServerMessage) -> Result<(), WsError> {
+    sink.send(Message::text(message.to_json())).await
+}
+
+/// Serves one upgraded connection until it closes or the gateway shuts down.
+pub(crate) async fn serve(gateway: Arc<Gateway>, socket: Socket, id: u64) {
+    let (mut sink, mut stream) = socket.split();
+    let (outbox_tx, mut outbox) = mpsc::channel(gateway.config.outbox_frames);
+    let mut conn = Connection {
+        connection_id: uuid::Uuid::now_v7().to_string(),
+        monitor: LatencyMonitor::new(gateway.config.latency),
+        gateway,
+        id,
+        joined: None,
+        outbox: Some(outbox_tx),
+    };
+    let mut ping = tokio::time::interval(conn.gateway.config.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let shutdown = conn.gateway.shutdown.clone();
+
+    let close = loop {
+        let result = tokio::select! {
+            () = shutdown.cancelled() => break Close { code: CloseCode::Away, reason: "gateway shutting down", left: Some(LeaveReason::GatewayShutdown) },
+            incoming = stream.next() => match incoming {
+                None | Some(Ok(Message::Close(_))) => break Close { code: CloseCode::Normal, reason: "", left: Some(LeaveReason::Closed) },
+                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                    let message = ServerMessage::Error {
+                        code: ErrorCode::FrameTooLarge,
+                        message: format!("frame of {size} bytes refused; frames are limited to {max_size} bytes"),
+                    };
+                    let _ = send(&mut sink, &message).await;
+                    break Close { code: CloseCode::Size, reason: "frame too large", left: Some(LeaveReason::Error) };
+                }
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "connection failed");
+                    break Close { code: CloseCode::Error, reason: "", left: Some(LeaveReason::Error) };
+                }
+                Some(Ok(message)) => conn.on_message(message, &mut sink).await,
+            },
+            out = outbox.recv(), if conn.joined.is_some() => match out {
+                Some(Outbound::Frame(frame)) => sink.send(Message::Text(frame)).await.map(|()| None),
+                Some(Outbound::End(frame)) => {
+                    let _ = sink.send(Message::Text(frame)).await;
+                    break Close { code: CloseCode::Normal, reason: "session ended", left: Some(LeaveReason::Closed) };
+                }
+                // The hub dropped this player: its outbox was full.
+                None => {
+                    let message = ServerMessage::Error { code: ErrorCode::TooSlow, message: "too slow to receive ticks; reconnect and resume".into() };
+                    let _ = send(&mut sink, &message).await;
+                    break Close { code: CloseCode::Policy, reason: "too slow", left: Some(LeaveReason::Error) };
+                }
+            },
+            _ = ping.tick() => {
+                let sent = conn.gateway.epoch.elapsed().as_micros() as u64;
+                sink.send(Message::Ping(Bytes::copy_from_slice(&sent.to_be_bytes()))).await.map(|()| None)
+            }
+        };
+        match result {
+            Ok(None) => {}
+            Ok(Some(close)) => break close,
+            Err(error) => {
+                tracing::debug!(%error, "write failed");
+                break Close { code: CloseCode::Error, reason: "", left: Some(LeaveReason::Error) };
+            }
+        }
+    };
+    let _ = sink.send(close_frame(close.code, close.reason)).await;
+    let _ = sink.close().await;
+    conn.leave(close.left);
+}
+
+impl Connection {
+    /// Handles one frame from the player; `Some` ends the connection.
+    async fn on_message(&mut self, message: Message, sink: &mut Sink) -> Result<Option<Close>, WsError> {
+        match message {
+            Message::Text(text) => self.on_text(text.as_str(), sink).await,
+            Message::Binary(_) => {
+                let refusal = Refusal::keep_open(ErrorCode::UnsupportedFrame, "binary frames are not part of the protocol; send JSON text frames");
+                self.refuse(refusal, sink).await
+            }
+            Message::Pong(payload) => Ok(self.on_pong(&payload, sink).await?),
+            _ => Ok(None),
+        }
+    }
+
+    async fn refuse(&mut self, refusal: Refusal, sink: &mut Sink) -> Result<Option<Close>, WsError> {
+        send(sink, &ServerMessage::Error { code: refusal.code, message: refusal.message }).await?;
+        Ok(refusal.close.then_some(Close { code: CloseCode::Library(CLOSE_UNAUTHORIZED), reason: "join refused", left: None }))
+    }
+
+    async fn on_text(&mut self, text: &str, sink: &mut Sink) -> Result<Option<Close>, WsError> {
+        let message = match parse_client_message(text) {
+            Ok(message) => message,
+            Err((code, message)) => return self.refuse(Refusal::keep_open(code, message), sink).await,
+        };
+        match message {
+            ClientMessage::Ping { client_timestamp } => {
+                send(sink, &ServerMessage::Pong { client_timestamp, server_timestamp: now_ms() }).await?;
+                Ok(None)
+            }
+            ClientMessage::Leave => {
+                if self.joined.is_none() {
+                    return self.refuse(Refusal::keep_open(ErrorCode::NotJoined, "leave before join"), sink).await;
+                }
+                Ok(Some(Close { code: CloseCode::Normal, reason: "left", left: Some(LeaveReason::Closed) }))
+            }
+            ClientMessage::Join { session_id, user_id, token } => self.join(session_id, user_id, &token, None, sink).await,
+            ClientMessage::Resume { session_id, user_id, token, last_step } => {
+                self.join(session_id, user_id, &token, Some(last_step), sink).await
+            }
+        }
+    }
+
+    async fn join(
+        &mut self,
+        session_id: String,
+        user_id: String,
+        token: &str,
+        resume_after: Option<i64>,
+        sink: &mut Sink,
+    ) -> Result<Option<Close>, WsError> {
+        if self.joined.is_some() {
+            return self.refuse(Refusal::keep_open(ErrorCode::AlreadyJoined, "this connection has already joined a session"), sink).await;
+        }
+        let gateway = Arc::clone(&self.gateway);
+        let claims = match gateway.signer.verify(token, now_ms()) {
+            Ok(claims) => claims,
+            Err(TokenError::Expired) => return self.refuse(Refusal::close(ErrorCode::ExpiredToken, "token expired; ask the edge for a new one"), sink).await,
+            Err(e) => return self.refuse(Refusal::close(ErrorCode::InvalidToken, e.to_string()), sink).await,
+        };
+        if claims.session_id != session_id || claims.user_id != user_id || claims.region != gateway.config.region {
+            let message = format!(
+                "token is for session {} as {} in {}, not session {session_id} as {user_id} in {}",
+                claims.session_id, claims.user_id, claims.region, gateway.config.region
+            );
+            return self.refuse(Refusal::close(ErrorCode::TokenMismatch, message), sink).await;
+        }
+        let Some(info) = gateway.wait_for_session(&session_id).await else {
+            return self.refuse(Refusal::close(ErrorCode::UnknownSession, format!("no session {session_id} in {}", gateway.config.region)), sink).await;
+        };
+        if info.ended && resume_after.is_none() {
+            return self.refuse(Refusal::close(ErrorCode::SessionEnded, format!("session {session_id} has ended")), sink).await;
+        }
+        let outbox = self.outbox.take().expect("outbox is present until join");
+        let (backlog, players) = {
+            let mut hubs = gateway.hubs.lock().unwrap();
+            let hub = hubs.hub(&session_id);
+            let backlog = hub.join(self.id, Member { user_id: user_id.clone(), outbox }, resume_after);
+            (backlog, hub.user_ids())
+        };
+        self.joined = Some(Joined { session_id: session_id.clone(), user_id: user_id.clone() });
+        send(sink, &ServerMessage::SessionJoined {
+            session_id: session_id.clone(),
+            start_at: info.start_at,
+            tick_ms: info.tick_ms,
+            seed_hash: info.seed_hash.clone(),
+            region: info.region.clone(),
+            players,
+        })
+        .await?;
+        let remaining_ms = info.start_at - now_ms();
+        if remaining_ms > 0 {
+            send(sink, &ServerMessage::Countdown { remaining_ms }).await?;
+        }
+        gateway.record(&session_id, EventBody::PlayerJoined(PlayerJoined {
+            user_id,
+            connection_id: self.connection_id.clone(),
+            gateway_id: gateway.gateway_id.clone(),
+            region: gateway.config.region.clone(),
+        }));
+        for frame in backlog.frames {
+            sink.feed(Message::Text(frame)).await?;
+        }
+        sink.flush().await?;
+        if let Some(ended) = backlog.ended {
+            sink.send(Message::Text(ended)).await?;
+            return Ok(Some(Close { code: CloseCode::Normal, reason: "session ended", left: Some(LeaveReason::Closed) }));
+        }
+        Ok(None)
+    }
+
+    async fn on_pong(&mut self, payload: &[u8], sink: &mut Sink) -> Result<Option<Close>, WsError> {
+        let Ok(sent) = <[u8; 8]>::try_from(payload).map(u64::from_be_bytes) else {
+            return Ok(None); // an unsolicited pong (allowed by RFC 6455), not a sample
+        };
+        let Some(joined) = &self.joined else { return Ok(None) };
+        let now = self.gateway.epoch.elapsed().as_micros() as u64;
+        let rtt_ms = now.saturating_sub(sent) / 1000;
+        let session_id = joined.session_id.clone();
+        let connection_id = self.connection_id.clone();
+        self.gateway.record(&session_id, EventBody::LatencySampled(LatencySampled { connection_id: connection_id.clone(), rtt_ms }));
+        match self.monitor.sample(rtt_ms) {
+            Verdict::Unchanged => Ok(None),
+            Verdict::Status { status, avg_rtt_ms, jitter_ms } => {
+                self.gateway.record(&session_id, EventBody::LatencyWarned(LatencyWarned { connection_id, avg_rtt_ms, jitter_ms, status }));
+                send(sink, &ServerMessage::LatencyStatus { status, avg_rtt_ms, jitter_ms }).await?;
+                Ok(None)
+            }
+            Verdict::Kick { avg_rtt_ms, jitter_ms } => {
+                let user_id = joined.user_id.clone();
+                let reason = format!("latency too high: average RTT {avg_rtt_ms} ms, jitter {jitter_ms} ms");
+                self.gateway.record(&session_id, EventBody::PlayerKicked(PlayerKicked {
+                    connection_id,
+                    user_id,
+                    reason: "latency".into(),
+                    avg_rtt_ms,
+                    jitter_ms,
+                }));
+                send(sink, &ServerMessage::Kicked { reason }).await?;
+                Ok(Some(Close { code: CloseCode::Library(CLOSE_KICKED), reason: "kicked", left: Some(LeaveReason::Kicked) }))
+            }
+        }
+    }
+
+    /// Removes the player from its session and records why it left.
+    fn leave(self, reason: Option<LeaveReason>) {
+        let Some(joined) = self.joined else { return };
+        {
+            let mut hubs = self.gateway.hubs.lock().unwrap();
+            if let Some(hub) = hubs.sessions.get_mut(&joined.session_id) {
+                hub.leave(self.id);
+            }
+        }
+        if let Some(reason) = reason {
+            self.gateway.record(&joined.session_id, EventBody::PlayerLeft(PlayerLeft {
+                connection_id: self.connection_id,
+                user_id: joined.user_id,
+                reason,
+            }));
+        }
+    }
+}

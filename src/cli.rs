@@ -1,0 +1,152 @@
+//! Command-line flags, with the environment fallbacks named in the design (DESIGN §7).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "tickcast", version, about = "Event-sourced backend for synchronized, server-authoritative tick games")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run every role in one process on the embedded log: edge, a gateway per region, tick generator.
+    Up(UpArgs),
+    /// Run the edge (HTTP game start/join) alone.
+    Edge(EdgeArgs),
+    /// Run the WebSocket gateway of one region alone.
+    Gateway(GatewayArgs),
+    /// Run a tick generator alone.
+    TickGenerator(TickGeneratorArgs),
+    /// Evaluate the engine: the state at a step, or the seedHash of a seed.
+    Engine(EngineArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Address for HTTP and WebSocket.
+    #[arg(long, env = "TICKCAST_LISTEN", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: SocketAddr,
+    /// Directory of the embedded log.
+    #[arg(long, env = "TICKCAST_DATA_DIR", default_value = "./data")]
+    pub(crate) data_dir: PathBuf,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    pub(crate) game: GameArgs,
+    #[command(flatten)]
+    pub(crate) latency: LatencyArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EdgeArgs {
+    #[arg(long, env = "TICKCAST_LISTEN", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: SocketAddr,
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    pub(crate) game: GameArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GatewayArgs {
+    /// Region served (must be in the region table).
+    #[arg(long, env = "TICKCAST_REGION")]
+    pub(crate) region: String,
+    #[arg(long, env = "TICKCAST_LISTEN", default_value = "127.0.0.1:8081")]
+    pub(crate) listen: SocketAddr,
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    pub(crate) latency: LatencyArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TickGeneratorArgs {
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    pub(crate) game: GameArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogArgs {
+    /// Event log URL: embedded://DIR.
+    #[arg(long = "log", env = "TICKCAST_LOG", default_value = "embedded://./data")]
+    pub(crate) url: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CommonArgs {
+    /// Secret for join tokens; every edge and gateway of a deployment must share it.
+    /// Random per process when unset (fine for `up`, wrong for separate processes).
+    #[arg(long, env = "TICKCAST_TOKEN_SECRET", hide_env_values = true)]
+    pub(crate) token_secret: Option<String>,
+    /// Region table: comma-separated `id` or `id=ws://host:port/ws/id` (default: the eight
+    /// regions of the original design).
+    #[arg(long, env = "TICKCAST_REGIONS")]
+    pub(crate) regions: Option<String>,
+    /// Instance name, used in the `source` of written events.
+    #[arg(long, env = "TICKCAST_INSTANCE", default_value = "0")]
+    pub(crate) instance: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GameArgs {
+    /// Step length of games that do not ask for one (10–10000).
+    #[arg(long, env = "DEFAULT_TICK_MS", default_value_t = 100, value_parser = clap::value_parser!(i64).range(10..=10_000))]
+    pub(crate) default_tick_ms: i64,
+    /// Countdown of games that do not ask for one (0–60000).
+    #[arg(long, env = "COUNTDOWN_MS", default_value_t = 3000, value_parser = clap::value_parser!(i64).range(0..=60_000))]
+    pub(crate) countdown_ms: i64,
+    /// A session with no player connected for this long after its start ends as `idle`.
+    #[arg(long, env = "TICKCAST_IDLE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub(crate) idle_ms: i64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LatencyArgs {
+    /// Average RTT above which a player is kicked.
+    #[arg(long, env = "MAX_LATENCY_MS", default_value_t = 150)]
+    pub(crate) max_latency_ms: u64,
+    /// RTT jitter (population std-dev) above which a player is kicked.
+    #[arg(long, env = "MAX_JITTER_MS", default_value_t = 50)]
+    pub(crate) max_jitter_ms: u64,
+    /// Average RTT above which a player is warned.
+    #[arg(long, env = "WARNING_LATENCY_MS", default_value_t = 100)]
+    pub(crate) warning_latency_ms: u64,
+    /// RTT jitter above which a player is warned.
+    #[arg(long, env = "WARNING_JITTER_MS", default_value_t = 30)]
+    pub(crate) warning_jitter_ms: u64,
+    /// RTT samples (one per second) before the policy judges a player.
+    #[arg(long, env = "LATENCY_SAMPLES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub(crate) latency_samples: u64,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["step", "hash"]))]
+pub(crate) struct EngineArgs {
+    /// The session's seed (u64, decimal).
+    #[arg(long)]
+    pub(crate) seed: u64,
+    /// Print the state at this step as one JSON line.
+    #[arg(long, allow_negative_numbers = true)]
+    pub(crate) step: Option<i64>,
+    /// Print the seedHash (hex SHA-256 of the seed's decimal string).
+    #[arg(long, conflicts_with = "step")]
+    pub(crate) hash: bool,
+    #[arg(long, default_value_t = tickcast_engine::DEFAULT_MIN_BREAK_STEPS, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) min_break_steps: u64,
+    #[arg(long, default_value_t = tickcast_engine::DEFAULT_MAX_BREAK_STEPS, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) max_break_steps: u64,
+}

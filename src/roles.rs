@@ -1,0 +1,282 @@
+//! Wiring: builds each role from flags and runs the roles of a command under one shutdown tree.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use tickcast_engine::{Params, seed_hash, state_at};
+use tickcast_eventlog::EventLog;
+use tickcast_gateways::latency::LatencyPolicy;
+use tickcast_gateways::{Gateway, GatewayConfig};
+use tickcast_processors::{TickGenerator, TickGeneratorConfig};
+use tickcast_producers::rules::GameDefaults;
+use tickcast_producers::{Edge, EdgeConfig};
+use tickcast_schemas::regions::{Region, default_regions};
+use tickcast_schemas::token::TokenSigner;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command, CommonArgs, EngineArgs, GameArgs, LatencyArgs, UpArgs};
+
+/// How long roles get to finish after a shutdown signal before they are aborted.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Engine(args) => engine(&args),
+        Command::Up(args) => up(args).await,
+        Command::Edge(args) => {
+            let log = open_log(&args.log.url)?;
+            let mut roles = Roles::new();
+            let edge = Edge::new(Arc::clone(&log), signer(&args.common)?, regions(&args.common)?, edge_config(&args.game, &args.common));
+            let token = roles.shutdown.clone();
+            roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(token));
+            let app = edge.routes().merge(common_routes());
+            roles.serve(args.listen, app).await?;
+            roles.wait().await
+        }
+        Command::Gateway(args) => {
+            let log = open_log(&args.log.url)?;
+            let table = regions(&args.common)?;
+            if !table.iter().any(|r| r.id == args.region) {
+                bail!("region {:?} is not in the region table ({}); set --regions or TICKCAST_REGIONS", args.region, ids(&table));
+            }
+            let mut roles = Roles::new();
+            let mut config = GatewayConfig::new(args.region);
+            config.instance = args.common.instance.clone();
+            config.latency = latency_policy(&args.latency);
+            let gateway = Gateway::new(log, signer(&args.common)?, config, roles.shutdown.clone());
+            roles.spawn("gateway", Arc::clone(&gateway).run());
+            let app = tickcast_gateways::routes(&[gateway]).merge(common_routes());
+            roles.serve(args.listen, app).await?;
+            roles.wait().await
+        }
+        Command::TickGenerator(args) => {
+            let log = open_log(&args.log.url)?;
+            let mut roles = Roles::new();
+            let generator = TickGenerator::new(log, generator_config(&args.game, &args.common));
+            let token = roles.shutdown.clone();
+            roles.spawn("tick generator", generator.run(token));
+            roles.wait().await
+        }
+    }
+}
+
+fn engine(args: &EngineArgs) -> anyhow::Result<()> {
+    if args.hash {
+        println!("{}", seed_hash(args.seed));
+        return Ok(());
+    }
+    if args.min_break_steps > args.max_break_steps {
+        bail!("--min-break-steps ({}) must not exceed --max-break-steps ({})", args.min_break_steps, args.max_break_steps);
+    }
+    let step = args.step.context("--step or --hash is required")?;
+    let params = Params { seed: args.seed, min_break_steps: args.min_break_steps, max_break_steps: args.max_break_steps };
+    let state = state_at(&params, step);
+    // Field order is part of the output: step, value, round, broken.
+    println!(r#"{{"step":{step},"value":{},"round":{},"broken":{}}}"#, state.value, state.round, state.broken);
+    Ok(())
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let url = format!("embedded://{}", args.data_dir.display());
+    let log = open_log(&url)?;
+    let signer = signer(&args.common)?;
+    let table = regions(&args.common)?;
+    let mut roles = Roles::new();
+
+    let edge = Edge::new(Arc::clone(&log), signer.clone(), table.clone(), edge_config(&args.game, &args.common));
+    roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(roles.shutdown.clone()));
+
+    let mut gateways = Vec::new();
+    for region in &table {
+        let mut config = GatewayConfig::new(region.id.clone());
+        config.instance = args.common.instance.clone();
+        config.latency = latency_policy(&args.latency);
+        let gateway = Gateway::new(Arc::clone(&log), signer.clone(), config, roles.shutdown.clone());
+        roles.spawn("gateway", Arc::clone(&gateway).run());
+        gateways.push(gateway);
+    }
+
+    let generator = TickGenerator::new(Arc::clone(&log), generator_config(&args.game, &args.common));
+    roles.spawn("tick generator", generator.run(roles.shutdown.clone()));
+
+    let app = edge.routes().merge(tickcast_gateways::routes(&gateways)).merge(common_routes());
+    let addr = roles.serve(args.listen, app).await?;
+    println!("tickcast is up on the embedded log at {}", args.data_dir.display());
+    println!("  open        http://{addr}/");
+    println!("  start game  curl -s -XPOST http://{addr}/edge/game/start -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'");
+    println!("  gateways    ws://{addr}/ws/<region>   ({})", ids(&table));
+    println!("  Ctrl-C stops it cleanly.");
+    roles.wait().await
+}
+
+fn open_log(url: &str) -> anyhow::Result<Arc<dyn EventLog>> {
+    tickcast_eventlog::open(url).with_context(|| format!("cannot open the event log {url}"))
+}
+
+fn ids(regions: &[Region]) -> String {
+    regions.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn signer(common: &CommonArgs) -> anyhow::Result<TokenSigner> {
+    match &common.token_secret {
+        Some(secret) if secret.len() < 16 => bail!("TICKCAST_TOKEN_SECRET must be at least 16 bytes"),
+        Some(secret) => Ok(TokenSigner::new(secret.as_bytes())),
+        None => {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).context("cannot draw a random token secret")?;
+            Ok(TokenSigner::new(&secret))
+        }
+    }
+}
+
+/// Parses `TICKCAST_REGIONS`: `id` entries take the default region's countries when it is one
+/// of the eight, `id=URL` sets the gateway's public WebSocket URL.
+fn regions(common: &CommonArgs) -> anyhow::Result<Vec<Region>> {
+    let defaults = default_regions();
+    let Some(spec) = common.regions.as_deref().filter(|s| !s.trim().is_empty()) else { return Ok(defaults) };
+    let mut table = Vec::new();
+    for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, endpoint) = entry.split_once('=').map_or((entry, ""), |(i, e)| (i.trim(), e.trim()));
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            bail!("region id {id:?} in TICKCAST_REGIONS must be letters, digits, '-' or '_'");
+        }
+        if !endpoint.is_empty() && !(endpoint.starts_with("ws://") || endpoint.starts_with("wss://")) {
+            bail!("region {id}: the endpoint {endpoint:?} must be a ws:// or wss:// URL");
+        }
+        let countries = defaults.iter().find(|r| r.id == id).map(|r| r.countries.clone()).unwrap_or_default();
+        table.push(Region { id: id.to_owned(), ws_endpoint: endpoint.to_owned(), countries });
+    }
+    if table.is_empty() {
+        bail!("TICKCAST_REGIONS lists no region");
+    }
+    Ok(table)
+}
+
+fn latency_policy(args: &LatencyArgs) -> LatencyPolicy {
+    LatencyPolicy {
+        max_latency_ms: args.max_latency_ms,
+        max_jitter_ms: args.max_jitter_ms,
+        warning_latency_ms: args.warning_latency_ms,
+        warning_jitter_ms: args.warning_jitter_ms,
+        samples: args.latency_samples as usize,
+    }
+}
+
+fn edge_config(game: &GameArgs, common: &CommonArgs) -> EdgeConfig {
+    EdgeConfig {
+        defaults: GameDefaults { tick_ms: game.default_tick_ms, countdown_ms: game.countdown_ms, ..GameDefaults::default() },
+        instance: common.instance.clone(),
+        ..EdgeConfig::default()
+    }
+}
+
+fn generator_config(game: &GameArgs, common: &CommonArgs) -> TickGeneratorConfig {
+    TickGeneratorConfig { idle_ms: game.idle_ms, instance: common.instance.clone(), ..TickGeneratorConfig::default() }
+}
+
+/// `/healthz`, the landing page and JSON 404s.
+fn common_routes() -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/", get(|| async { Html(include_str!("../web/play.html")) }))
+        .fallback(|| async {
+            (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "error": "not_found", "message": "no such endpoint" })))
+                .into_response()
+        })
+}
+
+/// The roles of one command under one shutdown tree: a root token cancelled by Ctrl-C,
+/// SIGTERM or the first role that fails, then a bounded grace period.
+struct Roles {
+    /// Root of the shutdown tree: every role and connection watches it.
+    shutdown: CancellationToken,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Roles {
+    fn new() -> Self {
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            signal.cancel();
+        });
+        Self { shutdown, tasks: JoinSet::new() }
+    }
+
+    fn spawn<E>(&mut self, name: &'static str, task: impl Future<Output = Result<(), E>> + Send + 'static)
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.tasks.spawn(async move { task.await.with_context(|| format!("{name} failed")) });
+    }
+
+    /// Binds `addr` and serves `app` until shutdown; returns the bound address.
+    async fn serve(&mut self, addr: std::net::SocketAddr, app: Router) -> anyhow::Result<std::net::SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}; pick another with --listen"))?;
+        let bound = listener.local_addr()?;
+        let token = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await.context("HTTP server failed")
+        });
+        Ok(bound)
+    }
+
+    async fn wait(mut self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        let token = self.shutdown.clone();
+        let grace_over = async move {
+            token.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::pin!(grace_over);
+        loop {
+            let next = tokio::select! {
+                next = self.tasks.join_next() => next,
+                () = &mut grace_over => {
+                    tracing::warn!(remaining = self.tasks.len(), "grace period over; aborting");
+                    self.tasks.abort_all();
+                    break;
+                }
+            };
+            match next {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(error))) => {
+                    tracing::error!("{error:#}");
+                    first_error.get_or_insert(error);
+                    self.shutdown.cancel();
+                }
+                Some(Err(join_error)) => {
+                    first_error.get_or_insert_with(|| anyhow::anyhow!("a role panicked: {join_error}"));
+                    self.shutdown.cancel();
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
