@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "tickcast", version, about = "Event-sourced backend for synchronized, server-authoritative tick games")]
+#[command(
+    name = "tickcast",
+    version,
+    about = "Event-sourced backend for synchronized, server-authoritative tick games"
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -82,7 +86,11 @@ pub(crate) struct TickGeneratorArgs {
 #[derive(Debug, Args)]
 pub(crate) struct LogArgs {
     /// Event log URL: embedded://DIR.
-    #[arg(long = "log", env = "TICKCAST_LOG", default_value = "embedded://./data")]
+    #[arg(
+        long = "log",
+        env = "TICKCAST_LOG",
+        default_value = "embedded://./data"
+    )]
     pub(crate) url: String,
 }
 

@@ -1,5 +1,6 @@
 //! Wiring: builds each role from flags and runs the roles of a command under one shutdown tree.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +33,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Edge(args) => {
             let log = open_log(&args.log.url)?;
             let mut roles = Roles::new();
-            let edge = Edge::new(Arc::clone(&log), signer(&args.common)?, regions(&args.common)?, edge_config(&args.game, &args.common));
+            let edge = Edge::new(
+                Arc::clone(&log),
+                signer(&args.common)?,
+                regions(&args.common)?,
+                edge_config(&args.game, &args.common),
+            );
             let token = roles.shutdown.clone();
             roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(token));
             let app = edge.routes().merge(common_routes());
@@ -43,7 +49,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             let log = open_log(&args.log.url)?;
             let table = regions(&args.common)?;
             if !table.iter().any(|r| r.id == args.region) {
-                bail!("region {:?} is not in the region table ({}); set --regions or TICKCAST_REGIONS", args.region, ids(&table));
+                bail!(
+                    "region {:?} is not in the region table ({}); set --regions or TICKCAST_REGIONS",
+                    args.region,
+                    ids(&table)
+                );
             }
             let mut roles = Roles::new();
             let mut config = GatewayConfig::new(args.region);
@@ -72,13 +82,24 @@ fn engine(args: &EngineArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if args.min_break_steps > args.max_break_steps {
-        bail!("--min-break-steps ({}) must not exceed --max-break-steps ({})", args.min_break_steps, args.max_break_steps);
+        bail!(
+            "--min-break-steps ({}) must not exceed --max-break-steps ({})",
+            args.min_break_steps,
+            args.max_break_steps
+        );
     }
     let step = args.step.context("--step or --hash is required")?;
-    let params = Params { seed: args.seed, min_break_steps: args.min_break_steps, max_break_steps: args.max_break_steps };
+    let params = Params {
+        seed: args.seed,
+        min_break_steps: args.min_break_steps,
+        max_break_steps: args.max_break_steps,
+    };
     let state = state_at(&params, step);
     // Field order is part of the output: step, value, round, broken.
-    println!(r#"{{"step":{step},"value":{},"round":{},"broken":{}}}"#, state.value, state.round, state.broken);
+    println!(
+        r#"{{"step":{step},"value":{},"round":{},"broken":{}}}"#,
+        state.value, state.round, state.broken
+    );
     Ok(())
 }
 
@@ -89,29 +110,52 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let table = regions(&args.common)?;
     let mut roles = Roles::new();
 
-    let edge = Edge::new(Arc::clone(&log), signer.clone(), table.clone(), edge_config(&args.game, &args.common));
-    roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(roles.shutdown.clone()));
+    let edge = Edge::new(
+        Arc::clone(&log),
+        signer.clone(),
+        table.clone(),
+        edge_config(&args.game, &args.common),
+    );
+    roles.spawn(
+        "edge directory",
+        Arc::clone(&edge).follow_sessions(roles.shutdown.clone()),
+    );
 
     let mut gateways = Vec::new();
     for region in &table {
         let mut config = GatewayConfig::new(region.id.clone());
         config.instance = args.common.instance.clone();
         config.latency = latency_policy(&args.latency);
-        let gateway = Gateway::new(Arc::clone(&log), signer.clone(), config, roles.shutdown.clone());
+        let gateway = Gateway::new(
+            Arc::clone(&log),
+            signer.clone(),
+            config,
+            roles.shutdown.clone(),
+        );
         roles.spawn("gateway", Arc::clone(&gateway).run());
         gateways.push(gateway);
     }
 
-    let generator = TickGenerator::new(Arc::clone(&log), generator_config(&args.game, &args.common));
+    let generator =
+        TickGenerator::new(Arc::clone(&log), generator_config(&args.game, &args.common));
     roles.spawn("tick generator", generator.run(roles.shutdown.clone()));
 
-    let app = edge.routes().merge(tickcast_gateways::routes(&gateways)).merge(common_routes());
+    let app = edge
+        .routes()
+        .merge(tickcast_gateways::routes(&gateways))
+        .merge(common_routes());
     let addr = roles.serve(args.listen, app).await?;
-    println!("tickcast is up on the embedded log at {}", args.data_dir.display());
-    println!("  open        http://{addr}/");
-    println!("  start game  curl -s -XPOST http://{addr}/edge/game/start -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'");
-    println!("  gateways    ws://{addr}/ws/<region>   ({})", ids(&table));
-    println!("  Ctrl-C stops it cleanly.");
+    let banner = format!(
+        "tickcast is up on the embedded log at {}\n  open        http://{addr}/\n  start game  curl -s -XPOST http://{addr}/edge/game/start -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'\n  gateways    ws://{addr}/ws/<region>   ({})\n  Ctrl-C stops it cleanly.\n",
+        args.data_dir.display(),
+        ids(&table)
+    );
+    // Whoever started us may have stopped reading stdout: that is no reason to stop serving.
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush());
+    drop(stdout);
     roles.wait().await
 }
 
@@ -120,12 +164,18 @@ fn open_log(url: &str) -> anyhow::Result<Arc<dyn EventLog>> {
 }
 
 fn ids(regions: &[Region]) -> String {
-    regions.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
+    regions
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn signer(common: &CommonArgs) -> anyhow::Result<TokenSigner> {
     match &common.token_secret {
-        Some(secret) if secret.len() < 16 => bail!("TICKCAST_TOKEN_SECRET must be at least 16 bytes"),
+        Some(secret) if secret.len() < 16 => {
+            bail!("TICKCAST_TOKEN_SECRET must be at least 16 bytes")
+        }
         Some(secret) => Ok(TokenSigner::new(secret.as_bytes())),
         None => {
             let mut secret = [0u8; 32];
@@ -139,18 +189,36 @@ fn signer(common: &CommonArgs) -> anyhow::Result<TokenSigner> {
 /// of the eight, `id=URL` sets the gateway's public WebSocket URL.
 fn regions(common: &CommonArgs) -> anyhow::Result<Vec<Region>> {
     let defaults = default_regions();
-    let Some(spec) = common.regions.as_deref().filter(|s| !s.trim().is_empty()) else { return Ok(defaults) };
+    let Some(spec) = common.regions.as_deref().filter(|s| !s.trim().is_empty()) else {
+        return Ok(defaults);
+    };
     let mut table = Vec::new();
     for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let (id, endpoint) = entry.split_once('=').map_or((entry, ""), |(i, e)| (i.trim(), e.trim()));
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        let (id, endpoint) = entry
+            .split_once('=')
+            .map_or((entry, ""), |(i, e)| (i.trim(), e.trim()));
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             bail!("region id {id:?} in TICKCAST_REGIONS must be letters, digits, '-' or '_'");
         }
-        if !endpoint.is_empty() && !(endpoint.starts_with("ws://") || endpoint.starts_with("wss://")) {
+        if !endpoint.is_empty()
+            && !(endpoint.starts_with("ws://") || endpoint.starts_with("wss://"))
+        {
             bail!("region {id}: the endpoint {endpoint:?} must be a ws:// or wss:// URL");
         }
-        let countries = defaults.iter().find(|r| r.id == id).map(|r| r.countries.clone()).unwrap_or_default();
-        table.push(Region { id: id.to_owned(), ws_endpoint: endpoint.to_owned(), countries });
+        let countries = defaults
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.countries.clone())
+            .unwrap_or_default();
+        table.push(Region {
+            id: id.to_owned(),
+            ws_endpoint: endpoint.to_owned(),
+            countries,
+        });
     }
     if table.is_empty() {
         bail!("TICKCAST_REGIONS lists no region");
@@ -170,23 +238,42 @@ fn latency_policy(args: &LatencyArgs) -> LatencyPolicy {
 
 fn edge_config(game: &GameArgs, common: &CommonArgs) -> EdgeConfig {
     EdgeConfig {
-        defaults: GameDefaults { tick_ms: game.default_tick_ms, countdown_ms: game.countdown_ms, ..GameDefaults::default() },
+        defaults: GameDefaults {
+            tick_ms: game.default_tick_ms,
+            countdown_ms: game.countdown_ms,
+            ..GameDefaults::default()
+        },
         instance: common.instance.clone(),
         ..EdgeConfig::default()
     }
 }
 
 fn generator_config(game: &GameArgs, common: &CommonArgs) -> TickGeneratorConfig {
-    TickGeneratorConfig { idle_ms: game.idle_ms, instance: common.instance.clone(), ..TickGeneratorConfig::default() }
+    TickGeneratorConfig {
+        idle_ms: game.idle_ms,
+        instance: common.instance.clone(),
+        ..TickGeneratorConfig::default()
+    }
 }
 
 /// `/healthz`, the landing page and JSON 404s.
 fn common_routes() -> Router {
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
-        .route("/", get(|| async { Html(include_str!("../web/play.html")) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .route(
+            "/",
+            get(|| async { Html(include_str!("../web/play.html")) }),
+        )
         .fallback(|| async {
-            (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "error": "not_found", "message": "no such endpoint" })))
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(
+                    serde_json::json!({ "error": "not_found", "message": "no such endpoint" }),
+                ),
+            )
                 .into_response()
         })
 }
@@ -208,23 +295,39 @@ impl Roles {
             tracing::info!("shutting down");
             signal.cancel();
         });
-        Self { shutdown, tasks: JoinSet::new() }
+        Self {
+            shutdown,
+            tasks: JoinSet::new(),
+        }
     }
 
-    fn spawn<E>(&mut self, name: &'static str, task: impl Future<Output = Result<(), E>> + Send + 'static)
-    where
+    fn spawn<E>(
+        &mut self,
+        name: &'static str,
+        task: impl Future<Output = Result<(), E>> + Send + 'static,
+    ) where
         E: std::error::Error + Send + Sync + 'static,
     {
-        self.tasks.spawn(async move { task.await.with_context(|| format!("{name} failed")) });
+        self.tasks
+            .spawn(async move { task.await.with_context(|| format!("{name} failed")) });
     }
 
     /// Binds `addr` and serves `app` until shutdown; returns the bound address.
-    async fn serve(&mut self, addr: std::net::SocketAddr, app: Router) -> anyhow::Result<std::net::SocketAddr> {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}; pick another with --listen"))?;
+    async fn serve(
+        &mut self,
+        addr: std::net::SocketAddr,
+        app: Router,
+    ) -> anyhow::Result<std::net::SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}; pick another with --listen"))?;
         let bound = listener.local_addr()?;
         let token = self.shutdown.clone();
         self.tasks.spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await.context("HTTP server failed")
+            axum::serve(listener, app)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await
+                .context("HTTP server failed")
         });
         Ok(bound)
     }
@@ -255,7 +358,8 @@ impl Roles {
                     self.shutdown.cancel();
                 }
                 Some(Err(join_error)) => {
-                    first_error.get_or_insert_with(|| anyhow::anyhow!("a role panicked: {join_error}"));
+                    first_error
+                        .get_or_insert_with(|| anyhow::anyhow!("a role panicked: {join_error}"));
                     self.shutdown.cancel();
                 }
             }
@@ -268,10 +372,11 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -52,11 +52,19 @@ struct Refusal {
 
 impl Refusal {
     fn keep_open(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), close: false }
+        Self {
+            code,
+            message: message.into(),
+            close: false,
+        }
     }
 
     fn close(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), close: true }
+        Self {
+            code,
+            message: message.into(),
+            close: true,
+        }
     }
 }
 
@@ -72,7 +80,10 @@ struct Connection {
 }
 
 fn close_frame(code: CloseCode, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
 }
 
 async fn send(sink: &mut Sink, message: &ServerMessage) -> Result<(), WsError> {
@@ -138,22 +149,62 @@ pub(crate) async fn serve(gateway: Arc<Gateway>, socket: Socket, id: u64) {
             Ok(Some(close)) => break close,
             Err(error) => {
                 tracing::debug!(%error, "write failed");
-                break Close { code: CloseCode::Error, reason: "", left: Some(LeaveReason::Error) };
+                break Close {
+                    code: CloseCode::Error,
+                    reason: "",
+                    left: Some(LeaveReason::Error),
+                };
             }
         }
     };
     let _ = sink.send(close_frame(close.code, close.reason)).await;
-    let _ = sink.close().await;
     conn.leave(close.left);
+    // Wait briefly for the player's close reply (discarding what is still in flight), so the
+    // socket is not reset under data the player sent before it saw the close.
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if message.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    let _ = sink.close().await;
 }
+
+/// How long a closing connection waits for the player's close reply.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Connection {
     /// Handles one frame from the player; `Some` ends the connection.
-    async fn on_message(&mut self, message: Message, sink: &mut Sink) -> Result<Option<Close>, WsError> {
+    async fn on_message(
+        &mut self,
+        message: Message,
+        sink: &mut Sink,
+    ) -> Result<Option<Close>, WsError> {
         match message {
+            Message::Text(text) if text.len() > self.gateway.config.max_frame_bytes => {
+                let message = ServerMessage::Error {
+                    code: ErrorCode::FrameTooLarge,
+                    message: format!(
+                        "frame of {} bytes refused; frames are limited to {} bytes",
+                        text.len(),
+                        self.gateway.config.max_frame_bytes
+                    ),
+                };
+                send(sink, &message).await?;
+                Ok(Some(Close {
+                    code: CloseCode::Size,
+                    reason: "frame too large",
+                    left: Some(LeaveReason::Error),
+                }))
+            }
             Message::Text(text) => self.on_text(text.as_str(), sink).await,
             Message::Binary(_) => {
-                let refusal = Refusal::keep_open(ErrorCode::UnsupportedFrame, "binary frames are not part of the protocol; send JSON text frames");
+                let refusal = Refusal::keep_open(
+                    ErrorCode::UnsupportedFrame,
+                    "binary frames are not part of the protocol; send JSON text frames",
+                );
                 self.refuse(refusal, sink).await
             }
             Message::Pong(payload) => Ok(self.on_pong(&payload, sink).await?),
@@ -161,30 +212,73 @@ impl Connection {
         }
     }
 
-    async fn refuse(&mut self, refusal: Refusal, sink: &mut Sink) -> Result<Option<Close>, WsError> {
-        send(sink, &ServerMessage::Error { code: refusal.code, message: refusal.message }).await?;
-        Ok(refusal.close.then_some(Close { code: CloseCode::Library(CLOSE_UNAUTHORIZED), reason: "join refused", left: None }))
+    async fn refuse(
+        &mut self,
+        refusal: Refusal,
+        sink: &mut Sink,
+    ) -> Result<Option<Close>, WsError> {
+        send(
+            sink,
+            &ServerMessage::Error {
+                code: refusal.code,
+                message: refusal.message,
+            },
+        )
+        .await?;
+        Ok(refusal.close.then_some(Close {
+            code: CloseCode::Library(CLOSE_UNAUTHORIZED),
+            reason: "join refused",
+            left: None,
+        }))
     }
 
     async fn on_text(&mut self, text: &str, sink: &mut Sink) -> Result<Option<Close>, WsError> {
         let message = match parse_client_message(text) {
             Ok(message) => message,
-            Err((code, message)) => return self.refuse(Refusal::keep_open(code, message), sink).await,
+            Err((code, message)) => {
+                return self.refuse(Refusal::keep_open(code, message), sink).await;
+            }
         };
         match message {
             ClientMessage::Ping { client_timestamp } => {
-                send(sink, &ServerMessage::Pong { client_timestamp, server_timestamp: now_ms() }).await?;
+                send(
+                    sink,
+                    &ServerMessage::Pong {
+                        client_timestamp,
+                        server_timestamp: now_ms(),
+                    },
+                )
+                .await?;
                 Ok(None)
             }
             ClientMessage::Leave => {
                 if self.joined.is_none() {
-                    return self.refuse(Refusal::keep_open(ErrorCode::NotJoined, "leave before join"), sink).await;
+                    return self
+                        .refuse(
+                            Refusal::keep_open(ErrorCode::NotJoined, "leave before join"),
+                            sink,
+                        )
+                        .await;
                 }
-                Ok(Some(Close { code: CloseCode::Normal, reason: "left", left: Some(LeaveReason::Closed) }))
+                Ok(Some(Close {
+                    code: CloseCode::Normal,
+                    reason: "left",
+                    left: Some(LeaveReason::Closed),
+                }))
             }
-            ClientMessage::Join { session_id, user_id, token } => self.join(session_id, user_id, &token, None, sink).await,
-            ClientMessage::Resume { session_id, user_id, token, last_step } => {
-                self.join(session_id, user_id, &token, Some(last_step), sink).await
+            ClientMessage::Join {
+                session_id,
+                user_id,
+                token,
+            } => self.join(session_id, user_id, &token, None, sink).await,
+            ClientMessage::Resume {
+                session_id,
+                user_id,
+                token,
+                last_step,
+            } => {
+                self.join(session_id, user_id, &token, Some(last_step), sink)
+                    .await
             }
         }
     }
@@ -198,61 +292,124 @@ impl Connection {
         sink: &mut Sink,
     ) -> Result<Option<Close>, WsError> {
         if self.joined.is_some() {
-            return self.refuse(Refusal::keep_open(ErrorCode::AlreadyJoined, "this connection has already joined a session"), sink).await;
+            return self
+                .refuse(
+                    Refusal::keep_open(
+                        ErrorCode::AlreadyJoined,
+                        "this connection has already joined a session",
+                    ),
+                    sink,
+                )
+                .await;
         }
         let gateway = Arc::clone(&self.gateway);
         let claims = match gateway.signer.verify(token, now_ms()) {
             Ok(claims) => claims,
-            Err(TokenError::Expired) => return self.refuse(Refusal::close(ErrorCode::ExpiredToken, "token expired; ask the edge for a new one"), sink).await,
-            Err(e) => return self.refuse(Refusal::close(ErrorCode::InvalidToken, e.to_string()), sink).await,
+            Err(TokenError::Expired) => {
+                return self
+                    .refuse(
+                        Refusal::close(
+                            ErrorCode::ExpiredToken,
+                            "token expired; ask the edge for a new one",
+                        ),
+                        sink,
+                    )
+                    .await;
+            }
+            Err(e) => {
+                return self
+                    .refuse(Refusal::close(ErrorCode::InvalidToken, e.to_string()), sink)
+                    .await;
+            }
         };
-        if claims.session_id != session_id || claims.user_id != user_id || claims.region != gateway.config.region {
+        if claims.session_id != session_id
+            || claims.user_id != user_id
+            || claims.region != gateway.config.region
+        {
             let message = format!(
                 "token is for session {} as {} in {}, not session {session_id} as {user_id} in {}",
                 claims.session_id, claims.user_id, claims.region, gateway.config.region
             );
-            return self.refuse(Refusal::close(ErrorCode::TokenMismatch, message), sink).await;
+            return self
+                .refuse(Refusal::close(ErrorCode::TokenMismatch, message), sink)
+                .await;
         }
         let Some(info) = gateway.wait_for_session(&session_id).await else {
-            return self.refuse(Refusal::close(ErrorCode::UnknownSession, format!("no session {session_id} in {}", gateway.config.region)), sink).await;
+            return self
+                .refuse(
+                    Refusal::close(
+                        ErrorCode::UnknownSession,
+                        format!("no session {session_id} in {}", gateway.config.region),
+                    ),
+                    sink,
+                )
+                .await;
         };
         if info.ended && resume_after.is_none() {
-            return self.refuse(Refusal::close(ErrorCode::SessionEnded, format!("session {session_id} has ended")), sink).await;
+            return self
+                .refuse(
+                    Refusal::close(
+                        ErrorCode::SessionEnded,
+                        format!("session {session_id} has ended"),
+                    ),
+                    sink,
+                )
+                .await;
         }
         let outbox = self.outbox.take().expect("outbox is present until join");
         let (backlog, players) = {
             let mut hubs = gateway.hubs.lock().unwrap();
             let hub = hubs.hub(&session_id);
-            let backlog = hub.join(self.id, Member { user_id: user_id.clone(), outbox }, resume_after);
+            let backlog = hub.join(
+                self.id,
+                Member {
+                    user_id: user_id.clone(),
+                    outbox,
+                },
+                resume_after,
+            );
             (backlog, hub.user_ids())
         };
-        self.joined = Some(Joined { session_id: session_id.clone(), user_id: user_id.clone() });
-        send(sink, &ServerMessage::SessionJoined {
+        self.joined = Some(Joined {
             session_id: session_id.clone(),
-            start_at: info.start_at,
-            tick_ms: info.tick_ms,
-            seed_hash: info.seed_hash.clone(),
-            region: info.region.clone(),
-            players,
-        })
+            user_id: user_id.clone(),
+        });
+        send(
+            sink,
+            &ServerMessage::SessionJoined {
+                session_id: session_id.clone(),
+                start_at: info.start_at,
+                tick_ms: info.tick_ms,
+                seed_hash: info.seed_hash.clone(),
+                region: info.region.clone(),
+                players,
+            },
+        )
         .await?;
         let remaining_ms = info.start_at - now_ms();
         if remaining_ms > 0 {
             send(sink, &ServerMessage::Countdown { remaining_ms }).await?;
         }
-        gateway.record(&session_id, EventBody::PlayerJoined(PlayerJoined {
-            user_id,
-            connection_id: self.connection_id.clone(),
-            gateway_id: gateway.gateway_id.clone(),
-            region: gateway.config.region.clone(),
-        }));
+        gateway.record(
+            &session_id,
+            EventBody::PlayerJoined(PlayerJoined {
+                user_id,
+                connection_id: self.connection_id.clone(),
+                gateway_id: gateway.gateway_id.clone(),
+                region: gateway.config.region.clone(),
+            }),
+        );
         for frame in backlog.frames {
             sink.feed(Message::Text(frame)).await?;
         }
         sink.flush().await?;
         if let Some(ended) = backlog.ended {
             sink.send(Message::Text(ended)).await?;
-            return Ok(Some(Close { code: CloseCode::Normal, reason: "session ended", left: Some(LeaveReason::Closed) }));
+            return Ok(Some(Close {
+                code: CloseCode::Normal,
+                reason: "session ended",
+                left: Some(LeaveReason::Closed),
+            }));
         }
         Ok(None)
     }
@@ -261,31 +418,70 @@ impl Connection {
         let Ok(sent) = <[u8; 8]>::try_from(payload).map(u64::from_be_bytes) else {
             return Ok(None); // an unsolicited pong (allowed by RFC 6455), not a sample
         };
-        let Some(joined) = &self.joined else { return Ok(None) };
+        let Some(joined) = &self.joined else {
+            return Ok(None);
+        };
         let now = self.gateway.epoch.elapsed().as_micros() as u64;
         let rtt_ms = now.saturating_sub(sent) / 1000;
         let session_id = joined.session_id.clone();
         let connection_id = self.connection_id.clone();
-        self.gateway.record(&session_id, EventBody::LatencySampled(LatencySampled { connection_id: connection_id.clone(), rtt_ms }));
+        self.gateway.record(
+            &session_id,
+            EventBody::LatencySampled(LatencySampled {
+                connection_id: connection_id.clone(),
+                rtt_ms,
+            }),
+        );
         match self.monitor.sample(rtt_ms) {
             Verdict::Unchanged => Ok(None),
-            Verdict::Status { status, avg_rtt_ms, jitter_ms } => {
-                self.gateway.record(&session_id, EventBody::LatencyWarned(LatencyWarned { connection_id, avg_rtt_ms, jitter_ms, status }));
-                send(sink, &ServerMessage::LatencyStatus { status, avg_rtt_ms, jitter_ms }).await?;
+            Verdict::Status {
+                status,
+                avg_rtt_ms,
+                jitter_ms,
+            } => {
+                self.gateway.record(
+                    &session_id,
+                    EventBody::LatencyWarned(LatencyWarned {
+                        connection_id,
+                        avg_rtt_ms,
+                        jitter_ms,
+                        status,
+                    }),
+                );
+                send(
+                    sink,
+                    &ServerMessage::LatencyStatus {
+                        status,
+                        avg_rtt_ms,
+                        jitter_ms,
+                    },
+                )
+                .await?;
                 Ok(None)
             }
-            Verdict::Kick { avg_rtt_ms, jitter_ms } => {
+            Verdict::Kick {
+                avg_rtt_ms,
+                jitter_ms,
+            } => {
                 let user_id = joined.user_id.clone();
-                let reason = format!("latency too high: average RTT {avg_rtt_ms} ms, jitter {jitter_ms} ms");
-                self.gateway.record(&session_id, EventBody::PlayerKicked(PlayerKicked {
-                    connection_id,
-                    user_id,
-                    reason: "latency".into(),
-                    avg_rtt_ms,
-                    jitter_ms,
-                }));
+                let reason =
+                    format!("latency too high: average RTT {avg_rtt_ms} ms, jitter {jitter_ms} ms");
+                self.gateway.record(
+                    &session_id,
+                    EventBody::PlayerKicked(PlayerKicked {
+                        connection_id,
+                        user_id,
+                        reason: "latency".into(),
+                        avg_rtt_ms,
+                        jitter_ms,
+                    }),
+                );
                 send(sink, &ServerMessage::Kicked { reason }).await?;
-                Ok(Some(Close { code: CloseCode::Library(CLOSE_KICKED), reason: "kicked", left: Some(LeaveReason::Kicked) }))
+                Ok(Some(Close {
+                    code: CloseCode::Library(CLOSE_KICKED),
+                    reason: "kicked",
+                    left: Some(LeaveReason::Kicked),
+                }))
             }
         }
     }
@@ -300,11 +496,14 @@ impl Connection {
             }
         }
         if let Some(reason) = reason {
-            self.gateway.record(&joined.session_id, EventBody::PlayerLeft(PlayerLeft {
-                connection_id: self.connection_id,
-                user_id: joined.user_id,
-                reason,
-            }));
+            self.gateway.record(
+                &joined.session_id,
+                EventBody::PlayerLeft(PlayerLeft {
+                    connection_id: self.connection_id,
+                    user_id: joined.user_id,
+                    reason,
+                }),
+            );
         }
     }
 }

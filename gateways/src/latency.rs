@@ -21,7 +21,13 @@ pub struct LatencyPolicy {
 
 impl Default for LatencyPolicy {
     fn default() -> Self {
-        Self { max_latency_ms: 150, max_jitter_ms: 50, warning_latency_ms: 100, warning_jitter_ms: 30, samples: 5 }
+        Self {
+            max_latency_ms: 150,
+            max_jitter_ms: 50,
+            warning_latency_ms: 100,
+            warning_jitter_ms: 30,
+            samples: 5,
+        }
     }
 }
 
@@ -31,7 +37,11 @@ pub enum Verdict {
     /// Nothing changed.
     Unchanged,
     /// The status changed (ok → warning or back).
-    Status { status: LatencyStatus, avg_rtt_ms: u64, jitter_ms: u64 },
+    Status {
+        status: LatencyStatus,
+        avg_rtt_ms: u64,
+        jitter_ms: u64,
+    },
     /// Over the kick thresholds.
     Kick { avg_rtt_ms: u64, jitter_ms: u64 },
 }
@@ -47,7 +57,11 @@ pub struct LatencyMonitor {
 impl LatencyMonitor {
     #[must_use]
     pub fn new(policy: LatencyPolicy) -> Self {
-        Self { policy, window: VecDeque::with_capacity(policy.samples), status: LatencyStatus::Ok }
+        Self {
+            policy,
+            window: VecDeque::with_capacity(policy.samples),
+            status: LatencyStatus::Ok,
+        }
     }
 
     #[must_use]
@@ -63,7 +77,12 @@ impl LatencyMonitor {
         }
         let n = self.window.len() as f64;
         let mean = self.window.iter().sum::<u64>() as f64 / n;
-        let variance = self.window.iter().map(|&s| (s as f64 - mean).powi(2)).sum::<f64>() / n;
+        let variance = self
+            .window
+            .iter()
+            .map(|&s| (s as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
         (mean.round() as u64, variance.sqrt().round() as u64)
     }
 
@@ -79,7 +98,10 @@ impl LatencyMonitor {
         let (avg_rtt_ms, jitter_ms) = self.stats();
         let p = &self.policy;
         if avg_rtt_ms > p.max_latency_ms || jitter_ms > p.max_jitter_ms {
-            return Verdict::Kick { avg_rtt_ms, jitter_ms };
+            return Verdict::Kick {
+                avg_rtt_ms,
+                jitter_ms,
+            };
         }
         let status = if avg_rtt_ms > p.warning_latency_ms || jitter_ms > p.warning_jitter_ms {
             LatencyStatus::Warning
@@ -90,7 +112,11 @@ impl LatencyMonitor {
             return Verdict::Unchanged;
         }
         self.status = status;
-        Verdict::Status { status, avg_rtt_ms, jitter_ms }
+        Verdict::Status {
+            status,
+            avg_rtt_ms,
+            jitter_ms,
+        }
     }
 }
 
@@ -105,18 +131,39 @@ mod tests {
     #[test]
     fn nothing_is_judged_before_the_window_is_full() {
         let mut m = LatencyMonitor::new(LatencyPolicy::default());
-        assert!(feed(&mut m, &[900, 900, 900, 900]).iter().all(|v| *v == Verdict::Unchanged));
-        assert!(matches!(m.sample(900), Verdict::Kick { avg_rtt_ms: 900, jitter_ms: 0 }));
+        assert!(
+            feed(&mut m, &[900, 900, 900, 900])
+                .iter()
+                .all(|v| *v == Verdict::Unchanged)
+        );
+        assert!(matches!(
+            m.sample(900),
+            Verdict::Kick {
+                avg_rtt_ms: 900,
+                jitter_ms: 0
+            }
+        ));
     }
 
     #[test]
     fn warns_then_recovers_on_average_rtt() {
         let mut m = LatencyMonitor::new(LatencyPolicy::default());
         let verdicts = feed(&mut m, &[120, 120, 120, 120, 120]);
-        assert_eq!(verdicts[4], Verdict::Status { status: LatencyStatus::Warning, avg_rtt_ms: 120, jitter_ms: 0 });
+        assert_eq!(
+            verdicts[4],
+            Verdict::Status {
+                status: LatencyStatus::Warning,
+                avg_rtt_ms: 120,
+                jitter_ms: 0
+            }
+        );
         assert_eq!(m.sample(120), Verdict::Unchanged);
         let verdicts = feed(&mut m, &[10, 10, 10, 10, 10]);
-        assert!(verdicts.contains(&Verdict::Status { status: LatencyStatus::Ok, avg_rtt_ms: 10, jitter_ms: 0 }));
+        assert!(verdicts.contains(&Verdict::Status {
+            status: LatencyStatus::Ok,
+            avg_rtt_ms: 10,
+            jitter_ms: 0
+        }));
     }
 
     #[test]
@@ -125,7 +172,17 @@ mod tests {
         // mean 50, four deviations of 40 and one of 0 → std-dev 35.8: over the warning (30), under the kick (50).
         let verdicts = feed(&mut m, &[10, 90, 10, 90, 50]);
         assert_eq!(m.stats(), (50, 36));
-        assert_eq!(verdicts[4], Verdict::Status { status: LatencyStatus::Warning, avg_rtt_ms: 50, jitter_ms: 36 });
-        assert!(matches!(feed(&mut m, &[0, 200, 0, 200, 0])[4], Verdict::Kick { .. }));
+        assert_eq!(
+            verdicts[4],
+            Verdict::Status {
+                status: LatencyStatus::Warning,
+                avg_rtt_ms: 50,
+                jitter_ms: 36
+            }
+        );
+        assert!(matches!(
+            feed(&mut m, &[0, 200, 0, 200, 0])[4],
+            Verdict::Kick { .. }
+        ));
     }
 }

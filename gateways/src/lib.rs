@@ -62,7 +62,7 @@ pub struct GatewayConfig {
     pub resume_ticks: usize,
     /// How long a join waits for a just-created session to reach this gateway.
     pub join_wait: Duration,
-    /// Largest client frame accepted; larger ones get an error and a close (1009).
+    /// Largest client message accepted; larger ones get an error frame and a close (1009).
     pub max_frame_bytes: usize,
     /// Frames queued per player before it is disconnected as too slow.
     pub outbox_frames: usize,
@@ -121,16 +121,27 @@ pub struct Gateway {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, axum::Json(serde_json::json!({ "error": code, "message": message }))).into_response()
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": code, "message": message })),
+    )
+        .into_response()
 }
 
 impl Gateway {
     #[must_use]
-    pub fn new(log: Arc<dyn EventLog>, signer: TokenSigner, config: GatewayConfig, shutdown: CancellationToken) -> Arc<Self> {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        signer: TokenSigner,
+        config: GatewayConfig,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
         let (events, events_rx) = mpsc::channel(64 * 1024);
         let gateway_id = format!("{}/{}", config.region, config.instance);
         Arc::new(Self {
@@ -159,10 +170,24 @@ impl Gateway {
     /// Runs the gateway's tails and event writer until shutdown; returns once every connection
     /// has closed and its events are in the log.
     pub async fn run(self: Arc<Self>) -> Result<(), Error> {
-        let events_rx = self.events_rx.lock().unwrap().take().expect("Gateway::run is called once");
+        let events_rx = self
+            .events_rx
+            .lock()
+            .unwrap()
+            .take()
+            .expect("Gateway::run is called once");
         let history_start = now_ms() - self.config.history.as_millis() as i64;
-        let mut ticks = self.log.tail(&topics::ticks(&self.config.region), StartFrom::Timestamp(history_start)).await?;
-        let mut game_events = self.log.tail(GAME_EVENTS, StartFrom::Timestamp(history_start)).await?;
+        let mut ticks = self
+            .log
+            .tail(
+                &topics::ticks(&self.config.region),
+                StartFrom::Timestamp(history_start),
+            )
+            .await?;
+        let mut game_events = self
+            .log
+            .tail(GAME_EVENTS, StartFrom::Timestamp(history_start))
+            .await?;
         let writer = tokio::spawn(Arc::clone(&self).write_events(events_rx));
         let mut ended: VecDeque<(Instant, String)> = VecDeque::new();
         let result = loop {
@@ -193,14 +218,22 @@ impl Gateway {
         let mut directory = self.directory.lock().unwrap();
         for record in records {
             match Event::from_bytes(&record.payload) {
-                Ok(event @ Event { body: EventBody::SessionCreated(_) | EventBody::SessionEnded(_), .. }) => {
-                    if matches!(&event.body, EventBody::SessionCreated(c) if c.region != self.config.region) {
+                Ok(
+                    event @ Event {
+                        body: EventBody::SessionCreated(_) | EventBody::SessionEnded(_),
+                        ..
+                    },
+                ) => {
+                    if matches!(&event.body, EventBody::SessionCreated(c) if c.region != self.config.region)
+                    {
                         continue;
                     }
                     directory.apply(&event);
                 }
                 Ok(_) => {}
-                Err(error) => tracing::warn!(offset = record.offset, %error, "skipping undecodable game event"),
+                Err(error) => {
+                    tracing::warn!(offset = record.offset, %error, "skipping undecodable game event")
+                }
             }
         }
         drop(directory);
@@ -208,7 +241,11 @@ impl Gateway {
     }
 
     /// Encodes each record once and hands the frame to the session's players.
-    fn forward(&self, records: &[tickcast_eventlog::Record], ended: &mut VecDeque<(Instant, String)>) {
+    fn forward(
+        &self,
+        records: &[tickcast_eventlog::Record],
+        ended: &mut VecDeque<(Instant, String)>,
+    ) {
         let now = now_ms();
         let mut hubs = self.hubs.lock().unwrap();
         for record in records {
@@ -230,12 +267,25 @@ impl Gateway {
                         scheduled_at: t.scheduled_at,
                         server_timestamp: now,
                     };
-                    hub.tick(t.step, Utf8Bytes::from(message.to_json()), self.config.resume_ticks)
+                    hub.tick(
+                        t.step,
+                        Utf8Bytes::from(message.to_json()),
+                        self.config.resume_ticks,
+                    )
                 }
-                EventBody::Countdown(c) => hub.countdown(Utf8Bytes::from(ServerMessage::Countdown { remaining_ms: c.remaining_ms }.to_json())),
+                EventBody::Countdown(c) => hub.countdown(Utf8Bytes::from(
+                    ServerMessage::Countdown {
+                        remaining_ms: c.remaining_ms,
+                    }
+                    .to_json(),
+                )),
                 EventBody::SessionEnded(e) => {
                     ended.push_back((Instant::now(), event.session_id.clone()));
-                    let message = ServerMessage::SessionEnded { reason: e.reason, last_step: e.last_step, seed: e.seed };
+                    let message = ServerMessage::SessionEnded {
+                        reason: e.reason,
+                        last_step: e.last_step,
+                        seed: e.seed,
+                    };
                     hub.end(Utf8Bytes::from(message.to_json()))
                 }
                 _ => Vec::new(),
@@ -310,9 +360,17 @@ impl Gateway {
         }
         let records = batch
             .drain(..)
-            .map(|e| NewRecord { key: e.session_id.clone(), timestamp_ms: e.at, payload: e.to_bytes().into() })
+            .map(|e| NewRecord {
+                key: e.session_id.clone(),
+                timestamp_ms: e.at,
+                payload: e.to_bytes().into(),
+            })
             .collect();
-        if let Err(error) = self.log.append(GAME_EVENTS, records, Durability::Durable).await {
+        if let Err(error) = self
+            .log
+            .append(GAME_EVENTS, records, Durability::Durable)
+            .await
+        {
             tracing::error!(%error, "could not write gateway events");
         }
     }
@@ -320,7 +378,11 @@ impl Gateway {
     /// Upgrades an HTTP request to a WebSocket connection served by this gateway.
     pub fn accept(self: &Arc<Self>, mut request: Request) -> Response {
         if self.shutdown.is_cancelled() {
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the gateway is shutting down; reconnect");
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the gateway is shutting down; reconnect",
+            );
         }
         let Some(key) = websocket_key(request.headers()) else {
             return json_error(
@@ -329,19 +391,34 @@ impl Gateway {
                 "this endpoint speaks WebSocket (version 13): send GET with Connection: Upgrade and Upgrade: websocket",
             );
         };
-        let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
-            return json_error(StatusCode::INTERNAL_SERVER_ERROR, "no_upgrade", "this server cannot upgrade connections");
+        let Some(on_upgrade) = request
+            .extensions_mut()
+            .remove::<hyper::upgrade::OnUpgrade>()
+        else {
+            return json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no_upgrade",
+                "this server cannot upgrade connections",
+            );
         };
         let gateway = Arc::clone(self);
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        // Frames above max_frame_bytes are read and refused with an error frame and a clean
+        // close; the transport's own cap, far above, only stops a peer from exhausting memory.
+        let hard_cap = (self.config.max_frame_bytes * 16).max(1 << 20);
         let config = WebSocketConfig::default()
             .read_buffer_size(4 * 1024)
-            .max_message_size(Some(self.config.max_frame_bytes))
-            .max_frame_size(Some(self.config.max_frame_bytes));
+            .max_message_size(Some(hard_cap))
+            .max_frame_size(Some(hard_cap));
         self.connections.spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                    let socket = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        Some(config),
+                    )
+                    .await;
                     connection::serve(gateway, socket, id).await;
                 }
                 Err(error) => tracing::debug!(%error, "upgrade failed"),
@@ -351,7 +428,10 @@ impl Gateway {
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, "upgrade")
             .header(header::UPGRADE, "websocket")
-            .header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(key.as_bytes()))
+            .header(
+                header::SEC_WEBSOCKET_ACCEPT,
+                derive_accept_key(key.as_bytes()),
+            )
             .body(Body::empty())
             .expect("static response parts are valid")
     }
@@ -359,25 +439,52 @@ impl Gateway {
 
 fn websocket_key(headers: &HeaderMap) -> Option<String> {
     let has_token = |name, token: &str| {
-        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|v| v.trim().eq_ignore_ascii_case(token))
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|v| v.trim().eq_ignore_ascii_case(token))
     };
-    let version_13 = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-    if !(has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket") && version_13) {
+    let version_13 = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v == "13");
+    if !(has_token(header::CONNECTION, "upgrade")
+        && has_token(header::UPGRADE, "websocket")
+        && version_13)
+    {
         return None;
     }
-    headers.get(header::SEC_WEBSOCKET_KEY).and_then(|k| k.to_str().ok()).map(str::to_owned)
+    headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .and_then(|k| k.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Routes `/ws/{region}` to the gateway of that region.
 pub fn routes(gateways: &[Arc<Gateway>]) -> Router {
-    let by_region: Arc<HashMap<String, Arc<Gateway>>> =
-        Arc::new(gateways.iter().map(|g| (g.config.region.clone(), Arc::clone(g))).collect());
-    Router::new().route("/ws/{region}", get(upgrade)).with_state(by_region)
+    let by_region: Arc<HashMap<String, Arc<Gateway>>> = Arc::new(
+        gateways
+            .iter()
+            .map(|g| (g.config.region.clone(), Arc::clone(g)))
+            .collect(),
+    );
+    Router::new()
+        .route("/ws/{region}", get(upgrade))
+        .with_state(by_region)
 }
 
-async fn upgrade(State(gateways): State<Arc<HashMap<String, Arc<Gateway>>>>, Path(region): Path<String>, request: Request) -> Response {
+async fn upgrade(
+    State(gateways): State<Arc<HashMap<String, Arc<Gateway>>>>,
+    Path(region): Path<String>,
+    request: Request,
+) -> Response {
     match gateways.get(&region) {
         Some(gateway) => gateway.accept(request),
-        None => json_error(StatusCode::NOT_FOUND, "unknown_region", &format!("no gateway for region {region:?} here")),
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            "unknown_region",
+            &format!("no gateway for region {region:?} here"),
+        ),
     }
 }

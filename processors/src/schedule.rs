@@ -8,9 +8,18 @@ use tickcast_schemas::event::{EndReason, SessionCreated};
 /// Something a session emits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Emission {
-    Countdown { remaining_ms: i64 },
-    Tick { step: i64, state: State, scheduled_at: i64 },
-    Ended { reason: EndReason, last_step: i64 },
+    Countdown {
+        remaining_ms: i64,
+    },
+    Tick {
+        step: i64,
+        state: State,
+        scheduled_at: i64,
+    },
+    Ended {
+        reason: EndReason,
+        last_step: i64,
+    },
 }
 
 /// One active session's clock, engine state and idle tracking.
@@ -25,6 +34,8 @@ pub struct SessionSchedule {
     /// Since when no player has been connected (None while someone is).
     empty_since: Option<i64>,
     idle_ms: i64,
+    /// Set when a resumed session had already emitted its last tick: end at the next call.
+    end_due: bool,
     ended: bool,
 }
 
@@ -34,8 +45,18 @@ impl SessionSchedule {
     pub fn new(created: SessionCreated, created_at: i64, idle_ms: i64) -> Self {
         let stepper = Stepper::new(created.engine_params());
         let seconds_before = (created.start_at - created_at).max(0) / 1000;
-        let next_countdown_at = (seconds_before >= 1).then(|| created.start_at - seconds_before * 1000);
-        Self { stepper, next_countdown_at, connected: 0, empty_since: Some(created.start_at.max(created_at)), idle_ms, ended: false, created }
+        let next_countdown_at =
+            (seconds_before >= 1).then(|| created.start_at - seconds_before * 1000);
+        Self {
+            stepper,
+            next_countdown_at,
+            connected: 0,
+            empty_since: Some(created.start_at.max(created_at)),
+            idle_ms,
+            end_due: false,
+            ended: false,
+            created,
+        }
     }
 
     #[must_use]
@@ -56,9 +77,13 @@ impl SessionSchedule {
 
     /// Continues at `first_step`, for a session taken over from another generator: no
     /// countdown any more, the engine positioned in O(rounds).
+    /// When the step before `first_step` was the last round's break, the session ends at the
+    /// next call instead of running past its end.
     pub fn resume_at(&mut self, first_step: i64) {
         self.stepper = Stepper::starting_at(self.created.engine_params(), first_step);
         self.next_countdown_at = None;
+        let last = tickcast_engine::state_at(&self.created.engine_params(), first_step - 1);
+        self.end_due = first_step > 0 && last.broken && last.round >= self.created.max_rounds;
     }
 
     pub fn player_joined(&mut self) {
@@ -79,15 +104,36 @@ impl SessionSchedule {
         if self.ended {
             return None;
         }
-        let tick = scheduled_at(self.created.start_at, self.created.tick_ms, self.stepper.next_step());
+        if self.end_due {
+            return Some(i64::MIN);
+        }
+        let tick = scheduled_at(
+            self.created.start_at,
+            self.created.tick_ms,
+            self.stepper.next_step(),
+        );
         let idle = self.empty_since.map(|since| since + self.idle_ms);
-        Some([Some(tick), self.next_countdown_at, idle].into_iter().flatten().min().unwrap_or(tick))
+        Some(
+            [Some(tick), self.next_countdown_at, idle]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(tick),
+        )
     }
 
     /// Appends to `out` everything due at `now`, in order; ends the session when its last
     /// round breaks or it has been idle too long.
     pub fn emit_due(&mut self, now: i64, out: &mut Vec<Emission>) {
         if self.ended {
+            return;
+        }
+        if self.end_due {
+            self.ended = true;
+            out.push(Emission::Ended {
+                reason: EndReason::MaxRounds,
+                last_step: self.last_step(),
+            });
             return;
         }
         let start_at = self.created.start_at;
@@ -104,10 +150,17 @@ impl SessionSchedule {
         }
         while scheduled_at(start_at, self.created.tick_ms, self.stepper.next_step()) <= now {
             let (step, state) = self.stepper.advance();
-            out.push(Emission::Tick { step, state, scheduled_at: scheduled_at(start_at, self.created.tick_ms, step) });
+            out.push(Emission::Tick {
+                step,
+                state,
+                scheduled_at: scheduled_at(start_at, self.created.tick_ms, step),
+            });
             if state.broken && state.round >= self.created.max_rounds {
                 self.ended = true;
-                out.push(Emission::Ended { reason: EndReason::MaxRounds, last_step: step });
+                out.push(Emission::Ended {
+                    reason: EndReason::MaxRounds,
+                    last_step: step,
+                });
                 return;
             }
         }
@@ -115,7 +168,10 @@ impl SessionSchedule {
             && since + self.idle_ms <= now
         {
             self.ended = true;
-            out.push(Emission::Ended { reason: EndReason::Idle, last_step: self.last_step() });
+            out.push(Emission::Ended {
+                reason: EndReason::Idle,
+                last_step: self.last_step(),
+            });
         }
     }
 }
@@ -149,11 +205,14 @@ mod tests {
         for now in [7_000, 8_000, 8_500, 9_000, 10_000, 10_099, 10_100] {
             s.emit_due(now, &mut out);
         }
-        let steps: Vec<_> = out.iter().map(|e| match e {
-            Emission::Countdown { remaining_ms } => format!("c{remaining_ms}"),
-            Emission::Tick { step, .. } => format!("t{step}"),
-            Emission::Ended { .. } => "end".into(),
-        }).collect();
+        let steps: Vec<_> = out
+            .iter()
+            .map(|e| match e {
+                Emission::Countdown { remaining_ms } => format!("c{remaining_ms}"),
+                Emission::Tick { step, .. } => format!("t{step}"),
+                Emission::Ended { .. } => "end".into(),
+            })
+            .collect();
         assert_eq!(steps, ["c3000", "c2000", "c1000", "t0", "t1"]);
         assert_eq!(s.next_deadline(), Some(10_200));
     }
@@ -167,13 +226,23 @@ mod tests {
         s.emit_due(250, &mut out);
         s.emit_due(250, &mut out);
         s.emit_due(1_000, &mut out);
-        let ticks: Vec<_> = out.iter().filter_map(|e| match e {
-            Emission::Tick { step, state, scheduled_at } => Some((*step, *state, *scheduled_at)),
-            _ => None,
-        }).collect();
+        let ticks: Vec<_> = out
+            .iter()
+            .filter_map(|e| match e {
+                Emission::Tick {
+                    step,
+                    state,
+                    scheduled_at,
+                } => Some((*step, *state, *scheduled_at)),
+                _ => None,
+            })
+            .collect();
         assert_eq!(ticks.len(), 11);
         for (i, (step, state, at)) in ticks.into_iter().enumerate() {
-            assert_eq!((step, state, at), (i as i64, state_at(&params, i as i64), i as i64 * 100));
+            assert_eq!(
+                (step, state, at),
+                (i as i64, state_at(&params, i as i64), i as i64 * 100)
+            );
         }
     }
 
@@ -183,11 +252,34 @@ mod tests {
         s.player_joined();
         let mut out = Vec::new();
         s.emit_due(100_000, &mut out);
-        let Some(Emission::Ended { reason, last_step }) = out.last().cloned() else { panic!("not ended: {out:?}") };
+        let Some(Emission::Ended { reason, last_step }) = out.last().cloned() else {
+            panic!("not ended: {out:?}")
+        };
         assert_eq!(reason, EndReason::MaxRounds);
-        let Emission::Tick { step, state, .. } = out[out.len() - 2] else { panic!() };
+        let Emission::Tick { step, state, .. } = out[out.len() - 2] else {
+            panic!()
+        };
         assert_eq!((step, state.round, state.broken), (last_step, 3, true));
         assert!(s.is_ended() && s.next_deadline().is_none());
+    }
+
+    #[test]
+    fn a_session_resumed_after_its_last_tick_ends_at_once() {
+        let mut whole = SessionSchedule::new(created(0, 2), 0, i64::MAX / 4);
+        let mut out = Vec::new();
+        whole.emit_due(100_000, &mut out);
+        let last_step = whole.last_step();
+        let mut resumed = SessionSchedule::new(created(0, 2), 0, i64::MAX / 4);
+        resumed.resume_at(last_step + 1);
+        out.clear();
+        resumed.emit_due(200_000, &mut out);
+        assert_eq!(
+            out,
+            [Emission::Ended {
+                reason: EndReason::MaxRounds,
+                last_step
+            }]
+        );
     }
 
     #[test]
@@ -197,7 +289,13 @@ mod tests {
         s.emit_due(1_499, &mut out);
         assert!(!s.is_ended());
         s.emit_due(1_500, &mut out);
-        assert_eq!(out.last(), Some(&Emission::Ended { reason: EndReason::Idle, last_step: 5 }));
+        assert_eq!(
+            out.last(),
+            Some(&Emission::Ended {
+                reason: EndReason::Idle,
+                last_step: 5
+            })
+        );
 
         let mut s = SessionSchedule::new(created(1_000, 1000), 0, 500);
         s.player_joined();

@@ -103,32 +103,59 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "error": self.code, "message": self.message }))).into_response()
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.code, "message": self.message })),
+        )
+            .into_response()
     }
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+fn parse_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let body = body.map_err(|e| ApiError::new(e.status(), "invalid_body", e.body_text()))?;
-    serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("request body: {e}")))
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("request body: {e}"),
+        )
+    })
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 impl Edge {
     #[must_use]
-    pub fn new(log: Arc<dyn EventLog>, signer: TokenSigner, regions: Vec<Region>, config: EdgeConfig) -> Arc<Self> {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        signer: TokenSigner,
+        regions: Vec<Region>,
+        config: EdgeConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
             log,
             signer,
@@ -148,7 +175,10 @@ impl Edge {
     }
 
     /// Keeps the directory current from `game-events` until `shutdown`.
-    pub async fn follow_sessions(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), Error> {
+    pub async fn follow_sessions(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
         let from = StartFrom::Timestamp(now_ms() - self.config.directory_history_ms);
         let mut tail = self.log.tail(GAME_EVENTS, from).await?;
         loop {
@@ -160,7 +190,9 @@ impl Edge {
             for record in records {
                 match Event::from_bytes(&record.payload) {
                     Ok(event) => directory.apply(&event),
-                    Err(error) => tracing::warn!(offset = record.offset, %error, "skipping undecodable game event"),
+                    Err(error) => {
+                        tracing::warn!(offset = record.offset, %error, "skipping undecodable game event")
+                    }
                 }
             }
             directory.forget_ended_before(now_ms() - self.config.directory_history_ms);
@@ -176,7 +208,16 @@ impl Edge {
         format!("ws://{host}/ws/{}", region.id)
     }
 
-    fn ticket(&self, game_id: String, region: &Region, user_id: String, start_at: i64, tick_ms: i64, seed_hash: String, headers: &HeaderMap) -> GameTicket {
+    fn ticket(
+        &self,
+        game_id: String,
+        region: &Region,
+        user_id: String,
+        start_at: i64,
+        tick_ms: i64,
+        seed_hash: String,
+        headers: &HeaderMap,
+    ) -> GameTicket {
         let token = self.signer.sign(&Claims {
             session_id: game_id.clone(),
             user_id,
@@ -201,17 +242,24 @@ async fn start_game(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<GameTicket>, ApiError> {
     let request: StartRequest = parse_body(body)?;
-    let rules = request.rules(&edge.config.defaults).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", m))?;
+    let rules = request
+        .rules(&edge.config.defaults)
+        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", m))?;
     let hints = RegionHints {
         preferred: request.preferred_region.as_deref(),
         user_region: header(&headers, "x-user-region"),
         country: header(&headers, "cf-ipcountry"),
     };
     let region = edge.router.pick(&hints).map_err(|e| match e {
-        RoutingError::UnknownRegion(_) => ApiError::new(StatusCode::BAD_REQUEST, "unknown_region", e.to_string()),
-        RoutingError::NoHealthyRegion => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_region", e.to_string()),
+        RoutingError::UnknownRegion(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "unknown_region", e.to_string())
+        }
+        RoutingError::NoHealthyRegion => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_region", e.to_string())
+        }
     })?;
-    let seed = getrandom::u64().map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_entropy", e.to_string()))?;
+    let seed = getrandom::u64()
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_entropy", e.to_string()))?;
     let now = now_ms();
     let game_id = uuid::Uuid::now_v7().to_string();
     let created = SessionCreated {
@@ -228,15 +276,39 @@ async fn start_game(
         created_by: request.user_id.clone(),
     };
     let (start_at, seed_hash) = (created.start_at, created.seed_hash.clone());
-    let event = Event::new(game_id.clone(), now, format!("edge@{}", edge.config.instance), EventBody::SessionCreated(created));
-    let record = NewRecord { key: game_id.clone(), timestamp_ms: now, payload: event.to_bytes().into() };
-    edge.log.append(GAME_EVENTS, vec![record], Durability::Durable).await.map_err(|e| {
-        tracing::error!(error = %e, "could not log session_created");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "log_unavailable", "the event log refused the new session; retry later")
-    })?;
+    let event = Event::new(
+        game_id.clone(),
+        now,
+        format!("edge@{}", edge.config.instance),
+        EventBody::SessionCreated(created),
+    );
+    let record = NewRecord {
+        key: game_id.clone(),
+        timestamp_ms: now,
+        payload: event.to_bytes().into(),
+    };
+    edge.log
+        .append(GAME_EVENTS, vec![record], Durability::Durable)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "could not log session_created");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "log_unavailable",
+                "the event log refused the new session; retry later",
+            )
+        })?;
     edge.directory.lock().unwrap().apply(&event);
     tracing::info!(game_id, region = %region.id, "session created");
-    Ok(Json(edge.ticket(game_id, region, request.user_id, start_at, rules.tick_ms, seed_hash, &headers)))
+    Ok(Json(edge.ticket(
+        game_id,
+        region,
+        request.user_id,
+        start_at,
+        rules.tick_ms,
+        seed_hash,
+        &headers,
+    )))
 }
 
 async fn join_game(
@@ -246,21 +318,47 @@ async fn join_game(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<GameTicket>, ApiError> {
     let request: JoinRequest = parse_body(body)?;
-    check_user_id(&request.user_id).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", m))?;
+    check_user_id(&request.user_id)
+        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", m))?;
     let info = edge.directory.lock().unwrap().get(&game_id).cloned();
     let Some(info) = info else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_game", format!("no game with id {game_id:?}")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_game",
+            format!("no game with id {game_id:?}"),
+        ));
     };
     if info.ended {
-        return Err(ApiError::new(StatusCode::CONFLICT, "game_ended", format!("game {game_id} has ended")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "game_ended",
+            format!("game {game_id} has ended"),
+        ));
     }
     let Some(region) = edge.router.get(&info.region) else {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_region", format!("region {} is not configured here", info.region)));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_region",
+            format!("region {} is not configured here", info.region),
+        ));
     };
-    Ok(Json(edge.ticket(game_id, region, request.user_id, info.start_at, info.tick_ms, info.seed_hash, &headers)))
+    Ok(Json(edge.ticket(
+        game_id,
+        region,
+        request.user_id,
+        info.start_at,
+        info.tick_ms,
+        info.seed_hash,
+        &headers,
+    )))
 }
 
 async fn list_regions(State(edge): State<Arc<Edge>>) -> Json<serde_json::Value> {
-    let ids: Vec<&str> = edge.router.regions().iter().map(|r| r.id.as_str()).collect();
+    let ids: Vec<&str> = edge
+        .router
+        .regions()
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect();
     Json(serde_json::json!({ "regions": ids }))
 }

@@ -15,7 +15,11 @@ pub struct GameDefaults {
 
 impl Default for GameDefaults {
     fn default() -> Self {
-        Self { tick_ms: 100, countdown_ms: 3000, max_rounds: 1000 }
+        Self {
+            tick_ms: 100,
+            countdown_ms: 3000,
+            max_rounds: 1000,
+        }
     }
 }
 
@@ -54,13 +58,23 @@ pub const MAX_USER_ID_LEN: usize = 128;
 
 /// Checks a userId: 1–128 bytes, no control characters.
 pub fn check_user_id(user_id: &str) -> Result<(), String> {
-    if user_id.is_empty() || user_id.len() > MAX_USER_ID_LEN || user_id.chars().any(char::is_control) {
-        return Err(format!("userId must be 1 to {MAX_USER_ID_LEN} bytes without control characters"));
+    if user_id.is_empty()
+        || user_id.len() > MAX_USER_ID_LEN
+        || user_id.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "userId must be 1 to {MAX_USER_ID_LEN} bytes without control characters"
+        ));
     }
     Ok(())
 }
 
-fn in_range<T: PartialOrd + std::fmt::Display + Copy>(name: &str, value: T, lo: T, hi: T) -> Result<T, String> {
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    name: &str,
+    value: T,
+    lo: T,
+    hi: T,
+) -> Result<T, String> {
     if value < lo || value > hi {
         return Err(format!("{name} must be between {lo} and {hi}, got {value}"));
     }
@@ -71,15 +85,43 @@ impl StartRequest {
     /// The game this request asks for, or a message saying which field is out of range.
     pub fn rules(&self, defaults: &GameDefaults) -> Result<GameRules, String> {
         check_user_id(&self.user_id)?;
-        let min = in_range("minBreakSteps", self.min_break_steps.unwrap_or(DEFAULT_MIN_BREAK_STEPS), 1, 1_000_000)?;
-        let max = in_range("maxBreakSteps", self.max_break_steps.unwrap_or(DEFAULT_MAX_BREAK_STEPS.max(min)), 1, 1_000_000)?;
+        let min = in_range(
+            "minBreakSteps",
+            self.min_break_steps.unwrap_or(DEFAULT_MIN_BREAK_STEPS),
+            1,
+            1_000_000,
+        )?;
+        let max = in_range(
+            "maxBreakSteps",
+            self.max_break_steps
+                .unwrap_or(DEFAULT_MAX_BREAK_STEPS.max(min)),
+            1,
+            1_000_000,
+        )?;
         if min > max {
-            return Err(format!("minBreakSteps ({min}) must not exceed maxBreakSteps ({max})"));
+            return Err(format!(
+                "minBreakSteps ({min}) must not exceed maxBreakSteps ({max})"
+            ));
         }
         Ok(GameRules {
-            tick_ms: in_range("tickMs", self.tick_ms.unwrap_or(defaults.tick_ms), 10, 10_000)?,
-            countdown_ms: in_range("countdownMs", self.countdown_ms.unwrap_or(defaults.countdown_ms), 0, 60_000)?,
-            max_rounds: in_range("maxRounds", self.max_rounds.unwrap_or(defaults.max_rounds), 1, 100_000)?,
+            tick_ms: in_range(
+                "tickMs",
+                self.tick_ms.unwrap_or(defaults.tick_ms),
+                10,
+                10_000,
+            )?,
+            countdown_ms: in_range(
+                "countdownMs",
+                self.countdown_ms.unwrap_or(defaults.countdown_ms),
+                0,
+                60_000,
+            )?,
+            max_rounds: in_range(
+                "maxRounds",
+                self.max_rounds.unwrap_or(defaults.max_rounds),
+                1,
+                100_000,
+            )?,
             min_break_steps: min,
             max_break_steps: max,
         })
@@ -96,13 +138,27 @@ mod tests {
 
     #[test]
     fn defaults_fill_missing_fields() {
-        let rules = request(r#"{"userId":"a"}"#).rules(&GameDefaults::default()).unwrap();
+        let rules = request(r#"{"userId":"a"}"#)
+            .rules(&GameDefaults::default())
+            .unwrap();
         assert_eq!(
             rules,
-            GameRules { tick_ms: 100, countdown_ms: 3000, max_rounds: 1000, min_break_steps: 10, max_break_steps: 100 }
+            GameRules {
+                tick_ms: 100,
+                countdown_ms: 3000,
+                max_rounds: 1000,
+                min_break_steps: 10,
+                max_break_steps: 100
+            }
         );
         // A min above the default max raises the default max instead of failing.
-        assert_eq!(request(r#"{"userId":"a","minBreakSteps":500}"#).rules(&GameDefaults::default()).unwrap().max_break_steps, 500);
+        assert_eq!(
+            request(r#"{"userId":"a","minBreakSteps":500}"#)
+                .rules(&GameDefaults::default())
+                .unwrap()
+                .max_break_steps,
+            500
+        );
     }
 
     #[test]
@@ -116,7 +172,10 @@ mod tests {
             (r#"{"userId":"a","maxRounds":100001}"#, "maxRounds"),
             (r#"{"userId":"a","minBreakSteps":0}"#, "minBreakSteps"),
             (r#"{"userId":"a","maxBreakSteps":1000001}"#, "maxBreakSteps"),
-            (r#"{"userId":"a","minBreakSteps":5,"maxBreakSteps":4}"#, "minBreakSteps"),
+            (
+                r#"{"userId":"a","minBreakSteps":5,"maxBreakSteps":4}"#,
+                "minBreakSteps",
+            ),
             (r#"{"userId":""}"#, "userId"),
         ] {
             let message = request(body).rules(&GameDefaults::default()).unwrap_err();

@@ -6,18 +6,37 @@ use crate::event::{EndReason, LatencyStatus};
 
 /// A frame from a player, tagged by `action`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "action",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum ClientMessage {
-    Join { session_id: String, user_id: String, token: String },
+    Join {
+        session_id: String,
+        user_id: String,
+        token: String,
+    },
     /// After a reconnect: replay the ticks after `last_step` that the gateway still holds.
-    Resume { session_id: String, user_id: String, token: String, last_step: i64 },
-    Ping { client_timestamp: i64 },
+    Resume {
+        session_id: String,
+        user_id: String,
+        token: String,
+        last_step: i64,
+    },
+    Ping {
+        client_timestamp: i64,
+    },
     Leave,
 }
 
 /// A frame to a player, tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum ServerMessage {
     SessionJoined {
         session_id: String,
@@ -106,15 +125,32 @@ pub enum ErrorCode {
 /// Decodes a client frame, telling malformed JSON apart from a well-formed frame with an
 /// unknown action or missing fields, so the player gets an error that says what to fix.
 pub fn parse_client_message(text: &str) -> Result<ClientMessage, (ErrorCode, String)> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| (ErrorCode::MalformedJson, format!("frame is not valid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        (
+            ErrorCode::MalformedJson,
+            format!("frame is not valid JSON: {e}"),
+        )
+    })?;
     let Some(object) = value.as_object() else {
-        return Err((ErrorCode::InvalidMessage, "frame must be a JSON object with an \"action\" field".to_owned()));
+        return Err((
+            ErrorCode::InvalidMessage,
+            "frame must be a JSON object with an \"action\" field".to_owned(),
+        ));
     };
     let action = match object.get("action") {
         Some(serde_json::Value::String(a)) => a.clone(),
-        Some(_) => return Err((ErrorCode::InvalidMessage, "\"action\" must be a string".to_owned())),
-        None => return Err((ErrorCode::InvalidMessage, "frame has no \"action\" field".to_owned())),
+        Some(_) => {
+            return Err((
+                ErrorCode::InvalidMessage,
+                "\"action\" must be a string".to_owned(),
+            ));
+        }
+        None => {
+            return Err((
+                ErrorCode::InvalidMessage,
+                "frame has no \"action\" field".to_owned(),
+            ));
+        }
     };
     if !matches!(action.as_str(), "join" | "resume" | "ping" | "leave") {
         return Err((
@@ -122,5 +158,10 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, (ErrorCode, Str
             format!("unknown action {action:?}; expected one of join, resume, ping, leave"),
         ));
     }
-    serde_json::from_value(value).map_err(|e| (ErrorCode::InvalidMessage, format!("invalid {action} frame: {e}")))
+    serde_json::from_value(value).map_err(|e| {
+        (
+            ErrorCode::InvalidMessage,
+            format!("invalid {action} frame: {e}"),
+        )
+    })
 }

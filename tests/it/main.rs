@@ -1,0 +1,7 @@
+//! tickcast end to end, through real sockets: `tickcast up` as a child process, players as
+//! WebSocket clients.
+
+mod bad_input;
+mod game;
+mod latency;
+mod support;

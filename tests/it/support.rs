@@ -1,0 +1,281 @@
+//! Test support: a `tickcast up` child process, a WebSocket player, and a latency proxy.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+pub(crate) const TOKEN_SECRET: &str = "tickcast-test-secret-0123456789";
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
+
+/// `tickcast up` on a fresh data directory and a free port; killed on drop.
+pub(crate) struct Server {
+    child: Child,
+    pub(crate) addr: SocketAddr,
+    pub(crate) data_dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Server {
+    pub(crate) fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub(crate) fn start_with(extra: &[&str]) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .args(extra)
+            .env("TICKCAST_TOKEN_SECRET", TOKEN_SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut addr = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.trim().strip_prefix("open        http://") {
+                addr = Some(rest.trim_end_matches('/').parse().unwrap());
+                break;
+            }
+        }
+        let addr = addr.expect("tickcast up printed its address");
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            addr,
+            data_dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs a JSON body; returns the status and the JSON answer.
+    pub(crate) async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    pub(crate) async fn start_game(&self, body: Value) -> Value {
+        let (status, ticket) = self.post("/edge/game/start", &body.to_string()).await;
+        assert_eq!(status, 200, "{ticket}");
+        ticket
+    }
+
+    pub(crate) async fn join_game(&self, game_id: &str, user_id: &str) -> Value {
+        let (status, ticket) = self
+            .post(
+                &format!("/edge/game/{game_id}/join"),
+                &json!({ "userId": user_id }).to_string(),
+            )
+            .await;
+        assert_eq!(status, 200, "{ticket}");
+        ticket
+    }
+
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// A player's WebSocket.
+pub(crate) struct Player {
+    pub(crate) ws: Ws,
+}
+
+/// What a player saw.
+#[derive(Debug)]
+pub(crate) enum Seen {
+    Json(Value),
+    Closed(Option<u16>),
+}
+
+impl Player {
+    pub(crate) async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Self { ws }
+    }
+
+    /// Connects to the ticket's endpoint (or `via`, a proxy in front of it) and sends `join`.
+    pub(crate) async fn join(ticket: &Value, user_id: &str, via: Option<SocketAddr>) -> Self {
+        let mut url = ticket["wsEndpoint"].as_str().unwrap().to_owned();
+        if let Some(proxy) = via {
+            let path = url.split_once("/ws/").unwrap().1.to_owned();
+            url = format!("ws://{proxy}/ws/{path}");
+        }
+        let mut player = Self::connect(&url).await;
+        player.send(json!({"action":"join","sessionId":ticket["gameId"],"userId":user_id,"token":ticket["token"]})).await;
+        player
+    }
+
+    pub(crate) async fn send(&mut self, value: Value) {
+        self.ws
+            .send(Message::text(value.to_string()))
+            .await
+            .unwrap();
+    }
+
+    pub(crate) async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.unwrap();
+    }
+
+    /// The next JSON frame or the close, within `WAIT`.
+    pub(crate) async fn next(&mut self) -> Seen {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("no frame within the deadline");
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    return Seen::Json(serde_json::from_str(&text).unwrap());
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Seen::Closed(frame.map(|f| f.code.into()));
+                }
+                None | Some(Err(_)) => return Seen::Closed(None),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    pub(crate) async fn next_json(&mut self) -> Value {
+        match self.next().await {
+            Seen::Json(value) => value,
+            Seen::Closed(code) => panic!("connection closed ({code:?}) while a frame was expected"),
+        }
+    }
+
+    /// Frames until one of type `kind` (returned with those before it).
+    pub(crate) async fn until(&mut self, kind: &str) -> (Vec<Value>, Value) {
+        let mut before = Vec::new();
+        loop {
+            let value = self.next_json().await;
+            if value["type"] == kind {
+                return (before, value);
+            }
+            before.push(value);
+        }
+    }
+
+    /// Reads until the connection closes; returns the frames and the close code.
+    pub(crate) async fn until_closed(&mut self) -> (Vec<Value>, Option<u16>) {
+        let mut frames = Vec::new();
+        loop {
+            match self.next().await {
+                Seen::Json(value) => frames.push(value),
+                Seen::Closed(code) => return (frames, code),
+            }
+        }
+    }
+}
+
+/// A TCP proxy that delays every chunk by `delay` in each direction, keeping order.
+pub(crate) async fn latency_proxy(upstream: SocketAddr, delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = TcpStream::connect(upstream).await.unwrap();
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            tokio::spawn(delayed_pipe(client_read, server_write, delay));
+            tokio::spawn(delayed_pipe(server_read, client_write, delay));
+        }
+    });
+    addr
+}
+
+async fn delayed_pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    let (chunks, mut delayed) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    tokio::spawn(async move {
+        while let Some((due, chunk)) = delayed.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+    let mut buffer = vec![0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buffer).await {
+        if n == 0
+            || chunks
+                .send((Instant::now() + delay, buffer[..n].to_vec()))
+                .is_err()
+        {
+            break;
+        }
+    }
+}
+
+/// Every event in the server's log topic, decoded as JSON.
+pub(crate) async fn log_events(server: &Server, topic: &str) -> Vec<Value> {
+    let log = tickcast_eventlog::embedded::EmbeddedLog::open(server.data_dir.path()).unwrap();
+    let mut events = Vec::new();
+    let mut from = tickcast_eventlog::StartFrom::Beginning;
+    loop {
+        let batch = tickcast_eventlog::EventLog::read(&log, topic, from, 4096)
+            .await
+            .unwrap();
+        let Some(last) = batch.last() else { break };
+        from = tickcast_eventlog::StartFrom::Offset(last.offset + 1);
+        events.extend(
+            batch
+                .iter()
+                .map(|r| serde_json::from_slice::<Value>(&r.payload).unwrap()),
+        );
+    }
+    events
+}
+
+/// Polls `check` until it returns `Some`, or panics after `WAIT`.
+pub(crate) async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
