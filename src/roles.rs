@@ -204,8 +204,7 @@ fn regions(common: &CommonArgs) -> anyhow::Result<Vec<Region>> {
         {
             bail!("region id {id:?} in TICKCAST_REGIONS must be letters, digits, '-' or '_'");
         }
-        if !endpoint.is_empty()
-            && !(endpoint.starts_with("ws://") || endpoint.starts_with("wss://"))
+        if !(endpoint.is_empty() || endpoint.starts_with("ws://") || endpoint.starts_with("wss://"))
         {
             bail!("region {id}: the endpoint {endpoint:?} must be a ws:// or wss:// URL");
         }

@@ -30,7 +30,7 @@ use serde::Serialize;
 use tickcast_eventlog::{Durability, EventLog, NewRecord, StartFrom};
 use tickcast_schemas::event::{Event, EventBody, SessionCreated};
 use tickcast_schemas::regions::Region;
-use tickcast_schemas::sessions::SessionDirectory;
+use tickcast_schemas::sessions::{SessionDirectory, SessionInfo};
 use tickcast_schemas::token::{Claims, TokenSigner};
 use tickcast_schemas::topics::GAME_EVENTS;
 use tokio_util::sync::CancellationToken;
@@ -208,30 +208,28 @@ impl Edge {
         format!("ws://{host}/ws/{}", region.id)
     }
 
+    /// A ticket for `user_id` to play `session`, which is in `region`.
     fn ticket(
         &self,
-        game_id: String,
+        session: &SessionInfo,
         region: &Region,
         user_id: String,
-        start_at: i64,
-        tick_ms: i64,
-        seed_hash: String,
         headers: &HeaderMap,
     ) -> GameTicket {
         let token = self.signer.sign(&Claims {
-            session_id: game_id.clone(),
+            session_id: session.session_id.clone(),
             user_id,
             region: region.id.clone(),
             expires_at: now_ms() + self.config.token_ttl_ms,
         });
         GameTicket {
-            game_id,
+            game_id: session.session_id.clone(),
             region: region.id.clone(),
             ws_endpoint: Self::ws_endpoint(region, headers),
             token,
-            start_at,
-            tick_ms,
-            seed_hash,
+            start_at: session.start_at,
+            tick_ms: session.tick_ms,
+            seed_hash: session.seed_hash.clone(),
         }
     }
 }
@@ -275,7 +273,6 @@ async fn start_game(
         engine: tickcast_engine::ENGINE_VERSION,
         created_by: request.user_id.clone(),
     };
-    let (start_at, seed_hash) = (created.start_at, created.seed_hash.clone());
     let event = Event::new(
         game_id.clone(),
         now,
@@ -298,17 +295,13 @@ async fn start_game(
                 "the event log refused the new session; retry later",
             )
         })?;
-    edge.directory.lock().unwrap().apply(&event);
+    let info = {
+        let mut directory = edge.directory.lock().unwrap();
+        directory.apply(&event);
+        directory.get(&game_id).cloned().expect("just applied")
+    };
     tracing::info!(game_id, region = %region.id, "session created");
-    Ok(Json(edge.ticket(
-        game_id,
-        region,
-        request.user_id,
-        start_at,
-        rules.tick_ms,
-        seed_hash,
-        &headers,
-    )))
+    Ok(Json(edge.ticket(&info, region, request.user_id, &headers)))
 }
 
 async fn join_game(
@@ -342,15 +335,7 @@ async fn join_game(
             format!("region {} is not configured here", info.region),
         ));
     };
-    Ok(Json(edge.ticket(
-        game_id,
-        region,
-        request.user_id,
-        info.start_at,
-        info.tick_ms,
-        info.seed_hash,
-        &headers,
-    )))
+    Ok(Json(edge.ticket(&info, region, request.user_id, &headers)))
 }
 
 async fn list_regions(State(edge): State<Arc<Edge>>) -> Json<serde_json::Value> {

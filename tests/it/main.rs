@@ -2,6 +2,7 @@
 //! WebSocket clients.
 
 mod bad_input;
+mod cli;
 mod game;
 mod latency;
 mod support;
