@@ -264,7 +264,7 @@ fn common_routes() -> Router {
         )
         .route(
             "/",
-            get(|| async { Html(include_str!("../web/play.html")) }),
+            get(|| async { Html(include_str!("play.html")) }),
         )
         .fallback(|| async {
             (
