@@ -262,10 +262,7 @@ fn common_routes() -> Router {
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
         )
-        .route(
-            "/",
-            get(|| async { Html(include_str!("play.html")) }),
-        )
+        .route("/", get(|| async { Html(include_str!("play.html")) }))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,

@@ -356,19 +356,30 @@ impl Connection {
                 )
                 .await;
         }
-        let outbox = self.outbox.take().expect("outbox is present until join");
-        let (backlog, players) = {
+        let joined = {
             let mut hubs = gateway.hubs.lock().unwrap();
-            let hub = hubs.hub(&session_id);
-            let backlog = hub.join(
-                self.id,
-                Member {
-                    user_id: user_id.clone(),
-                    outbox,
-                },
-                resume_after,
-            );
-            (backlog, hub.user_ids())
+            // An ended session whose frames are no longer held has nothing left to resume.
+            let resumable =
+                !info.ended || hubs.sessions.get(&session_id).is_some_and(|h| h.is_ended());
+            resumable.then(|| {
+                let outbox = self.outbox.take().expect("outbox is present until join");
+                let hub = hubs.hub(&session_id);
+                let backlog = hub.join(
+                    self.id,
+                    Member {
+                        user_id: user_id.clone(),
+                        outbox,
+                    },
+                    resume_after,
+                );
+                (backlog, hub.user_ids())
+            })
+        };
+        let Some((backlog, players)) = joined else {
+            let message = format!("session {session_id} has ended");
+            return self
+                .refuse(Refusal::close(ErrorCode::SessionEnded, message), sink)
+                .await;
         };
         self.joined = Some(Joined {
             session_id: session_id.clone(),

@@ -76,6 +76,10 @@ impl SessionHub {
         backlog
     }
 
+    pub(crate) const fn is_ended(&self) -> bool {
+        self.ended.is_some()
+    }
+
     pub(crate) fn leave(&mut self, connection: u64) {
         self.members.remove(&connection);
     }

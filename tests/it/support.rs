@@ -19,7 +19,9 @@ pub(crate) const WAIT: Duration = Duration::from_secs(60);
 pub(crate) struct Server {
     child: Child,
     pub(crate) addr: SocketAddr,
-    pub(crate) data_dir: tempfile::TempDir,
+    pub(crate) data_dir: std::path::PathBuf,
+    /// Removes the data directory when the last server using it is dropped.
+    _owner: Option<std::sync::Arc<tempfile::TempDir>>,
     http: reqwest::Client,
 }
 
@@ -29,10 +31,17 @@ impl Server {
     }
 
     pub(crate) fn start_with(extra: &[&str]) -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
+        let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        let mut server = Self::start_in(dir.path(), extra);
+        server._owner = Some(dir);
+        server
+    }
+
+    /// A server on an existing data directory (to restart on the same log).
+    pub(crate) fn start_in(data_dir: &std::path::Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path())
+            .arg(data_dir)
             .args(extra)
             .env("TICKCAST_TOKEN_SECRET", TOKEN_SECRET)
             .env("RUST_LOG", "warn")
@@ -53,7 +62,8 @@ impl Server {
         Self {
             child,
             addr,
-            data_dir,
+            data_dir: data_dir.to_owned(),
+            _owner: None,
             http: reqwest::Client::new(),
         }
     }
@@ -91,6 +101,12 @@ impl Server {
             .await;
         assert_eq!(status, 200, "{ticket}");
         ticket
+    }
+
+    /// SIGKILL: no destructor, no flush.
+    pub(crate) fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
@@ -247,7 +263,7 @@ async fn delayed_pipe(
 
 /// Every event in the server's log topic, decoded as JSON.
 pub(crate) async fn log_events(server: &Server, topic: &str) -> Vec<Value> {
-    let log = tickcast_eventlog::embedded::EmbeddedLog::open(server.data_dir.path()).unwrap();
+    let log = tickcast_eventlog::embedded::EmbeddedLog::open(&server.data_dir).unwrap();
     let mut events = Vec::new();
     let mut from = tickcast_eventlog::StartFrom::Beginning;
     loop {
