@@ -369,6 +369,7 @@ impl Connection {
                     Member {
                         user_id: user_id.clone(),
                         outbox,
+                        after_step: -1,
                     },
                     resume_after,
                 );

@@ -23,6 +23,9 @@ pub(crate) struct Member {
     /// The connection's outbox. Bounded: a player who cannot take frames as fast as they come
     /// is disconnected rather than buffered without limit.
     pub(crate) outbox: mpsc::Sender<Outbound>,
+    /// Ticks at or below this step are not sent to this member: it has them already (resume),
+    /// or they predate its join (a gateway still reading its history from the log).
+    pub(crate) after_step: i64,
 }
 
 /// One session's players and recent frames.
@@ -57,10 +60,12 @@ impl SessionHub {
     pub(crate) fn join(
         &mut self,
         connection: u64,
-        member: Member,
+        mut member: Member,
         resume_after: Option<i64>,
     ) -> Backlog {
         let mut backlog = Backlog::default();
+        let held = self.last_step.unwrap_or(-1);
+        member.after_step = resume_after.map_or(held, |after| after.max(held));
         if let Some(after) = resume_after {
             backlog.frames = self
                 .history
@@ -95,11 +100,11 @@ impl SessionHub {
         while self.history.len() > history_len {
             self.history.pop_front();
         }
-        self.broadcast(&Outbound::Frame(frame))
+        self.broadcast(&Outbound::Frame(frame), step)
     }
 
     pub(crate) fn countdown(&mut self, frame: Utf8Bytes) -> Vec<u64> {
-        self.broadcast(&Outbound::Frame(frame))
+        self.broadcast(&Outbound::Frame(frame), i64::MAX)
     }
 
     pub(crate) fn end(&mut self, frame: Utf8Bytes) -> Vec<u64> {
@@ -107,14 +112,18 @@ impl SessionHub {
             return Vec::new();
         }
         self.ended = Some(frame.clone());
-        let full = self.broadcast(&Outbound::End(frame));
+        let full = self.broadcast(&Outbound::End(frame), i64::MAX);
         self.members.clear();
         full
     }
 
-    fn broadcast(&mut self, message: &Outbound) -> Vec<u64> {
+    /// Sends `message` to every member that has not got `step` yet.
+    fn broadcast(&mut self, message: &Outbound, step: i64) -> Vec<u64> {
         let mut full = Vec::new();
         for (&connection, member) in &self.members {
+            if step <= member.after_step {
+                continue;
+            }
             // try_send: a cheap clone of shared bytes, never an await while the hubs are locked.
             if member.outbox.try_send(message.clone()).is_err() {
                 full.push(connection);
@@ -153,6 +162,7 @@ mod tests {
             Member {
                 user_id: user.into(),
                 outbox,
+                after_step: -1,
             },
             rx,
         )
@@ -187,6 +197,22 @@ mod tests {
             ["t1", "t2"]
         );
         assert_eq!(hub.user_ids(), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_member_never_gets_steps_at_or_below_its_resume_point() {
+        // A gateway that just started holds nothing yet and reads old ticks from the log while a
+        // player resumes at step 5: steps up to 5 must not reach the player again.
+        let mut hub = SessionHub::default();
+        let (m, mut rx) = member("a");
+        assert!(hub.join(1, m, Some(5)).frames.is_empty());
+        for step in 0..8 {
+            hub.tick(step, Utf8Bytes::from(format!("t{step}")), 10);
+        }
+        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(text)
+            .collect();
+        assert_eq!(got, ["t6", "t7"]);
     }
 
     #[test]

@@ -158,8 +158,16 @@ async fn the_edge_answers_bad_requests_with_json_4xx() {
     );
 }
 
+/// The next frame that is not part of the game's stream (countdowns and ticks may come at any
+/// time once joined) must be an error with `code`.
 async fn expect_error(player: &mut Player, code: &str) -> Value {
-    match player.next().await {
+    let mut seen = player.next().await;
+    while let Seen::Json(frame) = &seen
+        && (frame["type"] == "countdown" || frame["type"] == "tick")
+    {
+        seen = player.next().await;
+    }
+    match seen {
         Seen::Json(frame) => {
             assert_eq!(
                 (frame["type"].as_str(), frame["code"].as_str()),
