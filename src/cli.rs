@@ -86,11 +86,7 @@ pub(crate) struct TickGeneratorArgs {
 #[derive(Debug, Args)]
 pub(crate) struct LogArgs {
     /// Event log URL: embedded://DIR.
-    #[arg(
-        long = "log",
-        env = "TICKCAST_LOG",
-        default_value = "embedded://./data"
-    )]
+    #[arg(long = "log", env = "TICKCAST_LOG", default_value = "embedded://./data")]
     pub(crate) url: String,
 }
 

@@ -110,40 +110,24 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let table = regions(&args.common)?;
     let mut roles = Roles::new();
 
-    let edge = Edge::new(
-        Arc::clone(&log),
-        signer.clone(),
-        table.clone(),
-        edge_config(&args.game, &args.common),
-    );
-    roles.spawn(
-        "edge directory",
-        Arc::clone(&edge).follow_sessions(roles.shutdown.clone()),
-    );
+    let edge =
+        Edge::new(Arc::clone(&log), signer.clone(), table.clone(), edge_config(&args.game, &args.common));
+    roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(roles.shutdown.clone()));
 
     let mut gateways = Vec::new();
     for region in &table {
         let mut config = GatewayConfig::new(region.id.clone());
         config.instance = args.common.instance.clone();
         config.latency = latency_policy(&args.latency);
-        let gateway = Gateway::new(
-            Arc::clone(&log),
-            signer.clone(),
-            config,
-            roles.shutdown.clone(),
-        );
+        let gateway = Gateway::new(Arc::clone(&log), signer.clone(), config, roles.shutdown.clone());
         roles.spawn("gateway", Arc::clone(&gateway).run());
         gateways.push(gateway);
     }
 
-    let generator =
-        TickGenerator::new(Arc::clone(&log), generator_config(&args.game, &args.common));
+    let generator = TickGenerator::new(Arc::clone(&log), generator_config(&args.game, &args.common));
     roles.spawn("tick generator", generator.run(roles.shutdown.clone()));
 
-    let app = edge
-        .routes()
-        .merge(tickcast_gateways::routes(&gateways))
-        .merge(common_routes());
+    let app = edge.routes().merge(tickcast_gateways::routes(&gateways)).merge(common_routes());
     let addr = roles.serve(args.listen, app).await?;
     let banner = format!(
         "tickcast is up on the embedded log at {}\n  open        http://{addr}/\n  start game  curl -s -XPOST http://{addr}/edge/game/start -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'\n  gateways    ws://{addr}/ws/<region>   ({})\n  Ctrl-C stops it cleanly.\n",
@@ -152,9 +136,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     );
     // Whoever started us may have stopped reading stdout: that is no reason to stop serving.
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout
-        .write_all(banner.as_bytes())
-        .and_then(|()| stdout.flush());
+    let _ = stdout.write_all(banner.as_bytes()).and_then(|()| stdout.flush());
     drop(stdout);
     roles.wait().await
 }
@@ -164,11 +146,7 @@ fn open_log(url: &str) -> anyhow::Result<Arc<dyn EventLog>> {
 }
 
 fn ids(regions: &[Region]) -> String {
-    regions
-        .iter()
-        .map(|r| r.id.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    regions.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 fn signer(common: &CommonArgs) -> anyhow::Result<TokenSigner> {
@@ -194,30 +172,15 @@ fn regions(common: &CommonArgs) -> anyhow::Result<Vec<Region>> {
     };
     let mut table = Vec::new();
     for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let (id, endpoint) = entry
-            .split_once('=')
-            .map_or((entry, ""), |(i, e)| (i.trim(), e.trim()));
-        if id.is_empty()
-            || !id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        let (id, endpoint) = entry.split_once('=').map_or((entry, ""), |(i, e)| (i.trim(), e.trim()));
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             bail!("region id {id:?} in TICKCAST_REGIONS must be letters, digits, '-' or '_'");
         }
-        if !(endpoint.is_empty() || endpoint.starts_with("ws://") || endpoint.starts_with("wss://"))
-        {
+        if !(endpoint.is_empty() || endpoint.starts_with("ws://") || endpoint.starts_with("wss://")) {
             bail!("region {id}: the endpoint {endpoint:?} must be a ws:// or wss:// URL");
         }
-        let countries = defaults
-            .iter()
-            .find(|r| r.id == id)
-            .map(|r| r.countries.clone())
-            .unwrap_or_default();
-        table.push(Region {
-            id: id.to_owned(),
-            ws_endpoint: endpoint.to_owned(),
-            countries,
-        });
+        let countries = defaults.iter().find(|r| r.id == id).map(|r| r.countries.clone()).unwrap_or_default();
+        table.push(Region { id: id.to_owned(), ws_endpoint: endpoint.to_owned(), countries });
     }
     if table.is_empty() {
         bail!("TICKCAST_REGIONS lists no region");
@@ -258,17 +221,12 @@ fn generator_config(game: &GameArgs, common: &CommonArgs) -> TickGeneratorConfig
 /// `/healthz`, the landing page and JSON 404s.
 fn common_routes() -> Router {
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
-        )
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
         .route("/", get(|| async { Html(include_str!("play.html")) }))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
-                axum::Json(
-                    serde_json::json!({ "error": "not_found", "message": "no such endpoint" }),
-                ),
+                axum::Json(serde_json::json!({ "error": "not_found", "message": "no such endpoint" })),
             )
                 .into_response()
         })
@@ -291,21 +249,14 @@ impl Roles {
             tracing::info!("shutting down");
             signal.cancel();
         });
-        Self {
-            shutdown,
-            tasks: JoinSet::new(),
-        }
+        Self { shutdown, tasks: JoinSet::new() }
     }
 
-    fn spawn<E>(
-        &mut self,
-        name: &'static str,
-        task: impl Future<Output = Result<(), E>> + Send + 'static,
-    ) where
+    fn spawn<E>(&mut self, name: &'static str, task: impl Future<Output = Result<(), E>> + Send + 'static)
+    where
         E: std::error::Error + Send + Sync + 'static,
     {
-        self.tasks
-            .spawn(async move { task.await.with_context(|| format!("{name} failed")) });
+        self.tasks.spawn(async move { task.await.with_context(|| format!("{name} failed")) });
     }
 
     /// Binds `addr` and serves `app` until shutdown; returns the bound address.
@@ -354,8 +305,7 @@ impl Roles {
                     self.shutdown.cancel();
                 }
                 Some(Err(join_error)) => {
-                    first_error
-                        .get_or_insert_with(|| anyhow::anyhow!("a role panicked: {join_error}"));
+                    first_error.get_or_insert_with(|| anyhow::anyhow!("a role panicked: {join_error}"));
                     self.shutdown.cancel();
                 }
             }
@@ -368,11 +318,10 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return std::future::pending().await,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -50,11 +50,7 @@ impl Params {
     /// Parameters with the default break bounds (10 / 100).
     #[must_use]
     pub const fn with_seed(seed: u64) -> Self {
-        Self {
-            seed,
-            min_break_steps: DEFAULT_MIN_BREAK_STEPS,
-            max_break_steps: DEFAULT_MAX_BREAK_STEPS,
-        }
+        Self { seed, min_break_steps: DEFAULT_MIN_BREAK_STEPS, max_break_steps: DEFAULT_MAX_BREAK_STEPS }
     }
 
     /// The length in steps of round `round`: `min + splitmix64(seed ^ round·GOLDEN) % (max − min + 1)`.
@@ -71,15 +67,8 @@ impl Params {
 /// The span `max − min + 1` wraps to 0 only for `min = 0, max = u64::MAX`, which no valid
 /// session has; that case is treated as the full u64 range instead of dividing by zero.
 #[must_use]
-pub const fn break_interval(
-    seed: u64,
-    round: u64,
-    min_break_steps: u64,
-    max_break_steps: u64,
-) -> u64 {
-    let span = max_break_steps
-        .wrapping_sub(min_break_steps)
-        .wrapping_add(1);
+pub const fn break_interval(seed: u64, round: u64, min_break_steps: u64, max_break_steps: u64) -> u64 {
+    let span = max_break_steps.wrapping_sub(min_break_steps).wrapping_add(1);
     let r = splitmix64(seed ^ round.wrapping_mul(GOLDEN));
     let offset = if span == 0 { r } else { r % span };
     min_break_steps.wrapping_add(offset)
@@ -123,17 +112,9 @@ pub fn state_at(params: &Params, step: i64) -> State {
         let off = step - round_start;
         if off < interval {
             return if off == interval - 1 {
-                State {
-                    value: 0,
-                    round: round + 1,
-                    broken: true,
-                }
+                State { value: 0, round: round + 1, broken: true }
             } else {
-                State {
-                    value: off + 1,
-                    round,
-                    broken: false,
-                }
+                State { value: off + 1, round, broken: false }
             };
         }
         round_start += interval;
@@ -160,13 +141,7 @@ impl Stepper {
     /// A stepper whose first `advance` returns step 0.
     #[must_use]
     pub fn new(params: Params) -> Self {
-        Self {
-            params,
-            next_step: 0,
-            round: 0,
-            offset: 0,
-            interval: params.break_interval(0),
-        }
+        Self { params, next_step: 0, round: 0, offset: 0, interval: params.break_interval(0) }
     }
 
     /// A stepper whose first `advance` returns `step` (clamped to 0), positioned in O(rounds).
@@ -195,17 +170,9 @@ impl Stepper {
     pub fn advance(&mut self) -> (i64, State) {
         let step = self.next_step;
         let state = if self.offset == self.interval - 1 {
-            State {
-                value: 0,
-                round: self.round + 1,
-                broken: true,
-            }
+            State { value: 0, round: self.round + 1, broken: true }
         } else {
-            State {
-                value: self.offset + 1,
-                round: self.round,
-                broken: false,
-            }
+            State { value: self.offset + 1, round: self.round, broken: false }
         };
         self.next_step += 1;
         self.offset += 1;
@@ -244,11 +211,7 @@ pub mod reference {
             }
             i += 1;
         }
-        State {
-            value,
-            round,
-            broken,
-        }
+        State { value, round, broken }
     }
 }
 
@@ -277,18 +240,12 @@ mod tests {
     #[test]
     fn before_the_start_is_the_initial_state() {
         assert_eq!(state_at(&Params::with_seed(1), -5), State::default());
-        assert_eq!(
-            Stepper::starting_at(Params::with_seed(1), -5).next_step(),
-            0
-        );
+        assert_eq!(Stepper::starting_at(Params::with_seed(1), -5).next_step(), 0);
     }
 
     #[test]
     fn seed_hash_is_sha256_of_the_decimal_string() {
         // sha256("0")
-        assert_eq!(
-            seed_hash(0),
-            "5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9"
-        );
+        assert_eq!(seed_hash(0), "5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9");
     }
 }

@@ -18,9 +18,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{
-    Durability, Error, EventLog, GroupConsumer, NewRecord, Record, Result, StartFrom, Tail,
-};
+use crate::{Durability, Error, EventLog, GroupConsumer, NewRecord, Record, Result, StartFrom, Tail};
 
 /// Records kept in memory per topic for live tailers.
 const RECENT_RECORDS: usize = 32 * 1024;
@@ -78,12 +76,7 @@ struct TopicState {
 
 impl TopicState {
     fn new(name: &str, end: u64) -> Self {
-        Self {
-            name: name.into(),
-            end,
-            recent: VecDeque::new(),
-            end_tx: watch::channel(end).0,
-        }
+        Self { name: name.into(), end, recent: VecDeque::new(), end_tx: watch::channel(end).0 }
     }
 }
 
@@ -109,13 +102,7 @@ enum WriteRequest {
 
 impl WriteRequest {
     const fn is_durable(&self) -> bool {
-        !matches!(
-            self,
-            Self::Append {
-                durability: Durability::Relaxed,
-                ..
-            }
-        )
+        !matches!(self, Self::Append { durability: Durability::Relaxed, .. })
     }
 
     fn fail(self, message: &str) {
@@ -138,72 +125,53 @@ impl EmbeddedLog {
     /// Opens (creating if needed) the log in directory `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
         let db_path = dir.join("log.sqlite3");
         let conn = open_connection(&db_path)?;
         conn.execute_batch(SCHEMA)?;
         let mut topics = HashMap::new();
         {
-            let mut stmt =
-                conn.prepare("SELECT topic, MAX(offset) + 1 FROM records GROUP BY topic")?;
-            let rows = stmt.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-            })?;
+            let mut stmt = conn.prepare("SELECT topic, MAX(offset) + 1 FROM records GROUP BY topic")?;
+            let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
             for row in rows {
                 let (topic, end) = row?;
                 topics.insert(topic.clone(), TopicState::new(&topic, end as u64));
             }
         }
-        let shared = Arc::new(Shared {
-            db_path,
-            topics: Mutex::new(topics),
-            readers: Mutex::new(Vec::new()),
-        });
+        let shared =
+            Arc::new(Shared { db_path, topics: Mutex::new(topics), readers: Mutex::new(Vec::new()) });
         let (writer, requests) = mpsc::channel(16 * 1024);
         let writer_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("eventlog-writer".into())
             .spawn(move || Writer::new(conn, writer_shared).run(requests))
-            .map_err(|source| Error::Io {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            .map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
         Ok(Self { shared, writer })
     }
 
-    async fn request<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteRequest,
-    ) -> Result<T> {
+    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteRequest) -> Result<T> {
         let (reply, response) = oneshot::channel();
-        self.writer
-            .send(make(reply))
-            .await
-            .map_err(|_| Error::Closed)?;
+        self.writer.send(make(reply)).await.map_err(|_| Error::Closed)?;
         response.await.map_err(|_| Error::Closed)?
     }
 
     fn tail_at(&self, topic: &str, position: u64) -> EmbeddedTail {
         let (name, end_rx) = self.shared.watch(topic);
-        EmbeddedTail {
-            shared: Arc::clone(&self.shared),
-            topic: name,
-            position,
-            end_rx,
-        }
+        EmbeddedTail { shared: Arc::clone(&self.shared), topic: name, position, end_rx }
     }
 }
 
 impl Shared {
     fn watch(&self, topic: &str) -> (Arc<str>, watch::Receiver<u64>) {
         let mut topics = self.topics.lock().unwrap();
-        let state = topics
-            .entry(topic.to_owned())
-            .or_insert_with(|| TopicState::new(topic, 0));
+        let state = topics.entry(topic.to_owned()).or_insert_with(|| TopicState::new(topic, 0));
         (Arc::clone(&state.name), state.end_tx.subscribe())
+    }
+
+    /// Each topic's committed end: where the writer's next offsets start.
+    fn committed_ends(&self) -> HashMap<String, u64> {
+        self.topics.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.end)).collect()
     }
 
     fn end_of(&self, topic: &str) -> u64 {
@@ -256,12 +224,7 @@ impl Shared {
 
     /// Committed records of `topic` in `[from, end)`, at most [`MAX_BATCH`]; from memory when
     /// the window still holds `from`.
-    async fn fetch(
-        self: &Arc<Self>,
-        topic: &Arc<str>,
-        from: u64,
-        max: usize,
-    ) -> Result<Vec<Record>> {
+    async fn fetch(self: &Arc<Self>, topic: &Arc<str>, from: u64, max: usize) -> Result<Vec<Record>> {
         let max = max.min(MAX_BATCH);
         let end = {
             let topics = self.topics.lock().unwrap();
@@ -285,21 +248,17 @@ impl Shared {
                 "SELECT offset, key, ts, payload FROM records
                  WHERE topic = ?1 AND offset >= ?2 AND offset < ?3 ORDER BY offset LIMIT ?4",
             )?;
-            let rows = stmt.query_map(
-                params![&*topic, from as i64, end as i64, max as i64],
-                |row| {
-                    Ok(Record {
-                        topic: Arc::clone(&topic),
-                        partition: 0,
-                        offset: row.get::<_, i64>(0)? as u64,
-                        key: row.get(1)?,
-                        timestamp_ms: row.get(2)?,
-                        payload: Bytes::from(row.get::<_, Vec<u8>>(3)?),
-                    })
-                },
-            )?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(Error::from)
+            let rows = stmt.query_map(params![&*topic, from as i64, end as i64, max as i64], |row| {
+                Ok(Record {
+                    topic: Arc::clone(&topic),
+                    partition: 0,
+                    offset: row.get::<_, i64>(0)? as u64,
+                    key: row.get(1)?,
+                    timestamp_ms: row.get(2)?,
+                    payload: Bytes::from(row.get::<_, Vec<u8>>(3)?),
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Error::from)
         })
         .await
     }
@@ -307,22 +266,12 @@ impl Shared {
 
 #[async_trait]
 impl EventLog for EmbeddedLog {
-    async fn append(
-        &self,
-        topic: &str,
-        records: Vec<NewRecord>,
-        durability: Durability,
-    ) -> Result<Vec<u64>> {
+    async fn append(&self, topic: &str, records: Vec<NewRecord>, durability: Durability) -> Result<Vec<u64>> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        self.request(|reply| WriteRequest::Append {
-            topic: topic.to_owned(),
-            records,
-            durability,
-            reply,
-        })
-        .await
+        self.request(|reply| WriteRequest::Append { topic: topic.to_owned(), records, durability, reply })
+            .await
     }
 
     async fn read(&self, topic: &str, from: StartFrom, max: usize) -> Result<Vec<Record>> {
@@ -363,11 +312,7 @@ impl EventLog for EmbeddedLog {
             };
             tails.push(self.tail_at(topic, position));
         }
-        Ok(Box::new(EmbeddedConsumer {
-            group: group.to_owned(),
-            tails,
-            writer: self.writer.clone(),
-        }))
+        Ok(Box::new(EmbeddedConsumer { group: group.to_owned(), tails, writer: self.writer.clone() }))
     }
 
     async fn sync(&self) -> Result<()> {
@@ -392,10 +337,7 @@ impl EmbeddedTail {
     }
 
     async fn take_available(&mut self) -> Result<Vec<Record>> {
-        let records = self
-            .shared
-            .fetch(&self.topic, self.position, MAX_BATCH)
-            .await?;
+        let records = self.shared.fetch(&self.topic, self.position, MAX_BATCH).await?;
         if let Some(last) = records.last() {
             self.position = last.offset + 1;
         }
@@ -471,19 +413,8 @@ struct Writer {
 
 impl Writer {
     fn new(conn: Connection, shared: Arc<Shared>) -> Self {
-        let next_offsets = shared
-            .topics
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.end))
-            .collect();
-        Self {
-            conn,
-            shared,
-            next_offsets,
-            synchronous_full: None,
-        }
+        let next_offsets = shared.committed_ends();
+        Self { conn, shared, next_offsets, synchronous_full: None }
     }
 
     fn run(mut self, mut requests: mpsc::Receiver<WriteRequest>) {
@@ -510,8 +441,7 @@ impl Writer {
 
     fn set_synchronous(&mut self, full: bool) -> Result<()> {
         if self.synchronous_full != Some(full) {
-            self.conn
-                .pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
+            self.conn.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
             self.synchronous_full = Some(full);
         }
         Ok(())
@@ -536,14 +466,7 @@ impl Writer {
             Err(error) => {
                 tracing::error!(%error, "embedded log commit failed; the batch is refused");
                 // The offsets handed out in the failed transaction are not used.
-                self.next_offsets = self
-                    .shared
-                    .topics
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.end))
-                    .collect();
+                self.next_offsets = self.shared.committed_ends();
                 let message = error.to_string();
                 for request in batch.drain(..) {
                     request.fail(&message);
@@ -599,13 +522,7 @@ impl Writer {
                         appended.push((topic.clone(), stored));
                         all_offsets.push(offsets);
                     }
-                    WriteRequest::Commit {
-                        group,
-                        topic,
-                        partition,
-                        next_offset,
-                        ..
-                    } => {
+                    WriteRequest::Commit { group, topic, partition, next_offset, .. } => {
                         commit.execute(params![group, topic, partition, *next_offset as i64])?;
                         all_offsets.push(Vec::new());
                     }
@@ -621,9 +538,7 @@ impl Writer {
     fn publish(&self, appended: Vec<(String, Vec<Record>)>) {
         let mut topics = self.shared.topics.lock().unwrap();
         for (topic, records) in appended {
-            let state = topics
-                .entry(topic.clone())
-                .or_insert_with(|| TopicState::new(&topic, 0));
+            let state = topics.entry(topic.clone()).or_insert_with(|| TopicState::new(&topic, 0));
             // Records already in the window use the state's name, so all share one Arc.
             for mut record in records {
                 record.topic = Arc::clone(&state.name);

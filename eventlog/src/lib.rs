@@ -71,10 +71,7 @@ pub enum Error {
     #[error("embedded log storage failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("embedded log directory {path:?}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("embedded log write failed, nothing of it was stored: {0}")]
     WriteFailed(String),
     #[error("the event log is shut down")]
@@ -97,12 +94,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[async_trait]
 pub trait EventLog: Send + Sync + fmt::Debug {
     /// Appends `records` to `topic` in order and returns their offsets, once as durable as asked.
-    async fn append(
-        &self,
-        topic: &str,
-        records: Vec<NewRecord>,
-        durability: Durability,
-    ) -> Result<Vec<u64>>;
+    async fn append(&self, topic: &str, records: Vec<NewRecord>, durability: Durability) -> Result<Vec<u64>>;
 
     /// Up to `max` records of `topic` from `from`, without waiting for new ones.
     async fn read(&self, topic: &str, from: StartFrom, max: usize) -> Result<Vec<Record>>;
@@ -145,23 +137,16 @@ pub trait GroupConsumer: Send + fmt::Debug {
 
 /// Opens the backend named by `url`: `embedded://DIR`.
 pub fn open(url: &str) -> Result<Arc<dyn EventLog>> {
-    let bad = |reason: &str| Error::BadUrl {
-        url: url.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let bad = |reason: &str| Error::BadUrl { url: url.to_owned(), reason: reason.to_owned() };
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(bad("expected SCHEME://…, e.g. embedded://./data"));
     };
     match scheme {
-        "embedded" if rest.is_empty() => {
-            Err(bad("embedded:// needs a directory, e.g. embedded://./data"))
-        }
+        "embedded" if rest.is_empty() => Err(bad("embedded:// needs a directory, e.g. embedded://./data")),
         "embedded" => Ok(Arc::new(embedded::EmbeddedLog::open(rest)?)),
-        "kafka" | "kinesis" => Err(bad(&format!(
-            "the {scheme} backend is not part of this build yet; use embedded://DIR"
-        ))),
-        other => Err(bad(&format!(
-            "unknown scheme {other:?}; supported: embedded://DIR"
-        ))),
+        "kafka" | "kinesis" => {
+            Err(bad(&format!("the {scheme} backend is not part of this build yet; use embedded://DIR")))
+        }
+        other => Err(bad(&format!("unknown scheme {other:?}; supported: embedded://DIR"))),
     }
 }

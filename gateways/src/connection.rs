@@ -52,19 +52,11 @@ struct Refusal {
 
 impl Refusal {
     fn keep_open(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            close: false,
-        }
+        Self { code, message: message.into(), close: false }
     }
 
     fn close(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            close: true,
-        }
+        Self { code, message: message.into(), close: true }
     }
 }
 
@@ -80,10 +72,7 @@ struct Connection {
 }
 
 fn close_frame(code: CloseCode, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    }))
+    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
 }
 
 async fn send(sink: &mut Sink, message: &ServerMessage) -> Result<(), WsError> {
@@ -149,11 +138,7 @@ pub(crate) async fn serve(gateway: Arc<Gateway>, socket: Socket, id: u64) {
             Ok(Some(close)) => break close,
             Err(error) => {
                 tracing::debug!(%error, "write failed");
-                break Close {
-                    code: CloseCode::Error,
-                    reason: "",
-                    left: Some(LeaveReason::Error),
-                };
+                break Close { code: CloseCode::Error, reason: "", left: Some(LeaveReason::Error) };
             }
         }
     };
@@ -177,11 +162,7 @@ const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Connection {
     /// Handles one frame from the player; `Some` ends the connection.
-    async fn on_message(
-        &mut self,
-        message: Message,
-        sink: &mut Sink,
-    ) -> Result<Option<Close>, WsError> {
+    async fn on_message(&mut self, message: Message, sink: &mut Sink) -> Result<Option<Close>, WsError> {
         match message {
             Message::Text(text) if text.len() > self.gateway.config.max_frame_bytes => {
                 let message = ServerMessage::Error {
@@ -212,19 +193,8 @@ impl Connection {
         }
     }
 
-    async fn refuse(
-        &mut self,
-        refusal: Refusal,
-        sink: &mut Sink,
-    ) -> Result<Option<Close>, WsError> {
-        send(
-            sink,
-            &ServerMessage::Error {
-                code: refusal.code,
-                message: refusal.message,
-            },
-        )
-        .await?;
+    async fn refuse(&mut self, refusal: Refusal, sink: &mut Sink) -> Result<Option<Close>, WsError> {
+        send(sink, &ServerMessage::Error { code: refusal.code, message: refusal.message }).await?;
         Ok(refusal.close.then_some(Close {
             code: CloseCode::Library(CLOSE_UNAUTHORIZED),
             reason: "join refused",
@@ -241,44 +211,22 @@ impl Connection {
         };
         match message {
             ClientMessage::Ping { client_timestamp } => {
-                send(
-                    sink,
-                    &ServerMessage::Pong {
-                        client_timestamp,
-                        server_timestamp: now_ms(),
-                    },
-                )
-                .await?;
+                send(sink, &ServerMessage::Pong { client_timestamp, server_timestamp: now_ms() }).await?;
                 Ok(None)
             }
             ClientMessage::Leave => {
                 if self.joined.is_none() {
                     return self
-                        .refuse(
-                            Refusal::keep_open(ErrorCode::NotJoined, "leave before join"),
-                            sink,
-                        )
+                        .refuse(Refusal::keep_open(ErrorCode::NotJoined, "leave before join"), sink)
                         .await;
                 }
-                Ok(Some(Close {
-                    code: CloseCode::Normal,
-                    reason: "left",
-                    left: Some(LeaveReason::Closed),
-                }))
+                Ok(Some(Close { code: CloseCode::Normal, reason: "left", left: Some(LeaveReason::Closed) }))
             }
-            ClientMessage::Join {
-                session_id,
-                user_id,
-                token,
-            } => self.join(session_id, user_id, &token, None, sink).await,
-            ClientMessage::Resume {
-                session_id,
-                user_id,
-                token,
-                last_step,
-            } => {
-                self.join(session_id, user_id, &token, Some(last_step), sink)
-                    .await
+            ClientMessage::Join { session_id, user_id, token } => {
+                self.join(session_id, user_id, &token, None, sink).await
+            }
+            ClientMessage::Resume { session_id, user_id, token, last_step } => {
+                self.join(session_id, user_id, &token, Some(last_step), sink).await
             }
         }
     }
@@ -308,18 +256,13 @@ impl Connection {
             Err(TokenError::Expired) => {
                 return self
                     .refuse(
-                        Refusal::close(
-                            ErrorCode::ExpiredToken,
-                            "token expired; ask the edge for a new one",
-                        ),
+                        Refusal::close(ErrorCode::ExpiredToken, "token expired; ask the edge for a new one"),
                         sink,
                     )
                     .await;
             }
             Err(e) => {
-                return self
-                    .refuse(Refusal::close(ErrorCode::InvalidToken, e.to_string()), sink)
-                    .await;
+                return self.refuse(Refusal::close(ErrorCode::InvalidToken, e.to_string()), sink).await;
             }
         };
         if claims.session_id != session_id
@@ -330,9 +273,7 @@ impl Connection {
                 "token is for session {} as {} in {}, not session {session_id} as {user_id} in {}",
                 claims.session_id, claims.user_id, claims.region, gateway.config.region
             );
-            return self
-                .refuse(Refusal::close(ErrorCode::TokenMismatch, message), sink)
-                .await;
+            return self.refuse(Refusal::close(ErrorCode::TokenMismatch, message), sink).await;
         }
         let Some(info) = gateway.wait_for_session(&session_id).await else {
             return self
@@ -348,10 +289,7 @@ impl Connection {
         if info.ended && resume_after.is_none() {
             return self
                 .refuse(
-                    Refusal::close(
-                        ErrorCode::SessionEnded,
-                        format!("session {session_id} has ended"),
-                    ),
+                    Refusal::close(ErrorCode::SessionEnded, format!("session {session_id} has ended")),
                     sink,
                 )
                 .await;
@@ -359,18 +297,13 @@ impl Connection {
         let joined = {
             let mut hubs = gateway.hubs.lock().unwrap();
             // An ended session whose frames are no longer held has nothing left to resume.
-            let resumable =
-                !info.ended || hubs.sessions.get(&session_id).is_some_and(|h| h.is_ended());
+            let resumable = !info.ended || hubs.sessions.get(&session_id).is_some_and(|h| h.is_ended());
             resumable.then(|| {
                 let outbox = self.outbox.take().expect("outbox is present until join");
                 let hub = hubs.hub(&session_id);
                 let backlog = hub.join(
                     self.id,
-                    Member {
-                        user_id: user_id.clone(),
-                        outbox,
-                        after_step: -1,
-                    },
+                    Member { user_id: user_id.clone(), outbox, after_step: -1 },
                     resume_after,
                 );
                 (backlog, hub.user_ids())
@@ -378,14 +311,9 @@ impl Connection {
         };
         let Some((backlog, players)) = joined else {
             let message = format!("session {session_id} has ended");
-            return self
-                .refuse(Refusal::close(ErrorCode::SessionEnded, message), sink)
-                .await;
+            return self.refuse(Refusal::close(ErrorCode::SessionEnded, message), sink).await;
         };
-        self.joined = Some(Joined {
-            session_id: session_id.clone(),
-            user_id: user_id.clone(),
-        });
+        self.joined = Some(Joined { session_id: session_id.clone(), user_id: user_id.clone() });
         send(
             sink,
             &ServerMessage::SessionJoined {
@@ -439,45 +367,21 @@ impl Connection {
         let connection_id = self.connection_id.clone();
         self.gateway.record(
             &session_id,
-            EventBody::LatencySampled(LatencySampled {
-                connection_id: connection_id.clone(),
-                rtt_ms,
-            }),
+            EventBody::LatencySampled(LatencySampled { connection_id: connection_id.clone(), rtt_ms }),
         );
         match self.monitor.sample(rtt_ms) {
             Verdict::Unchanged => Ok(None),
-            Verdict::Status {
-                status,
-                avg_rtt_ms,
-                jitter_ms,
-            } => {
+            Verdict::Status { status, avg_rtt_ms, jitter_ms } => {
                 self.gateway.record(
                     &session_id,
-                    EventBody::LatencyWarned(LatencyWarned {
-                        connection_id,
-                        avg_rtt_ms,
-                        jitter_ms,
-                        status,
-                    }),
+                    EventBody::LatencyWarned(LatencyWarned { connection_id, avg_rtt_ms, jitter_ms, status }),
                 );
-                send(
-                    sink,
-                    &ServerMessage::LatencyStatus {
-                        status,
-                        avg_rtt_ms,
-                        jitter_ms,
-                    },
-                )
-                .await?;
+                send(sink, &ServerMessage::LatencyStatus { status, avg_rtt_ms, jitter_ms }).await?;
                 Ok(None)
             }
-            Verdict::Kick {
-                avg_rtt_ms,
-                jitter_ms,
-            } => {
+            Verdict::Kick { avg_rtt_ms, jitter_ms } => {
                 let user_id = joined.user_id.clone();
-                let reason =
-                    format!("latency too high: average RTT {avg_rtt_ms} ms, jitter {jitter_ms} ms");
+                let reason = format!("latency too high: average RTT {avg_rtt_ms} ms, jitter {jitter_ms} ms");
                 self.gateway.record(
                     &session_id,
                     EventBody::PlayerKicked(PlayerKicked {

@@ -57,22 +57,13 @@ impl SessionHub {
 
     /// Adds a member; with `resume_after`, returns the held ticks after that step (and the end,
     /// if the session ended), which the member must send before anything from its outbox.
-    pub(crate) fn join(
-        &mut self,
-        connection: u64,
-        mut member: Member,
-        resume_after: Option<i64>,
-    ) -> Backlog {
+    pub(crate) fn join(&mut self, connection: u64, mut member: Member, resume_after: Option<i64>) -> Backlog {
         let mut backlog = Backlog::default();
         let held = self.last_step.unwrap_or(-1);
         member.after_step = resume_after.map_or(held, |after| after.max(held));
         if let Some(after) = resume_after {
-            backlog.frames = self
-                .history
-                .iter()
-                .filter(|(step, _)| *step > after)
-                .map(|(_, f)| f.clone())
-                .collect();
+            backlog.frames =
+                self.history.iter().filter(|(step, _)| *step > after).map(|(_, f)| f.clone()).collect();
             backlog.ended.clone_from(&self.ended);
         }
         if self.ended.is_none() {
@@ -145,8 +136,7 @@ pub(crate) struct Hubs {
 impl Hubs {
     pub(crate) fn hub(&mut self, session_id: &str) -> &mut SessionHub {
         if !self.sessions.contains_key(session_id) {
-            self.sessions
-                .insert(session_id.to_owned(), SessionHub::default());
+            self.sessions.insert(session_id.to_owned(), SessionHub::default());
         }
         self.sessions.get_mut(session_id).expect("inserted above")
     }
@@ -158,14 +148,7 @@ mod tests {
 
     fn member(user: &str) -> (Member, mpsc::Receiver<Outbound>) {
         let (outbox, rx) = mpsc::channel(4);
-        (
-            Member {
-                user_id: user.into(),
-                outbox,
-                after_step: -1,
-            },
-            rx,
-        )
+        (Member { user_id: user.into(), outbox, after_step: -1 }, rx)
     }
 
     fn text(o: Outbound) -> String {
@@ -182,20 +165,11 @@ mod tests {
         for step in [0, 1, 1, 2, 0] {
             hub.tick(step, Utf8Bytes::from(format!("t{step}")), 2);
         }
-        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
-            .map(text)
-            .collect();
+        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).map(text).collect();
         assert_eq!(got, ["t0", "t1", "t2"]);
         let (m, _rx) = member("b");
         let backlog = hub.join(2, m, Some(0));
-        assert_eq!(
-            backlog
-                .frames
-                .iter()
-                .map(|f| f.as_str())
-                .collect::<Vec<_>>(),
-            ["t1", "t2"]
-        );
+        assert_eq!(backlog.frames.iter().map(|f| f.as_str()).collect::<Vec<_>>(), ["t1", "t2"]);
         assert_eq!(hub.user_ids(), ["a", "b"]);
     }
 
@@ -209,9 +183,7 @@ mod tests {
         for step in 0..8 {
             hub.tick(step, Utf8Bytes::from(format!("t{step}")), 10);
         }
-        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
-            .map(text)
-            .collect();
+        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).map(text).collect();
         assert_eq!(got, ["t6", "t7"]);
     }
 

@@ -37,11 +37,7 @@ pub enum Verdict {
     /// Nothing changed.
     Unchanged,
     /// The status changed (ok → warning or back).
-    Status {
-        status: LatencyStatus,
-        avg_rtt_ms: u64,
-        jitter_ms: u64,
-    },
+    Status { status: LatencyStatus, avg_rtt_ms: u64, jitter_ms: u64 },
     /// Over the kick thresholds.
     Kick { avg_rtt_ms: u64, jitter_ms: u64 },
 }
@@ -57,11 +53,7 @@ pub struct LatencyMonitor {
 impl LatencyMonitor {
     #[must_use]
     pub fn new(policy: LatencyPolicy) -> Self {
-        Self {
-            policy,
-            window: VecDeque::with_capacity(policy.samples),
-            status: LatencyStatus::Ok,
-        }
+        Self { policy, window: VecDeque::with_capacity(policy.samples), status: LatencyStatus::Ok }
     }
 
     #[must_use]
@@ -77,12 +69,7 @@ impl LatencyMonitor {
         }
         let n = self.window.len() as f64;
         let mean = self.window.iter().sum::<u64>() as f64 / n;
-        let variance = self
-            .window
-            .iter()
-            .map(|&s| (s as f64 - mean).powi(2))
-            .sum::<f64>()
-            / n;
+        let variance = self.window.iter().map(|&s| (s as f64 - mean).powi(2)).sum::<f64>() / n;
         (mean.round() as u64, variance.sqrt().round() as u64)
     }
 
@@ -98,10 +85,7 @@ impl LatencyMonitor {
         let (avg_rtt_ms, jitter_ms) = self.stats();
         let p = &self.policy;
         if avg_rtt_ms > p.max_latency_ms || jitter_ms > p.max_jitter_ms {
-            return Verdict::Kick {
-                avg_rtt_ms,
-                jitter_ms,
-            };
+            return Verdict::Kick { avg_rtt_ms, jitter_ms };
         }
         let status = if avg_rtt_ms > p.warning_latency_ms || jitter_ms > p.warning_jitter_ms {
             LatencyStatus::Warning
@@ -112,11 +96,7 @@ impl LatencyMonitor {
             return Verdict::Unchanged;
         }
         self.status = status;
-        Verdict::Status {
-            status,
-            avg_rtt_ms,
-            jitter_ms,
-        }
+        Verdict::Status { status, avg_rtt_ms, jitter_ms }
     }
 }
 
@@ -131,18 +111,8 @@ mod tests {
     #[test]
     fn nothing_is_judged_before_the_window_is_full() {
         let mut m = LatencyMonitor::new(LatencyPolicy::default());
-        assert!(
-            feed(&mut m, &[900, 900, 900, 900])
-                .iter()
-                .all(|v| *v == Verdict::Unchanged)
-        );
-        assert!(matches!(
-            m.sample(900),
-            Verdict::Kick {
-                avg_rtt_ms: 900,
-                jitter_ms: 0
-            }
-        ));
+        assert!(feed(&mut m, &[900, 900, 900, 900]).iter().all(|v| *v == Verdict::Unchanged));
+        assert!(matches!(m.sample(900), Verdict::Kick { avg_rtt_ms: 900, jitter_ms: 0 }));
     }
 
     #[test]
@@ -151,11 +121,7 @@ mod tests {
         let verdicts = feed(&mut m, &[120, 120, 120, 120, 120]);
         assert_eq!(
             verdicts[4],
-            Verdict::Status {
-                status: LatencyStatus::Warning,
-                avg_rtt_ms: 120,
-                jitter_ms: 0
-            }
+            Verdict::Status { status: LatencyStatus::Warning, avg_rtt_ms: 120, jitter_ms: 0 }
         );
         assert_eq!(m.sample(120), Verdict::Unchanged);
         let verdicts = feed(&mut m, &[10, 10, 10, 10, 10]);
@@ -174,15 +140,8 @@ mod tests {
         assert_eq!(m.stats(), (50, 36));
         assert_eq!(
             verdicts[4],
-            Verdict::Status {
-                status: LatencyStatus::Warning,
-                avg_rtt_ms: 50,
-                jitter_ms: 36
-            }
+            Verdict::Status { status: LatencyStatus::Warning, avg_rtt_ms: 50, jitter_ms: 36 }
         );
-        assert!(matches!(
-            feed(&mut m, &[0, 200, 0, 200, 0])[4],
-            Verdict::Kick { .. }
-        ));
+        assert!(matches!(feed(&mut m, &[0, 200, 0, 200, 0])[4], Verdict::Kick { .. }));
     }
 }

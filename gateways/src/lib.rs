@@ -121,17 +121,11 @@ pub struct Gateway {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(serde_json::json!({ "error": code, "message": message })),
-    )
-        .into_response()
+    (status, axum::Json(serde_json::json!({ "error": code, "message": message }))).into_response()
 }
 
 impl Gateway {
@@ -170,24 +164,11 @@ impl Gateway {
     /// Runs the gateway's tails and event writer until shutdown; returns once every connection
     /// has closed and its events are in the log.
     pub async fn run(self: Arc<Self>) -> Result<(), Error> {
-        let events_rx = self
-            .events_rx
-            .lock()
-            .unwrap()
-            .take()
-            .expect("Gateway::run is called once");
+        let events_rx = self.events_rx.lock().unwrap().take().expect("Gateway::run is called once");
         let history_start = now_ms() - self.config.history.as_millis() as i64;
-        let mut ticks = self
-            .log
-            .tail(
-                &topics::ticks(&self.config.region),
-                StartFrom::Timestamp(history_start),
-            )
-            .await?;
-        let mut game_events = self
-            .log
-            .tail(GAME_EVENTS, StartFrom::Timestamp(history_start))
-            .await?;
+        let mut ticks =
+            self.log.tail(&topics::ticks(&self.config.region), StartFrom::Timestamp(history_start)).await?;
+        let mut game_events = self.log.tail(GAME_EVENTS, StartFrom::Timestamp(history_start)).await?;
         let writer = tokio::spawn(Arc::clone(&self).write_events(events_rx));
         let mut ended: VecDeque<(Instant, String)> = VecDeque::new();
         let result = loop {
@@ -218,14 +199,8 @@ impl Gateway {
         let mut directory = self.directory.lock().unwrap();
         for record in records {
             match Event::from_bytes(&record.payload) {
-                Ok(
-                    event @ Event {
-                        body: EventBody::SessionCreated(_) | EventBody::SessionEnded(_),
-                        ..
-                    },
-                ) => {
-                    if matches!(&event.body, EventBody::SessionCreated(c) if c.region != self.config.region)
-                    {
+                Ok(event @ Event { body: EventBody::SessionCreated(_) | EventBody::SessionEnded(_), .. }) => {
+                    if matches!(&event.body, EventBody::SessionCreated(c) if c.region != self.config.region) {
                         continue;
                     }
                     directory.apply(&event);
@@ -241,11 +216,7 @@ impl Gateway {
     }
 
     /// Encodes each record once and hands the frame to the session's players.
-    fn forward(
-        &self,
-        records: &[tickcast_eventlog::Record],
-        ended: &mut VecDeque<(Instant, String)>,
-    ) {
+    fn forward(&self, records: &[tickcast_eventlog::Record], ended: &mut VecDeque<(Instant, String)>) {
         let now = now_ms();
         let mut hubs = self.hubs.lock().unwrap();
         for record in records {
@@ -267,17 +238,10 @@ impl Gateway {
                         scheduled_at: t.scheduled_at,
                         server_timestamp: now,
                     };
-                    hub.tick(
-                        t.step,
-                        Utf8Bytes::from(message.to_json()),
-                        self.config.resume_ticks,
-                    )
+                    hub.tick(t.step, Utf8Bytes::from(message.to_json()), self.config.resume_ticks)
                 }
                 EventBody::Countdown(c) => hub.countdown(Utf8Bytes::from(
-                    ServerMessage::Countdown {
-                        remaining_ms: c.remaining_ms,
-                    }
-                    .to_json(),
+                    ServerMessage::Countdown { remaining_ms: c.remaining_ms }.to_json(),
                 )),
                 EventBody::SessionEnded(e) => {
                     ended.push_back((Instant::now(), event.session_id.clone()));
@@ -366,11 +330,7 @@ impl Gateway {
                 payload: e.to_bytes().into(),
             })
             .collect();
-        if let Err(error) = self
-            .log
-            .append(GAME_EVENTS, records, Durability::Durable)
-            .await
-        {
+        if let Err(error) = self.log.append(GAME_EVENTS, records, Durability::Durable).await {
             tracing::error!(%error, "could not write gateway events");
         }
     }
@@ -391,10 +351,7 @@ impl Gateway {
                 "this endpoint speaks WebSocket (version 13): send GET with Connection: Upgrade and Upgrade: websocket",
             );
         };
-        let Some(on_upgrade) = request
-            .extensions_mut()
-            .remove::<hyper::upgrade::OnUpgrade>()
-        else {
+        let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
             return json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "no_upgrade",
@@ -413,12 +370,9 @@ impl Gateway {
         self.connections.spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let socket = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
-                        Role::Server,
-                        Some(config),
-                    )
-                    .await;
+                    let socket =
+                        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                            .await;
                     connection::serve(gateway, socket, id).await;
                 }
                 Err(error) => tracing::debug!(%error, "upgrade failed"),
@@ -428,10 +382,7 @@ impl Gateway {
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, "upgrade")
             .header(header::UPGRADE, "websocket")
-            .header(
-                header::SEC_WEBSOCKET_ACCEPT,
-                derive_accept_key(key.as_bytes()),
-            )
+            .header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(key.as_bytes()))
             .body(Body::empty())
             .expect("static response parts are valid")
     }
@@ -446,32 +397,18 @@ fn websocket_key(headers: &HeaderMap) -> Option<String> {
             .flat_map(|v| v.split(','))
             .any(|v| v.trim().eq_ignore_ascii_case(token))
     };
-    let version_13 = headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_some_and(|v| v == "13");
-    if !(has_token(header::CONNECTION, "upgrade")
-        && has_token(header::UPGRADE, "websocket")
-        && version_13)
-    {
+    let version_13 = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    if !(has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket") && version_13) {
         return None;
     }
-    headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .and_then(|k| k.to_str().ok())
-        .map(str::to_owned)
+    headers.get(header::SEC_WEBSOCKET_KEY).and_then(|k| k.to_str().ok()).map(str::to_owned)
 }
 
 /// Routes `/ws/{region}` to the gateway of that region.
 pub fn routes(gateways: &[Arc<Gateway>]) -> Router {
-    let by_region: Arc<HashMap<String, Arc<Gateway>>> = Arc::new(
-        gateways
-            .iter()
-            .map(|g| (g.config.region.clone(), Arc::clone(g)))
-            .collect(),
-    );
-    Router::new()
-        .route("/ws/{region}", get(upgrade))
-        .with_state(by_region)
+    let by_region: Arc<HashMap<String, Arc<Gateway>>> =
+        Arc::new(gateways.iter().map(|g| (g.config.region.clone(), Arc::clone(g))).collect());
+    Router::new().route("/ws/{region}", get(upgrade)).with_state(by_region)
 }
 
 async fn upgrade(

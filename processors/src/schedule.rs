@@ -8,18 +8,9 @@ use tickcast_schemas::event::{EndReason, SessionCreated};
 /// Something a session emits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Emission {
-    Countdown {
-        remaining_ms: i64,
-    },
-    Tick {
-        step: i64,
-        state: State,
-        scheduled_at: i64,
-    },
-    Ended {
-        reason: EndReason,
-        last_step: i64,
-    },
+    Countdown { remaining_ms: i64 },
+    Tick { step: i64, state: State, scheduled_at: i64 },
+    Ended { reason: EndReason, last_step: i64 },
 }
 
 /// One active session's clock, engine state and idle tracking.
@@ -45,8 +36,7 @@ impl SessionSchedule {
     pub fn new(created: SessionCreated, created_at: i64, idle_ms: i64) -> Self {
         let stepper = Stepper::new(created.engine_params());
         let seconds_before = (created.start_at - created_at).max(0) / 1000;
-        let next_countdown_at =
-            (seconds_before >= 1).then(|| created.start_at - seconds_before * 1000);
+        let next_countdown_at = (seconds_before >= 1).then(|| created.start_at - seconds_before * 1000);
         Self {
             stepper,
             next_countdown_at,
@@ -107,19 +97,9 @@ impl SessionSchedule {
         if self.end_due {
             return Some(i64::MIN);
         }
-        let tick = scheduled_at(
-            self.created.start_at,
-            self.created.tick_ms,
-            self.stepper.next_step(),
-        );
+        let tick = scheduled_at(self.created.start_at, self.created.tick_ms, self.stepper.next_step());
         let idle = self.empty_since.map(|since| since + self.idle_ms);
-        Some(
-            [Some(tick), self.next_countdown_at, idle]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(tick),
-        )
+        Some([Some(tick), self.next_countdown_at, idle].into_iter().flatten().min().unwrap_or(tick))
     }
 
     /// Appends to `out` everything due at `now`, in order; ends the session when its last
@@ -130,10 +110,7 @@ impl SessionSchedule {
         }
         if self.end_due {
             self.ended = true;
-            out.push(Emission::Ended {
-                reason: EndReason::MaxRounds,
-                last_step: self.last_step(),
-            });
+            out.push(Emission::Ended { reason: EndReason::MaxRounds, last_step: self.last_step() });
             return;
         }
         let start_at = self.created.start_at;
@@ -157,10 +134,7 @@ impl SessionSchedule {
             });
             if state.broken && state.round >= self.created.max_rounds {
                 self.ended = true;
-                out.push(Emission::Ended {
-                    reason: EndReason::MaxRounds,
-                    last_step: step,
-                });
+                out.push(Emission::Ended { reason: EndReason::MaxRounds, last_step: step });
                 return;
             }
         }
@@ -168,10 +142,7 @@ impl SessionSchedule {
             && since + self.idle_ms <= now
         {
             self.ended = true;
-            out.push(Emission::Ended {
-                reason: EndReason::Idle,
-                last_step: self.last_step(),
-            });
+            out.push(Emission::Ended { reason: EndReason::Idle, last_step: self.last_step() });
         }
     }
 }
@@ -229,20 +200,13 @@ mod tests {
         let ticks: Vec<_> = out
             .iter()
             .filter_map(|e| match e {
-                Emission::Tick {
-                    step,
-                    state,
-                    scheduled_at,
-                } => Some((*step, *state, *scheduled_at)),
+                Emission::Tick { step, state, scheduled_at } => Some((*step, *state, *scheduled_at)),
                 _ => None,
             })
             .collect();
         assert_eq!(ticks.len(), 11);
         for (i, (step, state, at)) in ticks.into_iter().enumerate() {
-            assert_eq!(
-                (step, state, at),
-                (i as i64, state_at(&params, i as i64), i as i64 * 100)
-            );
+            assert_eq!((step, state, at), (i as i64, state_at(&params, i as i64), i as i64 * 100));
         }
     }
 
@@ -256,9 +220,7 @@ mod tests {
             panic!("not ended: {out:?}")
         };
         assert_eq!(reason, EndReason::MaxRounds);
-        let Emission::Tick { step, state, .. } = out[out.len() - 2] else {
-            panic!()
-        };
+        let Emission::Tick { step, state, .. } = out[out.len() - 2] else { panic!() };
         assert_eq!((step, state.round, state.broken), (last_step, 3, true));
         assert!(s.is_ended() && s.next_deadline().is_none());
     }
@@ -273,13 +235,7 @@ mod tests {
         resumed.resume_at(last_step + 1);
         out.clear();
         resumed.emit_due(200_000, &mut out);
-        assert_eq!(
-            out,
-            [Emission::Ended {
-                reason: EndReason::MaxRounds,
-                last_step
-            }]
-        );
+        assert_eq!(out, [Emission::Ended { reason: EndReason::MaxRounds, last_step }]);
     }
 
     #[test]
@@ -289,13 +245,7 @@ mod tests {
         s.emit_due(1_499, &mut out);
         assert!(!s.is_ended());
         s.emit_due(1_500, &mut out);
-        assert_eq!(
-            out.last(),
-            Some(&Emission::Ended {
-                reason: EndReason::Idle,
-                last_step: 5
-            })
-        );
+        assert_eq!(out.last(), Some(&Emission::Ended { reason: EndReason::Idle, last_step: 5 }));
 
         let mut s = SessionSchedule::new(created(1_000, 1000), 0, 500);
         s.player_joined();

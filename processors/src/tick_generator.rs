@@ -33,11 +33,7 @@ pub struct TickGeneratorConfig {
 
 impl Default for TickGeneratorConfig {
     fn default() -> Self {
-        Self {
-            group: "tick-generator".into(),
-            instance: "0".into(),
-            idle_ms: 30_000,
-        }
+        Self { group: "tick-generator".into(), instance: "0".into(), idle_ms: 30_000 }
     }
 }
 
@@ -83,15 +79,10 @@ impl TickGenerator {
 
     /// Runs until `shutdown`; returns after the last due emissions are written.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
-        let mut consumer = self
-            .log
-            .consume(&self.config.group, &[GAME_EVENTS], StartFrom::Beginning)
-            .await?;
+        let mut consumer = self.log.consume(&self.config.group, &[GAME_EVENTS], StartFrom::Beginning).await?;
         loop {
             let sleep = match self.deadlines.peek() {
-                Some(Reverse((deadline, _))) => {
-                    Duration::from_millis((deadline - now_ms()).max(0) as u64)
-                }
+                Some(Reverse((deadline, _))) => Duration::from_millis((deadline - now_ms()).max(0) as u64),
                 None => Duration::from_secs(3600),
             };
             tokio::select! {
@@ -162,23 +153,12 @@ impl TickGenerator {
     fn start_session(&mut self, id: String, created_at: i64, offset: u64, created: SessionCreated) {
         let ticks_topic = topics::ticks(&created.region);
         let schedule = SessionSchedule::new(created, created_at, self.config.idle_ms);
-        self.sessions.insert(
-            id.clone(),
-            ActiveSession {
-                schedule,
-                created_offset: offset,
-                ticks_topic,
-            },
-        );
+        self.sessions.insert(id.clone(), ActiveSession { schedule, created_offset: offset, ticks_topic });
         self.push_deadline(&id);
     }
 
     fn push_deadline(&mut self, id: &str) {
-        if let Some(deadline) = self
-            .sessions
-            .get(id)
-            .and_then(|s| s.schedule.next_deadline())
-        {
+        if let Some(deadline) = self.sessions.get(id).and_then(|s| s.schedule.next_deadline()) {
             self.deadlines.push(Reverse((deadline, id.to_owned())));
         }
     }
@@ -190,15 +170,12 @@ impl TickGenerator {
             let Some(s) = self.sessions.get(&id) else {
                 continue;
             };
-            let entry = by_topic
-                .entry(s.ticks_topic.clone())
-                .or_insert((i64::MAX, Vec::new()));
+            let entry = by_topic.entry(s.ticks_topic.clone()).or_insert((i64::MAX, Vec::new()));
             entry.0 = entry.0.min(s.schedule.created().start_at);
             entry.1.push(id);
         }
         for (topic, (since, ids)) in by_topic {
-            let mut last_steps: HashMap<String, i64> =
-                ids.iter().map(|id| (id.clone(), -1)).collect();
+            let mut last_steps: HashMap<String, i64> = ids.iter().map(|id| (id.clone(), -1)).collect();
             let mut from = StartFrom::Timestamp(since);
             loop {
                 let batch = self.log.read(&topic, from, 4096).await?;
@@ -206,10 +183,8 @@ impl TickGenerator {
                 from = StartFrom::Offset(last.offset + 1);
                 for record in &batch {
                     if let Some(step) = last_steps.get_mut(&record.key)
-                        && let Ok(Event {
-                            body: EventBody::Tick(tick),
-                            ..
-                        }) = Event::from_bytes(&record.payload)
+                        && let Ok(Event { body: EventBody::Tick(tick), .. }) =
+                            Event::from_bytes(&record.payload)
                     {
                         *step = (*step).max(tick.step);
                     }
@@ -248,14 +223,8 @@ impl TickGenerator {
             let created = active.schedule.created();
             for emission in emissions.drain(..) {
                 let body = match emission {
-                    Emission::Countdown { remaining_ms } => {
-                        EventBody::Countdown(Countdown { remaining_ms })
-                    }
-                    Emission::Tick {
-                        step,
-                        state,
-                        scheduled_at,
-                    } => EventBody::Tick(Tick {
+                    Emission::Countdown { remaining_ms } => EventBody::Countdown(Countdown { remaining_ms }),
+                    Emission::Tick { step, state, scheduled_at } => EventBody::Tick(Tick {
                         step,
                         value: state.value,
                         round: state.round,
@@ -264,31 +233,18 @@ impl TickGenerator {
                         emitted_at: now_ms(),
                     }),
                     Emission::Ended { reason, last_step } => {
-                        EventBody::SessionEnded(SessionEnded {
-                            reason,
-                            last_step,
-                            seed: created.seed,
-                        })
+                        EventBody::SessionEnded(SessionEnded { reason, last_step, seed: created.seed })
                     }
                 };
                 let ended = matches!(body, EventBody::SessionEnded(_));
                 let event = Event::new(id.clone(), now, self.source.clone(), body);
-                let record = NewRecord {
-                    key: id.clone(),
-                    timestamp_ms: now,
-                    payload: event.to_bytes().into(),
-                };
+                let record =
+                    NewRecord { key: id.clone(), timestamp_ms: now, payload: event.to_bytes().into() };
                 if ended {
                     facts.push(record.clone());
-                    end_copies
-                        .entry(active.ticks_topic.clone())
-                        .or_default()
-                        .push(record);
+                    end_copies.entry(active.ticks_topic.clone()).or_default().push(record);
                 } else {
-                    ticks
-                        .entry(active.ticks_topic.clone())
-                        .or_default()
-                        .push(record);
+                    ticks.entry(active.ticks_topic.clone()).or_default().push(record);
                 }
             }
             if active.schedule.is_ended() {
@@ -302,30 +258,19 @@ impl TickGenerator {
         // players. A generator that restarts after the ticks but before the fact finds the last
         // round already broken and ends the session at once (see `SessionSchedule::resume_at`).
         for (topic, records) in ticks {
-            self.log
-                .append(&topic, records, Durability::Relaxed)
-                .await?;
+            self.log.append(&topic, records, Durability::Relaxed).await?;
         }
         if !facts.is_empty() {
-            self.log
-                .append(GAME_EVENTS, facts, Durability::Durable)
-                .await?;
+            self.log.append(GAME_EVENTS, facts, Durability::Durable).await?;
         }
         for (topic, records) in end_copies {
-            self.log
-                .append(&topic, records, Durability::Relaxed)
-                .await?;
+            self.log.append(&topic, records, Durability::Relaxed).await?;
         }
         Ok(())
     }
 
     async fn commit(&mut self, consumer: &mut dyn GroupConsumer) -> Result<(), Error> {
-        let target = self
-            .sessions
-            .values()
-            .map(|s| s.created_offset)
-            .min()
-            .unwrap_or(self.consumed);
+        let target = self.sessions.values().map(|s| s.created_offset).min().unwrap_or(self.consumed);
         if self.committed != Some(target) {
             consumer.commit(GAME_EVENTS, 0, target).await?;
             self.committed = Some(target);

@@ -103,49 +103,29 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        Self { status, code, message: message.into() }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.code, "message": self.message })),
-        )
+        (self.status, Json(serde_json::json!({ "error": self.code, "message": self.message })))
             .into_response()
     }
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
+fn parse_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let body = body.map_err(|e| ApiError::new(e.status(), "invalid_body", e.body_text()))?;
-    serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            format!("request body: {e}"),
-        )
-    })
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("request body: {e}")))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
 
 impl Edge {
@@ -175,10 +155,7 @@ impl Edge {
     }
 
     /// Keeps the directory current from `game-events` until `shutdown`.
-    pub async fn follow_sessions(
-        self: Arc<Self>,
-        shutdown: CancellationToken,
-    ) -> Result<(), Error> {
+    pub async fn follow_sessions(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), Error> {
         let from = StartFrom::Timestamp(now_ms() - self.config.directory_history_ms);
         let mut tail = self.log.tail(GAME_EVENTS, from).await?;
         loop {
@@ -279,22 +256,15 @@ async fn start_game(
         format!("edge@{}", edge.config.instance),
         EventBody::SessionCreated(created),
     );
-    let record = NewRecord {
-        key: game_id.clone(),
-        timestamp_ms: now,
-        payload: event.to_bytes().into(),
-    };
-    edge.log
-        .append(GAME_EVENTS, vec![record], Durability::Durable)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "could not log session_created");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "log_unavailable",
-                "the event log refused the new session; retry later",
-            )
-        })?;
+    let record = NewRecord { key: game_id.clone(), timestamp_ms: now, payload: event.to_bytes().into() };
+    edge.log.append(GAME_EVENTS, vec![record], Durability::Durable).await.map_err(|e| {
+        tracing::error!(error = %e, "could not log session_created");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "log_unavailable",
+            "the event log refused the new session; retry later",
+        )
+    })?;
     let info = {
         let mut directory = edge.directory.lock().unwrap();
         directory.apply(&event);
@@ -322,11 +292,7 @@ async fn join_game(
         ));
     };
     if info.ended {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "game_ended",
-            format!("game {game_id} has ended"),
-        ));
+        return Err(ApiError::new(StatusCode::CONFLICT, "game_ended", format!("game {game_id} has ended")));
     }
     let Some(region) = edge.router.get(&info.region) else {
         return Err(ApiError::new(
@@ -339,11 +305,6 @@ async fn join_game(
 }
 
 async fn list_regions(State(edge): State<Arc<Edge>>) -> Json<serde_json::Value> {
-    let ids: Vec<&str> = edge
-        .router
-        .regions()
-        .iter()
-        .map(|r| r.id.as_str())
-        .collect();
+    let ids: Vec<&str> = edge.router.regions().iter().map(|r| r.id.as_str()).collect();
     Json(serde_json::json!({ "regions": ids }))
 }

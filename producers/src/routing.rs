@@ -45,17 +45,10 @@ impl RegionRouter {
         let mut by_country = HashMap::new();
         for (index, region) in regions.iter().enumerate() {
             for country in &region.countries {
-                by_country
-                    .entry(country.to_ascii_uppercase())
-                    .or_insert(index);
+                by_country.entry(country.to_ascii_uppercase()).or_insert(index);
             }
         }
-        Self {
-            regions,
-            by_country,
-            unhealthy: HashSet::new(),
-            default_index: 0,
-        }
+        Self { regions, by_country, unhealthy: HashSet::new(), default_index: 0 }
     }
 
     #[must_use]
@@ -90,17 +83,13 @@ impl RegionRouter {
             .country
             .and_then(|c| self.by_country.get(&c.to_ascii_uppercase()))
             .map(|&i| &self.regions[i]);
-        [
-            hints.preferred.and_then(|id| self.get(id)),
-            hints.user_region.and_then(|id| self.get(id)),
-            country,
-        ]
-        .into_iter()
-        .flatten()
-        .chain(std::iter::once(&self.regions[self.default_index]))
-        .chain(self.regions.iter())
-        .find(|region| !self.unhealthy.contains(&region.id))
-        .ok_or(RoutingError::NoHealthyRegion)
+        [hints.preferred.and_then(|id| self.get(id)), hints.user_region.and_then(|id| self.get(id)), country]
+            .into_iter()
+            .flatten()
+            .chain(std::iter::once(&self.regions[self.default_index]))
+            .chain(self.regions.iter())
+            .find(|region| !self.unhealthy.contains(&region.id))
+            .ok_or(RoutingError::NoHealthyRegion)
     }
 }
 
@@ -115,32 +104,15 @@ mod tests {
         user: Option<&str>,
         country: Option<&str>,
     ) -> String {
-        router
-            .pick(&RegionHints {
-                preferred,
-                user_region: user,
-                country,
-            })
-            .unwrap()
-            .id
-            .clone()
+        router.pick(&RegionHints { preferred, user_region: user, country }).unwrap().id.clone()
     }
 
     #[test]
     fn priority_is_preferred_then_header_then_country_then_default() {
         let router = RegionRouter::new(default_regions());
-        assert_eq!(
-            pick(&router, Some("sa-east-1"), Some("eu-west-1"), Some("JP")),
-            "sa-east-1"
-        );
-        assert_eq!(
-            pick(&router, None, Some("eu-west-1"), Some("JP")),
-            "eu-west-1"
-        );
-        assert_eq!(
-            pick(&router, None, Some("mars-1"), Some("jp")),
-            "ap-northeast-1"
-        );
+        assert_eq!(pick(&router, Some("sa-east-1"), Some("eu-west-1"), Some("JP")), "sa-east-1");
+        assert_eq!(pick(&router, None, Some("eu-west-1"), Some("JP")), "eu-west-1");
+        assert_eq!(pick(&router, None, Some("mars-1"), Some("jp")), "ap-northeast-1");
         assert_eq!(pick(&router, None, None, Some("DE")), "eu-central-1");
         assert_eq!(pick(&router, None, None, Some("XX")), "us-east-1");
         assert_eq!(pick(&router, None, None, None), "us-east-1");
@@ -154,12 +126,7 @@ mod tests {
         router.set_healthy("us-east-1", false);
         assert_eq!(pick(&router, None, None, None), "us-west-2");
         assert_eq!(
-            router
-                .pick(&RegionHints {
-                    preferred: Some("mars-1"),
-                    ..Default::default()
-                })
-                .unwrap_err(),
+            router.pick(&RegionHints { preferred: Some("mars-1"), ..Default::default() }).unwrap_err(),
             RoutingError::UnknownRegion("mars-1".into())
         );
     }

@@ -15,11 +15,7 @@ pub struct GameDefaults {
 
 impl Default for GameDefaults {
     fn default() -> Self {
-        Self {
-            tick_ms: 100,
-            countdown_ms: 3000,
-            max_rounds: 1000,
-        }
+        Self { tick_ms: 100, countdown_ms: 3000, max_rounds: 1000 }
     }
 }
 
@@ -58,13 +54,8 @@ pub const MAX_USER_ID_LEN: usize = 128;
 
 /// Checks a userId: 1–128 bytes, no control characters.
 pub fn check_user_id(user_id: &str) -> Result<(), String> {
-    if user_id.is_empty()
-        || user_id.len() > MAX_USER_ID_LEN
-        || user_id.chars().any(char::is_control)
-    {
-        return Err(format!(
-            "userId must be 1 to {MAX_USER_ID_LEN} bytes without control characters"
-        ));
+    if user_id.is_empty() || user_id.len() > MAX_USER_ID_LEN || user_id.chars().any(char::is_control) {
+        return Err(format!("userId must be 1 to {MAX_USER_ID_LEN} bytes without control characters"));
     }
     Ok(())
 }
@@ -85,43 +76,26 @@ impl StartRequest {
     /// The game this request asks for, or a message saying which field is out of range.
     pub fn rules(&self, defaults: &GameDefaults) -> Result<GameRules, String> {
         check_user_id(&self.user_id)?;
-        let min = in_range(
-            "minBreakSteps",
-            self.min_break_steps.unwrap_or(DEFAULT_MIN_BREAK_STEPS),
-            1,
-            1_000_000,
-        )?;
+        let min =
+            in_range("minBreakSteps", self.min_break_steps.unwrap_or(DEFAULT_MIN_BREAK_STEPS), 1, 1_000_000)?;
         let max = in_range(
             "maxBreakSteps",
-            self.max_break_steps
-                .unwrap_or(DEFAULT_MAX_BREAK_STEPS.max(min)),
+            self.max_break_steps.unwrap_or(DEFAULT_MAX_BREAK_STEPS.max(min)),
             1,
             1_000_000,
         )?;
         if min > max {
-            return Err(format!(
-                "minBreakSteps ({min}) must not exceed maxBreakSteps ({max})"
-            ));
+            return Err(format!("minBreakSteps ({min}) must not exceed maxBreakSteps ({max})"));
         }
         Ok(GameRules {
-            tick_ms: in_range(
-                "tickMs",
-                self.tick_ms.unwrap_or(defaults.tick_ms),
-                10,
-                10_000,
-            )?,
+            tick_ms: in_range("tickMs", self.tick_ms.unwrap_or(defaults.tick_ms), 10, 10_000)?,
             countdown_ms: in_range(
                 "countdownMs",
                 self.countdown_ms.unwrap_or(defaults.countdown_ms),
                 0,
                 60_000,
             )?,
-            max_rounds: in_range(
-                "maxRounds",
-                self.max_rounds.unwrap_or(defaults.max_rounds),
-                1,
-                100_000,
-            )?,
+            max_rounds: in_range("maxRounds", self.max_rounds.unwrap_or(defaults.max_rounds), 1, 100_000)?,
             min_break_steps: min,
             max_break_steps: max,
         })
@@ -138,9 +112,7 @@ mod tests {
 
     #[test]
     fn defaults_fill_missing_fields() {
-        let rules = request(r#"{"userId":"a"}"#)
-            .rules(&GameDefaults::default())
-            .unwrap();
+        let rules = request(r#"{"userId":"a"}"#).rules(&GameDefaults::default()).unwrap();
         assert_eq!(
             rules,
             GameRules {
@@ -172,10 +144,7 @@ mod tests {
             (r#"{"userId":"a","maxRounds":100001}"#, "maxRounds"),
             (r#"{"userId":"a","minBreakSteps":0}"#, "minBreakSteps"),
             (r#"{"userId":"a","maxBreakSteps":1000001}"#, "maxBreakSteps"),
-            (
-                r#"{"userId":"a","minBreakSteps":5,"maxBreakSteps":4}"#,
-                "minBreakSteps",
-            ),
+            (r#"{"userId":"a","minBreakSteps":5,"maxBreakSteps":4}"#, "minBreakSteps"),
             (r#"{"userId":""}"#, "userId"),
         ] {
             let message = request(body).rules(&GameDefaults::default()).unwrap_err();

@@ -33,12 +33,7 @@ pub enum DecodeError {
 impl Event {
     /// A new event with a fresh v7 id.
     #[must_use]
-    pub fn new(
-        session_id: impl Into<String>,
-        at: i64,
-        source: impl Into<String>,
-        body: EventBody,
-    ) -> Self {
+    pub fn new(session_id: impl Into<String>, at: i64, source: impl Into<String>, body: EventBody) -> Self {
         Self {
             v: ENVELOPE_VERSION,
             id: Uuid::now_v7(),

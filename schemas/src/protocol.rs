@@ -6,11 +6,7 @@ use crate::event::{EndReason, LatencyStatus};
 
 /// A frame from a player, tagged by `action`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(
-    tag = "action",
-    rename_all = "snake_case",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "action", rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum ClientMessage {
     Join {
         session_id: String,
@@ -32,11 +28,7 @@ pub enum ClientMessage {
 
 /// A frame to a player, tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(
-    tag = "type",
-    rename_all = "snake_case",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum ServerMessage {
     SessionJoined {
         session_id: String,
@@ -125,12 +117,8 @@ pub enum ErrorCode {
 /// Decodes a client frame, telling malformed JSON apart from a well-formed frame with an
 /// unknown action or missing fields, so the player gets an error that says what to fix.
 pub fn parse_client_message(text: &str) -> Result<ClientMessage, (ErrorCode, String)> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        (
-            ErrorCode::MalformedJson,
-            format!("frame is not valid JSON: {e}"),
-        )
-    })?;
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| (ErrorCode::MalformedJson, format!("frame is not valid JSON: {e}")))?;
     let Some(object) = value.as_object() else {
         return Err((
             ErrorCode::InvalidMessage,
@@ -140,16 +128,10 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, (ErrorCode, Str
     let action = match object.get("action") {
         Some(serde_json::Value::String(a)) => a.clone(),
         Some(_) => {
-            return Err((
-                ErrorCode::InvalidMessage,
-                "\"action\" must be a string".to_owned(),
-            ));
+            return Err((ErrorCode::InvalidMessage, "\"action\" must be a string".to_owned()));
         }
         None => {
-            return Err((
-                ErrorCode::InvalidMessage,
-                "frame has no \"action\" field".to_owned(),
-            ));
+            return Err((ErrorCode::InvalidMessage, "frame has no \"action\" field".to_owned()));
         }
     };
     if !matches!(action.as_str(), "join" | "resume" | "ping" | "leave") {
@@ -158,10 +140,6 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, (ErrorCode, Str
             format!("unknown action {action:?}; expected one of join, resume, ping, leave"),
         ));
     }
-    serde_json::from_value(value).map_err(|e| {
-        (
-            ErrorCode::InvalidMessage,
-            format!("invalid {action} frame: {e}"),
-        )
-    })
+    serde_json::from_value(value)
+        .map_err(|e| (ErrorCode::InvalidMessage, format!("invalid {action} frame: {e}")))
 }

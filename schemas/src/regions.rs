@@ -23,43 +23,21 @@ pub fn default_regions() -> Vec<Region> {
     let table: [(&str, &[&str]); 8] = [
         (
             "us-east-1",
-            &[
-                "US", "CA", "MX", "CU", "DO", "PR", "JM", "BS", "PA", "CR", "GT", "HN", "NI", "SV",
-                "BZ",
-            ],
+            &["US", "CA", "MX", "CU", "DO", "PR", "JM", "BS", "PA", "CR", "GT", "HN", "NI", "SV", "BZ"],
         ),
         ("us-west-2", &[]),
-        (
-            "eu-west-1",
-            &["IE", "GB", "FR", "ES", "PT", "BE", "NL", "LU", "IS", "MA"],
-        ),
+        ("eu-west-1", &["IE", "GB", "FR", "ES", "PT", "BE", "NL", "LU", "IS", "MA"]),
         (
             "eu-central-1",
             &[
-                "DE", "AT", "CH", "IT", "PL", "CZ", "SK", "HU", "SI", "HR", "DK", "SE", "NO", "FI",
-                "EE", "LV", "LT", "RO", "BG", "GR", "RS", "UA", "TR", "IL", "EG", "ZA", "NG", "KE",
+                "DE", "AT", "CH", "IT", "PL", "CZ", "SK", "HU", "SI", "HR", "DK", "SE", "NO", "FI", "EE",
+                "LV", "LT", "RO", "BG", "GR", "RS", "UA", "TR", "IL", "EG", "ZA", "NG", "KE",
             ],
         ),
-        (
-            "ap-northeast-1",
-            &["JP", "KR", "TW", "CN", "HK", "MO", "MN"],
-        ),
-        (
-            "ap-southeast-1",
-            &[
-                "SG", "MY", "ID", "TH", "VN", "PH", "AU", "NZ", "KH", "LA", "MM",
-            ],
-        ),
-        (
-            "ap-south-1",
-            &[
-                "IN", "PK", "BD", "LK", "NP", "AE", "SA", "QA", "KW", "OM", "BH",
-            ],
-        ),
-        (
-            "sa-east-1",
-            &["BR", "AR", "CL", "CO", "PE", "UY", "PY", "BO", "EC", "VE"],
-        ),
+        ("ap-northeast-1", &["JP", "KR", "TW", "CN", "HK", "MO", "MN"]),
+        ("ap-southeast-1", &["SG", "MY", "ID", "TH", "VN", "PH", "AU", "NZ", "KH", "LA", "MM"]),
+        ("ap-south-1", &["IN", "PK", "BD", "LK", "NP", "AE", "SA", "QA", "KW", "OM", "BH"]),
+        ("sa-east-1", &["BR", "AR", "CL", "CO", "PE", "UY", "PY", "BO", "EC", "VE"]),
     ];
     table
         .iter()

@@ -30,17 +30,15 @@ impl SessionDirectory {
     pub fn apply(&mut self, event: &Event) {
         match &event.body {
             EventBody::SessionCreated(created) => {
-                self.sessions
-                    .entry(event.session_id.clone())
-                    .or_insert_with(|| SessionInfo {
-                        session_id: event.session_id.clone(),
-                        region: created.region.clone(),
-                        start_at: created.start_at,
-                        tick_ms: created.tick_ms,
-                        countdown_ms: created.countdown_ms,
-                        seed_hash: created.seed_hash.clone(),
-                        ended: false,
-                    });
+                self.sessions.entry(event.session_id.clone()).or_insert_with(|| SessionInfo {
+                    session_id: event.session_id.clone(),
+                    region: created.region.clone(),
+                    start_at: created.start_at,
+                    tick_ms: created.tick_ms,
+                    countdown_ms: created.countdown_ms,
+                    seed_hash: created.seed_hash.clone(),
+                    ended: false,
+                });
             }
             EventBody::SessionEnded(_) => {
                 if let Some(info) = self.sessions.get_mut(&event.session_id) {
@@ -58,8 +56,7 @@ impl SessionDirectory {
 
     /// Forgets ended sessions whose start is before `before` (epoch ms), to bound memory.
     pub fn forget_ended_before(&mut self, before: i64) {
-        self.sessions
-            .retain(|_, s| !s.ended || s.start_at >= before);
+        self.sessions.retain(|_, s| !s.ended || s.start_at >= before);
     }
 }
 
@@ -85,19 +82,12 @@ mod tests {
             created_by: "u".into(),
         };
         directory.apply(&Event::new("s", 0, "t", EventBody::SessionCreated(created)));
-        assert_eq!(
-            directory.get("s").map(|s| (s.ended, s.start_at)),
-            Some((false, 10))
-        );
+        assert_eq!(directory.get("s").map(|s| (s.ended, s.start_at)), Some((false, 10)));
         directory.apply(&Event::new(
             "s",
             0,
             "t",
-            EventBody::SessionEnded(SessionEnded {
-                reason: EndReason::Idle,
-                last_step: 0,
-                seed: 1,
-            }),
+            EventBody::SessionEnded(SessionEnded { reason: EndReason::Idle, last_step: 0, seed: 1 }),
         ));
         assert!(directory.get("s").unwrap().ended);
         directory.forget_ended_before(11);

@@ -51,9 +51,7 @@ impl TokenSigner {
     /// A signer for `secret` (any length).
     #[must_use]
     pub fn new(secret: &[u8]) -> Self {
-        Self {
-            key: HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length"),
-        }
+        Self { key: HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length") }
     }
 
     /// A token for `claims`.
@@ -63,27 +61,18 @@ impl TokenSigner {
         let mut mac = self.key.clone();
         mac.update(&payload);
         let signature = mac.finalize().into_bytes();
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(&payload),
-            URL_SAFE_NO_PAD.encode(signature)
-        )
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(signature))
     }
 
     /// The claims of a token signed with this secret and not expired at `now_ms`.
     pub fn verify(&self, token: &str, now_ms: i64) -> Result<Claims, TokenError> {
         let (payload, signature) = token.split_once('.').ok_or(TokenError::Malformed)?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| TokenError::Malformed)?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| TokenError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
         let mut mac = self.key.clone();
         mac.update(&payload);
         // verify_slice compares in constant time.
-        mac.verify_slice(&signature)
-            .map_err(|_| TokenError::BadSignature)?;
+        mac.verify_slice(&signature).map_err(|_| TokenError::BadSignature)?;
         let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
         if claims.expires_at <= now_ms {
             return Err(TokenError::Expired);
@@ -119,17 +108,11 @@ mod tests {
         let signer = TokenSigner::new(b"secret");
         assert_eq!(signer.verify(&token, 0), Err(TokenError::BadSignature));
         // Changing the claims breaks the signature.
-        let (_, sig) = signer
-            .sign(&claims())
-            .split_once('.')
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
-            .unwrap();
+        let (_, sig) =
+            signer.sign(&claims()).split_once('.').map(|(a, b)| (a.to_owned(), b.to_owned())).unwrap();
         let mut forged_claims = claims();
         forged_claims.user_id = "u2".into();
-        let forged = format!(
-            "{}.{sig}",
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged_claims).unwrap())
-        );
+        let forged = format!("{}.{sig}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged_claims).unwrap()));
         assert_eq!(signer.verify(&forged, 0), Err(TokenError::BadSignature));
         assert_eq!(signer.verify("garbage", 0), Err(TokenError::Malformed));
         assert_eq!(signer.verify("a.b.c", 0), Err(TokenError::Malformed));

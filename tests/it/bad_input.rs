@@ -14,109 +14,35 @@ async fn the_edge_answers_bad_requests_with_json_4xx() {
         ("/edge/game/start", "{not json", 400, "invalid_body"),
         ("/edge/game/start", "", 400, "invalid_body"),
         ("/edge/game/start", "[1]", 400, "invalid_body"),
-        (
-            "/edge/game/start",
-            r#"{"user":"typo"}"#,
-            400,
-            "invalid_body",
-        ),
-        (
-            "/edge/game/start",
-            r#"{"userId":"a","tickMs":9}"#,
-            400,
-            "invalid_parameter",
-        ),
-        (
-            "/edge/game/start",
-            r#"{"userId":"a","tickMs":10001}"#,
-            400,
-            "invalid_parameter",
-        ),
-        (
-            "/edge/game/start",
-            r#"{"userId":"a","countdownMs":60001}"#,
-            400,
-            "invalid_parameter",
-        ),
-        (
-            "/edge/game/start",
-            r#"{"userId":"a","countdownMs":-1}"#,
-            400,
-            "invalid_parameter",
-        ),
-        (
-            "/edge/game/start",
-            r#"{"userId":"a","maxRounds":0}"#,
-            400,
-            "invalid_parameter",
-        ),
-        (
-            "/edge/game/start",
-            r#"{"userId":"a","maxRounds":100001}"#,
-            400,
-            "invalid_parameter",
-        ),
-        (
-            "/edge/game/start",
-            r#"{"userId":"a","minBreakSteps":0}"#,
-            400,
-            "invalid_parameter",
-        ),
-        (
-            "/edge/game/start",
-            r#"{"userId":"a","maxBreakSteps":1000001}"#,
-            400,
-            "invalid_parameter",
-        ),
+        ("/edge/game/start", r#"{"user":"typo"}"#, 400, "invalid_body"),
+        ("/edge/game/start", r#"{"userId":"a","tickMs":9}"#, 400, "invalid_parameter"),
+        ("/edge/game/start", r#"{"userId":"a","tickMs":10001}"#, 400, "invalid_parameter"),
+        ("/edge/game/start", r#"{"userId":"a","countdownMs":60001}"#, 400, "invalid_parameter"),
+        ("/edge/game/start", r#"{"userId":"a","countdownMs":-1}"#, 400, "invalid_parameter"),
+        ("/edge/game/start", r#"{"userId":"a","maxRounds":0}"#, 400, "invalid_parameter"),
+        ("/edge/game/start", r#"{"userId":"a","maxRounds":100001}"#, 400, "invalid_parameter"),
+        ("/edge/game/start", r#"{"userId":"a","minBreakSteps":0}"#, 400, "invalid_parameter"),
+        ("/edge/game/start", r#"{"userId":"a","maxBreakSteps":1000001}"#, 400, "invalid_parameter"),
         (
             "/edge/game/start",
             r#"{"userId":"a","minBreakSteps":50,"maxBreakSteps":40}"#,
             400,
             "invalid_parameter",
         ),
-        (
-            "/edge/game/start",
-            r#"{"userId":"a","tickMs":"fast"}"#,
-            400,
-            "invalid_body",
-        ),
-        (
-            "/edge/game/start",
-            r#"{"userId":""}"#,
-            400,
-            "invalid_parameter",
-        ),
-        (
-            "/edge/game/start",
-            r#"{"userId":"a","preferredRegion":"mars-1"}"#,
-            400,
-            "unknown_region",
-        ),
-        (
-            "/edge/game/01890000-0000-7000-8000-000000000000/join",
-            r#"{"userId":"a"}"#,
-            404,
-            "unknown_game",
-        ),
+        ("/edge/game/start", r#"{"userId":"a","tickMs":"fast"}"#, 400, "invalid_body"),
+        ("/edge/game/start", r#"{"userId":""}"#, 400, "invalid_parameter"),
+        ("/edge/game/start", r#"{"userId":"a","preferredRegion":"mars-1"}"#, 400, "unknown_region"),
+        ("/edge/game/01890000-0000-7000-8000-000000000000/join", r#"{"userId":"a"}"#, 404, "unknown_game"),
         ("/edge/game/whatever/join", "{}", 400, "invalid_body"),
         ("/edge/nothing", "{}", 404, "not_found"),
     ];
     for (path, body, status, code) in cases {
         let (got_status, answer) = server.post(path, body).await;
-        assert_eq!(
-            (got_status, answer["error"].as_str()),
-            (*status, Some(*code)),
-            "{path} {body}: {answer}"
-        );
-        assert!(
-            answer["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{answer}"
-        );
+        assert_eq!((got_status, answer["error"].as_str()), (*status, Some(*code)), "{path} {body}: {answer}");
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{answer}");
     }
     // The error names the field to fix.
-    let (_, answer) = server
-        .post("/edge/game/start", r#"{"userId":"a","countdownMs":60001}"#)
-        .await;
+    let (_, answer) = server.post("/edge/game/start", r#"{"userId":"a","countdownMs":60001}"#).await;
     assert!(answer["message"].as_str().unwrap().contains("countdownMs"));
     // Region priority through headers.
     let response = reqwest::Client::new()
@@ -126,10 +52,7 @@ async fn the_edge_answers_bad_requests_with_json_4xx() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        response.json::<Value>().await.unwrap()["region"],
-        "ap-northeast-1"
-    );
+    assert_eq!(response.json::<Value>().await.unwrap()["region"], "ap-northeast-1");
     let response = reqwest::Client::new()
         .post(server.url("/edge/game/start"))
         .header("cf-ipcountry", "JP")
@@ -138,23 +61,12 @@ async fn the_edge_answers_bad_requests_with_json_4xx() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        response.json::<Value>().await.unwrap()["region"],
-        "sa-east-1"
-    );
-    let preferred = server
-        .start_game(json!({"userId":"a","preferredRegion":"eu-west-1"}))
-        .await;
+    assert_eq!(response.json::<Value>().await.unwrap()["region"], "sa-east-1");
+    let preferred = server.start_game(json!({"userId":"a","preferredRegion":"eu-west-1"})).await;
     assert_eq!(preferred["region"], "eu-west-1");
     assert!(
-        preferred["wsEndpoint"]
-            .as_str()
-            .unwrap()
-            .starts_with("ws://")
-            && preferred["wsEndpoint"]
-                .as_str()
-                .unwrap()
-                .ends_with("/ws/eu-west-1")
+        preferred["wsEndpoint"].as_str().unwrap().starts_with("ws://")
+            && preferred["wsEndpoint"].as_str().unwrap().ends_with("/ws/eu-west-1")
     );
 }
 
@@ -182,9 +94,7 @@ async fn expect_error(player: &mut Player, code: &str) -> Value {
 }
 
 async fn still_usable(player: &mut Player) {
-    player
-        .send(json!({"action":"ping","clientTimestamp":7}))
-        .await;
+    player.send(json!({"action":"ping","clientTimestamp":7})).await;
     let (_, pong) = player.until("pong").await;
     assert_eq!(pong["clientTimestamp"], 7);
 }
@@ -192,9 +102,7 @@ async fn still_usable(player: &mut Player) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_get_error_frames_and_the_connection_stays_usable() {
     let server = Server::start();
-    let ticket = server
-        .start_game(json!({"userId":"a","countdownMs":60000}))
-        .await;
+    let ticket = server.start_game(json!({"userId":"a","countdownMs":60000})).await;
     let mut player = Player::connect(ticket["wsEndpoint"].as_str().unwrap()).await;
     for (frame, code) in [
         (Message::text("{nope"), "malformed_json"),
@@ -202,22 +110,18 @@ async fn bad_frames_get_error_frames_and_the_connection_stays_usable() {
         (Message::text("42"), "invalid_message"),
         (Message::text(r#"{"action":"dance"}"#), "unknown_action"),
         (Message::text(r#"{"action":7}"#), "invalid_message"),
-        (
-            Message::text(r#"{"action":"join","sessionId":"s"}"#),
-            "invalid_message",
-        ),
+        (Message::text(r#"{"action":"join","sessionId":"s"}"#), "invalid_message"),
         (Message::text(r#"{"action":"leave"}"#), "not_joined"),
-        (
-            Message::Binary(Bytes::from_static(b"\x00\x01")),
-            "unsupported_frame",
-        ),
+        (Message::Binary(Bytes::from_static(b"\x00\x01")), "unsupported_frame"),
     ] {
         player.send_raw(frame).await;
         expect_error(&mut player, code).await;
         still_usable(&mut player).await;
     }
     // After all that, a proper join works on the same connection; a second join does not.
-    player.send(json!({"action":"join","sessionId":ticket["gameId"],"userId":"a","token":ticket["token"]})).await;
+    player
+        .send(json!({"action":"join","sessionId":ticket["gameId"],"userId":"a","token":ticket["token"]}))
+        .await;
     let joined = player.next_json().await;
     assert_eq!(joined["type"], "session_joined");
     let countdown = player.next_json().await;
@@ -226,7 +130,9 @@ async fn bad_frames_get_error_frames_and_the_connection_stays_usable() {
         "a player who joins before the start gets the countdown at once"
     );
     assert!(countdown["remainingMs"].as_i64().unwrap() > 50_000);
-    player.send(json!({"action":"join","sessionId":ticket["gameId"],"userId":"a","token":ticket["token"]})).await;
+    player
+        .send(json!({"action":"join","sessionId":ticket["gameId"],"userId":"a","token":ticket["token"]}))
+        .await;
     expect_error(&mut player, "already_joined").await;
 }
 
@@ -244,16 +150,10 @@ async fn oversized_frames_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_get_an_error_then_a_close() {
     let server = Server::start();
-    let ticket = server
-        .start_game(json!({"userId":"a","countdownMs":60000}))
-        .await;
-    let other = server
-        .start_game(json!({"userId":"b","countdownMs":60000,"preferredRegion":ticket["region"]}))
-        .await;
-    let (game, endpoint) = (
-        ticket["gameId"].as_str().unwrap(),
-        ticket["wsEndpoint"].as_str().unwrap(),
-    );
+    let ticket = server.start_game(json!({"userId":"a","countdownMs":60000})).await;
+    let other =
+        server.start_game(json!({"userId":"b","countdownMs":60000,"preferredRegion":ticket["region"]})).await;
+    let (game, endpoint) = (ticket["gameId"].as_str().unwrap(), ticket["wsEndpoint"].as_str().unwrap());
     let region = ticket["region"].as_str().unwrap();
     let signer = TokenSigner::new(TOKEN_SECRET.as_bytes());
     let claims = |session: &str, user: &str, region: &str, expires_at: i64| Claims {
@@ -267,44 +167,17 @@ async fn bad_tokens_get_an_error_then_a_close() {
     let tampered = {
         let (_, signature) = ticket["token"].as_str().unwrap().split_once('.').unwrap();
         let payload = serde_json::to_vec(&claims(game, "mallory", region, far)).unwrap();
-        format!(
-            "{}.{signature}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload)
-        )
+        format!("{}.{signature}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload))
     };
-    let other_region = if region == "us-east-1" {
-        "eu-west-1"
-    } else {
-        "us-east-1"
-    };
+    let other_region = if region == "us-east-1" { "eu-west-1" } else { "us-east-1" };
     let cases = [
         (game.to_owned(), "a", forged, "invalid_token"),
         (game.to_owned(), "mallory", tampered, "invalid_token"),
         (game.to_owned(), "a", "garbage".to_owned(), "invalid_token"),
-        (
-            game.to_owned(),
-            "a",
-            signer.sign(&claims(game, "a", region, 1)),
-            "expired_token",
-        ),
-        (
-            game.to_owned(),
-            "a",
-            other["token"].as_str().unwrap().to_owned(),
-            "token_mismatch",
-        ),
-        (
-            game.to_owned(),
-            "b",
-            signer.sign(&claims(game, "a", region, far)),
-            "token_mismatch",
-        ),
-        (
-            game.to_owned(),
-            "a",
-            signer.sign(&claims(game, "a", other_region, far)),
-            "token_mismatch",
-        ),
+        (game.to_owned(), "a", signer.sign(&claims(game, "a", region, 1)), "expired_token"),
+        (game.to_owned(), "a", other["token"].as_str().unwrap().to_owned(), "token_mismatch"),
+        (game.to_owned(), "b", signer.sign(&claims(game, "a", region, far)), "token_mismatch"),
+        (game.to_owned(), "a", signer.sign(&claims(game, "a", other_region, far)), "token_mismatch"),
         (
             "no-such-session".to_owned(),
             "a",
@@ -314,9 +187,7 @@ async fn bad_tokens_get_an_error_then_a_close() {
     ];
     for (session, user, token, code) in cases {
         let mut player = Player::connect(endpoint).await;
-        player
-            .send(json!({"action":"join","sessionId":session,"userId":user,"token":token}))
-            .await;
+        player.send(json!({"action":"join","sessionId":session,"userId":user,"token":token})).await;
         expect_error(&mut player, code).await;
         let (_, close) = player.until_closed().await;
         assert_eq!(close, Some(4003), "{code}: refused joins are closed");
@@ -324,12 +195,7 @@ async fn bad_tokens_get_an_error_then_a_close() {
     // Unknown regions and plain HTTP on the WebSocket path get JSON errors.
     let response = reqwest::get(server.url("/ws/mars-1")).await.unwrap();
     assert_eq!(response.status().as_u16(), 404);
-    let response = reqwest::get(server.url(&format!("/ws/{region}")))
-        .await
-        .unwrap();
+    let response = reqwest::get(server.url(&format!("/ws/{region}"))).await.unwrap();
     assert_eq!(response.status().as_u16(), 426);
-    assert_eq!(
-        response.json::<Value>().await.unwrap()["error"],
-        "websocket_required"
-    );
+    assert_eq!(response.json::<Value>().await.unwrap()["error"], "websocket_required");
 }

@@ -5,10 +5,7 @@ use std::process::Command;
 use serde_json::Value;
 
 fn tickcast(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_tickcast"))
-        .args(args)
-        .output()
-        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_tickcast")).args(args).output().unwrap();
     (
         output.status.success(),
         String::from_utf8(output.stdout).unwrap(),
@@ -20,34 +17,14 @@ fn tickcast(args: &[&str]) -> (bool, String, String) {
 fn engine_prints_one_json_line_in_field_order() {
     let (ok, out, _) = tickcast(&["engine", "--seed", "0", "--step", "-3"]);
     assert!(ok);
-    assert_eq!(
-        out,
-        "{\"step\":-3,\"value\":0,\"round\":0,\"broken\":false}\n"
-    );
+    assert_eq!(out, "{\"step\":-3,\"value\":0,\"round\":0,\"broken\":false}\n");
     let vectors: Value =
         serde_json::from_str(include_str!("../../engine/tests/vectors/engine-v1.json")).unwrap();
-    for case in vectors["state_at_step"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .step_by(37)
-    {
+    for case in vectors["state_at_step"].as_array().unwrap().iter().step_by(37) {
         let (seed, step) = (case["seed"].as_str().unwrap(), case["step"].to_string());
-        let (min, max) = (
-            case["minBreakSteps"].to_string(),
-            case["maxBreakSteps"].to_string(),
-        );
-        let args = [
-            "engine",
-            "--seed",
-            seed,
-            "--step",
-            &step,
-            "--min-break-steps",
-            &min,
-            "--max-break-steps",
-            &max,
-        ];
+        let (min, max) = (case["minBreakSteps"].to_string(), case["maxBreakSteps"].to_string());
+        let args =
+            ["engine", "--seed", seed, "--step", &step, "--min-break-steps", &min, "--max-break-steps", &max];
         let (ok, out, err) = tickcast(&args);
         assert!(ok, "{err}");
         let got: Value = serde_json::from_str(&out).unwrap();
@@ -70,44 +47,14 @@ fn bad_flags_say_what_to_fix() {
         (&["engine", "--seed", "-1", "--step", "1"], "--seed"),
         (&["engine", "--seed", "abc", "--step", "1"], "--seed"),
         (&["engine", "--seed", "1"], "--step"),
+        (&["engine", "--seed", "1", "--step", "1", "--min-break-steps", "0"], "--min-break-steps"),
         (
-            &[
-                "engine",
-                "--seed",
-                "1",
-                "--step",
-                "1",
-                "--min-break-steps",
-                "0",
-            ],
-            "--min-break-steps",
-        ),
-        (
-            &[
-                "engine",
-                "--seed",
-                "1",
-                "--step",
-                "1",
-                "--min-break-steps",
-                "50",
-                "--max-break-steps",
-                "40",
-            ],
+            &["engine", "--seed", "1", "--step", "1", "--min-break-steps", "50", "--max-break-steps", "40"],
             "--min-break-steps",
         ),
         (&["up", "--listen", "not-an-address"], "--listen"),
         (&["edge", "--log", "postgres://db"], "embedded://"),
-        (
-            &[
-                "gateway",
-                "--region",
-                "mars-1",
-                "--log",
-                "embedded:///tmp/tickcast-cli-test",
-            ],
-            "mars-1",
-        ),
+        (&["gateway", "--region", "mars-1", "--log", "embedded:///tmp/tickcast-cli-test"], "mars-1"),
         (&["up", "--default-tick-ms", "5"], "--default-tick-ms"),
         (&["frobnicate"], "frobnicate"),
     ];

@@ -19,19 +19,12 @@ impl Watched {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_players_see_every_step_once_then_the_revealed_seed() {
     let server = Server::start();
-    let ticket = server
-        .start_game(json!({"userId":"alice","tickMs":50,"countdownMs":2500,"maxRounds":3}))
-        .await;
+    let ticket =
+        server.start_game(json!({"userId":"alice","tickMs":50,"countdownMs":2500,"maxRounds":3})).await;
     let game_id = ticket["gameId"].as_str().unwrap();
-    assert!(
-        ticket.get("seed").is_none(),
-        "the seed must not be revealed at start"
-    );
-    let tickets = [
-        ticket.clone(),
-        server.join_game(game_id, "bob").await,
-        server.join_game(game_id, "carol").await,
-    ];
+    assert!(ticket.get("seed").is_none(), "the seed must not be revealed at start");
+    let tickets =
+        [ticket.clone(), server.join_game(game_id, "bob").await, server.join_game(game_id, "carol").await];
     for t in &tickets {
         assert_eq!(
             (t["gameId"].as_str(), t["seedHash"].as_str()),
@@ -54,32 +47,19 @@ async fn three_players_see_every_step_once_then_the_revealed_seed() {
         let watched = watcher.await.unwrap();
         let joined = &watched.frames[0];
         assert_eq!(joined["type"], "session_joined");
-        assert_eq!(
-            (joined["sessionId"].as_str(), joined["tickMs"].as_i64()),
-            (Some(game_id), Some(50))
-        );
+        assert_eq!((joined["sessionId"].as_str(), joined["tickMs"].as_i64()), (Some(game_id), Some(50)));
         assert_eq!(joined["seedHash"], ticket["seedHash"]);
 
-        let first_tick = watched
-            .frames
-            .iter()
-            .position(|f| f["type"] == "tick")
-            .expect("ticks arrived");
+        let first_tick = watched.frames.iter().position(|f| f["type"] == "tick").expect("ticks arrived");
         assert!(
-            watched.frames[..first_tick]
-                .iter()
-                .any(|f| f["type"] == "countdown"),
+            watched.frames[..first_tick].iter().any(|f| f["type"] == "countdown"),
             "countdowns came before the first tick"
         );
 
         let ended = watched.of_type("session_ended");
         assert_eq!(ended.len(), 1);
         let ended = ended[0];
-        assert_eq!(
-            watched.frames.last().unwrap(),
-            ended,
-            "session_ended is the last frame"
-        );
+        assert_eq!(watched.frames.last().unwrap(), ended, "session_ended is the last frame");
         assert_eq!(ended["reason"], "max_rounds");
         let seed: u64 = ended["seed"].as_str().unwrap().parse().unwrap();
         assert_eq!(
@@ -127,32 +107,18 @@ async fn three_players_see_every_step_once_then_the_revealed_seed() {
         let server = &server;
         async move {
             let events = log_events(server, "game-events").await;
-            events
-                .iter()
-                .any(|e| e["type"] == "session_ended" && e["sessionId"] == game_id)
-                .then_some(events)
+            events.iter().any(|e| e["type"] == "session_ended" && e["sessionId"] == game_id).then_some(events)
         }
     })
     .await;
-    let kinds: Vec<&str> = events
-        .iter()
-        .filter(|e| e["sessionId"] == game_id)
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<&str> =
+        events.iter().filter(|e| e["sessionId"] == game_id).map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "player_joined").count(), 3);
     assert_eq!(kinds.first(), Some(&"session_created"));
     assert!(kinds.contains(&"session_ended"));
-    let logged_ticks = log_events(
-        &server,
-        &format!("ticks.{}", ticket["region"].as_str().unwrap()),
-    )
-    .await;
+    let logged_ticks = log_events(&server, &format!("ticks.{}", ticket["region"].as_str().unwrap())).await;
     assert!(
-        logged_ticks
-            .iter()
-            .filter(|e| e["type"] == "tick" && e["sessionId"] == game_id)
-            .count()
-            > 3,
+        logged_ticks.iter().filter(|e| e["type"] == "tick" && e["sessionId"] == game_id).count() > 3,
         "ticks are logged"
     );
 }
@@ -160,9 +126,7 @@ async fn three_players_see_every_step_once_then_the_revealed_seed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_player_who_resumes_gets_the_missed_steps_and_pings_are_answered() {
     let server = Server::start();
-    let ticket = server
-        .start_game(json!({"userId":"dora","tickMs":20,"countdownMs":0}))
-        .await;
+    let ticket = server.start_game(json!({"userId":"dora","tickMs":20,"countdownMs":0})).await;
     let mut player = Player::join(&ticket, "dora", None).await;
     let (_, first) = player.until("tick").await;
     let mut last = first["step"].as_i64().unwrap();
@@ -174,18 +138,12 @@ async fn a_player_who_resumes_gets_the_missed_steps_and_pings_are_answered() {
     let mut player = crate::support::Player::connect(ticket["wsEndpoint"].as_str().unwrap()).await;
     player.send(json!({"action":"resume","sessionId":ticket["gameId"],"userId":"dora","token":ticket["token"],"lastStep":last})).await;
     let (_, tick) = player.until("tick").await;
-    assert_eq!(
-        tick["step"].as_i64(),
-        Some(last + 1),
-        "resume continues right after lastStep"
-    );
+    assert_eq!(tick["step"].as_i64(), Some(last + 1), "resume continues right after lastStep");
     for expected in last + 2..last + 12 {
         let (_, tick) = player.until("tick").await;
         assert_eq!(tick["step"].as_i64(), Some(expected));
     }
-    player
-        .send(json!({"action":"ping","clientTimestamp":12345}))
-        .await;
+    player.send(json!({"action":"ping","clientTimestamp":12345})).await;
     let (_, pong) = player.until("pong").await;
     assert_eq!(pong["clientTimestamp"], 12345);
     assert!(pong["serverTimestamp"].as_i64().unwrap() > 0);
@@ -194,9 +152,7 @@ async fn a_player_who_resumes_gets_the_missed_steps_and_pings_are_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_game_nobody_joins_ends_idle_and_sigterm_stops_cleanly() {
     let mut server = Server::start_with(&["--idle-ms", "300"]);
-    let ticket = server
-        .start_game(json!({"userId":"eve","tickMs":50,"countdownMs":0}))
-        .await;
+    let ticket = server.start_game(json!({"userId":"eve","tickMs":50,"countdownMs":0})).await;
     let game_id = ticket["gameId"].as_str().unwrap().to_owned();
     let ended = crate::support::eventually("the idle end", || {
         let server = &server;
@@ -226,10 +182,7 @@ async fn a_game_nobody_joins_ends_idle_and_sigterm_stops_cleanly() {
     .await;
     assert_eq!(refused["error"], "game_ended");
     let status = server.terminate();
-    assert!(
-        status.success(),
-        "tickcast up exits 0 on SIGTERM: {status:?}"
-    );
+    assert!(status.success(), "tickcast up exits 0 on SIGTERM: {status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,10 +202,8 @@ async fn a_game_survives_kill_9_of_the_server_without_a_missing_or_doubled_step(
     drop(player);
 
     let restarted = Server::start_in(dir.path(), &[]);
-    let endpoint = ticket["wsEndpoint"]
-        .as_str()
-        .unwrap()
-        .replace(&server.addr.to_string(), &restarted.addr.to_string());
+    let endpoint =
+        ticket["wsEndpoint"].as_str().unwrap().replace(&server.addr.to_string(), &restarted.addr.to_string());
     let mut player = Player::connect(&endpoint).await;
     let last = *steps.last().unwrap();
     player
@@ -260,29 +211,13 @@ async fn a_game_survives_kill_9_of_the_server_without_a_missing_or_doubled_step(
         .await;
     let (frames, code) = player.until_closed().await;
     assert_eq!(code, Some(1000), "{frames:?}");
-    steps.extend(
-        frames
-            .iter()
-            .filter(|f| f["type"] == "tick")
-            .map(|f| f["step"].as_i64().unwrap()),
-    );
-    let ended = frames
-        .iter()
-        .find(|f| f["type"] == "session_ended")
-        .expect("the game ended");
+    steps.extend(frames.iter().filter(|f| f["type"] == "tick").map(|f| f["step"].as_i64().unwrap()));
+    let ended = frames.iter().find(|f| f["type"] == "session_ended").expect("the game ended");
     let last_step = ended["lastStep"].as_i64().unwrap();
-    assert_eq!(
-        steps,
-        (0..=last_step).collect::<Vec<_>>(),
-        "every step once, in order, across the crash"
-    );
+    assert_eq!(steps, (0..=last_step).collect::<Vec<_>>(), "every step once, in order, across the crash");
     let seed: u64 = ended["seed"].as_str().unwrap().parse().unwrap();
     assert_eq!(seed_hash(seed), ticket["seedHash"].as_str().unwrap());
-    let params = Params {
-        seed,
-        min_break_steps: 30,
-        max_break_steps: 60,
-    };
+    let params = Params { seed, min_break_steps: 30, max_break_steps: 60 };
     for tick in frames.iter().filter(|f| f["type"] == "tick") {
         let state = state_at(&params, tick["step"].as_i64().unwrap());
         assert_eq!(tick["value"].as_u64(), Some(state.value), "{tick}");

@@ -59,13 +59,7 @@ impl Server {
         }
         let addr = addr.expect("tickcast up printed its address");
         std::thread::spawn(move || lines.for_each(drop));
-        Self {
-            child,
-            addr,
-            data_dir: data_dir.to_owned(),
-            _owner: None,
-            http: reqwest::Client::new(),
-        }
+        Self { child, addr, data_dir: data_dir.to_owned(), _owner: None, http: reqwest::Client::new() }
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -93,12 +87,8 @@ impl Server {
     }
 
     pub(crate) async fn join_game(&self, game_id: &str, user_id: &str) -> Value {
-        let (status, ticket) = self
-            .post(
-                &format!("/edge/game/{game_id}/join"),
-                &json!({ "userId": user_id }).to_string(),
-            )
-            .await;
+        let (status, ticket) =
+            self.post(&format!("/edge/game/{game_id}/join"), &json!({ "userId": user_id }).to_string()).await;
         assert_eq!(status, 200, "{ticket}");
         ticket
     }
@@ -110,9 +100,7 @@ impl Server {
     }
 
     pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         self.child.wait().unwrap()
     }
 }
@@ -124,8 +112,7 @@ impl Drop for Server {
     }
 }
 
-pub(crate) type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 /// A player's WebSocket.
 pub(crate) struct Player {
@@ -158,10 +145,7 @@ impl Player {
     }
 
     pub(crate) async fn send(&mut self, value: Value) {
-        self.ws
-            .send(Message::text(value.to_string()))
-            .await
-            .unwrap();
+        self.ws.send(Message::text(value.to_string())).await.unwrap();
     }
 
     pub(crate) async fn send_raw(&mut self, message: Message) {
@@ -171,9 +155,8 @@ impl Player {
     /// The next JSON frame or the close, within `WAIT`.
     pub(crate) async fn next(&mut self) -> Seen {
         loop {
-            let message = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("no frame within the deadline");
+            let message =
+                tokio::time::timeout(WAIT, self.ws.next()).await.expect("no frame within the deadline");
             match message {
                 Some(Ok(Message::Text(text))) => {
                     return Seen::Json(serde_json::from_str(&text).unwrap());
@@ -251,11 +234,7 @@ async fn delayed_pipe(
     });
     let mut buffer = vec![0u8; 16 * 1024];
     while let Ok(n) = from.read(&mut buffer).await {
-        if n == 0
-            || chunks
-                .send((Instant::now() + delay, buffer[..n].to_vec()))
-                .is_err()
-        {
+        if n == 0 || chunks.send((Instant::now() + delay, buffer[..n].to_vec())).is_err() {
             break;
         }
     }
@@ -267,16 +246,10 @@ pub(crate) async fn log_events(server: &Server, topic: &str) -> Vec<Value> {
     let mut events = Vec::new();
     let mut from = tickcast_eventlog::StartFrom::Beginning;
     loop {
-        let batch = tickcast_eventlog::EventLog::read(&log, topic, from, 4096)
-            .await
-            .unwrap();
+        let batch = tickcast_eventlog::EventLog::read(&log, topic, from, 4096).await.unwrap();
         let Some(last) = batch.last() else { break };
         from = tickcast_eventlog::StartFrom::Offset(last.offset + 1);
-        events.extend(
-            batch
-                .iter()
-                .map(|r| serde_json::from_slice::<Value>(&r.payload).unwrap()),
-        );
+        events.extend(batch.iter().map(|r| serde_json::from_slice::<Value>(&r.payload).unwrap()));
     }
     events
 }

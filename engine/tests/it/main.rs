@@ -2,9 +2,7 @@
 
 use proptest::prelude::*;
 use serde_json::Value;
-use tickcast_engine::{
-    Params, State, Stepper, break_interval, reference, splitmix64, state_at, step_at,
-};
+use tickcast_engine::{Params, State, Stepper, break_interval, reference, splitmix64, state_at, step_at};
 
 fn vectors() -> Value {
     serde_json::from_str(include_str!("../vectors/engine-v1.json")).unwrap()
@@ -31,11 +29,7 @@ fn golden_splitmix64() {
     let cases = v["splitmix64"].as_array().unwrap();
     assert!(!cases.is_empty());
     for case in cases {
-        assert_eq!(
-            splitmix64(u64_of(&case["x"])),
-            u64_of(&case["out"]),
-            "{case}"
-        );
+        assert_eq!(splitmix64(u64_of(&case["x"])), u64_of(&case["out"]), "{case}");
     }
 }
 
@@ -44,12 +38,7 @@ fn golden_break_interval() {
     let v = vectors();
     for case in v["break_interval"].as_array().unwrap() {
         let p = params_of(case);
-        let got = break_interval(
-            p.seed,
-            u64_of(&case["round"]),
-            p.min_break_steps,
-            p.max_break_steps,
-        );
+        let got = break_interval(p.seed, u64_of(&case["round"]), p.min_break_steps, p.max_break_steps);
         assert_eq!(got, u64_of(&case["out"]), "{case}");
     }
 }

@@ -74,11 +74,7 @@ fn crash_child_appender() {
     let Ok(dir) = std::env::var(CHILD_DIR_ENV) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async move {
         let log = Arc::new(EmbeddedLog::open(&dir).unwrap());
         let (acks, mut printed) = tokio::sync::mpsc::unbounded_channel::<(u64, String)>();
@@ -92,10 +88,7 @@ fn crash_child_appender() {
                         timestamp_ms: 0,
                         payload: Bytes::from(payload.clone()),
                     };
-                    let offsets = log
-                        .append("facts", vec![record], Durability::Durable)
-                        .await
-                        .unwrap();
+                    let offsets = log.append("facts", vec![record], Durability::Durable).await.unwrap();
                     acks.send((offsets[0], payload)).unwrap();
                 }
             });
@@ -112,13 +105,7 @@ fn crash_child_appender() {
 async fn acknowledged_appends_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash_child_appender",
-            "--exact",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
+        .args(["crash_child_appender", "--exact", "--nocapture", "--test-threads", "1"])
         .env(CHILD_DIR_ENV, dir.path())
         .stdout(Stdio::piped())
         .spawn()
@@ -127,11 +114,7 @@ async fn acknowledged_appends_survive_kill_9() {
     let mut acked = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while acked.len() < 2000 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "child acknowledged only {} appends",
-            acked.len()
-        );
+        assert!(std::time::Instant::now() < deadline, "child acknowledged only {} appends", acked.len());
         let line = lines.next().expect("child exited early").unwrap();
         if let Some(rest) = line.strip_prefix("ack ") {
             let (offset, payload) = rest.split_once(' ').unwrap();
@@ -152,36 +135,22 @@ async fn acknowledged_appends_survive_kill_9() {
     let mut stored = std::collections::HashMap::new();
     let mut from = 0;
     loop {
-        let batch = log
-            .read("facts", StartFrom::Offset(from), 4096)
-            .await
-            .unwrap();
+        let batch = log.read("facts", StartFrom::Offset(from), 4096).await.unwrap();
         let Some(last) = batch.last() else { break };
         from = last.offset + 1;
         for record in batch {
-            stored.insert(
-                record.offset,
-                String::from_utf8(record.payload.to_vec()).unwrap(),
-            );
+            stored.insert(record.offset, String::from_utf8(record.payload.to_vec()).unwrap());
         }
     }
     for (offset, payload) in &acked {
-        assert_eq!(
-            stored.get(offset),
-            Some(payload),
-            "acknowledged append at offset {offset} was lost"
-        );
+        assert_eq!(stored.get(offset), Some(payload), "acknowledged append at offset {offset} was lost");
     }
     // Offsets stay gapless after a crash, and appends continue after the last one.
     assert_eq!(stored.len() as u64, from);
     let next = log
         .append(
             "facts",
-            vec![NewRecord {
-                key: "k".into(),
-                timestamp_ms: 0,
-                payload: Bytes::from_static(b"after"),
-            }],
+            vec![NewRecord { key: "k".into(), timestamp_ms: 0, payload: Bytes::from_static(b"after") }],
             Durability::Durable,
         )
         .await

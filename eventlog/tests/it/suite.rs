@@ -9,113 +9,58 @@ use tickcast_eventlog::{Durability, EventLog, NewRecord, StartFrom};
 const WAIT: Duration = Duration::from_secs(10);
 
 fn record(key: &str, ts: i64, payload: &str) -> NewRecord {
-    NewRecord {
-        key: key.to_owned(),
-        timestamp_ms: ts,
-        payload: Bytes::from(payload.to_owned()),
-    }
+    NewRecord { key: key.to_owned(), timestamp_ms: ts, payload: Bytes::from(payload.to_owned()) }
 }
 
 fn payloads(records: &[tickcast_eventlog::Record]) -> Vec<String> {
-    records
-        .iter()
-        .map(|r| String::from_utf8(r.payload.to_vec()).unwrap())
-        .collect()
+    records.iter().map(|r| String::from_utf8(r.payload.to_vec()).unwrap()).collect()
 }
 
 pub(crate) async fn appends_read_back_in_order(log: Arc<dyn EventLog>) {
     let offsets = log
-        .append(
-            "t",
-            vec![record("a", 1, "one"), record("b", 2, "two")],
-            Durability::Durable,
-        )
+        .append("t", vec![record("a", 1, "one"), record("b", 2, "two")], Durability::Durable)
         .await
         .unwrap();
     assert_eq!(offsets, vec![0, 1]);
-    let offsets = log
-        .append("t", vec![record("a", 3, "three")], Durability::Relaxed)
-        .await
-        .unwrap();
+    let offsets = log.append("t", vec![record("a", 3, "three")], Durability::Relaxed).await.unwrap();
     assert_eq!(offsets, vec![2]);
     let all = log.read("t", StartFrom::Beginning, 100).await.unwrap();
     assert_eq!(payloads(&all), ["one", "two", "three"]);
     assert_eq!(all.iter().map(|r| r.offset).collect::<Vec<_>>(), [0, 1, 2]);
-    assert_eq!(
-        (all[1].key.as_str(), all[1].timestamp_ms, &*all[1].topic),
-        ("b", 2, "t")
-    );
-    assert_eq!(
-        payloads(&log.read("t", StartFrom::Offset(1), 1).await.unwrap()),
-        ["two"]
-    );
-    assert!(
-        log.read("other", StartFrom::Beginning, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!((all[1].key.as_str(), all[1].timestamp_ms, &*all[1].topic), ("b", 2, "t"));
+    assert_eq!(payloads(&log.read("t", StartFrom::Offset(1), 1).await.unwrap()), ["two"]);
+    assert!(log.read("other", StartFrom::Beginning, 10).await.unwrap().is_empty());
 }
 
 pub(crate) async fn reads_from_a_timestamp_and_from_the_end(log: Arc<dyn EventLog>) {
-    let records = (0..10)
-        .map(|i| record("k", 1000 + i * 100, &format!("r{i}")))
-        .collect();
+    let records = (0..10).map(|i| record("k", 1000 + i * 100, &format!("r{i}"))).collect();
     log.append("t", records, Durability::Durable).await.unwrap();
-    assert_eq!(
-        payloads(&log.read("t", StartFrom::Timestamp(1450), 2).await.unwrap()),
-        ["r5", "r6"]
-    );
-    assert!(
-        log.read("t", StartFrom::Timestamp(99_999), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(payloads(&log.read("t", StartFrom::Timestamp(1450), 2).await.unwrap()), ["r5", "r6"]);
+    assert!(log.read("t", StartFrom::Timestamp(99_999), 10).await.unwrap().is_empty());
     assert!(log.read("t", StartFrom::End, 10).await.unwrap().is_empty());
 }
 
 pub(crate) async fn tails_see_live_appends(log: Arc<dyn EventLog>) {
-    log.append("t", vec![record("k", 0, "old")], Durability::Durable)
-        .await
-        .unwrap();
+    log.append("t", vec![record("k", 0, "old")], Durability::Durable).await.unwrap();
     let mut from_end = log.tail("t", StartFrom::End).await.unwrap();
     let mut from_start = log.tail("t", StartFrom::Beginning).await.unwrap();
     assert_eq!(
-        payloads(
-            &tokio::time::timeout(WAIT, from_start.next_batch())
-                .await
-                .unwrap()
-                .unwrap()
-        ),
+        payloads(&tokio::time::timeout(WAIT, from_start.next_batch()).await.unwrap().unwrap()),
         ["old"]
     );
     let writer = Arc::clone(&log);
     tokio::spawn(async move {
         for i in 0..50 {
-            writer
-                .append(
-                    "t",
-                    vec![record("k", 0, &format!("live{i}"))],
-                    Durability::Relaxed,
-                )
-                .await
-                .unwrap();
+            writer.append("t", vec![record("k", 0, &format!("live{i}"))], Durability::Relaxed).await.unwrap();
         }
     });
     for tail in [&mut from_end, &mut from_start] {
         let mut seen = Vec::new();
         while seen.len() < 50 {
-            let batch = tokio::time::timeout(WAIT, tail.next_batch())
-                .await
-                .expect("tail stalled")
-                .unwrap();
+            let batch = tokio::time::timeout(WAIT, tail.next_batch()).await.expect("tail stalled").unwrap();
             seen.extend(payloads(&batch));
         }
-        assert_eq!(
-            seen,
-            (0..50).map(|i| format!("live{i}")).collect::<Vec<_>>()
-        );
+        assert_eq!(seen, (0..50).map(|i| format!("live{i}")).collect::<Vec<_>>());
     }
 }
 
@@ -127,13 +72,9 @@ pub(crate) async fn concurrent_appends_get_distinct_gapless_offsets(log: Arc<dyn
             let mut offsets = Vec::new();
             for i in 0..50 {
                 offsets.extend(
-                    log.append(
-                        "t",
-                        vec![record("k", 0, &format!("{w}-{i}"))],
-                        Durability::Durable,
-                    )
-                    .await
-                    .unwrap(),
+                    log.append("t", vec![record("k", 0, &format!("{w}-{i}"))], Durability::Durable)
+                        .await
+                        .unwrap(),
                 );
             }
             offsets
@@ -147,75 +88,30 @@ pub(crate) async fn concurrent_appends_get_distinct_gapless_offsets(log: Arc<dyn
 pub(crate) async fn group_offsets_survive_reopen(open: impl Fn() -> Arc<dyn EventLog>) {
     {
         let log = open();
-        log.append(
-            "t",
-            (0..5).map(|i| record("k", 0, &format!("r{i}"))).collect(),
-            Durability::Durable,
-        )
-        .await
-        .unwrap();
-        let mut consumer = log
-            .consume("g", &["t"], StartFrom::Beginning)
+        log.append("t", (0..5).map(|i| record("k", 0, &format!("r{i}"))).collect(), Durability::Durable)
             .await
             .unwrap();
-        let batch = tokio::time::timeout(WAIT, consumer.poll())
-            .await
-            .unwrap()
-            .unwrap();
+        let mut consumer = log.consume("g", &["t"], StartFrom::Beginning).await.unwrap();
+        let batch = tokio::time::timeout(WAIT, consumer.poll()).await.unwrap().unwrap();
         assert_eq!(payloads(&batch), ["r0", "r1", "r2", "r3", "r4"]);
         consumer.commit("t", 0, 3).await.unwrap();
     }
     let log = open();
-    let mut consumer = log
-        .consume("g", &["t"], StartFrom::Beginning)
-        .await
-        .unwrap();
-    let batch = tokio::time::timeout(WAIT, consumer.poll())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        payloads(&batch),
-        ["r3", "r4"],
-        "a restarted member resumes at the committed offset"
-    );
-    let mut other = log
-        .consume("other-group", &["t"], StartFrom::End)
-        .await
-        .unwrap();
-    log.append("t", vec![record("k", 0, "new")], Durability::Durable)
-        .await
-        .unwrap();
-    assert_eq!(
-        payloads(
-            &tokio::time::timeout(WAIT, other.poll())
-                .await
-                .unwrap()
-                .unwrap()
-        ),
-        ["new"]
-    );
+    let mut consumer = log.consume("g", &["t"], StartFrom::Beginning).await.unwrap();
+    let batch = tokio::time::timeout(WAIT, consumer.poll()).await.unwrap().unwrap();
+    assert_eq!(payloads(&batch), ["r3", "r4"], "a restarted member resumes at the committed offset");
+    let mut other = log.consume("other-group", &["t"], StartFrom::End).await.unwrap();
+    log.append("t", vec![record("k", 0, "new")], Durability::Durable).await.unwrap();
+    assert_eq!(payloads(&tokio::time::timeout(WAIT, other.poll()).await.unwrap().unwrap()), ["new"]);
 }
 
 pub(crate) async fn a_group_consumes_several_topics(log: Arc<dyn EventLog>) {
-    let mut consumer = log
-        .consume("g", &["a", "b"], StartFrom::Beginning)
-        .await
-        .unwrap();
-    log.append("b", vec![record("k", 0, "from-b")], Durability::Durable)
-        .await
-        .unwrap();
-    log.append("a", vec![record("k", 0, "from-a")], Durability::Durable)
-        .await
-        .unwrap();
+    let mut consumer = log.consume("g", &["a", "b"], StartFrom::Beginning).await.unwrap();
+    log.append("b", vec![record("k", 0, "from-b")], Durability::Durable).await.unwrap();
+    log.append("a", vec![record("k", 0, "from-a")], Durability::Durable).await.unwrap();
     let mut seen = Vec::new();
     while seen.len() < 2 {
-        seen.extend(payloads(
-            &tokio::time::timeout(WAIT, consumer.poll())
-                .await
-                .unwrap()
-                .unwrap(),
-        ));
+        seen.extend(payloads(&tokio::time::timeout(WAIT, consumer.poll()).await.unwrap().unwrap()));
     }
     seen.sort();
     assert_eq!(seen, ["from-a", "from-b"]);

@@ -25,10 +25,7 @@ fn every_body() -> Vec<EventBody> {
             gateway_id: "gw".into(),
             region: "eu-west-1".into(),
         }),
-        EventBody::LatencySampled(LatencySampled {
-            connection_id: "c1".into(),
-            rtt_ms: 12,
-        }),
+        EventBody::LatencySampled(LatencySampled { connection_id: "c1".into(), rtt_ms: 12 }),
         EventBody::LatencyWarned(LatencyWarned {
             connection_id: "c1".into(),
             avg_rtt_ms: 120,
@@ -47,11 +44,7 @@ fn every_body() -> Vec<EventBody> {
             user_id: "alice".into(),
             reason: LeaveReason::GatewayShutdown,
         }),
-        EventBody::SessionEnded(SessionEnded {
-            reason: EndReason::MaxRounds,
-            last_step: 420,
-            seed: 7,
-        }),
+        EventBody::SessionEnded(SessionEnded { reason: EndReason::MaxRounds, last_step: 420, seed: 7 }),
         EventBody::Countdown(Countdown { remaining_ms: 2000 }),
         EventBody::Tick(Tick {
             step: 3,
@@ -89,11 +82,7 @@ fn wire_form_is_camel_case_with_seeds_as_decimal_strings() {
         "s1",
         5,
         "tg@a",
-        EventBody::SessionEnded(SessionEnded {
-            reason: EndReason::Idle,
-            last_step: -1,
-            seed: 9,
-        }),
+        EventBody::SessionEnded(SessionEnded { reason: EndReason::Idle, last_step: -1, seed: 9 }),
     );
     let value: Value = serde_json::from_slice(&ended.to_bytes()).unwrap();
     assert_eq!(value["reason"], "idle");
@@ -118,11 +107,7 @@ fn client_messages_round_trip_and_bad_frames_say_what_is_wrong() {
     let cases = [
         (
             r#"{"action":"join","sessionId":"s","userId":"u","token":"t"}"#,
-            ClientMessage::Join {
-                session_id: "s".into(),
-                user_id: "u".into(),
-                token: "t".into(),
-            },
+            ClientMessage::Join { session_id: "s".into(), user_id: "u".into(), token: "t".into() },
         ),
         (
             r#"{"action":"resume","sessionId":"s","userId":"u","token":"t","lastStep":41}"#,
@@ -133,12 +118,7 @@ fn client_messages_round_trip_and_bad_frames_say_what_is_wrong() {
                 last_step: 41,
             },
         ),
-        (
-            r#"{"action":"ping","clientTimestamp":12}"#,
-            ClientMessage::Ping {
-                client_timestamp: 12,
-            },
-        ),
+        (r#"{"action":"ping","clientTimestamp":12}"#, ClientMessage::Ping { client_timestamp: 12 }),
         (r#"{"action":"leave"}"#, ClientMessage::Leave),
     ];
     for (text, want) in cases {
@@ -146,22 +126,10 @@ fn client_messages_round_trip_and_bad_frames_say_what_is_wrong() {
         let back: Value = serde_json::to_value(&want).unwrap();
         assert_eq!(back, serde_json::from_str::<Value>(text).unwrap());
     }
-    assert_eq!(
-        parse_client_message("{nope").unwrap_err().0,
-        ErrorCode::MalformedJson
-    );
-    assert_eq!(
-        parse_client_message("[1,2]").unwrap_err().0,
-        ErrorCode::InvalidMessage
-    );
-    assert_eq!(
-        parse_client_message(r#"{"action":"dance"}"#).unwrap_err().0,
-        ErrorCode::UnknownAction
-    );
-    assert_eq!(
-        parse_client_message(r#"{"action":"join"}"#).unwrap_err().0,
-        ErrorCode::InvalidMessage
-    );
+    assert_eq!(parse_client_message("{nope").unwrap_err().0, ErrorCode::MalformedJson);
+    assert_eq!(parse_client_message("[1,2]").unwrap_err().0, ErrorCode::InvalidMessage);
+    assert_eq!(parse_client_message(r#"{"action":"dance"}"#).unwrap_err().0, ErrorCode::UnknownAction);
+    assert_eq!(parse_client_message(r#"{"action":"join"}"#).unwrap_err().0, ErrorCode::InvalidMessage);
 }
 
 #[test]
@@ -179,24 +147,11 @@ fn server_messages_use_the_protocol_field_names() {
         value,
         json!({"type":"tick","step":1,"value":2,"round":0,"broken":false,"scheduledAt":3,"serverTimestamp":4})
     );
-    let err = ServerMessage::Error {
-        code: ErrorCode::UnknownAction,
-        message: "m".into(),
-    };
-    assert_eq!(
-        serde_json::from_str::<Value>(&err.to_json()).unwrap()["code"],
-        "unknown_action"
-    );
-    let ended = ServerMessage::SessionEnded {
-        reason: EndReason::MaxRounds,
-        last_step: 9,
-        seed: 5,
-    };
+    let err = ServerMessage::Error { code: ErrorCode::UnknownAction, message: "m".into() };
+    assert_eq!(serde_json::from_str::<Value>(&err.to_json()).unwrap()["code"], "unknown_action");
+    let ended = ServerMessage::SessionEnded { reason: EndReason::MaxRounds, last_step: 9, seed: 5 };
     let value: Value = serde_json::from_str(&ended.to_json()).unwrap();
     assert_eq!(value["seed"], "5");
     assert_eq!(value["reason"], "max_rounds");
-    assert_eq!(
-        serde_json::from_value::<ServerMessage>(value).unwrap(),
-        ended
-    );
+    assert_eq!(serde_json::from_value::<ServerMessage>(value).unwrap(), ended);
 }
