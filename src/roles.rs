@@ -9,6 +9,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tickcast_engine::{Params, seed_hash, state_at};
 use tickcast_eventlog::EventLog;
 use tickcast_gateways::latency::LatencyPolicy;
@@ -41,7 +42,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             let token = roles.shutdown.clone();
             roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(token));
-            let app = edge.routes().merge(common_routes());
+            let app = edge.routes().merge(common_routes(roles.prometheus.clone()));
             roles.serve(args.listen, app).await?;
             roles.wait().await
         }
@@ -61,7 +62,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             config.latency = latency_policy(&args.latency);
             let gateway = Gateway::new(log, signer(&args.common)?, config, roles.shutdown.clone());
             roles.spawn("gateway", Arc::clone(&gateway).run());
-            let app = tickcast_gateways::routes(&[gateway]).merge(common_routes());
+            let app = tickcast_gateways::routes(&[gateway]).merge(common_routes(roles.prometheus.clone()));
             roles.serve(args.listen, app).await?;
             roles.wait().await
         }
@@ -127,7 +128,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let generator = TickGenerator::new(Arc::clone(&log), generator_config(&args.game, &args.common));
     roles.spawn("tick generator", generator.run(roles.shutdown.clone()));
 
-    let app = edge.routes().merge(tickcast_gateways::routes(&gateways)).merge(common_routes());
+    let app = edge
+        .routes()
+        .merge(tickcast_gateways::routes(&gateways))
+        .merge(common_routes(roles.prometheus.clone()));
     let addr = roles.serve(args.listen, app).await?;
     let banner = format!(
         "tickcast is up on the embedded log at {}\n  open        http://{addr}/\n  start game  curl -s -XPOST http://{addr}/edge/game/start -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'\n  gateways    ws://{addr}/ws/<region>   ({})\n  Ctrl-C stops it cleanly.\n",
@@ -218,10 +222,14 @@ fn generator_config(game: &GameArgs, common: &CommonArgs) -> TickGeneratorConfig
     }
 }
 
-/// `/healthz`, the landing page and JSON 404s.
-fn common_routes() -> Router {
+/// `/healthz`, `/metrics` (Prometheus text), the landing page and JSON 404s.
+fn common_routes(prometheus: Option<PrometheusHandle>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(prometheus.as_ref().map(|p| p.render()).unwrap_or_default())),
+        )
         .route("/", get(|| async { Html(include_str!("play.html")) }))
         .fallback(|| async {
             (
@@ -238,6 +246,8 @@ struct Roles {
     /// Root of the shutdown tree: every role and connection watches it.
     shutdown: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
+    /// Renders `/metrics`; `None` if another recorder was installed first.
+    prometheus: Option<PrometheusHandle>,
 }
 
 impl Roles {
@@ -249,7 +259,18 @@ impl Roles {
             tracing::info!("shutting down");
             signal.cancel();
         });
-        Self { shutdown, tasks: JoinSet::new() }
+        let prometheus = PrometheusBuilder::new().install_recorder().ok();
+        if let Some(handle) = prometheus.clone() {
+            // Histograms accumulate samples until upkeep folds them into their summaries.
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(5));
+                while token.run_until_cancelled(every.tick()).await.is_some() {
+                    handle.run_upkeep();
+                }
+            });
+        }
+        Self { shutdown, tasks: JoinSet::new(), prometheus }
     }
 
     fn spawn<E>(&mut self, name: &'static str, task: impl Future<Output = Result<(), E>> + Send + 'static)

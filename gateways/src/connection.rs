@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 
 use crate::hub::{Member, Outbound};
 use crate::latency::{LatencyMonitor, Verdict};
-use crate::{Gateway, now_ms};
+use crate::{Gateway, metrics, now_ms};
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 type Sink = futures_util::stream::SplitSink<Socket, Message>;
@@ -194,6 +194,7 @@ impl Connection {
     }
 
     async fn refuse(&mut self, refusal: Refusal, sink: &mut Sink) -> Result<Option<Close>, WsError> {
+        metrics::client_error(refusal.code);
         send(sink, &ServerMessage::Error { code: refusal.code, message: refusal.message }).await?;
         Ok(refusal.close.then_some(Close {
             code: CloseCode::Library(CLOSE_UNAUTHORIZED),
@@ -313,6 +314,7 @@ impl Connection {
             let message = format!("session {session_id} has ended");
             return self.refuse(Refusal::close(ErrorCode::SessionEnded, message), sink).await;
         };
+        metrics::player_joined(&gateway.config.region);
         self.joined = Some(Joined { session_id: session_id.clone(), user_id: user_id.clone() });
         send(
             sink,
@@ -380,6 +382,7 @@ impl Connection {
                 Ok(None)
             }
             Verdict::Kick { avg_rtt_ms, jitter_ms } => {
+                metrics::player_kicked();
                 let user_id = joined.user_id.clone();
                 let reason = format!("latency too high: average RTT {avg_rtt_ms} ms, jitter {jitter_ms} ms");
                 self.gateway.record(
@@ -405,6 +408,7 @@ impl Connection {
     /// Removes the player from its session and records why it left.
     fn leave(self, reason: Option<LeaveReason>) {
         let Some(joined) = self.joined else { return };
+        metrics::player_left(&self.gateway.config.region);
         {
             let mut hubs = self.gateway.hubs.lock().unwrap();
             if let Some(hub) = hubs.sessions.get_mut(&joined.session_id) {

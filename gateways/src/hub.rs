@@ -40,6 +40,15 @@ pub(crate) struct SessionHub {
     ended: Option<Utf8Bytes>,
 }
 
+/// What a broadcast did.
+#[derive(Debug, Default)]
+pub(crate) struct Delivery {
+    /// Outboxes the frame went into.
+    pub(crate) sent: usize,
+    /// Connections dropped because their outbox was full.
+    pub(crate) too_slow: Vec<u64>,
+}
+
 /// What to send a player right after it joins or resumes.
 #[derive(Debug, Default)]
 pub(crate) struct Backlog {
@@ -82,9 +91,9 @@ impl SessionHub {
 
     /// Forwards a tick frame unless its step was already forwarded; returns the connections
     /// whose outbox was full.
-    pub(crate) fn tick(&mut self, step: i64, frame: Utf8Bytes, history_len: usize) -> Vec<u64> {
+    pub(crate) fn tick(&mut self, step: i64, frame: Utf8Bytes, history_len: usize) -> Delivery {
         if self.last_step.is_some_and(|last| step <= last) {
-            return Vec::new();
+            return Delivery::default();
         }
         self.last_step = Some(step);
         self.history.push_back((step, frame.clone()));
@@ -94,13 +103,13 @@ impl SessionHub {
         self.broadcast(&Outbound::Frame(frame), step)
     }
 
-    pub(crate) fn countdown(&mut self, frame: Utf8Bytes) -> Vec<u64> {
+    pub(crate) fn countdown(&mut self, frame: Utf8Bytes) -> Delivery {
         self.broadcast(&Outbound::Frame(frame), i64::MAX)
     }
 
-    pub(crate) fn end(&mut self, frame: Utf8Bytes) -> Vec<u64> {
+    pub(crate) fn end(&mut self, frame: Utf8Bytes) -> Delivery {
         if self.ended.is_some() {
-            return Vec::new();
+            return Delivery::default();
         }
         self.ended = Some(frame.clone());
         let full = self.broadcast(&Outbound::End(frame), i64::MAX);
@@ -109,21 +118,23 @@ impl SessionHub {
     }
 
     /// Sends `message` to every member that has not got `step` yet.
-    fn broadcast(&mut self, message: &Outbound, step: i64) -> Vec<u64> {
-        let mut full = Vec::new();
+    fn broadcast(&mut self, message: &Outbound, step: i64) -> Delivery {
+        let mut delivery = Delivery::default();
         for (&connection, member) in &self.members {
             if step <= member.after_step {
                 continue;
             }
             // try_send: a cheap clone of shared bytes, never an await while the hubs are locked.
-            if member.outbox.try_send(message.clone()).is_err() {
-                full.push(connection);
+            if member.outbox.try_send(message.clone()).is_ok() {
+                delivery.sent += 1;
+            } else {
+                delivery.too_slow.push(connection);
             }
         }
-        for connection in &full {
+        for connection in &delivery.too_slow {
             self.members.remove(connection);
         }
-        full
+        delivery
     }
 }
 
@@ -196,7 +207,7 @@ mod tests {
         hub.join(2, fast, None);
         let mut dropped = Vec::new();
         for step in 0..6 {
-            dropped.extend(hub.tick(step, Utf8Bytes::from(format!("t{step}")), 10));
+            dropped.extend(hub.tick(step, Utf8Bytes::from(format!("t{step}")), 10).too_slow);
             while fast_rx.try_recv().is_ok() {}
         }
         assert_eq!(dropped, [1]);

@@ -13,11 +13,13 @@
 //! - [`latency`]: the latency policy (sans I/O).
 //! - `hub`: per-session members and recent frames.
 //! - `connection`: one player's socket.
+//! - `metrics`: metric names.
 //! - [`Gateway`]: the role — tails, event writer, WebSocket upgrade; [`routes`] mounts gateways.
 
 mod connection;
 mod hub;
 pub mod latency;
+mod metrics;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -218,6 +220,7 @@ impl Gateway {
     /// Encodes each record once and hands the frame to the session's players.
     fn forward(&self, records: &[tickcast_eventlog::Record], ended: &mut VecDeque<(Instant, String)>) {
         let now = now_ms();
+        let mut forwarded = 0;
         let mut hubs = self.hubs.lock().unwrap();
         for record in records {
             let event = match Event::from_bytes(&record.payload) {
@@ -228,7 +231,7 @@ impl Gateway {
                 }
             };
             let hub = hubs.hub(&event.session_id);
-            let too_slow = match event.body {
+            let delivery = match event.body {
                 EventBody::Tick(t) => {
                     let message = ServerMessage::Tick {
                         step: t.step,
@@ -252,12 +255,20 @@ impl Gateway {
                     };
                     hub.end(Utf8Bytes::from(message.to_json()))
                 }
-                _ => Vec::new(),
+                EventBody::Unknown => {
+                    metrics::unknown_event();
+                    hub::Delivery::default()
+                }
+                _ => hub::Delivery::default(),
             };
+            forwarded += delivery.sent;
+            let too_slow = delivery.too_slow;
             if !too_slow.is_empty() {
+                metrics::players_too_slow(too_slow.len());
                 tracing::warn!(session = %event.session_id, players = too_slow.len(), "disconnecting players whose outbox is full");
             }
         }
+        metrics::frames_forwarded(&self.config.region, forwarded);
         // Ended sessions stay for resumes for a while, then go.
         let keep = self.config.history.min(Duration::from_secs(300));
         while let Some((at, id)) = ended.front() {
@@ -290,6 +301,7 @@ impl Gateway {
         if let Err(error) = self.events.try_send(event) {
             // The writer is 64k events behind: the log is down or far too slow.
             tracing::error!(%error, "gateway event queue is full; event not logged");
+            metrics::event_dropped();
         }
     }
 

@@ -7,7 +7,9 @@
 //! # Layout
 //! - [`schedule`]: one session's deadlines, engine stepper and end conditions (sans I/O).
 //! - [`tick_generator`]: the consumer-group adapter over the event log.
+//! - `metrics`: metric names.
 
+mod metrics;
 pub mod schedule;
 pub mod tick_generator;
 

@@ -18,7 +18,7 @@ use tickcast_schemas::topics::{self, GAME_EVENTS};
 use tokio_util::sync::CancellationToken;
 
 use crate::schedule::{Emission, SessionSchedule};
-use crate::{Error, now_ms};
+use crate::{Error, metrics, now_ms};
 
 /// How a tick generator runs.
 #[derive(Debug, Clone)]
@@ -57,8 +57,6 @@ pub struct TickGenerator {
     /// The game-events offset after the last processed record.
     consumed: u64,
     committed: Option<u64>,
-    /// Events of types this build does not know, skipped.
-    unknown_events: u64,
 }
 
 impl TickGenerator {
@@ -73,7 +71,6 @@ impl TickGenerator {
             deadlines: BinaryHeap::new(),
             consumed: 0,
             committed: None,
-            unknown_events: 0,
         }
     }
 
@@ -140,7 +137,10 @@ impl TickGenerator {
                 EventBody::SessionEnded(_) => {
                     self.sessions.remove(&event.session_id);
                 }
-                EventBody::Unknown => self.unknown_events += 1,
+                EventBody::Unknown => {
+                    tracing::warn!(offset = record.offset, "skipping an event of unknown type or version");
+                    metrics::unknown_event();
+                }
                 _ => {}
             }
         }
@@ -208,6 +208,7 @@ impl TickGenerator {
         let mut facts = Vec::new();
         let mut end_copies: HashMap<String, Vec<NewRecord>> = HashMap::new();
         let mut emissions = Vec::new();
+        let emitted_at = now_ms();
         while let Some(Reverse((deadline, _))) = self.deadlines.peek() {
             if *deadline > now {
                 break;
@@ -224,15 +225,19 @@ impl TickGenerator {
             for emission in emissions.drain(..) {
                 let body = match emission {
                     Emission::Countdown { remaining_ms } => EventBody::Countdown(Countdown { remaining_ms }),
-                    Emission::Tick { step, state, scheduled_at } => EventBody::Tick(Tick {
-                        step,
-                        value: state.value,
-                        round: state.round,
-                        broken: state.broken,
-                        scheduled_at,
-                        emitted_at: now_ms(),
-                    }),
+                    Emission::Tick { step, state, scheduled_at } => {
+                        metrics::tick_lateness(emitted_at - scheduled_at);
+                        EventBody::Tick(Tick {
+                            step,
+                            value: state.value,
+                            round: state.round,
+                            broken: state.broken,
+                            scheduled_at,
+                            emitted_at,
+                        })
+                    }
                     Emission::Ended { reason, last_step } => {
+                        metrics::session_ended(reason);
                         EventBody::SessionEnded(SessionEnded { reason, last_step, seed: created.seed })
                     }
                 };
@@ -258,8 +263,10 @@ impl TickGenerator {
         // players. A generator that restarts after the ticks but before the fact finds the last
         // round already broken and ends the session at once (see `SessionSchedule::resume_at`).
         for (topic, records) in ticks {
+            metrics::ticks_emitted(&topic, records.len() as u64);
             self.log.append(&topic, records, Durability::Relaxed).await?;
         }
+        metrics::sessions_active(self.sessions.len());
         if !facts.is_empty() {
             self.log.append(GAME_EVENTS, facts, Durability::Durable).await?;
         }

@@ -12,7 +12,9 @@
 //! - [`routing`]: region selection (sans-IO).
 //! - [`rules`]: request bodies, ranges and defaults.
 //! - [`Edge`]: the HTTP handlers and the directory follower.
+//! - `metrics`: metric names.
 
+mod metrics;
 pub mod routing;
 pub mod rules;
 
@@ -109,6 +111,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        metrics::request_refused(self.code);
         (self.status, Json(serde_json::json!({ "error": self.code, "message": self.message })))
             .into_response()
     }
@@ -270,6 +273,7 @@ async fn start_game(
         directory.apply(&event);
         directory.get(&game_id).cloned().expect("just applied")
     };
+    metrics::session_created(&region.id);
     tracing::info!(game_id, region = %region.id, "session created");
     Ok(Json(edge.ticket(&info, region, request.user_id, &headers)))
 }

@@ -116,6 +116,15 @@ async fn three_players_see_every_step_once_then_the_revealed_seed() {
     assert_eq!(kinds.iter().filter(|k| **k == "player_joined").count(), 3);
     assert_eq!(kinds.first(), Some(&"session_created"));
     assert!(kinds.contains(&"session_ended"));
+    let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    for name in [
+        "tickcast_edge_sessions_created_total",
+        "tickcast_ticks_emitted_total",
+        "tickcast_gateway_frames_forwarded_total",
+        "tickcast_tick_generator_lateness_ms",
+    ] {
+        assert!(metrics.contains(name), "/metrics has {name}:\n{metrics}");
+    }
     let logged_ticks = log_events(&server, &format!("ticks.{}", ticket["region"].as_str().unwrap())).await;
     assert!(
         logged_ticks.iter().filter(|e| e["type"] == "tick" && e["sessionId"] == game_id).count() > 3,

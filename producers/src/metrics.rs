@@ -1,0 +1,16 @@
+//! Metric names of the edge, in one place.
+
+use metrics::counter;
+
+/// Sessions created, by region.
+pub(crate) const SESSIONS_CREATED: &str = "tickcast_edge_sessions_created_total";
+/// Requests refused, by error code.
+pub(crate) const REQUESTS_REFUSED: &str = "tickcast_edge_requests_refused_total";
+
+pub(crate) fn session_created(region: &str) {
+    counter!(SESSIONS_CREATED, "region" => region.to_owned()).increment(1);
+}
+
+pub(crate) fn request_refused(code: &'static str) {
+    counter!(REQUESTS_REFUSED, "code" => code).increment(1);
+}
