@@ -28,6 +28,46 @@ pub(crate) enum Command {
     TickGenerator(TickGeneratorArgs),
     /// Evaluate the engine: the state at a step, or the seedHash of a seed.
     Engine(EngineArgs),
+    /// Load bots: create games through an edge, connect one WebSocket per player and measure
+    /// every tick they receive. Exits 2 when a step was missing, doubled or out of order.
+    Bots(BotsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BotsArgs {
+    /// Base URL of the edge.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub(crate) edge: String,
+    /// Games to create.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub(crate) sessions: u64,
+    /// Players (WebSocket connections) per game.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub(crate) players_per_session: u64,
+    /// How long each game is measured from its start, e.g. 30s, 2m.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub(crate) duration: std::time::Duration,
+    /// Round-trip time each bot adds to its own answers (pongs and messages).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) rtt_ms: u64,
+    /// Jitter (±, uniform) on the added delay.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) jitter_ms: u64,
+    /// Step length of the games (10–10000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(10..=10_000))]
+    pub(crate) tick_ms: i64,
+    /// Connections opened per second while ramping up.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) connect_rate: u32,
+    /// Region to ask for (default: the edge decides).
+    #[arg(long)]
+    pub(crate) region: Option<String>,
+    /// PID of the server, to report its CPU per message and memory per player (Linux).
+    #[arg(long)]
+    pub(crate) server_pid: Option<u32>,
+    /// Print the report as one JSON object instead of a summary.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

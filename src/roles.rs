@@ -22,7 +22,7 @@ use tickcast_schemas::token::TokenSigner;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, CommonArgs, EngineArgs, GameArgs, LatencyArgs, UpArgs};
+use crate::cli::{BotsArgs, Cli, Command, CommonArgs, EngineArgs, GameArgs, LatencyArgs, UpArgs};
 
 /// How long roles get to finish after a shutdown signal before they are aborted.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -30,6 +30,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Engine(args) => engine(&args),
+        Command::Bots(args) => bots(args).await,
         Command::Up(args) => up(args).await,
         Command::Edge(args) => {
             let log = open_log(&args.log.url)?;
@@ -101,6 +102,38 @@ fn engine(args: &EngineArgs) -> anyhow::Result<()> {
         r#"{{"step":{step},"value":{},"round":{},"broken":{}}}"#,
         state.value, state.round, state.broken
     );
+    Ok(())
+}
+
+async fn bots(args: BotsArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let config = tickcast_bots::BotsConfig {
+        edge: args.edge.trim_end_matches('/').to_owned(),
+        sessions: args.sessions as usize,
+        players_per_session: args.players_per_session as usize,
+        duration: args.duration,
+        rtt: Duration::from_millis(args.rtt_ms),
+        jitter: Duration::from_millis(args.jitter_ms),
+        tick_ms: args.tick_ms,
+        connect_rate: args.connect_rate,
+        server_pid: args.server_pid,
+        region: args.region,
+        progress: !args.json && std::io::stderr().is_terminal(),
+    };
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signal.cancel();
+    });
+    let report = tickcast_bots::run(config, shutdown).await?;
+    let text = if args.json { serde_json::to_string(&report)? } else { report.human() };
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{}", text.trim_end());
+    let imperfect = report.missing_steps + report.duplicate_steps + report.out_of_order_steps + report.connect_failures;
+    if imperfect > 0 {
+        std::process::exit(2);
+    }
     Ok(())
 }
 
