@@ -80,6 +80,7 @@ pub struct Report {
     pub jitter_ms: u64,
     pub connected: u64,
     pub connect_failures: u64,
+    /// Steps expected by players that were not kicked.
     pub expected_steps: u64,
     pub delivered_steps: u64,
     pub missing_steps: u64,
@@ -348,8 +349,9 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
     });
 
     let sum = |f: fn(&PlayerOutcome) -> u64| outcomes.iter().map(f).sum::<u64>();
-    let expected = sum(|o| o.expected);
-    let delivered = sum(|o| o.delivered);
+    // A kicked player misses the rest of its game by design: delivery is judged on the others.
+    let expected = sum(|o| if o.kicked { 0 } else { o.expected });
+    let delivered = sum(|o| if o.kicked { 0 } else { o.delivered });
     let h = &shared.lateness;
     Ok(Report {
         sessions: config.sessions,

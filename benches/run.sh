@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Measures tickcast on this machine and writes BENCHMARKS.md:
+#   - criterion micro-benchmarks (engine, embedded log, gateway fan-out);
+#   - end-to-end: `tickcast up` (release, embedded log) and `tickcast bots` on the same machine,
+#     10 Hz ticks, at growing numbers of players.
+# Usage: benches/run.sh [--quick]     (--quick: shorter runs, for a smoke test of the script)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+duration=30s
+loads="500x10 1000x10 1400x10 1800x10"
+if [ "$quick" = 1 ]; then duration=5s; loads="50x10"; fi
+
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+cargo build --release --locked
+out=$(mktemp -d)
+trap 'rm -rf "$out"; [ -n "${server:-}" ] && kill "$server" 2>/dev/null || true' EXIT
+
+if [ "$quick" = 0 ]; then
+  cargo bench --locked --bench engine --bench eventlog --bench fanout -- --noplot 2>&1 | tee "$out/criterion.txt"
+fi
+
+port=18800
+for load in $loads; do
+  sessions=${load%x*}; players=${load#*x}
+  data=$(mktemp -d)
+  RUST_LOG=warn ./target/release/tickcast up --listen 127.0.0.1:$port --data-dir "$data" > /dev/null &
+  server=$!
+  for _ in $(seq 100); do curl -fs http://127.0.0.1:$port/healthz > /dev/null && break; sleep 0.1; done
+  echo "== $sessions sessions x $players players"
+  ./target/release/tickcast bots --edge http://127.0.0.1:$port --sessions "$sessions" \
+    --players-per-session "$players" --duration "$duration" --tick-ms 100 \
+    --server-pid "$server" --json > "$out/bots-$load.json" || true
+  cat "$out/bots-$load.json"
+  kill "$server"; wait "$server" 2>/dev/null || true
+  server=
+  rm -rf "$data"
+  port=$((port + 1))
+done
+
+python3 benches/report.py "$out" "$duration" "$loads" $quick > BENCHMARKS.md.new
+mv BENCHMARKS.md.new BENCHMARKS.md
+echo "wrote BENCHMARKS.md"
