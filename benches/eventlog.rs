@@ -13,7 +13,11 @@ fn tick_record(i: u64) -> NewRecord {
     let payload = format!(
         r#"{{"v":1,"id":"0193a0a0-0000-7000-8000-{i:012}","type":"tick","sessionId":"0193a0a0-1111-7000-8000-000000000001","at":1764000000000,"source":"tick-generator@0","step":{i},"value":12,"round":3,"broken":false,"scheduledAt":1764000000000,"emittedAt":1764000000001}}"#
     );
-    NewRecord { key: "0193a0a0-1111-7000-8000-000000000001".into(), timestamp_ms: 1_764_000_000_000, payload: Bytes::from(payload) }
+    NewRecord {
+        key: "0193a0a0-1111-7000-8000-000000000001".into(),
+        timestamp_ms: 1_764_000_000_000,
+        payload: Bytes::from(payload),
+    }
 }
 
 fn appends(c: &mut Criterion) {
@@ -36,7 +40,9 @@ fn appends(c: &mut Criterion) {
                         let log = Arc::clone(&log);
                         tasks.spawn(async move {
                             for i in 0..PER_WRITER {
-                                log.append("bench", vec![tick_record(w * PER_WRITER + i)], durability).await.unwrap();
+                                log.append("bench", vec![tick_record(w * PER_WRITER + i)], durability)
+                                    .await
+                                    .unwrap();
                             }
                         });
                     }
@@ -61,7 +67,13 @@ fn appends(c: &mut Criterion) {
     group.sample_size(10);
     runtime.block_on(async {
         for chunk in 0..100 {
-            log.append("read", (chunk * 1000..chunk * 1000 + 1000).map(tick_record).collect(), Durability::Relaxed).await.unwrap();
+            log.append(
+                "read",
+                (chunk * 1000..chunk * 1000 + 1000).map(tick_record).collect(),
+                Durability::Relaxed,
+            )
+            .await
+            .unwrap();
         }
     });
     group.throughput(Throughput::Elements(100_000));

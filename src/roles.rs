@@ -130,7 +130,8 @@ async fn bots(args: BotsArgs) -> anyhow::Result<()> {
     let text = if args.json { serde_json::to_string(&report)? } else { report.human() };
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{}", text.trim_end());
-    let imperfect = report.missing_steps + report.duplicate_steps + report.out_of_order_steps + report.connect_failures;
+    let imperfect =
+        report.missing_steps + report.duplicate_steps + report.out_of_order_steps + report.connect_failures;
     if imperfect > 0 {
         std::process::exit(2);
     }
@@ -325,10 +326,7 @@ impl Roles {
         let bound = listener.local_addr()?;
         let token = self.shutdown.clone();
         self.tasks.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(token.cancelled_owned())
-                .await
-                .context("HTTP server failed")
+            tickcast_gateways::http::serve(listener, app, token).await.context("HTTP server failed")
         });
         Ok(bound)
     }

@@ -169,15 +169,16 @@ impl Report {
     }
 }
 
-/// Counters shared by all players.
+/// Counters shared by all players, for the progress bar. Players update them in batches, so
+/// the cores they share are not spent bouncing one cache line.
 #[derive(Debug, Default)]
 struct Shared {
-    lateness: LatenessHistogram,
     connected: AtomicU64,
     received: AtomicU64,
-    /// Frames received while the measured window is open.
-    window_messages: AtomicU64,
 }
+
+/// How many frames a player receives before it adds them to the shared count.
+const PROGRESS_BATCH: u64 = 64;
 
 /// What one player saw.
 #[derive(Debug, Default)]
@@ -190,6 +191,10 @@ struct PlayerOutcome {
     complete: bool,
     kicked: bool,
     errors: u64,
+    /// Frames received while the measured window was open.
+    window_messages: u64,
+    /// Lateness of each measured tick, µs; merged after the run.
+    lateness_us: Vec<i32>,
 }
 
 /// A ticket from the edge.
@@ -223,6 +228,8 @@ struct Plan {
     /// When the ramp-up begins (monotonic).
     ramp_start: Instant,
     ramp: Duration,
+    /// Epoch ms from which CPU and messages are counted: every session has started.
+    window_start_ms: i64,
     /// Epoch ms at which measuring ends: the last session start plus the duration.
     measure_end_ms: i64,
 }
@@ -247,6 +254,7 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
     let plan = Plan {
         ramp_start: Instant::now(),
         ramp,
+        window_start_ms: first_start_ms + config.tick_ms,
         measure_end_ms: first_start_ms + config.tick_ms + config.duration.as_millis() as i64,
     };
     let shared = Arc::new(Shared::default());
@@ -269,20 +277,15 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
     };
 
     // Sample the server and the bots at the window's start and end, from a task of its own.
-    let window_start_ms = first_start_ms + config.tick_ms;
-    let sampler = {
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            sleep_until_epoch_ms(window_start_ms).await;
-            let start = (proc_usage::cpu_us(None), server_pid.and_then(|p| proc_usage::cpu_us(Some(p))));
-            shared.window_messages.store(0, Ordering::Relaxed);
-            sleep_until_epoch_ms(plan.measure_end_ms).await;
-            let messages = shared.window_messages.load(Ordering::Relaxed);
-            let end = (proc_usage::cpu_us(None), server_pid.and_then(|p| proc_usage::cpu_us(Some(p))));
-            let rss = server_pid.and_then(proc_usage::rss_kib);
-            (start, end, messages, rss)
-        })
-    };
+    let window_start_ms = plan.window_start_ms;
+    let sampler = tokio::spawn(async move {
+        sleep_until_epoch_ms(window_start_ms).await;
+        let start = (proc_usage::cpu_us(None), server_pid.and_then(|p| proc_usage::cpu_us(Some(p))));
+        sleep_until_epoch_ms(plan.measure_end_ms).await;
+        let end = (proc_usage::cpu_us(None), server_pid.and_then(|p| proc_usage::cpu_us(Some(p))));
+        let rss = server_pid.and_then(proc_usage::rss_kib);
+        (start, end, rss)
+    });
 
     let mut tasks = JoinSet::new();
     let mut connect_failures = 0u64;
@@ -312,7 +315,9 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
             index += 1;
             let user_id = format!("bot-{session}-{player}");
             let (shared, config, shutdown) = (Arc::clone(&shared), config.clone(), shutdown.clone());
-            tasks.spawn(async move { play(ticket, user_id, &config, plan, &shared, shutdown, index as u64).await });
+            tasks.spawn(async move {
+                play(ticket, user_id, &config, plan, &shared, shutdown, index as u64).await
+            });
         }
     }
 
@@ -322,12 +327,17 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
     }
     ticker.abort();
     progress.finish_and_clear();
-    let (start, end, window_messages, rss) = if shutdown.is_cancelled() {
+    let (start, end, rss) = if shutdown.is_cancelled() {
         sampler.abort();
-        ((None, None), (None, None), 0, None)
+        ((None, None), (None, None), None)
     } else {
-        sampler.await.unwrap_or(((None, None), (None, None), 0, None))
+        sampler.await.unwrap_or(((None, None), (None, None), None))
     };
+    let window_messages: u64 = outcomes.iter().map(|o| o.window_messages).sum();
+    let lateness = LatenessHistogram::default();
+    for sample in outcomes.iter().flat_map(|o| o.lateness_us.iter()) {
+        lateness.record(i64::from(*sample));
+    }
     let window_s = (plan.measure_end_ms - window_start_ms) as f64 / 1000.0;
     let per_message = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) if window_messages > 0 => (b - a) as f64 / window_messages as f64,
@@ -352,7 +362,7 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
     // A kicked player misses the rest of its game by design: delivery is judged on the others.
     let expected = sum(|o| if o.kicked { 0 } else { o.expected });
     let delivered = sum(|o| if o.kicked { 0 } else { o.delivered });
-    let h = &shared.lateness;
+    let h = &lateness;
     Ok(Report {
         sessions: config.sessions,
         players,
@@ -394,14 +404,21 @@ fn progress_bar(config: &BotsConfig, players: usize) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(players as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} players connected, {msg}") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} players connected, {msg}",
+    ) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
 }
 
 /// Creates one game starting at `start_at` (epoch ms) and tickets for all its players.
-async fn create_game(http: &reqwest::Client, config: &BotsConfig, session: usize, start_at: i64) -> Result<Vec<Ticket>, Error> {
+async fn create_game(
+    http: &reqwest::Client,
+    config: &BotsConfig,
+    session: usize,
+    start_at: i64,
+) -> Result<Vec<Ticket>, Error> {
     let countdown_ms = (start_at - now_us() / 1000).clamp(0, 60_000);
     let mut body = json!({ "userId": format!("bot-{session}-0"), "tickMs": config.tick_ms, "countdownMs": countdown_ms });
     if let Some(region) = &config.region {
@@ -417,7 +434,12 @@ async fn create_game(http: &reqwest::Client, config: &BotsConfig, session: usize
 }
 
 async fn post(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> Result<Ticket, Error> {
-    let response = http.post(url).json(body).send().await.map_err(|source| Error::Http { url: url.to_owned(), source })?;
+    let response = http
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .map_err(|source| Error::Http { url: url.to_owned(), source })?;
     let status = response.status().as_u16();
     if status != 200 {
         let body = response.text().await.unwrap_or_default();
@@ -440,18 +462,33 @@ async fn play(
     let last_expected = (plan.measure_end_ms - ticket.start_at).div_euclid(ticket.tick_ms);
     let mut record = StepRecord::new(last_expected);
     outcome.expected = record.expected();
+    outcome.lateness_us.reserve(record.expected() as usize);
+    let (window_start_us, window_end_us) = (plan.window_start_ms * 1000, plan.measure_end_ms * 1000);
+    let mut unreported = 0u64;
     // Small buffers: tungstenite zero-fills its read buffer on every read.
-    let ws_config = WebSocketConfig::default().read_buffer_size(4 * 1024).write_buffer_size(0);
+    let ws_config = WebSocketConfig::default().read_buffer_size(1024).write_buffer_size(0);
     let Ok(stream) = TcpStream::connect(host_port(&ticket.ws_endpoint)).await else { return outcome };
     let _ = stream.set_nodelay(true);
     let (mut ws, _) = if config.rtt.is_zero() && config.jitter.is_zero() {
-        match tokio_tungstenite::client_async_with_config(&ticket.ws_endpoint, Box::new(stream) as Box<dyn Io>, Some(ws_config)).await {
+        match tokio_tungstenite::client_async_with_config(
+            &ticket.ws_endpoint,
+            Box::new(stream) as Box<dyn Io>,
+            Some(ws_config),
+        )
+        .await
+        {
             Ok(ws) => ws,
             Err(_) => return outcome,
         }
     } else {
         let delayed = DelayedStream::new(stream, config.rtt, config.jitter, seed);
-        match tokio_tungstenite::client_async_with_config(&ticket.ws_endpoint, Box::new(delayed) as Box<dyn Io>, Some(ws_config)).await {
+        match tokio_tungstenite::client_async_with_config(
+            &ticket.ws_endpoint,
+            Box::new(delayed) as Box<dyn Io>,
+            Some(ws_config),
+        )
+        .await
+        {
             Ok(ws) => ws,
             Err(_) => return outcome,
         }
@@ -463,7 +500,8 @@ async fn play(
         return outcome;
     }
     // Leave once every expected step is in, or a few seconds after the window (late ticks count).
-    let hard_end = Instant::now() + Duration::from_millis((plan.measure_end_ms - now_us() / 1000).max(0) as u64 + 5_000);
+    let hard_end =
+        Instant::now() + Duration::from_millis((plan.measure_end_ms - now_us() / 1000).max(0) as u64 + 5_000);
     loop {
         let message = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -476,8 +514,14 @@ async fn play(
             Some(Ok(_)) => continue,
         };
         let received_us = now_us();
-        shared.received.fetch_add(1, Ordering::Relaxed);
-        shared.window_messages.fetch_add(1, Ordering::Relaxed);
+        unreported += 1;
+        if unreported == PROGRESS_BATCH {
+            shared.received.fetch_add(unreported, Ordering::Relaxed);
+            unreported = 0;
+        }
+        if (window_start_us..window_end_us).contains(&received_us) {
+            outcome.window_messages += 1;
+        }
         let Ok(frame) = serde_json::from_str::<Frame<'_>>(&text) else {
             outcome.errors += 1;
             continue;
@@ -486,7 +530,9 @@ async fn play(
             "tick" => {
                 let (Some(step), Some(scheduled_at)) = (frame.step, frame.scheduled_at) else { continue };
                 if record.receive(step) {
-                    shared.lateness.record(received_us - scheduled_at * 1000);
+                    let lateness =
+                        (received_us - scheduled_at * 1000).clamp(i64::from(i32::MIN), i64::from(i32::MAX));
+                    outcome.lateness_us.push(lateness as i32);
                 }
                 if record.complete() {
                     break;
@@ -498,6 +544,7 @@ async fn play(
             _ => {}
         }
     }
+    shared.received.fetch_add(unreported, Ordering::Relaxed);
     let _ = ws.close(None).await;
     outcome.delivered = record.delivered;
     outcome.duplicates = record.duplicates;
@@ -530,6 +577,9 @@ mod proc_usage {
 
     pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 }

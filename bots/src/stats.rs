@@ -16,7 +16,8 @@ pub struct LatenessHistogram {
 const FINE_END: u64 = 10_000; // 10 ms in 10 µs buckets
 const MID_END: u64 = 100_000; // 100 ms in 100 µs buckets
 const COARSE_END: u64 = 10_000_000; // 10 s in 1 ms buckets
-const BUCKETS: usize = (FINE_END / 10 + (MID_END - FINE_END) / 100 + (COARSE_END - MID_END) / 1000 + 1) as usize;
+const BUCKETS: usize =
+    (FINE_END / 10 + (MID_END - FINE_END) / 100 + (COARSE_END - MID_END) / 1000 + 1) as usize;
 
 fn bucket_of(us: u64) -> usize {
     (if us < FINE_END {
@@ -46,7 +47,11 @@ fn upper_bound(bucket: usize) -> u64 {
 
 impl Default for LatenessHistogram {
     fn default() -> Self {
-        Self { buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(), max_us: AtomicU64::new(0), early: AtomicU64::new(0) }
+        Self {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            max_us: AtomicU64::new(0),
+            early: AtomicU64::new(0),
+        }
     }
 }
 
@@ -113,7 +118,14 @@ impl StepRecord {
     #[must_use]
     pub fn new(last_expected: i64) -> Self {
         let words = usize::try_from(last_expected + 1).unwrap_or(0).div_ceil(64);
-        Self { seen: vec![0; words], last_expected, last_received: None, delivered: 0, duplicates: 0, out_of_order: 0 }
+        Self {
+            seen: vec![0; words],
+            last_expected,
+            last_received: None,
+            delivered: 0,
+            duplicates: 0,
+            out_of_order: 0,
+        }
     }
 
     /// Records a received step; returns whether it is inside the measured range.

@@ -1,11 +1,9 @@
-//! One player's connection: reads client frames, writes the session's frames from its outbox,
-//! pings every second and applies the latency policy to the pongs.
+//! One player's connection: reads and answers client frames, pings every second and applies the
+//! latency policy to the pongs. The session's frames reach the socket through the fan-out.
 
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tickcast_schemas::event::{
     EventBody, LatencySampled, LatencyWarned, LeaveReason, PlayerJoined, PlayerKicked, PlayerLeft,
 };
@@ -20,12 +18,13 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 
-use crate::hub::{Member, Outbound};
+use crate::fanout::{JoinRefused, Signal};
 use crate::latency::{LatencyMonitor, Verdict};
+use crate::stream::PlayerStream;
 use crate::{Gateway, metrics, now_ms};
 
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
-type Sink = futures_util::stream::SplitSink<Socket, Message>;
+pub(crate) type Socket = WebSocketStream<PlayerStream>;
+type Sink = Socket;
 
 /// The session a connection has joined.
 #[derive(Debug)]
@@ -66,8 +65,6 @@ struct Connection {
     /// `connectionId` in events.
     connection_id: String,
     joined: Option<Joined>,
-    /// Until join, the sender half of this connection's outbox; at join it moves into the hub.
-    outbox: Option<mpsc::Sender<Outbound>>,
     monitor: LatencyMonitor,
 }
 
@@ -79,17 +76,19 @@ async fn send(sink: &mut Sink, message: &ServerMessage) -> Result<(), WsError> {
     sink.send(Message::text(message.to_json())).await
 }
 
-/// Serves one upgraded connection until it closes or the gateway shuts down.
-pub(crate) async fn serve(gateway: Arc<Gateway>, socket: Socket, id: u64) {
-    let (mut sink, mut stream) = socket.split();
-    let (outbox_tx, mut outbox) = mpsc::channel(gateway.config.outbox_frames);
+/// Serves one connection until it closes or the gateway shuts down.
+pub(crate) async fn serve(
+    gateway: Arc<Gateway>,
+    mut socket: Socket,
+    id: u64,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+) {
     let mut conn = Connection {
         connection_id: uuid::Uuid::now_v7().to_string(),
         monitor: LatencyMonitor::new(gateway.config.latency),
         gateway,
         id,
         joined: None,
-        outbox: Some(outbox_tx),
     };
     let mut ping = tokio::time::interval(conn.gateway.config.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -99,38 +98,34 @@ pub(crate) async fn serve(gateway: Arc<Gateway>, socket: Socket, id: u64) {
     let close = loop {
         let result = tokio::select! {
             () = shutdown.cancelled() => break Close { code: CloseCode::Away, reason: "gateway shutting down", left: Some(LeaveReason::GatewayShutdown) },
-            incoming = stream.next() => match incoming {
+            incoming = socket.next() => match incoming {
                 None | Some(Ok(Message::Close(_))) => break Close { code: CloseCode::Normal, reason: "", left: Some(LeaveReason::Closed) },
                 Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
                     let message = ServerMessage::Error {
                         code: ErrorCode::FrameTooLarge,
                         message: format!("frame of {size} bytes refused; frames are limited to {max_size} bytes"),
                     };
-                    let _ = send(&mut sink, &message).await;
+                    let _ = send(&mut socket, &message).await;
                     break Close { code: CloseCode::Size, reason: "frame too large", left: Some(LeaveReason::Error) };
                 }
                 Some(Err(error)) => {
                     tracing::debug!(%error, "connection failed");
                     break Close { code: CloseCode::Error, reason: "", left: Some(LeaveReason::Error) };
                 }
-                Some(Ok(message)) => conn.on_message(message, &mut sink).await,
+                Some(Ok(message)) => conn.on_message(message, &mut socket).await,
             },
-            out = outbox.recv(), if conn.joined.is_some() => match out {
-                Some(Outbound::Frame(frame)) => sink.send(Message::Text(frame)).await.map(|()| None),
-                Some(Outbound::End(frame)) => {
-                    let _ = sink.send(Message::Text(frame)).await;
-                    break Close { code: CloseCode::Normal, reason: "session ended", left: Some(LeaveReason::Closed) };
-                }
-                // The hub dropped this player: its outbox was full.
-                None => {
+            signal = signals.recv() => match signal {
+                Some(Signal::Ended) => break Close { code: CloseCode::Normal, reason: "session ended", left: Some(LeaveReason::Closed) },
+                Some(Signal::TooSlow) => {
                     let message = ServerMessage::Error { code: ErrorCode::TooSlow, message: "too slow to receive ticks; reconnect and resume".into() };
-                    let _ = send(&mut sink, &message).await;
+                    let _ = send(&mut socket, &message).await;
                     break Close { code: CloseCode::Policy, reason: "too slow", left: Some(LeaveReason::Error) };
                 }
+                None => break Close { code: CloseCode::Away, reason: "gateway shutting down", left: Some(LeaveReason::GatewayShutdown) },
             },
             _ = ping.tick() => {
                 let sent = conn.gateway.epoch.elapsed().as_micros() as u64;
-                sink.send(Message::Ping(Bytes::copy_from_slice(&sent.to_be_bytes()))).await.map(|()| None)
+                socket.send(Message::Ping(Bytes::copy_from_slice(&sent.to_be_bytes()))).await.map(|()| None)
             }
         };
         match result {
@@ -142,19 +137,19 @@ pub(crate) async fn serve(gateway: Arc<Gateway>, socket: Socket, id: u64) {
             }
         }
     };
-    let _ = sink.send(close_frame(close.code, close.reason)).await;
+    let _ = socket.send(close_frame(close.code, close.reason)).await;
     conn.leave(close.left);
     // Wait briefly for the player's close reply (discarding what is still in flight), so the
     // socket is not reset under data the player sent before it saw the close.
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
-        while let Some(Ok(message)) = stream.next().await {
+        while let Some(Ok(message)) = socket.next().await {
             if message.is_close() {
                 break;
             }
         }
     })
     .await;
-    let _ = sink.close().await;
+    conn.gateway.detach(id);
 }
 
 /// How long a closing connection waits for the player's close reply.
@@ -295,43 +290,12 @@ impl Connection {
                 )
                 .await;
         }
-        let joined = {
-            let mut hubs = gateway.hubs.lock().unwrap();
-            // An ended session whose frames are no longer held has nothing left to resume.
-            let resumable = !info.ended || hubs.sessions.get(&session_id).is_some_and(|h| h.is_ended());
-            resumable.then(|| {
-                let outbox = self.outbox.take().expect("outbox is present until join");
-                let hub = hubs.hub(&session_id);
-                let backlog = hub.join(
-                    self.id,
-                    Member { user_id: user_id.clone(), outbox, after_step: -1 },
-                    resume_after,
-                );
-                (backlog, hub.user_ids())
-            })
-        };
-        let Some((backlog, players)) = joined else {
+        if gateway.join(self.id, info, user_id.clone(), resume_after).await == Err(JoinRefused::Ended) {
             let message = format!("session {session_id} has ended");
             return self.refuse(Refusal::close(ErrorCode::SessionEnded, message), sink).await;
-        };
+        }
         metrics::player_joined(&gateway.config.region);
         self.joined = Some(Joined { session_id: session_id.clone(), user_id: user_id.clone() });
-        send(
-            sink,
-            &ServerMessage::SessionJoined {
-                session_id: session_id.clone(),
-                start_at: info.start_at,
-                tick_ms: info.tick_ms,
-                seed_hash: info.seed_hash.clone(),
-                region: info.region.clone(),
-                players,
-            },
-        )
-        .await?;
-        let remaining_ms = info.start_at - now_ms();
-        if remaining_ms > 0 {
-            send(sink, &ServerMessage::Countdown { remaining_ms }).await?;
-        }
         gateway.record(
             &session_id,
             EventBody::PlayerJoined(PlayerJoined {
@@ -341,18 +305,6 @@ impl Connection {
                 region: gateway.config.region.clone(),
             }),
         );
-        for frame in backlog.frames {
-            sink.feed(Message::Text(frame)).await?;
-        }
-        sink.flush().await?;
-        if let Some(ended) = backlog.ended {
-            sink.send(Message::Text(ended)).await?;
-            return Ok(Some(Close {
-                code: CloseCode::Normal,
-                reason: "session ended",
-                left: Some(LeaveReason::Closed),
-            }));
-        }
         Ok(None)
     }
 
@@ -405,22 +357,16 @@ impl Connection {
         }
     }
 
-    /// Removes the player from its session and records why it left.
-    fn leave(self, reason: Option<LeaveReason>) {
-        let Some(joined) = self.joined else { return };
+    /// Records why the player left; the fan-out drops it from its session when it detaches.
+    fn leave(&self, reason: Option<LeaveReason>) {
+        let Some(joined) = &self.joined else { return };
         metrics::player_left(&self.gateway.config.region);
-        {
-            let mut hubs = self.gateway.hubs.lock().unwrap();
-            if let Some(hub) = hubs.sessions.get_mut(&joined.session_id) {
-                hub.leave(self.id);
-            }
-        }
         if let Some(reason) = reason {
             self.gateway.record(
                 &joined.session_id,
                 EventBody::PlayerLeft(PlayerLeft {
-                    connection_id: self.connection_id,
-                    user_id: joined.user_id,
+                    connection_id: self.connection_id.clone(),
+                    user_id: joined.user_id.clone(),
                     reason,
                 }),
             );

@@ -11,17 +11,23 @@
 //!
 //! # Layout
 //! - [`latency`]: the latency policy (sans I/O).
+//! - `fanout`: the task that owns every socket's write half and the session hubs.
+//! - [`http`]: the HTTP server whose upgraded sockets the gateway takes over.
 //! - `hub`: per-session members and recent frames.
+//! - `stream`: the byte stream under a player's WebSocket.
 //! - `connection`: one player's socket.
 //! - `metrics`: metric names.
 //! - [`Gateway`]: the role — tails, event writer, WebSocket upgrade; [`routes`] mounts gateways.
 
 mod connection;
+mod fanout;
+pub mod http;
 mod hub;
 pub mod latency;
 mod metrics;
+mod stream;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,20 +41,20 @@ use axum::routing::get;
 use hyper_util::rt::TokioIo;
 use tickcast_eventlog::{Durability, EventLog, NewRecord, StartFrom};
 use tickcast_schemas::event::{Event, EventBody};
-use tickcast_schemas::protocol::ServerMessage;
 use tickcast_schemas::sessions::{SessionDirectory, SessionInfo};
 use tickcast_schemas::token::TokenSigner;
 use tickcast_schemas::topics::{self, GAME_EVENTS};
-use tokio::sync::{mpsc, watch};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::hub::Hubs;
+use crate::fanout::{Command, Fanout, FanoutConfig, JoinRefused};
 use crate::latency::LatencyPolicy;
+use crate::stream::PlayerStream;
 
 /// How a gateway runs.
 #[derive(Debug, Clone)]
@@ -66,8 +72,8 @@ pub struct GatewayConfig {
     pub join_wait: Duration,
     /// Largest client message accepted; larger ones get an error frame and a close (1009).
     pub max_frame_bytes: usize,
-    /// Frames queued per player before it is disconnected as too slow.
-    pub outbox_frames: usize,
+    /// Bytes queued for a player's socket before it is disconnected as too slow.
+    pub max_pending_bytes: usize,
     /// How far back the gateway reads its tick topic and game-events when it starts.
     pub history: Duration,
 }
@@ -83,7 +89,7 @@ impl GatewayConfig {
             resume_ticks: 600,
             join_wait: Duration::from_secs(3),
             max_frame_bytes: 64 * 1024,
-            outbox_frames: 1024,
+            max_pending_bytes: 256 * 1024,
             history: Duration::from_secs(6 * 3600),
         }
     }
@@ -104,8 +110,9 @@ pub struct Gateway {
     source: String,
     log: Arc<dyn EventLog>,
     signer: TokenSigner,
-    /// Sessions' members and recent frames; locked for short non-blocking sections only.
-    hubs: Mutex<Hubs>,
+    /// Requests to the fan-out task, which owns every socket's write half and the hubs.
+    fanout: mpsc::UnboundedSender<Command>,
+    fanout_rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
     /// This region's sessions, from game-events.
     directory: Mutex<SessionDirectory>,
     /// Bumped when the directory changes, so joins waiting for a new session wake up.
@@ -139,6 +146,7 @@ impl Gateway {
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let (events, events_rx) = mpsc::channel(64 * 1024);
+        let (fanout, fanout_rx) = mpsc::unbounded_channel();
         let gateway_id = format!("{}/{}", config.region, config.instance);
         Arc::new(Self {
             source: format!("gateway@{gateway_id}"),
@@ -146,7 +154,8 @@ impl Gateway {
             config,
             log,
             signer,
-            hubs: Mutex::new(Hubs::default()),
+            fanout,
+            fanout_rx: Mutex::new(Some(fanout_rx)),
             directory: Mutex::new(SessionDirectory::default()),
             directory_version: watch::channel(0).0,
             events,
@@ -163,26 +172,40 @@ impl Gateway {
         &self.config.region
     }
 
-    /// Runs the gateway's tails and event writer until shutdown; returns once every connection
-    /// has closed and its events are in the log.
+    /// Runs the gateway's fan-out, session follower and event writer until shutdown; returns
+    /// once every connection has closed and its events are in the log.
     pub async fn run(self: Arc<Self>) -> Result<(), Error> {
         let events_rx = self.events_rx.lock().unwrap().take().expect("Gateway::run is called once");
+        let fanout_rx = self.fanout_rx.lock().unwrap().take().expect("Gateway::run is called once");
         let history_start = now_ms() - self.config.history.as_millis() as i64;
-        let mut ticks =
+        let ticks =
             self.log.tail(&topics::ticks(&self.config.region), StartFrom::Timestamp(history_start)).await?;
         let mut game_events = self.log.tail(GAME_EVENTS, StartFrom::Timestamp(history_start)).await?;
         let writer = tokio::spawn(Arc::clone(&self).write_events(events_rx));
-        let mut ended: VecDeque<(Instant, String)> = VecDeque::new();
+        let fanout_config = FanoutConfig {
+            region: self.config.region.clone(),
+            resume_ticks: self.config.resume_ticks,
+            max_pending_bytes: self.config.max_pending_bytes,
+            keep_ended: self.config.history.min(Duration::from_secs(300)),
+        };
+        // Stopped only after the connections have closed, so their last frames are written.
+        let fanout_stop = CancellationToken::new();
+        let mut fanout = tokio::spawn(Fanout::new(fanout_config, self.fanout.clone()).run(
+            ticks,
+            fanout_rx,
+            fanout_stop.clone(),
+        ));
         let result = loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => break Ok(()),
-                records = ticks.next_batch() => match records {
-                    Ok(records) => self.forward(&records, &mut ended),
-                    Err(e) => break Err(e),
-                },
                 records = game_events.next_batch() => match records {
                     Ok(records) => self.follow_sessions(&records),
                     Err(e) => break Err(e),
+                },
+                finished = &mut fanout => break match finished {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(tickcast_eventlog::Error::Closed),
                 },
             }
         };
@@ -193,6 +216,8 @@ impl Gateway {
         }
         self.connections.close();
         self.connections.wait().await;
+        fanout_stop.cancel();
+        let _ = fanout.await;
         let _ = writer.await;
         Ok(result?)
     }
@@ -217,67 +242,24 @@ impl Gateway {
         self.directory_version.send_modify(|v| *v += 1);
     }
 
-    /// Encodes each record once and hands the frame to the session's players.
-    fn forward(&self, records: &[tickcast_eventlog::Record], ended: &mut VecDeque<(Instant, String)>) {
-        let now = now_ms();
-        let mut forwarded = 0;
-        let mut hubs = self.hubs.lock().unwrap();
-        for record in records {
-            let event = match Event::from_bytes(&record.payload) {
-                Ok(event) => event,
-                Err(error) => {
-                    tracing::warn!(offset = record.offset, %error, "skipping undecodable tick record");
-                    continue;
-                }
-            };
-            let hub = hubs.hub(&event.session_id);
-            let delivery = match event.body {
-                EventBody::Tick(t) => {
-                    let message = ServerMessage::Tick {
-                        step: t.step,
-                        value: t.value,
-                        round: t.round,
-                        broken: t.broken,
-                        scheduled_at: t.scheduled_at,
-                        server_timestamp: now,
-                    };
-                    hub.tick(t.step, Utf8Bytes::from(message.to_json()), self.config.resume_ticks)
-                }
-                EventBody::Countdown(c) => hub.countdown(Utf8Bytes::from(
-                    ServerMessage::Countdown { remaining_ms: c.remaining_ms }.to_json(),
-                )),
-                EventBody::SessionEnded(e) => {
-                    ended.push_back((Instant::now(), event.session_id.clone()));
-                    let message = ServerMessage::SessionEnded {
-                        reason: e.reason,
-                        last_step: e.last_step,
-                        seed: e.seed,
-                    };
-                    hub.end(Utf8Bytes::from(message.to_json()))
-                }
-                EventBody::Unknown => {
-                    metrics::unknown_event();
-                    hub::Delivery::default()
-                }
-                _ => hub::Delivery::default(),
-            };
-            forwarded += delivery.sent;
-            let too_slow = delivery.too_slow;
-            if !too_slow.is_empty() {
-                metrics::players_too_slow(too_slow.len());
-                tracing::warn!(session = %event.session_id, players = too_slow.len(), "disconnecting players whose outbox is full");
-            }
+    /// Joins a connection to a session through the fan-out.
+    async fn join(
+        &self,
+        connection: u64,
+        session: SessionInfo,
+        user_id: String,
+        resume_after: Option<i64>,
+    ) -> Result<(), JoinRefused> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Join { connection, session, user_id, resume_after, reply };
+        if self.fanout.send(command).is_err() {
+            return Err(JoinRefused::Ended);
         }
-        metrics::frames_forwarded(&self.config.region, forwarded);
-        // Ended sessions stay for resumes for a while, then go.
-        let keep = self.config.history.min(Duration::from_secs(300));
-        while let Some((at, id)) = ended.front() {
-            if at.elapsed() < keep {
-                break;
-            }
-            hubs.sessions.remove(id);
-            ended.pop_front();
-        }
+        answer.await.unwrap_or(Err(JoinRefused::Ended))
+    }
+
+    fn detach(&self, connection: u64) {
+        let _ = self.fanout.send(Command::Detach { connection });
     }
 
     /// The session, waiting up to `join_wait` for it to arrive from game-events.
@@ -376,19 +358,30 @@ impl Gateway {
         // close; the transport's own cap, far above, only stops a peer from exhausting memory.
         let hard_cap = (self.config.max_frame_bytes * 16).max(1 << 20);
         let config = WebSocketConfig::default()
-            .read_buffer_size(4 * 1024)
+            .read_buffer_size(2 * 1024)
             .max_message_size(Some(hard_cap))
             .max_frame_size(Some(hard_cap));
         self.connections.spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let socket =
-                        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                            .await;
-                    connection::serve(gateway, socket, id).await;
-                }
-                Err(error) => tracing::debug!(%error, "upgrade failed"),
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(error) => return tracing::debug!(%error, "upgrade failed"),
+            };
+            // Served by our own TCP listener: take the socket back from the HTTP server, so the
+            // fan-out can write to it directly.
+            let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => parts,
+                Err(_) => return tracing::error!("upgraded connection is not a TCP stream; closing it"),
+            };
+            let tcp = parts.io.into_inner();
+            let _ = tcp.set_nodelay(true);
+            let (read, write) = tcp.into_split();
+            let (signals, signals_rx) = mpsc::unbounded_channel();
+            if gateway.fanout.send(Command::Attach { connection: id, write, signals }).is_err() {
+                return;
             }
+            let stream = PlayerStream::new(parts.read_buf, read, id, gateway.fanout.clone());
+            let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
+            connection::serve(gateway, socket, id, signals_rx).await;
         });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)

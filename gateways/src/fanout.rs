@@ -1,0 +1,382 @@
+//! The fan-out: one task per gateway that owns the write half of every player's socket and the
+//! session hubs. A tick is decoded once, encoded once as a complete WebSocket frame, and those
+//! bytes are written to each member's socket with a non-blocking write: no task wake-up, lock
+//! or channel per player per tick. Connections send it their control frames (answers, pings,
+//! closes) as bytes, so everything written to one socket goes through one queue, in order.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tickcast_eventlog::{Record, Tail};
+use tickcast_schemas::event::{Event, EventBody};
+use tickcast_schemas::protocol::ServerMessage;
+use tickcast_schemas::sessions::SessionInfo;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::SessionHub;
+use crate::{metrics, now_ms};
+
+/// Requests to the fan-out.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// A new connection: from now on the fan-out owns its write half.
+    Attach { connection: u64, write: OwnedWriteHalf, signals: mpsc::UnboundedSender<Signal> },
+    /// Bytes the connection's WebSocket wants written (complete frames, in order).
+    Write { connection: u64, bytes: Bytes },
+    /// Join (or resume) a session; the fan-out writes `session_joined`, the countdown and the
+    /// backlog before any live frame.
+    Join {
+        connection: u64,
+        session: SessionInfo,
+        user_id: String,
+        resume_after: Option<i64>,
+        reply: oneshot::Sender<Result<(), JoinRefused>>,
+    },
+    /// The connection is closing: flush what can be flushed and let the socket go.
+    Detach { connection: u64 },
+    /// A socket with queued bytes became writable.
+    Writable { connection: u64 },
+}
+
+/// Why the fan-out refused a join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinRefused {
+    /// The session ended and its frames are no longer held.
+    Ended,
+}
+
+/// What the fan-out tells a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// The session ended: its last frame is written; close the connection.
+    Ended,
+    /// The socket did not take frames as fast as they came; the player was dropped from its
+    /// session and its queued frames discarded.
+    TooSlow,
+}
+
+/// The write side of one player's socket.
+#[derive(Debug)]
+struct PlayerSocket {
+    write: Arc<OwnedWriteHalf>,
+    /// Bytes the socket did not take yet, oldest first; the front may be partly written.
+    pending: VecDeque<Bytes>,
+    pending_bytes: usize,
+    /// A task is waiting for the socket to become writable.
+    waiting: bool,
+    /// The session it joined.
+    session: Option<String>,
+    /// Tells the connection task about ends and drops.
+    signals: mpsc::UnboundedSender<Signal>,
+}
+
+/// How the fan-out behaves.
+#[derive(Debug, Clone)]
+pub(crate) struct FanoutConfig {
+    pub(crate) region: String,
+    pub(crate) resume_ticks: usize,
+    /// Bytes queued for one socket before its player is dropped as too slow.
+    pub(crate) max_pending_bytes: usize,
+    /// How long ended sessions stay for resumes.
+    pub(crate) keep_ended: Duration,
+}
+
+/// The fan-out task's state.
+#[derive(Debug)]
+pub(crate) struct Fanout {
+    config: FanoutConfig,
+    hubs: HashMap<String, SessionHub>,
+    sockets: HashMap<u64, PlayerSocket>,
+    /// Its own command queue, handed to writability waiters.
+    commands: mpsc::UnboundedSender<Command>,
+    /// Ended sessions, oldest first, to forget after `keep_ended`.
+    ended: VecDeque<(Instant, String)>,
+}
+
+/// A server-to-client text frame: unmasked, so the same bytes serve every player.
+pub(crate) fn text_frame(json: String) -> Bytes {
+    let frame = Frame::message(json.into_bytes(), OpCode::Data(Data::Text), true);
+    let mut out = Vec::with_capacity(frame.len());
+    frame.format(&mut out).expect("writing to a Vec cannot fail");
+    Bytes::from(out)
+}
+
+impl Fanout {
+    pub(crate) fn new(config: FanoutConfig, commands: mpsc::UnboundedSender<Command>) -> Self {
+        Self { config, hubs: HashMap::new(), sockets: HashMap::new(), commands, ended: VecDeque::new() }
+    }
+
+    /// Runs until `stop` (cancelled once every connection has closed), or until the tail fails.
+    pub(crate) async fn run(
+        mut self,
+        mut ticks: Box<dyn Tail>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        stop: CancellationToken,
+    ) -> Result<(), tickcast_eventlog::Error> {
+        let mut batch = Vec::new();
+        loop {
+            tokio::select! {
+                biased;
+                // Commands first: joins and control frames are small and latency-sensitive.
+                received = commands.recv_many(&mut batch, 256) => {
+                    if received == 0 {
+                        return Ok(());
+                    }
+                    for command in batch.drain(..) {
+                        self.handle(command);
+                    }
+                }
+                records = ticks.next_batch() => self.forward(&records?),
+                () = stop.cancelled() => break,
+            }
+        }
+        // Stopped after every connection has closed: write what they queued last.
+        while let Ok(command) = commands.try_recv() {
+            self.handle(command);
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Attach { connection, write, signals } => {
+                let socket = PlayerSocket {
+                    write: Arc::new(write),
+                    pending: VecDeque::new(),
+                    pending_bytes: 0,
+                    waiting: false,
+                    session: None,
+                    signals,
+                };
+                self.sockets.insert(connection, socket);
+            }
+            Command::Write { connection, bytes } => self.write(connection, &bytes),
+            Command::Join { connection, session, user_id, resume_after, reply } => {
+                let _ = reply.send(self.join(connection, &session, user_id, resume_after));
+            }
+            Command::Detach { connection } => {
+                self.flush(connection);
+                if let Some(socket) = self.sockets.remove(&connection)
+                    && let Some(session) = socket.session
+                    && let Some(hub) = self.hubs.get_mut(&session)
+                {
+                    hub.leave(connection);
+                }
+            }
+            Command::Writable { connection } => {
+                if let Some(socket) = self.sockets.get_mut(&connection) {
+                    socket.waiting = false;
+                }
+                self.flush(connection);
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        connection: u64,
+        session: &SessionInfo,
+        user_id: String,
+        resume_after: Option<i64>,
+    ) -> Result<(), JoinRefused> {
+        let held_end = self.hubs.get(&session.session_id).is_some_and(SessionHub::is_ended);
+        if session.ended && !held_end {
+            return Err(JoinRefused::Ended);
+        }
+        let hub = self.hubs.entry(session.session_id.clone()).or_default();
+        let backlog = hub.join(connection, user_id, resume_after);
+        let joined = ServerMessage::SessionJoined {
+            session_id: session.session_id.clone(),
+            start_at: session.start_at,
+            tick_ms: session.tick_ms,
+            seed_hash: session.seed_hash.clone(),
+            region: session.region.clone(),
+            players: hub.user_ids(),
+        };
+        if let Some(socket) = self.sockets.get_mut(&connection) {
+            socket.session = Some(session.session_id.clone());
+        }
+        self.write(connection, &text_frame(joined.to_json()));
+        let remaining_ms = session.start_at - now_ms();
+        if remaining_ms > 0 {
+            self.write(connection, &text_frame(ServerMessage::Countdown { remaining_ms }.to_json()));
+        }
+        for frame in &backlog.frames {
+            self.write(connection, frame);
+        }
+        if let Some(ended) = backlog.ended {
+            self.write(connection, &ended);
+            self.signal(connection, Signal::Ended);
+        }
+        Ok(())
+    }
+
+    /// Encodes each record once and writes the frame to the session's members.
+    fn forward(&mut self, records: &[Record]) {
+        let now = now_ms();
+        let mut forwarded = 0usize;
+        for record in records {
+            let event = match Event::from_bytes(&record.payload) {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::warn!(offset = record.offset, %error, "skipping undecodable tick record");
+                    continue;
+                }
+            };
+            let Self { hubs, sockets, config, commands, ended } = self;
+            let mut deliver = |connection: u64, frame: &Bytes| {
+                forwarded += 1;
+                write_to(sockets, commands, config.max_pending_bytes, connection, frame);
+            };
+            match event.body {
+                EventBody::Tick(t) => {
+                    let message = ServerMessage::Tick {
+                        step: t.step,
+                        value: t.value,
+                        round: t.round,
+                        broken: t.broken,
+                        scheduled_at: t.scheduled_at,
+                        server_timestamp: now,
+                    };
+                    let frame = text_frame(message.to_json());
+                    let hub = hubs.entry(event.session_id).or_default();
+                    hub.tick(t.step, &frame, config.resume_ticks, |c| deliver(c, &frame));
+                }
+                EventBody::Countdown(c) => {
+                    if let Some(hub) = hubs.get(&event.session_id) {
+                        let frame =
+                            text_frame(ServerMessage::Countdown { remaining_ms: c.remaining_ms }.to_json());
+                        hub.each_member(|c| deliver(c, &frame));
+                    }
+                }
+                EventBody::SessionEnded(e) => {
+                    let message = ServerMessage::SessionEnded {
+                        reason: e.reason,
+                        last_step: e.last_step,
+                        seed: e.seed,
+                    };
+                    let frame = text_frame(message.to_json());
+                    let members = hubs.entry(event.session_id.clone()).or_default().end(&frame);
+                    for &connection in &members {
+                        deliver(connection, &frame);
+                    }
+                    for connection in members {
+                        if let Some(socket) = sockets.get(&connection) {
+                            let _ = socket.signals.send(Signal::Ended);
+                        }
+                    }
+                    ended.push_back((Instant::now(), event.session_id));
+                }
+                EventBody::Unknown => metrics::unknown_event(),
+                _ => {}
+            }
+        }
+        metrics::frames_forwarded(&self.config.region, forwarded);
+        while let Some((at, id)) = self.ended.front() {
+            if at.elapsed() < self.config.keep_ended {
+                break;
+            }
+            self.hubs.remove(id);
+            self.ended.pop_front();
+        }
+        self.drop_too_slow();
+    }
+
+    fn write(&mut self, connection: u64, bytes: &Bytes) {
+        write_to(&mut self.sockets, &self.commands, self.config.max_pending_bytes, connection, bytes);
+        self.drop_too_slow();
+    }
+
+    fn signal(&self, connection: u64, signal: Signal) {
+        if let Some(socket) = self.sockets.get(&connection) {
+            let _ = socket.signals.send(signal);
+        }
+    }
+
+    /// Drops from their sessions the players whose queue overflowed.
+    fn drop_too_slow(&mut self) {
+        let mut dropped = 0;
+        for (connection, socket) in &mut self.sockets {
+            if socket.pending_bytes > self.config.max_pending_bytes {
+                socket.pending.clear();
+                socket.pending_bytes = 0;
+                if let Some(session) = socket.session.take()
+                    && let Some(hub) = self.hubs.get_mut(&session)
+                {
+                    hub.leave(*connection);
+                }
+                let _ = socket.signals.send(Signal::TooSlow);
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            metrics::players_too_slow(dropped);
+            tracing::warn!(players = dropped, "dropped players whose socket queue overflowed");
+        }
+    }
+
+    fn flush(&mut self, connection: u64) {
+        if let Some(socket) = self.sockets.get_mut(&connection) {
+            drain(socket, &self.commands, connection);
+        }
+    }
+}
+
+/// Writes `bytes` to a socket now if nothing is queued before them, else queues them.
+fn write_to(
+    sockets: &mut HashMap<u64, PlayerSocket>,
+    commands: &mpsc::UnboundedSender<Command>,
+    max_pending_bytes: usize,
+    connection: u64,
+    bytes: &Bytes,
+) {
+    let Some(socket) = sockets.get_mut(&connection) else { return };
+    if socket.pending_bytes > max_pending_bytes {
+        return; // being dropped
+    }
+    socket.pending_bytes += bytes.len();
+    socket.pending.push_back(bytes.clone());
+    if socket.pending.len() == 1 {
+        drain(socket, commands, connection);
+    }
+}
+
+/// Writes queued bytes until the socket would block; then a task waits for it to be writable.
+fn drain(socket: &mut PlayerSocket, commands: &mpsc::UnboundedSender<Command>, connection: u64) {
+    while let Some(front) = socket.pending.front_mut() {
+        match socket.write.try_write(front) {
+            Ok(n) if n == front.len() => {
+                socket.pending_bytes -= n;
+                socket.pending.pop_front();
+            }
+            Ok(n) => {
+                socket.pending_bytes -= n;
+                let _ = front.split_to(n);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                if !socket.waiting {
+                    socket.waiting = true;
+                    let (write, commands) = (Arc::clone(&socket.write), commands.clone());
+                    tokio::spawn(async move {
+                        if write.writable().await.is_ok() {
+                            let _ = commands.send(Command::Writable { connection });
+                        }
+                    });
+                }
+                return;
+            }
+            Err(_) => {
+                // The peer is gone; its reader will see it and detach.
+                socket.pending.clear();
+                socket.pending_bytes = 0;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The HTTP/1.1 server every tickcast process uses. Unlike a generic server, it hands upgraded
+//! connections over as the plain `TcpStream` they are, so the gateway's fan-out can write to
+//! player sockets directly.
+
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long in-flight HTTP requests get to finish after shutdown.
+const HTTP_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish (bounded).
+/// Upgraded (WebSocket) connections are not waited for here: their gateway closes them.
+pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(error) => {
+                // Out of file descriptors or a connection reset before accept: not fatal. Back
+                // off briefly so an exhausted process does not spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let mut connection = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tcp), service)
+            .with_upgrades();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let result = tokio::select! {
+                result = &mut connection => result,
+                () = shutdown.cancelled() => {
+                    // Finish the request in flight, then close; idle keep-alive connections close now.
+                    std::pin::Pin::new(&mut connection).graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, "HTTP connection ended with an error");
+            }
+        });
+    }
+    connections.close();
+    let _ = tokio::time::timeout(HTTP_GRACE, connections.wait()).await;
+    Ok(())
+}
