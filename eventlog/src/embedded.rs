@@ -1,11 +1,14 @@
 //! The embedded backend: one SQLite database in WAL mode under a directory.
 //!
-//! One writer thread owns the write connection and commits whatever appends are waiting as one
-//! transaction (group commit), so many appends share one fsync. An append is acknowledged after
-//! its transaction commits; with [`Durability::Durable`] the commit runs with
-//! `synchronous=FULL`, which fsyncs the WAL (and with it every earlier relaxed write) before it
-//! returns. Committed records are also kept in a bounded in-memory window per topic, so live
-//! tailers near the head are served from memory and only readers further back hit SQLite.
+//! Offsets are assigned when a record is appended. One writer thread owns the write connection
+//! and commits whatever appends are waiting as one transaction (group commit), so many appends
+//! share one fsync. A [`Durability::Durable`] append is acknowledged, and becomes visible to
+//! readers, after its transaction commits with `synchronous=FULL` (which fsyncs the WAL, and with
+//! it every earlier relaxed write). A [`Durability::Relaxed`] append (derived records such as
+//! ticks) becomes visible at once and is written behind: live readers never wait for the disk,
+//! and a crash can lose only relaxed records not yet committed. Visible records are also kept in
+//! a bounded in-memory window per topic, so live tailers are served from memory and only readers
+//! further back hit SQLite.
 //!
 //! Each topic has one partition (0). A group's committed offsets live in the same database.
 
@@ -16,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::{Durability, Error, EventLog, GroupConsumer, NewRecord, Record, Result, StartFrom, Tail};
 
@@ -26,6 +29,9 @@ const RECENT_RECORDS: usize = 32 * 1024;
 const MAX_BATCH: usize = 4096;
 /// Most records one group commit takes before it commits.
 const MAX_GROUP_COMMIT_RECORDS: usize = 50_000;
+/// Records appended but not yet committed, at most: appenders wait beyond this (backpressure).
+/// No larger than the memory window, so a visible record not yet in SQLite is always in memory.
+const MAX_IN_FLIGHT_RECORDS: usize = RECENT_RECORDS;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
@@ -50,8 +56,11 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 #[derive(Debug)]
 pub struct EmbeddedLog {
     shared: Arc<Shared>,
-    /// Requests to the writer thread; closing it (on drop) stops the thread.
-    writer: mpsc::Sender<WriteRequest>,
+    /// Requests to the writer thread, sent while `topics` is locked so their order is the
+    /// offsets' order; closing it (on drop) stops the thread.
+    writer: mpsc::UnboundedSender<WriteRequest>,
+    /// Bounds the records in flight to the writer.
+    in_flight: Arc<Semaphore>,
 }
 
 #[derive(Debug)]
@@ -61,22 +70,49 @@ struct Shared {
     topics: Mutex<HashMap<String, TopicState>>,
     /// Idle read connections, reused so a read does not reopen the database.
     readers: Mutex<Vec<Connection>>,
+    /// Set when a commit failed: the log refuses further appends rather than leave a gap.
+    failed: Mutex<Option<String>>,
 }
 
 #[derive(Debug)]
 struct TopicState {
     name: Arc<str>,
-    /// The offset the next committed record gets.
+    /// The offset the next appended record gets.
+    next_offset: u64,
+    /// Records below this offset are visible to readers.
     end: u64,
-    /// The newest committed records, oldest first.
+    /// The newest visible records, oldest first.
     recent: VecDeque<Record>,
-    /// Publishes `end` to tailers after each commit.
+    /// Publishes `end` to tailers when it moves.
     end_tx: watch::Sender<u64>,
 }
 
 impl TopicState {
     fn new(name: &str, end: u64) -> Self {
-        Self { name: name.into(), end, recent: VecDeque::new(), end_tx: watch::channel(end).0 }
+        Self {
+            name: name.into(),
+            next_offset: end,
+            end,
+            recent: VecDeque::new(),
+            end_tx: watch::channel(end).0,
+        }
+    }
+
+    /// Makes records visible, in offset order; records already visible are skipped.
+    fn publish(&mut self, records: &[Record]) {
+        let before = self.end;
+        for record in records {
+            if record.offset == self.end {
+                self.end += 1;
+                self.recent.push_back(record.clone());
+            }
+        }
+        while self.recent.len() > RECENT_RECORDS {
+            self.recent.pop_front();
+        }
+        if self.end != before {
+            self.end_tx.send_replace(self.end);
+        }
     }
 }
 
@@ -84,9 +120,14 @@ impl TopicState {
 enum WriteRequest {
     Append {
         topic: String,
-        records: Vec<NewRecord>,
+        /// With their offsets assigned.
+        records: Vec<Record>,
         durability: Durability,
-        reply: oneshot::Sender<Result<Vec<u64>>>,
+        /// Whether the records were made visible at append time (relaxed).
+        visible: bool,
+        reply: oneshot::Sender<Result<()>>,
+        /// Released when the records are committed.
+        _permit: OwnedSemaphorePermit,
     },
     Commit {
         group: String,
@@ -108,8 +149,9 @@ impl WriteRequest {
     fn fail(self, message: &str) {
         let error = || Error::WriteFailed(message.to_owned());
         match self {
-            Self::Append { reply, .. } => drop(reply.send(Err(error()))),
-            Self::Commit { reply, .. } | Self::Sync { reply } => drop(reply.send(Err(error()))),
+            Self::Append { reply, .. } | Self::Commit { reply, .. } | Self::Sync { reply } => {
+                drop(reply.send(Err(error())));
+            }
         }
     }
 }
@@ -139,21 +181,32 @@ impl EmbeddedLog {
                 topics.insert(topic.clone(), TopicState::new(&topic, end as u64));
             }
         }
-        let shared =
-            Arc::new(Shared { db_path, topics: Mutex::new(topics), readers: Mutex::new(Vec::new()) });
-        let (writer, requests) = mpsc::channel(16 * 1024);
+        let shared = Arc::new(Shared {
+            db_path,
+            topics: Mutex::new(topics),
+            readers: Mutex::new(Vec::new()),
+            failed: Mutex::new(None),
+        });
+        let (writer, requests) = mpsc::unbounded_channel();
         let writer_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("eventlog-writer".into())
             .spawn(move || Writer::new(conn, writer_shared).run(requests))
             .map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
-        Ok(Self { shared, writer })
+        Ok(Self { shared, writer, in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT_RECORDS)) })
     }
 
-    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> WriteRequest) -> Result<T> {
+    async fn request(&self, make: impl FnOnce(oneshot::Sender<Result<()>>) -> WriteRequest) -> Result<()> {
         let (reply, response) = oneshot::channel();
-        self.writer.send(make(reply)).await.map_err(|_| Error::Closed)?;
+        self.writer.send(make(reply)).map_err(|_| Error::Closed)?;
         response.await.map_err(|_| Error::Closed)?
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        match &*self.shared.failed.lock().unwrap() {
+            Some(message) => Err(Error::WriteFailed(message.clone())),
+            None => Ok(()),
+        }
     }
 
     fn tail_at(&self, topic: &str, position: u64) -> EmbeddedTail {
@@ -167,11 +220,6 @@ impl Shared {
         let mut topics = self.topics.lock().unwrap();
         let state = topics.entry(topic.to_owned()).or_insert_with(|| TopicState::new(topic, 0));
         (Arc::clone(&state.name), state.end_tx.subscribe())
-    }
-
-    /// Each topic's committed end: where the writer's next offsets start.
-    fn committed_ends(&self) -> HashMap<String, u64> {
-        self.topics.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.end)).collect()
     }
 
     fn end_of(&self, topic: &str) -> u64 {
@@ -270,8 +318,49 @@ impl EventLog for EmbeddedLog {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        self.request(|reply| WriteRequest::Append { topic: topic.to_owned(), records, durability, reply })
-            .await
+        self.check_failed()?;
+        let wanted = records.len().min(MAX_IN_FLIGHT_RECORDS) as u32;
+        let permit =
+            Arc::clone(&self.in_flight).acquire_many_owned(wanted).await.map_err(|_| Error::Closed)?;
+        let (reply, response) = oneshot::channel();
+        let (offsets, visible) = {
+            let mut topics = self.shared.topics.lock().unwrap();
+            let state = topics.entry(topic.to_owned()).or_insert_with(|| TopicState::new(topic, 0));
+            let first = state.next_offset;
+            state.next_offset += records.len() as u64;
+            let stored: Vec<Record> = records
+                .into_iter()
+                .zip(first..)
+                .map(|(r, offset)| Record {
+                    topic: Arc::clone(&state.name),
+                    partition: 0,
+                    offset,
+                    key: r.key,
+                    timestamp_ms: r.timestamp_ms,
+                    payload: r.payload,
+                })
+                .collect();
+            // Relaxed records are visible at once when nothing before them is still invisible.
+            let visible = durability == Durability::Relaxed && state.end == first;
+            if visible {
+                state.publish(&stored);
+            }
+            let offsets = stored.iter().map(|r| r.offset).collect();
+            let request = WriteRequest::Append {
+                topic: topic.to_owned(),
+                records: stored,
+                durability,
+                visible,
+                reply,
+                _permit: permit,
+            };
+            self.writer.send(request).map_err(|_| Error::Closed)?;
+            (offsets, visible)
+        };
+        if !visible {
+            response.await.map_err(|_| Error::Closed)??;
+        }
+        Ok(offsets)
     }
 
     async fn read(&self, topic: &str, from: StartFrom, max: usize) -> Result<Vec<Record>> {
@@ -366,7 +455,7 @@ struct EmbeddedConsumer {
     group: String,
     tails: Vec<EmbeddedTail>,
     /// Commits go through the writer so they share its group commit.
-    writer: mpsc::Sender<WriteRequest>,
+    writer: mpsc::UnboundedSender<WriteRequest>,
 }
 
 #[async_trait]
@@ -396,7 +485,7 @@ impl GroupConsumer for EmbeddedConsumer {
             next_offset,
             reply,
         };
-        self.writer.send(request).await.map_err(|_| Error::Closed)?;
+        self.writer.send(request).map_err(|_| Error::Closed)?;
         response.await.map_err(|_| Error::Closed)?
     }
 }
@@ -405,19 +494,16 @@ impl GroupConsumer for EmbeddedConsumer {
 struct Writer {
     conn: Connection,
     shared: Arc<Shared>,
-    /// The next offset per topic, including records of the transaction in progress.
-    next_offsets: HashMap<String, u64>,
     /// The connection's current `synchronous` setting, to change it only when needed.
     synchronous_full: Option<bool>,
 }
 
 impl Writer {
-    fn new(conn: Connection, shared: Arc<Shared>) -> Self {
-        let next_offsets = shared.committed_ends();
-        Self { conn, shared, next_offsets, synchronous_full: None }
+    const fn new(conn: Connection, shared: Arc<Shared>) -> Self {
+        Self { conn, shared, synchronous_full: None }
     }
 
-    fn run(mut self, mut requests: mpsc::Receiver<WriteRequest>) {
+    fn run(mut self, mut requests: mpsc::UnboundedReceiver<WriteRequest>) {
         let mut batch = Vec::new();
         while let Some(first) = requests.blocking_recv() {
             let mut records = first.record_count();
@@ -449,42 +535,42 @@ impl Writer {
 
     fn commit_batch(&mut self, batch: &mut Vec<WriteRequest>) {
         let durable = batch.iter().any(WriteRequest::is_durable);
-        let mut appended: Vec<(String, Vec<Record>)> = Vec::new();
-        let result = self.write(batch, durable, &mut appended);
-        match result {
-            Ok(offsets) => {
-                self.publish(appended);
-                for (request, offsets) in batch.drain(..).zip(offsets) {
-                    match request {
-                        WriteRequest::Append { reply, .. } => drop(reply.send(Ok(offsets))),
-                        WriteRequest::Commit { reply, .. } | WriteRequest::Sync { reply } => {
-                            drop(reply.send(Ok(())))
-                        }
-                    }
+        if let Err(error) = self.write(batch, durable) {
+            // The batch's offsets are handed out and cannot be reused without a gap: the log
+            // stops taking appends and says why.
+            let message = error.to_string();
+            tracing::error!(%error, "embedded log commit failed; the log refuses further appends");
+            *self.shared.failed.lock().unwrap() = Some(message.clone());
+            for request in batch.drain(..) {
+                request.fail(&message);
+            }
+            return;
+        }
+        {
+            let mut topics = self.shared.topics.lock().unwrap();
+            for request in batch.iter() {
+                if let WriteRequest::Append { topic, records, visible: false, .. } = request
+                    && let Some(state) = topics.get_mut(topic)
+                {
+                    state.publish(records);
                 }
             }
-            Err(error) => {
-                tracing::error!(%error, "embedded log commit failed; the batch is refused");
-                // The offsets handed out in the failed transaction are not used.
-                self.next_offsets = self.shared.committed_ends();
-                let message = error.to_string();
-                for request in batch.drain(..) {
-                    request.fail(&message);
+        }
+        for request in batch.drain(..) {
+            match request {
+                WriteRequest::Append { reply, .. }
+                | WriteRequest::Commit { reply, .. }
+                | WriteRequest::Sync { reply } => {
+                    drop(reply.send(Ok(())));
                 }
             }
         }
     }
 
-    /// Writes the batch in one transaction; returns the offsets of each request's records.
-    fn write(
-        &mut self,
-        batch: &[WriteRequest],
-        durable: bool,
-        appended: &mut Vec<(String, Vec<Record>)>,
-    ) -> Result<Vec<Vec<u64>>> {
+    /// Writes the batch in one transaction.
+    fn write(&mut self, batch: &[WriteRequest], durable: bool) -> Result<()> {
         self.set_synchronous(durable)?;
         let tx = self.conn.transaction()?;
-        let mut all_offsets = Vec::with_capacity(batch.len());
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO records (topic, offset, key, ts, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -496,60 +582,25 @@ impl Writer {
             for request in batch {
                 match request {
                     WriteRequest::Append { topic, records, .. } => {
-                        let name: Arc<str> = topic.as_str().into();
-                        let next = self.next_offsets.entry(topic.clone()).or_insert(0);
-                        let mut offsets = Vec::with_capacity(records.len());
-                        let mut stored = Vec::with_capacity(records.len());
-                        for record in records {
+                        for r in records {
                             insert.execute(params![
                                 topic,
-                                *next as i64,
-                                record.key,
-                                record.timestamp_ms,
-                                &record.payload[..]
+                                r.offset as i64,
+                                r.key,
+                                r.timestamp_ms,
+                                &r.payload[..]
                             ])?;
-                            offsets.push(*next);
-                            stored.push(Record {
-                                topic: Arc::clone(&name),
-                                partition: 0,
-                                offset: *next,
-                                key: record.key.clone(),
-                                timestamp_ms: record.timestamp_ms,
-                                payload: record.payload.clone(),
-                            });
-                            *next += 1;
                         }
-                        appended.push((topic.clone(), stored));
-                        all_offsets.push(offsets);
                     }
                     WriteRequest::Commit { group, topic, partition, next_offset, .. } => {
                         commit.execute(params![group, topic, partition, *next_offset as i64])?;
-                        all_offsets.push(Vec::new());
                     }
-                    WriteRequest::Sync { .. } => all_offsets.push(Vec::new()),
+                    WriteRequest::Sync { .. } => {}
                 }
             }
         }
         tx.commit()?;
-        Ok(all_offsets)
-    }
-
-    /// Makes committed records visible to readers and wakes tailers.
-    fn publish(&self, appended: Vec<(String, Vec<Record>)>) {
-        let mut topics = self.shared.topics.lock().unwrap();
-        for (topic, records) in appended {
-            let state = topics.entry(topic.clone()).or_insert_with(|| TopicState::new(&topic, 0));
-            // Records already in the window use the state's name, so all share one Arc.
-            for mut record in records {
-                record.topic = Arc::clone(&state.name);
-                state.end = record.offset + 1;
-                state.recent.push_back(record);
-            }
-            while state.recent.len() > RECENT_RECORDS {
-                state.recent.pop_front();
-            }
-            state.end_tx.send_replace(state.end);
-        }
+        Ok(())
     }
 }
 

@@ -97,6 +97,8 @@ pub(crate) struct Fanout {
     commands: mpsc::UnboundedSender<Command>,
     /// Ended sessions, oldest first, to forget after `keep_ended`.
     ended: VecDeque<(Instant, String)>,
+    /// Connections whose queue overflowed since the last `drop_too_slow`.
+    overflowed: Vec<u64>,
 }
 
 /// A server-to-client text frame: unmasked, so the same bytes serve every player.
@@ -109,7 +111,14 @@ pub(crate) fn text_frame(json: String) -> Bytes {
 
 impl Fanout {
     pub(crate) fn new(config: FanoutConfig, commands: mpsc::UnboundedSender<Command>) -> Self {
-        Self { config, hubs: HashMap::new(), sockets: HashMap::new(), commands, ended: VecDeque::new() }
+        Self {
+            config,
+            hubs: HashMap::new(),
+            sockets: HashMap::new(),
+            commands,
+            ended: VecDeque::new(),
+            overflowed: Vec::new(),
+        }
     }
 
     /// Runs until `stop` (cancelled once every connection has closed), or until the tail fails.
@@ -229,10 +238,12 @@ impl Fanout {
                     continue;
                 }
             };
-            let Self { hubs, sockets, config, commands, ended } = self;
+            let Self { hubs, sockets, config, commands, ended, overflowed } = self;
             let mut deliver = |connection: u64, frame: &Bytes| {
                 forwarded += 1;
-                write_to(sockets, commands, config.max_pending_bytes, connection, frame);
+                if write_to(sockets, commands, config.max_pending_bytes, connection, frame) {
+                    overflowed.push(connection);
+                }
             };
             match event.body {
                 EventBody::Tick(t) => {
@@ -289,8 +300,10 @@ impl Fanout {
     }
 
     fn write(&mut self, connection: u64, bytes: &Bytes) {
-        write_to(&mut self.sockets, &self.commands, self.config.max_pending_bytes, connection, bytes);
-        self.drop_too_slow();
+        if write_to(&mut self.sockets, &self.commands, self.config.max_pending_bytes, connection, bytes) {
+            self.overflowed.push(connection);
+            self.drop_too_slow();
+        }
     }
 
     fn signal(&self, connection: u64, signal: Signal) {
@@ -301,24 +314,23 @@ impl Fanout {
 
     /// Drops from their sessions the players whose queue overflowed.
     fn drop_too_slow(&mut self) {
-        let mut dropped = 0;
-        for (connection, socket) in &mut self.sockets {
-            if socket.pending_bytes > self.config.max_pending_bytes {
-                socket.pending.clear();
-                socket.pending_bytes = 0;
-                if let Some(session) = socket.session.take()
-                    && let Some(hub) = self.hubs.get_mut(&session)
-                {
-                    hub.leave(*connection);
-                }
-                let _ = socket.signals.send(Signal::TooSlow);
-                dropped += 1;
+        if self.overflowed.is_empty() {
+            return;
+        }
+        let dropped = self.overflowed.len();
+        for connection in self.overflowed.drain(..) {
+            let Some(socket) = self.sockets.get_mut(&connection) else { continue };
+            socket.pending.clear();
+            socket.pending_bytes = 0;
+            if let Some(session) = socket.session.take()
+                && let Some(hub) = self.hubs.get_mut(&session)
+            {
+                hub.leave(connection);
             }
+            let _ = socket.signals.send(Signal::TooSlow);
         }
-        if dropped > 0 {
-            metrics::players_too_slow(dropped);
-            tracing::warn!(players = dropped, "dropped players whose socket queue overflowed");
-        }
+        metrics::players_too_slow(dropped);
+        tracing::warn!(players = dropped, "dropped players whose socket queue overflowed");
     }
 
     fn flush(&mut self, connection: u64) {
@@ -328,23 +340,25 @@ impl Fanout {
     }
 }
 
-/// Writes `bytes` to a socket now if nothing is queued before them, else queues them.
+/// Writes `bytes` to a socket now if nothing is queued before them, else queues them. Returns
+/// whether the socket's queue just overflowed (its player is then dropped as too slow).
 fn write_to(
     sockets: &mut HashMap<u64, PlayerSocket>,
     commands: &mpsc::UnboundedSender<Command>,
     max_pending_bytes: usize,
     connection: u64,
     bytes: &Bytes,
-) {
-    let Some(socket) = sockets.get_mut(&connection) else { return };
+) -> bool {
+    let Some(socket) = sockets.get_mut(&connection) else { return false };
     if socket.pending_bytes > max_pending_bytes {
-        return; // being dropped
+        return false; // already being dropped
     }
     socket.pending_bytes += bytes.len();
     socket.pending.push_back(bytes.clone());
     if socket.pending.len() == 1 {
         drain(socket, commands, connection);
     }
+    socket.pending_bytes > max_pending_bytes
 }
 
 /// Writes queued bytes until the socket would block; then a task waits for it to be writable.
