@@ -502,11 +502,17 @@ async fn play(
     // Leave once every expected step is in, or a few seconds after the window (late ticks count).
     let hard_end =
         Instant::now() + Duration::from_millis((plan.measure_end_ms - now_us() / 1000).max(0) as u64 + 5_000);
+    // Created once, not per message: a timer or a cancellation waiter registered per received
+    // frame costs more than the frame itself, and the waiter list is shared by every player.
+    let stop = tokio::time::sleep_until(hard_end);
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(stop, cancelled);
     loop {
         let message = tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep_until(hard_end) => break,
+            biased;
             message = ws.next() => message,
+            () = &mut stop => break,
+            () = &mut cancelled => break,
         };
         let text = match message {
             Some(Ok(Message::Text(text))) => text,

@@ -29,6 +29,12 @@ const RECENT_RECORDS: usize = 32 * 1024;
 const MAX_BATCH: usize = 4096;
 /// Most records one group commit takes before it commits.
 const MAX_GROUP_COMMIT_RECORDS: usize = 50_000;
+/// Batches smaller than this wait (once) for more appends before they commit.
+const LINGER_BELOW_RECORDS: usize = 1_000;
+/// How long a small batch with durable records waits; it adds to their acknowledgement time.
+const DURABLE_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+/// How long a small batch of relaxed records (visible already) waits.
+const RELAXED_LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 /// Records appended but not yet committed, at most: appenders wait beyond this (backpressure).
 /// No larger than the memory window, so a visible record not yet in SQLite is always in memory.
 const MAX_IN_FLIGHT_RECORDS: usize = RECENT_RECORDS;
@@ -508,11 +514,25 @@ impl Writer {
         while let Some(first) = requests.blocking_recv() {
             let mut records = first.record_count();
             batch.push(first);
-            while records < MAX_GROUP_COMMIT_RECORDS {
+            let mut lingered = false;
+            loop {
                 match requests.try_recv() {
-                    Ok(next) => {
+                    Ok(next) if records < MAX_GROUP_COMMIT_RECORDS => {
                         records += next.record_count();
                         batch.push(next);
+                    }
+                    Ok(next) => {
+                        self.commit_batch(&mut batch);
+                        records = next.record_count();
+                        batch.push(next);
+                    }
+                    // A small batch waits a moment for company: every commit rewrites the pages
+                    // it touches, so fewer, larger commits cost far less per record. Relaxed
+                    // records are visible already and can wait longer than durable ones.
+                    Err(_) if !lingered && records < LINGER_BELOW_RECORDS => {
+                        lingered = true;
+                        let durable = batch.iter().any(WriteRequest::is_durable);
+                        std::thread::sleep(if durable { DURABLE_LINGER } else { RELAXED_LINGER });
                     }
                     Err(_) => break,
                 }

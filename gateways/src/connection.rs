@@ -94,10 +94,13 @@ pub(crate) async fn serve(
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     let shutdown = conn.gateway.shutdown.clone();
+    // Registered once: a waiter per loop turn would contend on the token's list of waiters.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
 
     let close = loop {
         let result = tokio::select! {
-            () = shutdown.cancelled() => break Close { code: CloseCode::Away, reason: "gateway shutting down", left: Some(LeaveReason::GatewayShutdown) },
+            () = &mut cancelled => break Close { code: CloseCode::Away, reason: "gateway shutting down", left: Some(LeaveReason::GatewayShutdown) },
             incoming = socket.next() => match incoming {
                 None | Some(Ok(Message::Close(_))) => break Close { code: CloseCode::Normal, reason: "", left: Some(LeaveReason::Closed) },
                 Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {

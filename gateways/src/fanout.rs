@@ -130,9 +130,8 @@ impl Fanout {
     ) -> Result<(), tickcast_eventlog::Error> {
         let mut batch = Vec::new();
         loop {
+            // Unbiased: neither ticks nor control frames (joins, pings, answers) can starve the other.
             tokio::select! {
-                biased;
-                // Commands first: joins and control frames are small and latency-sensitive.
                 received = commands.recv_many(&mut batch, 256) => {
                     if received == 0 {
                         return Ok(());

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tickcast_eventlog::{Durability, EventLog, GroupConsumer, NewRecord, Record, StartFrom};
-use tickcast_schemas::event::{Countdown, Event, EventBody, SessionCreated, SessionEnded, Tick};
+use tickcast_schemas::event::{Countdown, EVENT_TYPES, Event, EventBody, SessionCreated, SessionEnded, Tick};
 use tickcast_schemas::topics::{self, GAME_EVENTS};
 use tokio_util::sync::CancellationToken;
 
@@ -83,14 +83,16 @@ impl TickGenerator {
                 None => Duration::from_secs(3600),
             };
             tokio::select! {
+                // Due ticks first: a steady stream of game events (a latency sample per player
+                // per second) must not delay them.
                 biased;
                 () = shutdown.cancelled() => break,
-                records = consumer.poll() => {
-                    self.apply(records?).await?;
-                    self.commit(&mut *consumer).await?;
-                }
                 () = tokio::time::sleep(sleep) => {
                     self.emit_due(now_ms()).await?;
+                    self.commit(&mut *consumer).await?;
+                }
+                records = consumer.poll() => {
+                    self.apply(records?).await?;
                     self.commit(&mut *consumer).await?;
                 }
             }
@@ -103,6 +105,15 @@ impl TickGenerator {
         let mut resumed = Vec::new();
         for record in records {
             self.consumed = record.offset + 1;
+            match Event::peek_type(&record.payload) {
+                Some("session_created" | "player_joined" | "player_left" | "session_ended") | None => {}
+                Some(kind) if EVENT_TYPES.contains(&kind) => continue,
+                Some(kind) => {
+                    tracing::warn!(offset = record.offset, kind, "skipping an event of unknown type");
+                    metrics::unknown_event();
+                    continue;
+                }
+            }
             let event = match Event::from_bytes(&record.payload) {
                 Ok(event) => event,
                 Err(error) => {

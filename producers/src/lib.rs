@@ -168,6 +168,12 @@ impl Edge {
             };
             let mut directory = self.directory.lock().unwrap();
             for record in records {
+                if !matches!(
+                    Event::peek_type(&record.payload),
+                    Some("session_created" | "session_ended") | None
+                ) {
+                    continue;
+                }
                 match Event::from_bytes(&record.payload) {
                     Ok(event) => directory.apply(&event),
                     Err(error) => {

@@ -76,6 +76,18 @@ impl Event {
         }
     }
 
+    /// The `type` field of an encoded event, read without decoding the rest, so consumers can
+    /// skip the events they do not need cheaply. `None` when the bytes are not an event.
+    #[must_use]
+    pub fn peek_type(bytes: &[u8]) -> Option<&str> {
+        #[derive(Deserialize)]
+        struct TypeOnly<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: &'a str,
+        }
+        serde_json::from_slice::<TypeOnly<'_>>(bytes).ok().map(|t| t.kind)
+    }
+
     /// The type name as written in the `type` field (`"unknown"` for unknown types).
     #[must_use]
     pub const fn kind(&self) -> &'static str {
@@ -93,6 +105,19 @@ struct Envelope {
     at: i64,
     source: String,
 }
+
+/// Every event type this build knows, as written in the `type` field.
+pub const EVENT_TYPES: [&str; 9] = [
+    "session_created",
+    "player_joined",
+    "latency_sampled",
+    "latency_warned",
+    "player_kicked",
+    "player_left",
+    "session_ended",
+    "countdown",
+    "tick",
+];
 
 /// The type-specific part of an event, tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

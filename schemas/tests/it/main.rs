@@ -67,7 +67,9 @@ fn every_event_type_round_trips() {
         assert_eq!(value["type"], event.kind());
         assert_eq!(value["v"], 1);
         assert_eq!(value["sessionId"], "s1");
+        assert_eq!(Event::peek_type(&bytes), Some(event.kind()));
     }
+    assert_eq!(Event::peek_type(b"not json"), None);
 }
 
 #[test]
