@@ -2,6 +2,7 @@
 //! WebSocket clients.
 
 mod bad_input;
+mod bots;
 mod cli;
 mod game;
 mod latency;
