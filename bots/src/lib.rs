@@ -20,14 +20,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::{SinkExt, StreamExt};
+use bytes::BytesMut;
+use futures_util::SinkExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{Frame as WsFrame, FrameHeader};
 use tokio_util::sync::CancellationToken;
 
 use crate::delay::DelayedStream;
@@ -465,7 +469,6 @@ async fn play(
     outcome.lateness_us.reserve(record.expected() as usize);
     let (window_start_us, window_end_us) = (plan.window_start_ms * 1000, plan.measure_end_ms * 1000);
     let mut unreported = 0u64;
-    // Small buffers: tungstenite zero-fills its read buffer on every read.
     let ws_config = WebSocketConfig::default().read_buffer_size(1024).write_buffer_size(0);
     let Ok(stream) = TcpStream::connect(host_port(&ticket.ws_endpoint)).await else { return outcome };
     let _ = stream.set_nodelay(true);
@@ -499,6 +502,12 @@ async fn play(
     if ws.send(Message::text(join.to_string())).await.is_err() {
         return outcome;
     }
+    // From here the bot reads frames itself with tungstenite's frame parser, skipping the
+    // WebSocket state machine's wakers and buffer zeroing: the bots share the machine with the
+    // server they measure, so every microsecond they spend is taken from it.
+    let mut io = ws.into_inner();
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut mask_state = seed | 1;
     // Leave once every expected step is in, or a few seconds after the window (late ticks count).
     let hard_end =
         Instant::now() + Duration::from_millis((plan.measure_end_ms - now_us() / 1000).max(0) as u64 + 5_000);
@@ -507,56 +516,101 @@ async fn play(
     let stop = tokio::time::sleep_until(hard_end);
     let cancelled = shutdown.cancelled();
     tokio::pin!(stop, cancelled);
-    loop {
-        let message = tokio::select! {
+    'read: loop {
+        let read = tokio::select! {
             biased;
-            message = ws.next() => message,
+            read = io.read_buf(&mut buf) => read,
             () = &mut stop => break,
             () = &mut cancelled => break,
         };
-        let text = match message {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-            Some(Ok(_)) => continue,
-        };
+        if !matches!(read, Ok(n) if n > 0) {
+            break;
+        }
         let received_us = now_us();
-        unreported += 1;
-        if unreported == PROGRESS_BATCH {
-            shared.received.fetch_add(unreported, Ordering::Relaxed);
-            unreported = 0;
-        }
-        if (window_start_us..window_end_us).contains(&received_us) {
-            outcome.window_messages += 1;
-        }
-        let Ok(frame) = serde_json::from_str::<Frame<'_>>(&text) else {
-            outcome.errors += 1;
-            continue;
-        };
-        match frame.kind {
-            "tick" => {
-                let (Some(step), Some(scheduled_at)) = (frame.step, frame.scheduled_at) else { continue };
-                if record.receive(step) {
-                    let lateness =
-                        (received_us - scheduled_at * 1000).clamp(i64::from(i32::MIN), i64::from(i32::MAX));
-                    outcome.lateness_us.push(lateness as i32);
+        loop {
+            let (header, payload) = match take_frame(&mut buf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(()) => {
+                    outcome.errors += 1;
+                    break 'read;
                 }
-                if record.complete() {
-                    break;
+            };
+            match header.opcode {
+                OpCode::Data(Data::Text) => {}
+                OpCode::Control(Control::Ping) => {
+                    let pong = client_frame(WsFrame::pong(payload.freeze()), &mut mask_state);
+                    if io.write_all(&pong).await.is_err() {
+                        break 'read;
+                    }
+                    continue;
                 }
+                OpCode::Control(Control::Close) => break 'read,
+                _ => continue,
             }
-            "kicked" => outcome.kicked = true,
-            "error" => outcome.errors += 1,
-            "session_ended" => break,
-            _ => {}
+            unreported += 1;
+            if unreported == PROGRESS_BATCH {
+                shared.received.fetch_add(unreported, Ordering::Relaxed);
+                unreported = 0;
+            }
+            if (window_start_us..window_end_us).contains(&received_us) {
+                outcome.window_messages += 1;
+            }
+            let Ok(frame) = serde_json::from_slice::<Frame<'_>>(&payload) else {
+                outcome.errors += 1;
+                continue;
+            };
+            match frame.kind {
+                "tick" => {
+                    let (Some(step), Some(scheduled_at)) = (frame.step, frame.scheduled_at) else { continue };
+                    if record.receive(step) {
+                        let lateness = (received_us - scheduled_at * 1000)
+                            .clamp(i64::from(i32::MIN), i64::from(i32::MAX));
+                        outcome.lateness_us.push(lateness as i32);
+                    }
+                    if record.complete() {
+                        break 'read;
+                    }
+                }
+                "kicked" => outcome.kicked = true,
+                "error" => outcome.errors += 1,
+                "session_ended" => break 'read,
+                _ => {}
+            }
         }
     }
     shared.received.fetch_add(unreported, Ordering::Relaxed);
-    let _ = ws.close(None).await;
+    let _ = io.write_all(&client_frame(WsFrame::close(None), &mut mask_state)).await;
     outcome.delivered = record.delivered;
     outcome.duplicates = record.duplicates;
     outcome.out_of_order = record.out_of_order;
     outcome.complete = record.complete();
     outcome
+}
+
+/// Splits the next complete frame off `buf`: its header and payload. `Err` on a malformed frame.
+fn take_frame(buf: &mut BytesMut) -> Result<Option<(FrameHeader, BytesMut)>, ()> {
+    let mut cursor = std::io::Cursor::new(&buf[..]);
+    let Some((header, length)) = FrameHeader::parse(&mut cursor).map_err(|_| ())? else { return Ok(None) };
+    let header_len = cursor.position() as usize;
+    let total = header_len + usize::try_from(length).map_err(|_| ())?;
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    let mut frame = buf.split_to(total);
+    Ok(Some((header, frame.split_off(header_len))))
+}
+
+/// A client frame's bytes, masked as clients must (RFC 6455 §5.3).
+fn client_frame(mut frame: WsFrame, mask_state: &mut u64) -> Vec<u8> {
+    *mask_state ^= *mask_state << 13;
+    *mask_state ^= *mask_state >> 7;
+    *mask_state ^= *mask_state << 17;
+    frame.header_mut().mask = Some((*mask_state as u32).to_be_bytes());
+    let mut out = Vec::with_capacity(frame.len());
+    frame.format(&mut out).expect("writing to a Vec cannot fail");
+    out
 }
 
 /// The socket type under a bot's WebSocket, plain or delayed.
