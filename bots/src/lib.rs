@@ -95,6 +95,8 @@ pub struct Report {
     pub kicks: u64,
     pub errors: u64,
     pub lateness_ms: Lateness,
+    /// serverTimestamp − scheduledAt (ms resolution): lateness before the gateway wrote the tick.
+    pub server_lateness_ms: Lateness,
     /// Frames received by all bots during the measured window.
     pub window_messages: u64,
     pub window_s: f64,
@@ -110,6 +112,18 @@ pub struct Lateness {
     pub max: f64,
     /// Ticks received before their scheduled time (clock skew between machines).
     pub early: u64,
+}
+
+impl Lateness {
+    fn of(h: &LatenessHistogram) -> Self {
+        Self {
+            p50: h.quantile_ms(0.5),
+            p99: h.quantile_ms(0.99),
+            p999: h.quantile_ms(0.999),
+            max: h.max_ms(),
+            early: h.early(),
+        }
+    }
 }
 
 /// The server process's cost, from `/proc`.
@@ -156,6 +170,10 @@ impl Report {
             self.lateness_ms.p50, self.lateness_ms.p99, self.lateness_ms.p999, self.lateness_ms.max
         );
         out += &format!(
+            "  of which before the gateway wrote it (serverTimestamp − scheduledAt): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n",
+            self.server_lateness_ms.p50, self.server_lateness_ms.p99, self.server_lateness_ms.max
+        );
+        out += &format!(
             "bots: {:.2} µs CPU per message ({} messages in {:.1} s)\n",
             self.bots_cpu_us_per_message, self.window_messages, self.window_s
         );
@@ -199,6 +217,9 @@ struct PlayerOutcome {
     window_messages: u64,
     /// Lateness of each measured tick, µs; merged after the run.
     lateness_us: Vec<i32>,
+    /// serverTimestamp − scheduledAt of each measured tick, ms: the part of the lateness spent
+    /// before the gateway wrote the tick (generator, log, fan-out).
+    server_lateness_ms: Vec<i32>,
 }
 
 /// A ticket from the edge.
@@ -220,6 +241,7 @@ struct Frame<'a> {
     kind: &'a str,
     step: Option<i64>,
     scheduled_at: Option<i64>,
+    server_timestamp: Option<i64>,
 }
 
 fn now_us() -> i64 {
@@ -342,6 +364,10 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
     for sample in outcomes.iter().flat_map(|o| o.lateness_us.iter()) {
         lateness.record(i64::from(*sample));
     }
+    let server_lateness = LatenessHistogram::default();
+    for sample in outcomes.iter().flat_map(|o| o.server_lateness_ms.iter()) {
+        server_lateness.record(i64::from(*sample) * 1000);
+    }
     let window_s = (plan.measure_end_ms - window_start_ms) as f64 / 1000.0;
     let per_message = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) if window_messages > 0 => (b - a) as f64 / window_messages as f64,
@@ -384,13 +410,8 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
         complete_players: sum(|o| u64::from(o.complete)),
         kicks: sum(|o| u64::from(o.kicked)),
         errors: sum(|o| o.errors),
-        lateness_ms: Lateness {
-            p50: h.quantile_ms(0.5),
-            p99: h.quantile_ms(0.99),
-            p999: h.quantile_ms(0.999),
-            max: h.max_ms(),
-            early: h.early(),
-        },
+        lateness_ms: Lateness::of(h),
+        server_lateness_ms: Lateness::of(&server_lateness),
         window_messages,
         window_s,
         bots_cpu_us_per_message: per_message(start.0, end.0),
@@ -567,6 +588,11 @@ async fn play(
                         let lateness = (received_us - scheduled_at * 1000)
                             .clamp(i64::from(i32::MIN), i64::from(i32::MAX));
                         outcome.lateness_us.push(lateness as i32);
+                        if let Some(server_timestamp) = frame.server_timestamp {
+                            outcome
+                                .server_lateness_ms
+                                .push((server_timestamp - scheduled_at).clamp(-1 << 30, 1 << 30) as i32);
+                        }
                     }
                     if record.complete() {
                         break 'read;

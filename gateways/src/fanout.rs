@@ -22,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 use crate::hub::SessionHub;
 use crate::{metrics, now_ms};
 
+/// Tick records forwarded between two yields to the scheduler.
+const FORWARD_CHUNK: usize = 16;
+
 /// Requests to the fan-out.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -140,7 +143,15 @@ impl Fanout {
                         self.handle(command);
                     }
                 }
-                records = ticks.next_batch() => self.forward(&records?),
+                records = ticks.next_batch() => {
+                    // In small chunks, yielding between them: a batch of thousands of ticks is
+                    // tens of thousands of socket writes, and the connections' tasks (pongs,
+                    // joins) and the tick generator share these worker threads.
+                    for chunk in records?.chunks(FORWARD_CHUNK) {
+                        self.forward(chunk);
+                        tokio::task::yield_now().await;
+                    }
+                }
                 () = stop.cancelled() => break,
             }
         }
