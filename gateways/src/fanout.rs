@@ -1,8 +1,9 @@
-//! The fan-out: one task per gateway that owns the write half of every player's socket and the
-//! session hubs. A tick is decoded once, encoded once as a complete WebSocket frame, and those
-//! bytes are written to each member's socket with a non-blocking write: no task wake-up, lock
-//! or channel per player per tick. Connections send it their control frames (answers, pings,
-//! closes) as bytes, so everything written to one socket goes through one queue, in order.
+//! The fan-out: a few shard tasks per gateway that own the write halves of the players' sockets
+//! (a connection belongs to one shard) and the session hubs. A dispatcher decodes each tick once
+//! and encodes it once as a complete WebSocket frame; each shard writes those bytes to its
+//! members' sockets with non-blocking writes: no task wake-up, lock or channel per player per
+//! tick. Connections send their shard their own frames (answers, pings, closes) as bytes, so
+//! everything written to one socket goes through one queue, in order.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -25,9 +26,84 @@ use crate::{metrics, now_ms};
 /// Tick records forwarded between two yields to the scheduler.
 const FORWARD_CHUNK: usize = 16;
 
-/// Requests to the fan-out.
+/// A record of the tick topic, decoded and encoded once for every shard.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Tick { session_id: String, step: i64, frame: Bytes },
+    Countdown { session_id: String, frame: Bytes },
+    Ended { session_id: String, frame: Bytes },
+}
+
+/// Decodes tick-topic records into frames, once per gateway; skips what players never see.
+pub(crate) fn decode(records: &[Record]) -> Vec<Outgoing> {
+    let now = now_ms();
+    let mut out = Vec::with_capacity(records.len());
+    for record in records {
+        let event = match Event::from_bytes(&record.payload) {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(offset = record.offset, %error, "skipping undecodable tick record");
+                continue;
+            }
+        };
+        let session_id = event.session_id;
+        out.push(match event.body {
+            EventBody::Tick(t) => {
+                let message = ServerMessage::Tick {
+                    step: t.step,
+                    value: t.value,
+                    round: t.round,
+                    broken: t.broken,
+                    scheduled_at: t.scheduled_at,
+                    server_timestamp: now,
+                };
+                Outgoing::Tick { session_id, step: t.step, frame: text_frame(message.to_json()) }
+            }
+            EventBody::Countdown(c) => Outgoing::Countdown {
+                session_id,
+                frame: text_frame(ServerMessage::Countdown { remaining_ms: c.remaining_ms }.to_json()),
+            },
+            EventBody::SessionEnded(e) => {
+                let message =
+                    ServerMessage::SessionEnded { reason: e.reason, last_step: e.last_step, seed: e.seed };
+                Outgoing::Ended { session_id, frame: text_frame(message.to_json()) }
+            }
+            EventBody::Unknown => {
+                metrics::unknown_event();
+                continue;
+            }
+            _ => continue,
+        });
+    }
+    out
+}
+
+/// Reads the tick topic, decodes each record once and hands the frames to every shard, in
+/// chunks, until `stop` or a failed read.
+pub(crate) async fn dispatch(
+    mut ticks: Box<dyn Tail>,
+    shards: Vec<mpsc::UnboundedSender<Command>>,
+    stop: CancellationToken,
+) -> Result<(), tickcast_eventlog::Error> {
+    loop {
+        let records = tokio::select! {
+            records = ticks.next_batch() => records?,
+            () = stop.cancelled() => return Ok(()),
+        };
+        for chunk in records.chunks(FORWARD_CHUNK) {
+            let outgoing = Arc::new(decode(chunk));
+            for shard in &shards {
+                let _ = shard.send(Command::Forward(Arc::clone(&outgoing)));
+            }
+        }
+    }
+}
+
+/// Requests to a fan-out shard.
 #[derive(Debug)]
 pub(crate) enum Command {
+    /// Frames from the tick topic, for the members this shard holds.
+    Forward(Arc<Vec<Outgoing>>),
     /// A new connection: from now on the fan-out owns its write half.
     Attach { connection: u64, write: OwnedWriteHalf, signals: mpsc::UnboundedSender<Signal> },
     /// Bytes the connection's WebSocket wants written (complete frames, in order).
@@ -124,33 +200,25 @@ impl Fanout {
         }
     }
 
-    /// Runs until `stop` (cancelled once every connection has closed), or until the tail fails.
+    /// Runs until `stop` (cancelled once every connection has closed).
     pub(crate) async fn run(
         mut self,
-        mut ticks: Box<dyn Tail>,
         mut commands: mpsc::UnboundedReceiver<Command>,
         stop: CancellationToken,
-    ) -> Result<(), tickcast_eventlog::Error> {
+    ) {
         let mut batch = Vec::new();
         loop {
-            // Unbiased: neither ticks nor control frames (joins, pings, answers) can starve the other.
             tokio::select! {
-                received = commands.recv_many(&mut batch, 256) => {
+                received = commands.recv_many(&mut batch, 64) => {
                     if received == 0 {
-                        return Ok(());
+                        return;
                     }
                     for command in batch.drain(..) {
                         self.handle(command);
                     }
-                }
-                records = ticks.next_batch() => {
-                    // In small chunks, yielding between them: a batch of thousands of ticks is
-                    // tens of thousands of socket writes, and the connections' tasks (pongs,
-                    // joins) and the tick generator share these worker threads.
-                    for chunk in records?.chunks(FORWARD_CHUNK) {
-                        self.forward(chunk);
-                        tokio::task::yield_now().await;
-                    }
+                    // Tens of socket writes per command at most, then let the connections'
+                    // tasks (pongs, joins) and the tick generator run on these threads too.
+                    tokio::task::yield_now().await;
                 }
                 () = stop.cancelled() => break,
             }
@@ -159,11 +227,11 @@ impl Fanout {
         while let Ok(command) = commands.try_recv() {
             self.handle(command);
         }
-        Ok(())
     }
 
     fn handle(&mut self, command: Command) {
         match command {
+            Command::Forward(outgoing) => self.forward(&outgoing),
             Command::Attach { connection, write, signals } => {
                 let socket = PlayerSocket {
                     write: Arc::new(write),
@@ -236,18 +304,11 @@ impl Fanout {
         Ok(())
     }
 
-    /// Encodes each record once and writes the frame to the session's members.
-    fn forward(&mut self, records: &[Record]) {
-        let now = now_ms();
+    /// Writes decoded frames to the members of their sessions that this shard holds; every
+    /// shard keeps every session's recent frames, so a resume works on any shard.
+    fn forward(&mut self, outgoing: &[Outgoing]) {
         let mut forwarded = 0usize;
-        for record in records {
-            let event = match Event::from_bytes(&record.payload) {
-                Ok(event) => event,
-                Err(error) => {
-                    tracing::warn!(offset = record.offset, %error, "skipping undecodable tick record");
-                    continue;
-                }
-            };
+        for item in outgoing {
             let Self { hubs, sockets, config, commands, ended, overflowed } = self;
             let mut deliver = |connection: u64, frame: &Bytes| {
                 forwarded += 1;
@@ -255,47 +316,31 @@ impl Fanout {
                     overflowed.push(connection);
                 }
             };
-            match event.body {
-                EventBody::Tick(t) => {
-                    let message = ServerMessage::Tick {
-                        step: t.step,
-                        value: t.value,
-                        round: t.round,
-                        broken: t.broken,
-                        scheduled_at: t.scheduled_at,
-                        server_timestamp: now,
+            match item {
+                Outgoing::Tick { session_id, step, frame } => {
+                    let hub = match hubs.get_mut(session_id) {
+                        Some(hub) => hub,
+                        None => hubs.entry(session_id.clone()).or_default(),
                     };
-                    let frame = text_frame(message.to_json());
-                    let hub = hubs.entry(event.session_id).or_default();
-                    hub.tick(t.step, &frame, config.resume_ticks, |c| deliver(c, &frame));
+                    hub.tick(*step, frame, config.resume_ticks, |c| deliver(c, frame));
                 }
-                EventBody::Countdown(c) => {
-                    if let Some(hub) = hubs.get(&event.session_id) {
-                        let frame =
-                            text_frame(ServerMessage::Countdown { remaining_ms: c.remaining_ms }.to_json());
-                        hub.each_member(|c| deliver(c, &frame));
+                Outgoing::Countdown { session_id, frame } => {
+                    if let Some(hub) = hubs.get(session_id) {
+                        hub.each_member(|c| deliver(c, frame));
                     }
                 }
-                EventBody::SessionEnded(e) => {
-                    let message = ServerMessage::SessionEnded {
-                        reason: e.reason,
-                        last_step: e.last_step,
-                        seed: e.seed,
-                    };
-                    let frame = text_frame(message.to_json());
-                    let members = hubs.entry(event.session_id.clone()).or_default().end(&frame);
+                Outgoing::Ended { session_id, frame } => {
+                    let members = hubs.entry(session_id.clone()).or_default().end(frame);
                     for &connection in &members {
-                        deliver(connection, &frame);
+                        deliver(connection, frame);
                     }
                     for connection in members {
                         if let Some(socket) = sockets.get(&connection) {
                             let _ = socket.signals.send(Signal::Ended);
                         }
                     }
-                    ended.push_back((Instant::now(), event.session_id));
+                    ended.push_back((Instant::now(), session_id.clone()));
                 }
-                EventBody::Unknown => metrics::unknown_event(),
-                _ => {}
             }
         }
         metrics::frames_forwarded(&self.config.region, forwarded);

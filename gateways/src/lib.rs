@@ -11,7 +11,7 @@
 //!
 //! # Layout
 //! - [`latency`]: the latency policy (sans I/O).
-//! - `fanout`: the task that owns every socket's write half and the session hubs.
+//! - `fanout`: the dispatcher and the shard tasks that own the sockets' write halves and the hubs.
 //! - [`http`]: the HTTP server whose upgraded sockets the gateway takes over.
 //! - `hub`: per-session members and recent frames.
 //! - `stream`: the byte stream under a player's WebSocket.
@@ -52,7 +52,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::fanout::{Command, Fanout, FanoutConfig, JoinRefused};
+use crate::fanout::{Command, Fanout, FanoutConfig, JoinRefused, dispatch};
 use crate::latency::LatencyPolicy;
 use crate::stream::PlayerStream;
 
@@ -114,8 +114,9 @@ pub struct Gateway {
     log: Arc<dyn EventLog>,
     signer: TokenSigner,
     /// Requests to the fan-out task, which owns every socket's write half and the hubs.
-    fanout: mpsc::UnboundedSender<Command>,
-    fanout_rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
+    /// Requests to the fan-out shards; connection `c` belongs to shard `c % shards.len()`.
+    shards: Vec<mpsc::UnboundedSender<Command>>,
+    shards_rx: Mutex<Vec<mpsc::UnboundedReceiver<Command>>>,
     /// This region's sessions, from game-events.
     directory: Mutex<SessionDirectory>,
     /// Bumped when the directory changes, so joins waiting for a new session wake up.
@@ -149,7 +150,9 @@ impl Gateway {
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let (events, events_rx) = mpsc::channel(64 * 1024);
-        let (fanout, fanout_rx) = mpsc::unbounded_channel();
+        // One shard per core, so the socket writes of a large gateway use them all.
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let (shards, shards_rx): (Vec<_>, Vec<_>) = (0..cores).map(|_| mpsc::unbounded_channel()).unzip();
         let gateway_id = format!("{}/{}", config.region, config.instance);
         Arc::new(Self {
             source: format!("gateway@{gateway_id}"),
@@ -157,8 +160,8 @@ impl Gateway {
             config,
             log,
             signer,
-            fanout,
-            fanout_rx: Mutex::new(Some(fanout_rx)),
+            shards,
+            shards_rx: Mutex::new(shards_rx),
             directory: Mutex::new(SessionDirectory::default()),
             directory_version: watch::channel(0).0,
             events,
@@ -179,7 +182,8 @@ impl Gateway {
     /// once every connection has closed and its events are in the log.
     pub async fn run(self: Arc<Self>) -> Result<(), Error> {
         let events_rx = self.events_rx.lock().unwrap().take().expect("Gateway::run is called once");
-        let fanout_rx = self.fanout_rx.lock().unwrap().take().expect("Gateway::run is called once");
+        let shards_rx = std::mem::take(&mut *self.shards_rx.lock().unwrap());
+        assert!(!shards_rx.is_empty(), "Gateway::run is called once");
         let history_start = now_ms() - self.config.history.as_millis() as i64;
         let ticks =
             self.log.tail(&topics::ticks(&self.config.region), StartFrom::Timestamp(history_start)).await?;
@@ -193,11 +197,11 @@ impl Gateway {
         };
         // Stopped only after the connections have closed, so their last frames are written.
         let fanout_stop = CancellationToken::new();
-        let mut fanout = tokio::spawn(Fanout::new(fanout_config, self.fanout.clone()).run(
-            ticks,
-            fanout_rx,
-            fanout_stop.clone(),
-        ));
+        let mut shard_tasks = tokio::task::JoinSet::new();
+        for (shard, rx) in self.shards.iter().zip(shards_rx) {
+            shard_tasks.spawn(Fanout::new(fanout_config.clone(), shard.clone()).run(rx, fanout_stop.clone()));
+        }
+        let mut fanout = tokio::spawn(dispatch(ticks, self.shards.clone(), fanout_stop.clone()));
         let result = loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => break Ok(()),
@@ -221,6 +225,7 @@ impl Gateway {
         self.connections.wait().await;
         fanout_stop.cancel();
         let _ = fanout.await;
+        shard_tasks.join_all().await;
         let _ = writer.await;
         Ok(result?)
     }
@@ -259,14 +264,18 @@ impl Gateway {
     ) -> Result<(), JoinRefused> {
         let (reply, answer) = oneshot::channel();
         let command = Command::Join { connection, session, user_id, resume_after, reply };
-        if self.fanout.send(command).is_err() {
+        if self.shard(connection).send(command).is_err() {
             return Err(JoinRefused::Ended);
         }
         answer.await.unwrap_or(Err(JoinRefused::Ended))
     }
 
     fn detach(&self, connection: u64) {
-        let _ = self.fanout.send(Command::Detach { connection });
+        let _ = self.shard(connection).send(Command::Detach { connection });
+    }
+
+    fn shard(&self, connection: u64) -> &mpsc::UnboundedSender<Command> {
+        &self.shards[(connection % self.shards.len() as u64) as usize]
     }
 
     /// The session, waiting up to `join_wait` for it to arrive from game-events.
@@ -393,10 +402,10 @@ impl Gateway {
             let _ = tcp.set_nodelay(true);
             let (read, write) = tcp.into_split();
             let (signals, signals_rx) = mpsc::unbounded_channel();
-            if gateway.fanout.send(Command::Attach { connection: id, write, signals }).is_err() {
+            if gateway.shard(id).send(Command::Attach { connection: id, write, signals }).is_err() {
                 return;
             }
-            let stream = PlayerStream::new(parts.read_buf, read, id, gateway.fanout.clone());
+            let stream = PlayerStream::new(parts.read_buf, read, id, gateway.shard(id).clone());
             let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
             connection::serve(gateway, socket, id, signals_rx).await;
         });
