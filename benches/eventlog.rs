@@ -27,16 +27,42 @@ fn appends(c: &mut Criterion) {
     let mut group = c.benchmark_group("eventlog/append");
     group.sample_size(10);
     for (name, durability) in [("durable", Durability::Durable), ("relaxed", Durability::Relaxed)] {
-        // 64 writers appending one record each, as gateways and generators do: group commit.
-        const WRITERS: u64 = 64;
-        const PER_WRITER: u64 = 100;
-        group.throughput(Throughput::Elements(WRITERS * PER_WRITER));
-        group.bench_function(format!("{name}/64_writers_x1"), |b| {
+        for writers in [64u64, 1024] {
+            append_concurrently(&mut group, &runtime, &log, name, durability, writers);
+        }
+        // One writer appending batches of 1000 (a tick generator's burst).
+        group.throughput(Throughput::Elements(1000));
+        group.bench_function(format!("{name}/batch_1000"), |b| {
             b.to_async(&runtime).iter(|| {
                 let log = Arc::clone(&log);
                 async move {
+                    log.append("bench", (0..1000).map(tick_record).collect(), durability).await.unwrap();
+                }
+            });
+        });
+    }
+    group.finish();
+    read_back(c, &runtime, &log);
+}
+
+/// `writers` tasks each appending single records, waiting for each acknowledgement, as gateways
+/// and generators do: what group commit is for.
+fn append_concurrently(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    log: &Arc<EmbeddedLog>,
+    name: &str,
+    durability: Durability,
+    writers: u64,
+) {
+    const PER_WRITER: u64 = 20;
+    group.throughput(Throughput::Elements(writers * PER_WRITER));
+    group.bench_function(format!("{name}/{writers}_writers_x1"), |b| {
+            b.to_async(runtime).iter(|| {
+                let log = Arc::clone(log);
+                async move {
                     let mut tasks = tokio::task::JoinSet::new();
-                    for w in 0..WRITERS {
+                    for w in 0..writers {
                         let log = Arc::clone(&log);
                         tasks.spawn(async move {
                             for i in 0..PER_WRITER {
@@ -50,19 +76,10 @@ fn appends(c: &mut Criterion) {
                 }
             });
         });
-        // One writer appending batches of 1000 (a tick generator's burst).
-        group.throughput(Throughput::Elements(1000));
-        group.bench_function(format!("{name}/batch_1000"), |b| {
-            b.to_async(&runtime).iter(|| {
-                let log = Arc::clone(&log);
-                async move {
-                    log.append("bench", (0..1000).map(tick_record).collect(), durability).await.unwrap();
-                }
-            });
-        });
-    }
-    group.finish();
+}
 
+/// A scan of 100k records from SQLite (a replay's read path).
+fn read_back(c: &mut Criterion, runtime: &tokio::runtime::Runtime, log: &Arc<EmbeddedLog>) {
     let mut group = c.benchmark_group("eventlog/read");
     group.sample_size(10);
     runtime.block_on(async {
@@ -78,7 +95,7 @@ fn appends(c: &mut Criterion) {
     });
     group.throughput(Throughput::Elements(100_000));
     group.bench_function("scan_100k_from_sqlite", |b| {
-        b.to_async(&runtime).iter(|| {
+        b.to_async(runtime).iter(|| {
             let log = Arc::clone(&log);
             async move {
                 let mut from = 0;

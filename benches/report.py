@@ -3,10 +3,17 @@ import json, os, platform, subprocess, sys, datetime
 
 out, duration, loads, quick = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4] == "1"
 
+def sysctl(name):
+    try:
+        return open("/proc/sys/" + name.replace(".", "/")).read().strip()
+    except OSError:
+        return "?"
+
 def machine():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     mem_kib = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")))
-    return f"{os.cpu_count()} cores ({cpu}), {mem_kib / 1024 / 1024:.1f} GiB memory, Linux {platform.release()}"
+    return (f"{os.cpu_count()} cores ({cpu}), {mem_kib / 1024 / 1024:.1f} GiB memory, Linux {platform.release()}, "
+            f"net.core.netdev_max_backlog={sysctl('net.core.netdev_max_backlog')}")
 
 def criterion(group, bench):
     path = os.path.join("target", "criterion", group, bench, "new", "estimates.json")
@@ -29,7 +36,8 @@ if not quick:
     rows = [("engine/state_at", str(s), None) for s in (1000, 10000, 100000, 1000000, 10000000)]
     rows += [("engine/stepper", "advance_1M", 1_000_000)]
     for d in ("durable", "relaxed"):
-        rows += [("eventlog/append", f"{d}/64_writers_x1", 6400), ("eventlog/append", f"{d}/batch_1000", 1000)]
+        rows += [("eventlog/append", f"{d}/64_writers_x1", 64 * 20), ("eventlog/append", f"{d}/1024_writers_x1", 1024 * 20),
+                 ("eventlog/append", f"{d}/batch_1000", 1000)]
     rows += [("eventlog/read", "scan_100k_from_sqlite", 100_000)]
     rows += [("gateway/fanout", f"serialize_once_send_to/{n}", n) for n in (10, 100, 1000)]
     for group, bench, elements in rows:
@@ -42,20 +50,27 @@ if not quick:
 
 print("## End to end: `tickcast up` + `tickcast bots`, 10 Hz ticks, embedded log\n")
 print(f"`tickcast bots --sessions S --players-per-session P --duration {duration} --tick-ms 100 --server-pid PID --json`\n")
-print("| players | missing | dup | out of order | p50 ms | p99 ms | p99.9 ms | max ms | server µs/msg | server CPU | bots µs/msg | server RSS/player |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| players | kicked | missing | dup | out of order | p50 ms | p99 ms | p99.9 ms | max ms | server-side p99 ms | server µs/msg | server CPU | bots µs/msg | server RSS/player |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for load in loads:
     path = os.path.join(out, f"bots-{load}.json")
     try:
         r = json.load(open(path))
     except (OSError, ValueError):
-        print(f"| {load} | run failed | | | | | | | | | | |")
+        print(f"| {load} | run failed | | | | | | | | | | | | |")
         continue
     s, l = r.get("server") or {}, r["latenessMs"]
-    print(f"| {r['players']:,} ({load}) | {r['missingSteps']} | {r['duplicateSteps']} | {r['outOfOrderSteps']} | "
-          f"{l['p50']:.2f} | {l['p99']:.2f} | {l['p999']:.2f} | {l['max']:.2f} | "
+    sl = r.get("serverLatenessMs") or {}
+    print(f"| {r['players']:,} ({load}) | {r['kicks']} | {r['missingSteps']} | {r['duplicateSteps']} | {r['outOfOrderSteps']} | "
+          f"{l['p50']:.2f} | {l['p99']:.2f} | {l['p999']:.2f} | {l['max']:.2f} | {sl.get('p99', 0):.0f} | "
           f"{s.get('cpuUsPerMessage', 0):.2f} | {s.get('cpuPercent', 0):.0f}% | {r['botsCpuUsPerMessage']:.2f} | "
           f"{s.get('rssPerPlayerKib', 0):.1f} KiB |")
 print()
 print("Lateness is receive time − scheduledAt (startAt + step·tickMs) for every tick every player received;")
+print("server-side p99 is serverTimestamp − scheduledAt (when the gateway wrote the tick, ms resolution).")
+print("Missing/dup/out-of-order count players that were not kicked; kicked players are listed apart.")
 print("CPU per message is the process's CPU time over the measured window divided by the frames the bots received in it.")
+notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
+if os.path.exists(notes):
+    print()
+    print(open(notes).read().rstrip())

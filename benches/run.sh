@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 duration=30s
-loads="500x10 1000x10 1400x10 1800x10"
+loads="500x10 800x10 1000x10 1400x10 1800x10"
 if [ "$quick" = 1 ]; then duration=5s; loads="50x10"; fi
 
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
