@@ -58,24 +58,24 @@ fn append_concurrently(
     const PER_WRITER: u64 = 20;
     group.throughput(Throughput::Elements(writers * PER_WRITER));
     group.bench_function(format!("{name}/{writers}_writers_x1"), |b| {
-            b.to_async(runtime).iter(|| {
-                let log = Arc::clone(log);
-                async move {
-                    let mut tasks = tokio::task::JoinSet::new();
-                    for w in 0..writers {
-                        let log = Arc::clone(&log);
-                        tasks.spawn(async move {
-                            for i in 0..PER_WRITER {
-                                log.append("bench", vec![tick_record(w * PER_WRITER + i)], durability)
-                                    .await
-                                    .unwrap();
-                            }
-                        });
-                    }
-                    tasks.join_all().await;
+        b.to_async(runtime).iter(|| {
+            let log = Arc::clone(log);
+            async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                for w in 0..writers {
+                    let log = Arc::clone(&log);
+                    tasks.spawn(async move {
+                        for i in 0..PER_WRITER {
+                            log.append("bench", vec![tick_record(w * PER_WRITER + i)], durability)
+                                .await
+                                .unwrap();
+                        }
+                    });
                 }
-            });
+                tasks.join_all().await;
+            }
         });
+    });
 }
 
 /// A scan of 100k records from SQLite (a replay's read path).

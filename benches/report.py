@@ -16,10 +16,13 @@ def machine():
             f"net.core.netdev_max_backlog={sysctl('net.core.netdev_max_backlog')}")
 
 def criterion(group, bench):
-    path = os.path.join("target", "criterion", group, bench, "new", "estimates.json")
-    if not os.path.exists(path):
-        return None
-    return json.load(open(path))["mean"]["point_estimate"]  # ns per iteration
+    # criterion writes group "a/b" as "a_b", a function id "x/y" as "x_y", and a
+    # function-with-parameter id as nested "function/parameter" directories.
+    for name in (bench.replace("/", "_"), bench):
+        path = os.path.join("target", "criterion", group.replace("/", "_"), name, "new", "estimates.json")
+        if os.path.exists(path):
+            return json.load(open(path))["mean"]["point_estimate"]  # ns per iteration
+    return None
 
 def fmt_ns(ns):
     return f"{ns / 1e6:.3f} ms" if ns >= 1e6 else f"{ns / 1e3:.2f} µs" if ns >= 1e3 else f"{ns:.0f} ns"
