@@ -96,7 +96,7 @@ fn read_back(c: &mut Criterion, runtime: &tokio::runtime::Runtime, log: &Arc<Emb
     group.throughput(Throughput::Elements(100_000));
     group.bench_function("scan_100k_from_sqlite", |b| {
         b.to_async(runtime).iter(|| {
-            let log = Arc::clone(&log);
+            let log = Arc::clone(log);
             async move {
                 let mut from = 0;
                 loop {
