@@ -493,29 +493,15 @@ async fn play(
     let ws_config = WebSocketConfig::default().read_buffer_size(1024).write_buffer_size(0);
     let Ok(stream) = TcpStream::connect(host_port(&ticket.ws_endpoint)).await else { return outcome };
     let _ = stream.set_nodelay(true);
-    let (mut ws, _) = if config.rtt.is_zero() && config.jitter.is_zero() {
-        match tokio_tungstenite::client_async_with_config(
-            &ticket.ws_endpoint,
-            Box::new(stream) as Box<dyn Io>,
-            Some(ws_config),
-        )
-        .await
-        {
-            Ok(ws) => ws,
-            Err(_) => return outcome,
-        }
+    let io: Box<dyn Io> = if config.rtt.is_zero() && config.jitter.is_zero() {
+        Box::new(stream)
     } else {
-        let delayed = DelayedStream::new(stream, config.rtt, config.jitter, seed);
-        match tokio_tungstenite::client_async_with_config(
-            &ticket.ws_endpoint,
-            Box::new(delayed) as Box<dyn Io>,
-            Some(ws_config),
-        )
-        .await
-        {
-            Ok(ws) => ws,
-            Err(_) => return outcome,
-        }
+        Box::new(DelayedStream::new(stream, config.rtt, config.jitter, seed))
+    };
+    let Ok((mut ws, _)) =
+        tokio_tungstenite::client_async_with_config(&ticket.ws_endpoint, io, Some(ws_config)).await
+    else {
+        return outcome;
     };
     outcome.connected = true;
     shared.connected.fetch_add(1, Ordering::Relaxed);
