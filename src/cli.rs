@@ -28,9 +28,46 @@ pub(crate) enum Command {
     TickGenerator(TickGeneratorArgs),
     /// Evaluate the engine: the state at a step, or the seedHash of a seed.
     Engine(EngineArgs),
+    /// Read games back from the log: list sessions, show a timeline, verify every tick.
+    #[command(subcommand)]
+    Replay(ReplayCommand),
     /// Load bots: create games through an edge, connect one WebSocket per player and measure
     /// every tick they receive. Exits 2 when a step was missing, doubled or out of order.
     Bots(BotsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReplayCommand {
+    /// One line per session: region, start, players, rounds, kicks, end reason.
+    Sessions {
+        #[command(flatten)]
+        log: LogArgs,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every event of one game, in order.
+    Timeline {
+        #[command(flatten)]
+        log: LogArgs,
+        #[arg(long)]
+        session: String,
+        /// The events as JSON lines, as logged.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recompute every logged tick with the engine, check each revealed seed against its
+    /// seedHash and that no step is missing or doubled. Exits 1 and names the first bad event.
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["session", "all"]))]
+    Verify {
+        #[command(flatten)]
+        log: LogArgs,
+        #[arg(long)]
+        session: Option<String>,
+        /// Every session in the log.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Args)]

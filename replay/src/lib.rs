@@ -1,1 +1,119 @@
-//! Replay and analytics over the log (placeholder until replay lands)
+//! Replay and analytics: the stored log read back as games.
+//!
+//! This crate owns what analysts ask of the log: the list of sessions ([`catalog`]), a game's
+//! events in order ([`History`]), and verification of every logged tick against the engine
+//! ([`verify`]): each tick recomputed from its `session_created`, the revealed seed checked
+//! against its `seedHash`, no step missing or doubled. It reads through the `EventLog` trait and
+//! must not write to the log.
+//!
+//! # Layout
+//! - [`History`]: the events of the log, loaded per session, in log order.
+//! - [`catalog`]: one summary line per session.
+//! - [`verify`]: the checks, as plain functions over a session's events.
+
+pub mod catalog;
+pub mod verify;
+
+use std::collections::BTreeMap;
+
+use tickcast_eventlog::{EventLog, StartFrom};
+use tickcast_schemas::event::{Event, EventBody};
+use tickcast_schemas::topics::{self, GAME_EVENTS};
+
+/// Errors of the replay tools.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Log(#[from] tickcast_eventlog::Error),
+    #[error("no session {0} in the log")]
+    UnknownSession(String),
+}
+
+/// Where an event is in the log.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub topic: String,
+    pub offset: u64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.topic, self.offset)
+    }
+}
+
+/// One logged event with its position.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub position: Position,
+    pub event: Event,
+}
+
+/// The log's events grouped by session: each session's `game-events`, then its tick-topic
+/// events, merged in time order (`at`, then topic and offset).
+#[derive(Debug, Default)]
+pub struct History {
+    pub sessions: BTreeMap<String, Vec<Logged>>,
+    /// Records that are not events (not JSON, or not an envelope).
+    pub undecodable: Vec<Position>,
+}
+
+impl History {
+    /// Reads every event of `game-events` and of the tick topics of the regions it names.
+    pub async fn load(log: &dyn EventLog) -> Result<Self, Error> {
+        let mut history = Self::default();
+        history.read_topic(log, GAME_EVENTS).await?;
+        let mut regions: Vec<String> = history
+            .sessions
+            .values()
+            .flatten()
+            .filter_map(|l| match &l.event.body {
+                EventBody::SessionCreated(c) => Some(c.region.clone()),
+                _ => None,
+            })
+            .collect();
+        regions.sort();
+        regions.dedup();
+        for region in regions {
+            history.read_topic(log, &topics::ticks(&region)).await?;
+        }
+        for events in history.sessions.values_mut() {
+            // A stable sort keeps each topic's own order where times are equal.
+            events.sort_by_key(|l| l.event.at);
+            // session_ended is in both topics (the fact and the players' copy, written after the
+            // last tick in the same topic): keep the last one, which is after the last tick.
+            let last_end = events.iter().rposition(|l| matches!(l.event.body, EventBody::SessionEnded(_)));
+            let mut index = 0;
+            events.retain(|l| {
+                let keep = !matches!(l.event.body, EventBody::SessionEnded(_)) || Some(index) == last_end;
+                index += 1;
+                keep
+            });
+        }
+        Ok(history)
+    }
+
+    async fn read_topic(&mut self, log: &dyn EventLog, topic: &str) -> Result<(), Error> {
+        let mut from = StartFrom::Beginning;
+        loop {
+            let batch = log.read(topic, from, 4096).await?;
+            let Some(last) = batch.last() else { return Ok(()) };
+            from = StartFrom::Offset(last.offset + 1);
+            for record in &batch {
+                let position = Position { topic: topic.to_owned(), offset: record.offset };
+                match Event::from_bytes(&record.payload) {
+                    Ok(event) => {
+                        let session = event.session_id.clone();
+                        self.sessions.entry(session).or_default().push(Logged { position, event });
+                    }
+                    Err(_) => self.undecodable.push(position),
+                }
+            }
+        }
+    }
+
+    /// The events of one session.
+    pub fn session(&self, id: &str) -> Result<&[Logged], Error> {
+        self.sessions.get(id).map(Vec::as_slice).ok_or_else(|| Error::UnknownSession(id.to_owned()))
+    }
+}

@@ -6,4 +6,5 @@ mod bots;
 mod cli;
 mod game;
 mod latency;
+mod replay;
 mod support;

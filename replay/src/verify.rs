@@ -1,0 +1,170 @@
+//! Verification: every logged tick recomputed with the engine from its session's
+//! `session_created`; the revealed seed against its `seedHash`; no step missing or doubled.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tickcast_engine::{scheduled_at, seed_hash, state_at};
+use tickcast_schemas::event::EventBody;
+
+use crate::{Logged, Position};
+
+/// Something wrong in the log, at the event that shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    pub session_id: String,
+    /// The event that shows the problem (for a missing step: the first event after the gap).
+    pub at: String,
+    pub step: Option<i64>,
+    pub what: String,
+    #[serde(skip)]
+    position: Option<Position>,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} session {}", self.at, self.session_id)?;
+        if let Some(step) = self.step {
+            write!(f, " step {step}")?;
+        }
+        write!(f, ": {}", self.what)
+    }
+}
+
+/// What verifying one session found.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionCheck {
+    pub ticks: u64,
+    pub ended: bool,
+    pub problems: Vec<Problem>,
+}
+
+fn problem(session_id: &str, position: Option<&Position>, step: Option<i64>, what: String) -> Problem {
+    Problem {
+        session_id: session_id.to_owned(),
+        at: position.map_or_else(|| "end of log".to_owned(), ToString::to_string),
+        step,
+        what,
+        position: position.cloned(),
+    }
+}
+
+/// Verifies one session's events (in log order). Problems come in the order of the events
+/// that show them.
+#[must_use]
+pub fn verify_session(session_id: &str, events: &[Logged]) -> SessionCheck {
+    let mut check = SessionCheck::default();
+    let Some(created) = events.iter().find_map(|l| match &l.event.body {
+        EventBody::SessionCreated(c) => Some(c),
+        _ => None,
+    }) else {
+        let first = events.first().map(|l| &l.position);
+        check.problems.push(problem(
+            session_id,
+            first,
+            None,
+            "events for a session with no session_created".into(),
+        ));
+        return check;
+    };
+    let params = created.engine_params();
+    // step → where it was logged, to find doubles and gaps.
+    let mut steps: BTreeMap<i64, Position> = BTreeMap::new();
+    let mut last_step = None;
+    for logged in events {
+        let at = Some(&logged.position);
+        match &logged.event.body {
+            EventBody::Tick(tick) => {
+                check.ticks += 1;
+                let want = state_at(&params, tick.step);
+                let got = (tick.value, tick.round, tick.broken);
+                if got != (want.value, want.round, want.broken) {
+                    check.problems.push(problem(
+                        session_id,
+                        at,
+                        Some(tick.step),
+                        format!(
+                            "logged value {} round {} broken {}, the engine says value {} round {} broken {}",
+                            got.0, got.1, got.2, want.value, want.round, want.broken
+                        ),
+                    ));
+                }
+                let due = scheduled_at(created.start_at, created.tick_ms, tick.step);
+                if tick.scheduled_at != due {
+                    check.problems.push(problem(
+                        session_id,
+                        at,
+                        Some(tick.step),
+                        format!("scheduledAt {} but startAt + step·tickMs is {due}", tick.scheduled_at),
+                    ));
+                }
+                if let Some(first) = steps.get(&tick.step) {
+                    check.problems.push(problem(
+                        session_id,
+                        at,
+                        Some(tick.step),
+                        format!("step doubled (first at {first})"),
+                    ));
+                } else {
+                    steps.insert(tick.step, logged.position.clone());
+                }
+            }
+            EventBody::SessionEnded(ended) => {
+                check.ended = true;
+                last_step = Some(ended.last_step);
+                if seed_hash(ended.seed) != created.seed_hash {
+                    check.problems.push(problem(
+                        session_id,
+                        at,
+                        None,
+                        format!(
+                            "revealed seed {} does not hash to the seedHash {}",
+                            ended.seed, created.seed_hash
+                        ),
+                    ));
+                }
+                if ended.seed != created.seed {
+                    check.problems.push(problem(
+                        session_id,
+                        at,
+                        None,
+                        "revealed seed differs from the session's seed".into(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    // Every step from 0 to the last must be there: the end's lastStep, or for a running
+    // session the newest step logged.
+    let end = last_step.or_else(|| steps.keys().next_back().copied()).unwrap_or(-1);
+    let mut expected = 0;
+    for (&step, position) in steps.range(..=end) {
+        if step > expected {
+            let what = if step == expected + 1 {
+                format!("step {expected} missing")
+            } else {
+                format!("steps {expected} to {} missing", step - 1)
+            };
+            check.problems.push(problem(session_id, Some(position), Some(expected), what));
+        }
+        expected = step + 1;
+    }
+    if expected <= end {
+        let end_at = events
+            .iter()
+            .rev()
+            .find(|l| matches!(l.event.body, EventBody::SessionEnded(_)))
+            .map(|l| &l.position);
+        check.problems.push(problem(
+            session_id,
+            end_at,
+            Some(expected),
+            format!("steps {expected} to {end} missing"),
+        ));
+    }
+    check.problems.sort_by(|a, b| a.position.cmp(&b.position));
+    check
+}

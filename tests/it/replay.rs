@@ -1,0 +1,123 @@
+//! `tickcast replay` over the log a real `tickcast up` wrote: sessions, timeline, and verify
+//! catching a tampered tick and a missing step.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::support::{Player, Server};
+
+fn replay(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .arg("replay")
+        .args(args)
+        .args(["--log", &format!("embedded://{}", dir.display())])
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// Plays one short game to its end on a fresh server, then stops the server.
+async fn recorded_game() -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_in(dir.path(), &[]);
+    let ticket = server
+        .start_game(json!({"userId":"ana","tickMs":20,"countdownMs":0,"maxRounds":2,"minBreakSteps":5,"maxBreakSteps":15}))
+        .await;
+    let mut player = Player::join(&ticket, "ana", None).await;
+    let (_, code) = player.until_closed().await;
+    assert_eq!(code, Some(1000));
+    assert!(server.terminate().success());
+    (dir, ticket["gameId"].as_str().unwrap().to_owned(), ticket["region"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_timeline_and_verify_read_a_recorded_game() {
+    let (dir, game, _) = recorded_game().await;
+    let (ok, out, err) = replay(dir.path(), &["verify", "--all"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("verified 1 session(s)"), "{out}");
+
+    let (ok, out, _) = replay(dir.path(), &["sessions", "--json"]);
+    assert!(ok);
+    let session: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (session["sessionId"].as_str(), session["endReason"].as_str()),
+        (Some(game.as_str()), Some("max_rounds"))
+    );
+    assert_eq!((session["players"].as_u64(), session["rounds"].as_u64()), (Some(1), Some(2)));
+    let last_step = session["lastStep"].as_i64().unwrap();
+    assert_eq!(session["ticks"].as_i64(), Some(last_step + 1));
+
+    let (ok, out, _) = replay(dir.path(), &["timeline", "--session", &game, "--json"]);
+    assert!(ok);
+    let events: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events[0]["type"], "session_created");
+    assert_eq!(events.iter().filter(|e| e["type"] == "session_ended").count(), 1, "the end is shown once");
+    let end = events.iter().position(|e| e["type"] == "session_ended").unwrap();
+    let last_tick = events.iter().rposition(|e| e["type"] == "tick").unwrap();
+    assert!(last_tick < end, "the end comes after the last tick");
+    assert!(events.iter().any(|e| e["type"] == "player_joined" && e["userId"] == "ana"));
+    let steps: Vec<i64> =
+        events.iter().filter(|e| e["type"] == "tick").map(|e| e["step"].as_i64().unwrap()).collect();
+    assert_eq!(steps, (0..=last_step).collect::<Vec<_>>());
+
+    let (ok, _, err) = replay(dir.path(), &["timeline", "--session", "nope"]);
+    assert!(!ok && err.contains("no session nope"), "{err}");
+}
+
+/// Offset and payload of the tick at `step` in the region's tick topic.
+fn tick_row(db: &rusqlite::Connection, topic: &str, game: &str, step: i64) -> (i64, String) {
+    let mut stmt = db.prepare("SELECT offset, payload FROM records WHERE topic = ?1 AND key = ?2").unwrap();
+    let rows = stmt
+        .query_map(rusqlite::params![topic, game], |r| {
+            Ok((r.get::<_, i64>(0)?, String::from_utf8(r.get::<_, Vec<u8>>(1)?).unwrap()))
+        })
+        .unwrap();
+    rows.map(Result::unwrap)
+        .find(|(_, payload)| {
+            let v: Value = serde_json::from_str(payload).unwrap();
+            v["type"] == "tick" && v["step"] == step
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_a_tampered_tick_and_a_missing_step() {
+    let (dir, game, region) = recorded_game().await;
+    let topic = format!("ticks.{region}");
+    let db = rusqlite::Connection::open(dir.path().join("log.sqlite3")).unwrap();
+
+    // A changed value.
+    let (offset, payload) = tick_row(&db, &topic, &game, 3);
+    let mut tick: Value = serde_json::from_str(&payload).unwrap();
+    tick["value"] = json!(tick["value"].as_u64().unwrap() + 100);
+    db.execute(
+        "UPDATE records SET payload = ?1 WHERE topic = ?2 AND offset = ?3",
+        rusqlite::params![tick.to_string().into_bytes(), topic, offset],
+    )
+    .unwrap();
+    let (ok, out, err) = replay(dir.path(), &["verify", "--all"]);
+    assert!(!ok, "a tampered tick must fail verification");
+    let first = format!("{topic}@{offset} session {game} step 3");
+    assert!(err.contains(&first) && out.contains("the engine says"), "{out}\n{err}");
+
+    // A missing step (restore the value first, so the missing step is the only problem).
+    db.execute(
+        "UPDATE records SET payload = ?1 WHERE topic = ?2 AND offset = ?3",
+        rusqlite::params![payload.into_bytes(), topic, offset],
+    )
+    .unwrap();
+    assert!(replay(dir.path(), &["verify", "--session", &game]).0);
+    let (offset, _) = tick_row(&db, &topic, &game, 5);
+    db.execute("DELETE FROM records WHERE topic = ?1 AND offset = ?2", rusqlite::params![topic, offset])
+        .unwrap();
+    let (ok, out, err) = replay(dir.path(), &["verify", "--session", &game]);
+    assert!(!ok);
+    assert!(err.contains("step 5 missing"), "{out}\n{err}");
+}
