@@ -114,7 +114,8 @@ async fn replay(command: ReplayCommand) -> anyhow::Result<()> {
         | ReplayCommand::Timeline { log, .. }
         | ReplayCommand::Verify { log, .. } => &log.url,
     };
-    let log = open_log(url)?;
+    let log =
+        tickcast_eventlog::open_read_only(url).with_context(|| format!("cannot open the event log {url}"))?;
     let history = tickcast_replay::History::load(log.as_ref()).await?;
     let mut out = std::io::stdout().lock();
     match command {

@@ -67,6 +67,8 @@ pub struct EmbeddedLog {
     writer: mpsc::UnboundedSender<WriteRequest>,
     /// Bounds the records in flight to the writer.
     in_flight: Arc<Semaphore>,
+    /// Opened with `open_read_only`: appends are refused.
+    read_only: bool,
 }
 
 #[derive(Debug)]
@@ -182,28 +184,41 @@ impl EmbeddedLog {
         conn.pragma_update(None, "cache_size", -64 * 1024)?;
         conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
         conn.execute_batch(SCHEMA)?;
-        let mut topics = HashMap::new();
-        {
-            let mut stmt = conn.prepare("SELECT topic, MAX(offset) + 1 FROM records GROUP BY topic")?;
-            let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
-            for row in rows {
-                let (topic, end) = row?;
-                topics.insert(topic.clone(), TopicState::new(&topic, end as u64));
-            }
-        }
-        let shared = Arc::new(Shared {
-            db_path,
-            topics: Mutex::new(topics),
-            readers: Mutex::new(Vec::new()),
-            failed: Mutex::new(None),
-        });
+        let shared = Shared::load(db_path, &conn)?;
         let (writer, requests) = mpsc::unbounded_channel();
         let writer_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("eventlog-writer".into())
             .spawn(move || Writer::new(conn, writer_shared).run(requests))
             .map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
-        Ok(Self { shared, writer, in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT_RECORDS)) })
+        Ok(Self {
+            shared,
+            writer,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT_RECORDS)),
+            read_only: false,
+        })
+    }
+
+    /// Opens an existing log for reading only, beside a process that writes it: no writer,
+    /// no checkpoint, a snapshot of each topic's end at opening.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self> {
+        let db_path = dir.as_ref().join("log.sqlite3");
+        if !db_path.exists() {
+            return Err(Error::BadUrl {
+                url: format!("embedded://{}", dir.as_ref().display()),
+                reason: "no event log in that directory".into(),
+            });
+        }
+        let conn = open_connection(&db_path)?;
+        let shared = Shared::load(db_path, &conn)?;
+        // Nothing receives: appends are refused before they get here.
+        let (writer, _) = mpsc::unbounded_channel();
+        Ok(Self {
+            shared,
+            writer,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT_RECORDS)),
+            read_only: true,
+        })
     }
 
     async fn request(&self, make: impl FnOnce(oneshot::Sender<Result<()>>) -> WriteRequest) -> Result<()> {
@@ -213,6 +228,9 @@ impl EmbeddedLog {
     }
 
     fn check_failed(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
         match &*self.shared.failed.lock().unwrap() {
             Some(message) => Err(Error::WriteFailed(message.clone())),
             None => Ok(()),
@@ -226,6 +244,23 @@ impl EmbeddedLog {
 }
 
 impl Shared {
+    /// The shared state of a log whose records are in `conn`'s database.
+    fn load(db_path: PathBuf, conn: &Connection) -> Result<Arc<Self>> {
+        let mut topics = HashMap::new();
+        let mut stmt = conn.prepare("SELECT topic, MAX(offset) + 1 FROM records GROUP BY topic")?;
+        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (topic, end) = row?;
+            topics.insert(topic.clone(), TopicState::new(&topic, end as u64));
+        }
+        Ok(Arc::new(Self {
+            db_path,
+            topics: Mutex::new(topics),
+            readers: Mutex::new(Vec::new()),
+            failed: Mutex::new(None),
+        }))
+    }
+
     fn watch(&self, topic: &str) -> (Arc<str>, watch::Receiver<u64>) {
         let mut topics = self.topics.lock().unwrap();
         let state = topics.entry(topic.to_owned()).or_insert_with(|| TopicState::new(topic, 0));
@@ -415,6 +450,7 @@ impl EventLog for EmbeddedLog {
     }
 
     async fn sync(&self) -> Result<()> {
+        self.check_failed()?;
         self.request(|reply| WriteRequest::Sync { reply }).await
     }
 }

@@ -74,6 +74,8 @@ pub enum Error {
     Io { path: String, source: std::io::Error },
     #[error("embedded log write failed, nothing of it was stored: {0}")]
     WriteFailed(String),
+    #[error("the event log was opened read-only")]
+    ReadOnly,
     #[error("the event log is shut down")]
     Closed,
 }
@@ -133,6 +135,17 @@ pub trait GroupConsumer: Send + fmt::Debug {
     /// Records that the group has processed `topic`/`partition` up to, not including,
     /// `next_offset`: a restarted member resumes there. Durable when it returns.
     async fn commit(&mut self, topic: &str, partition: u32, next_offset: u64) -> Result<()>;
+}
+
+/// Opens an existing log named by `url` for reading only (replay, export): it never writes,
+/// so it can run beside the process that owns the log.
+pub fn open_read_only(url: &str) -> Result<Arc<dyn EventLog>> {
+    match url.split_once("://") {
+        Some(("embedded", dir)) if !dir.is_empty() => {
+            Ok(Arc::new(embedded::EmbeddedLog::open_read_only(dir)?))
+        }
+        _ => open(url),
+    }
 }
 
 /// Opens the backend named by `url`: `embedded://DIR`.

@@ -242,7 +242,7 @@ async fn delayed_pipe(
 
 /// Every event in the server's log topic, decoded as JSON.
 pub(crate) async fn log_events(server: &Server, topic: &str) -> Vec<Value> {
-    let log = tickcast_eventlog::embedded::EmbeddedLog::open(&server.data_dir).unwrap();
+    let log = tickcast_eventlog::embedded::EmbeddedLog::open_read_only(&server.data_dir).unwrap();
     let mut events = Vec::new();
     let mut from = tickcast_eventlog::StartFrom::Beginning;
     loop {

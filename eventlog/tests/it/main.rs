@@ -57,6 +57,23 @@ mod embedded {
     }
 }
 
+#[tokio::test]
+async fn a_read_only_log_reads_beside_the_writer_and_refuses_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = EmbeddedLog::open_read_only(dir.path()).unwrap_err().to_string();
+    assert!(missing.contains("no event log"), "{missing}");
+    let writer = EmbeddedLog::open(dir.path()).unwrap();
+    let record = NewRecord { key: "k".into(), timestamp_ms: 1, payload: Bytes::from_static(b"fact") };
+    writer.append("facts", vec![record.clone()], Durability::Durable).await.unwrap();
+    let reader = EmbeddedLog::open_read_only(dir.path()).unwrap();
+    let read = reader.read("facts", StartFrom::Beginning, 10).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(&read[0].payload[..], b"fact");
+    let refused = reader.append("facts", vec![record], Durability::Durable).await.unwrap_err();
+    assert!(matches!(refused, tickcast_eventlog::Error::ReadOnly), "{refused}");
+    assert_eq!(writer.read("facts", StartFrom::Beginning, 10).await.unwrap().len(), 1);
+}
+
 #[test]
 fn unknown_schemes_and_bad_urls_say_what_to_use() {
     for url in ["postgres://x", "./data", "embedded://"] {
