@@ -56,6 +56,29 @@ pub(crate) enum ReplayCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Export ticks (typed columns) or all events as Parquet, Arrow IPC, CSV or JSON lines.
+    Export {
+        #[command(flatten)]
+        log: LogArgs,
+        /// ticks: one row per tick; events: one row per event of any type.
+        #[arg(long, default_value = "ticks")]
+        kind: tickcast_replay::export::Kind,
+        /// parquet, arrow, csv or jsonl.
+        #[arg(long)]
+        format: tickcast_replay::export::Format,
+        /// File to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this session.
+        #[arg(long)]
+        session: Option<String>,
+        /// Only events at or after this instant (epoch ms).
+        #[arg(long)]
+        from: Option<i64>,
+        /// Only events before this instant (epoch ms).
+        #[arg(long)]
+        to: Option<i64>,
+    },
     /// Recompute every logged tick with the engine, check each revealed seed against its
     /// seedHash and that no step is missing or doubled. Exits 1 and names the first bad event.
     #[command(group = clap::ArgGroup::new("which").required(true).args(["session", "all"]))]

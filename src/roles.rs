@@ -112,6 +112,7 @@ async fn replay(command: ReplayCommand) -> anyhow::Result<()> {
     let url = match &command {
         ReplayCommand::Sessions { log, .. }
         | ReplayCommand::Timeline { log, .. }
+        | ReplayCommand::Export { log, .. }
         | ReplayCommand::Verify { log, .. } => &log.url,
     };
     let log =
@@ -168,6 +169,11 @@ async fn replay(command: ReplayCommand) -> anyhow::Result<()> {
                     serde_json::Value::Object(fields)
                 )?;
             }
+        }
+        ReplayCommand::Export { kind, format, out: path, session, from, to, .. } => {
+            let filter = tickcast_replay::export::Filter { session, from_ms: from, to_ms: to };
+            let rows = tickcast_replay::export::export(&history, kind, &filter, format, &path)?;
+            writeln!(out, "wrote {rows} rows to {}", path.display())?;
         }
         ReplayCommand::Verify { session, .. } => {
             let ids: Vec<String> = match session {

@@ -10,8 +10,10 @@
 //! - [`History`]: the events of the log, loaded per session, in log order.
 //! - [`catalog`]: one summary line per session.
 //! - [`verify`]: the checks, as plain functions over a session's events.
+//! - [`export`]: ticks or events as Parquet, Arrow IPC, CSV or JSON lines.
 
 pub mod catalog;
+pub mod export;
 pub mod verify;
 
 use std::collections::BTreeMap;
@@ -27,6 +29,12 @@ pub enum Error {
     Log(#[from] tickcast_eventlog::Error),
     #[error("no session {0} in the log")]
     UnknownSession(String),
+    #[error("cannot write {0}: {1}")]
+    Output(String, std::io::Error),
+    #[error("export failed: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("export failed: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
 }
 
 /// Where an event is in the log.

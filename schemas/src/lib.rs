@@ -7,6 +7,7 @@
 //! decimal strings, because JSON readers in other languages lose precision above 2^53.
 //!
 //! # Layout
+//! - `arrow` (feature `arrow`): Arrow schemas of the analytics feed.
 //! - [`event`]: the envelope [`Event`] and [`EventBody`], one variant per event type.
 //! - [`topics`]: topic names.
 //! - [`protocol`]: client ↔ gateway messages.
@@ -14,6 +15,8 @@
 //! - [`regions`]: the region table and the eight default regions.
 //! - [`sessions`]: the session directory, the one projection several roles keep in memory.
 
+#[cfg(feature = "arrow")]
+pub mod arrow;
 pub mod event;
 pub mod protocol;
 pub mod regions;
