@@ -79,6 +79,21 @@ pub(crate) enum ReplayCommand {
         #[arg(long)]
         to: Option<i64>,
     },
+    /// A self-contained HTML report with SVG plots: value curves with breaks, round lengths
+    /// against the engine, RTT per region, kicks and warnings over time, tick lateness.
+    #[command(group = clap::ArgGroup::new("report_which").required(true).args(["session", "all"]))]
+    Report {
+        #[command(flatten)]
+        log: LogArgs,
+        /// File to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        session: Option<String>,
+        /// Every session in the log.
+        #[arg(long)]
+        all: bool,
+    },
     /// Recompute every logged tick with the engine, check each revealed seed against its
     /// seedHash and that no step is missing or doubled. Exits 1 and names the first bad event.
     #[command(group = clap::ArgGroup::new("which").required(true).args(["session", "all"]))]

@@ -113,6 +113,7 @@ async fn replay(command: ReplayCommand) -> anyhow::Result<()> {
         ReplayCommand::Sessions { log, .. }
         | ReplayCommand::Timeline { log, .. }
         | ReplayCommand::Export { log, .. }
+        | ReplayCommand::Report { log, .. }
         | ReplayCommand::Verify { log, .. } => &log.url,
     };
     let log =
@@ -174,6 +175,15 @@ async fn replay(command: ReplayCommand) -> anyhow::Result<()> {
             let filter = tickcast_replay::export::Filter { session, from_ms: from, to_ms: to };
             let rows = tickcast_replay::export::export(&history, kind, &filter, format, &path)?;
             writeln!(out, "wrote {rows} rows to {}", path.display())?;
+        }
+        ReplayCommand::Report { out: path, session, .. } => {
+            let selected: Vec<String> = session.into_iter().collect();
+            if let Some(id) = selected.first() {
+                history.session(id)?;
+            }
+            let html = tickcast_replay::report::report(&history, &selected);
+            std::fs::write(&path, html).with_context(|| format!("cannot write {}", path.display()))?;
+            writeln!(out, "wrote {}", path.display())?;
         }
         ReplayCommand::Verify { session, .. } => {
             let ids: Vec<String> = match session {

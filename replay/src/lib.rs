@@ -11,9 +11,11 @@
 //! - [`catalog`]: one summary line per session.
 //! - [`verify`]: the checks, as plain functions over a session's events.
 //! - [`export`]: ticks or events as Parquet, Arrow IPC, CSV or JSON lines.
+//! - [`report`]: a self-contained HTML report with SVG plots.
 
 pub mod catalog;
 pub mod export;
+pub mod report;
 pub mod verify;
 
 use std::collections::BTreeMap;

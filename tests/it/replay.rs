@@ -27,7 +27,7 @@ async fn recorded_game() -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start_in(dir.path(), &[]);
     let ticket = server
-        .start_game(json!({"userId":"ana","tickMs":20,"countdownMs":0,"maxRounds":2,"minBreakSteps":5,"maxBreakSteps":15}))
+        .start_game(json!({"userId":"ana","tickMs":20,"countdownMs":0,"maxRounds":2,"minBreakSteps":40,"maxBreakSteps":60}))
         .await;
     let mut player = Player::join(&ticket, "ana", None).await;
     let (_, code) = player.until_closed().await;
@@ -155,4 +155,24 @@ async fn exported_parquet_is_read_back_by_pyarrow_with_the_logged_ticks() {
         .collect();
     assert!(!logged.is_empty());
     assert_eq!(read["rows"].as_array().unwrap(), &logged, "pyarrow reads exactly the logged ticks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_is_one_self_contained_html_file_with_svg_plots() {
+    let (dir, game, _) = recorded_game().await;
+    let out = dir.path().join("report.html");
+    let (ok, stdout, err) = replay(dir.path(), &["report", "--all", "--out", out.to_str().unwrap()]);
+    assert!(ok, "{stdout}{err}");
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.trim_end().ends_with("</html>"));
+    assert!(html.contains(&game));
+    // Value curve, round lengths, RTT, lateness (kicks: none in this game, said in words).
+    assert!(html.matches("<svg").count() >= 4, "{} charts", html.matches("<svg").count());
+    assert!(!html.contains("chart not drawn"));
+    assert!(html.contains("No kicks and no latency warnings."));
+    for external in ["<script", "<link", "src=\"http", "href=\"http"] {
+        assert!(!html.contains(external), "the report must not load {external}");
+    }
+    let (ok, _, err) = replay(dir.path(), &["report", "--session", "nope", "--out", out.to_str().unwrap()]);
+    assert!(!ok && err.contains("no session nope"), "{err}");
 }
