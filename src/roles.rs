@@ -145,10 +145,7 @@ async fn replay(command: ReplayCommand) -> anyhow::Result<()> {
         }
         ReplayCommand::Timeline { session, json, .. } => {
             let events = history.session(&session)?;
-            let start = events.iter().find_map(|l| match &l.event.body {
-                tickcast_schemas::event::EventBody::SessionCreated(c) => Some(c.start_at),
-                _ => None,
-            });
+            let start = tickcast_replay::session_created(events).map(|c| c.start_at);
             for logged in events {
                 let value = serde_json::to_value(&logged.event)?;
                 if json {

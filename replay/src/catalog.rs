@@ -31,10 +31,7 @@ pub fn sessions(history: &History) -> Vec<SessionSummary> {
         .sessions
         .iter()
         .filter_map(|(id, events)| {
-            let created = events.iter().find_map(|l| match &l.event.body {
-                EventBody::SessionCreated(c) => Some(c),
-                _ => None,
-            })?;
+            let created = crate::session_created(events)?;
             let mut players: Vec<&str> = Vec::new();
             let mut summary = SessionSummary {
                 session_id: id.clone(),

@@ -126,10 +126,7 @@ fn ticks(history: &History, filter: &Filter) -> Result<RecordBatch, Error> {
     let (mut scheduled, mut emitted) =
         (TimestampMillisecondBuilder::new(), TimestampMillisecondBuilder::new());
     for (id, events) in &history.sessions {
-        let region_of = events.iter().find_map(|l| match &l.event.body {
-            EventBody::SessionCreated(c) => Some(c.region.as_str()),
-            _ => None,
-        });
+        let region_of = crate::session_created(events).map(|c| c.region.as_str());
         // A step logged twice (by two generators during a hand-over) is one tick.
         let mut seen = HashSet::new();
         for logged in events.iter().filter(|l| filter.keeps(id, l)) {

@@ -21,7 +21,7 @@ pub mod verify;
 use std::collections::BTreeMap;
 
 use tickcast_eventlog::{EventLog, StartFrom};
-use tickcast_schemas::event::{Event, EventBody};
+use tickcast_schemas::event::{Event, EventBody, SessionCreated};
 use tickcast_schemas::topics::{self, GAME_EVENTS};
 
 /// Errors of the replay tools.
@@ -59,6 +59,15 @@ pub struct Logged {
     pub event: Event,
 }
 
+/// The `session_created` among a session's events.
+#[must_use]
+pub fn session_created(events: &[Logged]) -> Option<&SessionCreated> {
+    events.iter().find_map(|l| match &l.event.body {
+        EventBody::SessionCreated(c) => Some(c),
+        _ => None,
+    })
+}
+
 /// The log's events grouped by session: each session's `game-events`, then its tick-topic
 /// events, merged in time order (`at`, then topic and offset).
 #[derive(Debug, Default)]
@@ -76,11 +85,8 @@ impl History {
         let mut regions: Vec<String> = history
             .sessions
             .values()
-            .flatten()
-            .filter_map(|l| match &l.event.body {
-                EventBody::SessionCreated(c) => Some(c.region.clone()),
-                _ => None,
-            })
+            .filter_map(|events| session_created(events))
+            .map(|c| c.region.clone())
             .collect();
         regions.sort();
         regions.dedup();

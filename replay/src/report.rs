@@ -125,10 +125,7 @@ fn round_lengths(history: &History, ids: &[&str]) -> String {
     let mut bounds = None;
     for id in ids {
         let events = &history.sessions[*id];
-        let Some(created) = events.iter().find_map(|l| match &l.event.body {
-            EventBody::SessionCreated(c) => Some(c),
-            _ => None,
-        }) else {
+        let Some(created) = crate::session_created(events) else {
             continue;
         };
         // Pool only sessions with the first session's bounds: one expected distribution.
@@ -188,10 +185,7 @@ fn rtt_per_region(history: &History, ids: &[&str]) -> String {
     let mut by_region: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for id in ids {
         let events = &history.sessions[*id];
-        let region = events.iter().find_map(|l| match &l.event.body {
-            EventBody::SessionCreated(c) => Some(c.region.clone()),
-            _ => None,
-        });
+        let region = crate::session_created(events).map(|c| c.region.clone());
         let bins =
             by_region.entry(region.unwrap_or_default()).or_insert_with(|| vec![0; LAST_BIN as usize + 1]);
         for l in events {

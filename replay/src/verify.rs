@@ -56,10 +56,7 @@ fn problem(session_id: &str, position: Option<&Position>, step: Option<i64>, wha
 #[must_use]
 pub fn verify_session(session_id: &str, events: &[Logged]) -> SessionCheck {
     let mut check = SessionCheck::default();
-    let Some(created) = events.iter().find_map(|l| match &l.event.body {
-        EventBody::SessionCreated(c) => Some(c),
-        _ => None,
-    }) else {
+    let Some(created) = crate::session_created(events) else {
         let first = events.first().map(|l| &l.position);
         check.problems.push(problem(
             session_id,
