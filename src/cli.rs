@@ -94,6 +94,19 @@ pub(crate) enum ReplayCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Re-broadcast a recorded game over the client protocol (ws://LISTEN/ws), at any speed:
+    /// each spectator that sends join gets the game from its start.
+    Serve {
+        #[command(flatten)]
+        log: LogArgs,
+        #[arg(long)]
+        session: String,
+        /// How many times faster than it was played.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+    },
     /// Recompute every logged tick with the engine, check each revealed seed against its
     /// seedHash and that no step is missing or doubled. Exits 1 and names the first bad event.
     #[command(group = clap::ArgGroup::new("which").required(true).args(["session", "all"]))]

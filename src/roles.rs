@@ -114,6 +114,7 @@ async fn replay(command: ReplayCommand) -> anyhow::Result<()> {
         | ReplayCommand::Timeline { log, .. }
         | ReplayCommand::Export { log, .. }
         | ReplayCommand::Report { log, .. }
+        | ReplayCommand::Serve { log, .. }
         | ReplayCommand::Verify { log, .. } => &log.url,
     };
     let log =
@@ -181,6 +182,23 @@ async fn replay(command: ReplayCommand) -> anyhow::Result<()> {
             let html = tickcast_replay::report::report(&history, &selected);
             std::fs::write(&path, html).with_context(|| format!("cannot write {}", path.display()))?;
             writeln!(out, "wrote {}", path.display())?;
+        }
+        ReplayCommand::Serve { session, speed, listen, .. } => {
+            if !(speed.is_finite() && speed > 0.0) {
+                bail!("--speed must be a positive number, e.g. 10");
+            }
+            let playback = tickcast_replay::serve::Playback::of(&history, &session)?;
+            drop(out);
+            let mut roles = Roles::new();
+            let addr = roles.serve(listen, tickcast_replay::serve::router(playback, speed)).await?;
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(
+                stdout,
+                "replaying session {session} at {speed}x on ws://{addr}/ws (send join to watch)"
+            );
+            let _ = stdout.flush();
+            drop(stdout);
+            return roles.wait().await;
         }
         ReplayCommand::Verify { session, .. } => {
             let ids: Vec<String> = match session {

@@ -12,10 +12,12 @@
 //! - [`verify`]: the checks, as plain functions over a session's events.
 //! - [`export`]: ticks or events as Parquet, Arrow IPC, CSV or JSON lines.
 //! - [`report`]: a self-contained HTML report with SVG plots.
+//! - [`serve`]: a recorded game re-broadcast over the client protocol, at any speed.
 
 pub mod catalog;
 pub mod export;
 pub mod report;
+pub mod serve;
 pub mod verify;
 
 use std::collections::BTreeMap;

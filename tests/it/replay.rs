@@ -176,3 +176,44 @@ async fn the_report_is_one_self_contained_html_file_with_svg_plots() {
     let (ok, _, err) = replay(dir.path(), &["report", "--session", "nope", "--out", out.to_str().unwrap()]);
     assert!(!ok && err.contains("no session nope"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_serve_rebroadcasts_the_recorded_ticks_in_order_at_speed_10() {
+    use std::io::{BufRead, BufReader};
+    let (dir, game, _) = recorded_game().await;
+    let (_, timeline, _) = replay(dir.path(), &["timeline", "--session", &game, "--json"]);
+    let logged: Vec<Value> = timeline
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "tick")
+        .collect();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["replay", "serve", "--session", &game, "--speed", "10", "--listen", "127.0.0.1:0"])
+        .args(["--log", &format!("embedded://{}", dir.path().display())])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("ws://"))
+        .expect("serve prints its ws:// URL")
+        .to_owned();
+
+    let mut spectator = Player::connect(&url).await;
+    spectator.send(json!({"action":"join","sessionId":game,"userId":"watcher","token":"-"})).await;
+    let (frames, code) = spectator.until_closed().await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code, Some(1000));
+    assert_eq!(frames[0]["type"], "session_joined");
+    let ticks: Vec<&Value> = frames.iter().filter(|f| f["type"] == "tick").collect();
+    assert_eq!(ticks.len(), logged.len());
+    for (sent, original) in ticks.iter().zip(&logged) {
+        for field in ["step", "value", "round", "broken", "scheduledAt"] {
+            assert_eq!(sent[field], original[field], "{field} of {original}");
+        }
+    }
+    assert_eq!(frames.last().unwrap()["type"], "session_ended");
+}
