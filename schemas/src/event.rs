@@ -77,9 +77,25 @@ impl Event {
     }
 
     /// The `type` field of an encoded event, read without decoding the rest, so consumers can
-    /// skip the events they do not need cheaply. `None` when the bytes are not an event.
+    /// skip the events they do not need cheaply (every consumer of `game-events` sees a latency
+    /// sample per player per second). `None` when the bytes are not an event.
     #[must_use]
     pub fn peek_type(bytes: &[u8]) -> Option<&str> {
+        const KEY: &[u8] = b"\"type\":\"";
+        // Fast path: the first `"type":"` at the top level of the object (exactly one `{`
+        // before it). In valid JSON the pattern cannot occur inside a string, where the quotes
+        // would be escaped; anything unusual falls back to the parser.
+        if let Some(at) = bytes.windows(KEY.len()).position(|w| w == KEY)
+            && bytes[..at].iter().filter(|&&b| b == b'{').count() == 1
+        {
+            let rest = &bytes[at + KEY.len()..];
+            if let Some(end) = rest.iter().position(|&b| b == b'"' || b == b'\\')
+                && rest[end] == b'"'
+                && let Ok(kind) = std::str::from_utf8(&rest[..end])
+            {
+                return Some(kind);
+            }
+        }
         #[derive(Deserialize)]
         struct TypeOnly<'a> {
             #[serde(rename = "type", borrow)]

@@ -70,6 +70,13 @@ fn every_event_type_round_trips() {
         assert_eq!(Event::peek_type(&bytes), Some(event.kind()));
     }
     assert_eq!(Event::peek_type(b"not json"), None);
+    // Nested objects and other key orders go through the parser and still answer right.
+    assert_eq!(Event::peek_type(br#"{"x":{"type":"tick"},"type":"countdown"}"#), Some("countdown"));
+    assert_eq!(
+        Event::peek_type(br#"{"userId":"a{\"type\":\"tick\"}","type":"player_joined"}"#),
+        Some("player_joined")
+    );
+    assert_eq!(Event::peek_type(br#"{"type":"session_created","v":1}"#), Some("session_created"));
 }
 
 #[test]
