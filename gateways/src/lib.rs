@@ -89,7 +89,7 @@ impl GatewayConfig {
             instance: "0".into(),
             latency: LatencyPolicy::default(),
             ping_interval: Duration::from_secs(1),
-            resume_ticks: 600,
+            resume_ticks: 300,
             join_wait: Duration::from_secs(3),
             max_frame_bytes: 64 * 1024,
             max_pending_bytes: 256 * 1024,
