@@ -217,3 +217,45 @@ async fn replay_serve_rebroadcasts_the_recorded_ticks_in_order_at_speed_10() {
     }
     assert_eq!(frames.last().unwrap()["type"], "session_ended");
 }
+
+/// Loads `tests/fixtures/short-game.jsonl` (records as a `tickcast up` logged them) into a
+/// fresh embedded log.
+async fn fixture_log() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let log = tickcast_eventlog::embedded::EmbeddedLog::open(dir.path()).unwrap();
+    let fixture = include_str!("../fixtures/short-game.jsonl");
+    for line in fixture.lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let record = tickcast_eventlog::NewRecord {
+            key: row["key"].as_str().unwrap().to_owned(),
+            timestamp_ms: row["ts"].as_i64().unwrap(),
+            payload: row["payload"].to_string().into_bytes().into(),
+        };
+        let topic = row["topic"].as_str().unwrap();
+        let offsets = tickcast_eventlog::EventLog::append(
+            &log,
+            topic,
+            vec![record],
+            tickcast_eventlog::Durability::Durable,
+        )
+        .await
+        .unwrap();
+        assert_eq!(offsets, [row["offset"].as_u64().unwrap()], "the fixture's offsets are reproduced");
+    }
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_timeline_and_verify_of_a_committed_fixture() {
+    let dir = fixture_log().await;
+    let (ok, out, err) =
+        replay(dir.path(), &["timeline", "--session", "01a20d30-9d46-751f-b18b-7d3ddc2990a5", "--json"]);
+    assert!(ok, "{err}");
+    let want = include_str!("../fixtures/short-game.timeline.jsonl");
+    let parse =
+        |text: &str| text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>();
+    assert_eq!(parse(&out), parse(want), "timeline differs from tests/fixtures/short-game.timeline.jsonl");
+    let (ok, out, err) = replay(dir.path(), &["verify", "--all"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, include_str!("../fixtures/short-game.verify.txt"));
+}
