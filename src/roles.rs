@@ -119,7 +119,17 @@ async fn replay(command: ReplayCommand) -> anyhow::Result<()> {
     };
     let log =
         tickcast_eventlog::open_read_only(url).with_context(|| format!("cannot open the event log {url}"))?;
-    let history = tickcast_replay::History::load(log.as_ref()).await?;
+    // A spinner on long reads, for people (not when stderr is a file or a pipe).
+    let spinner = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        spinner
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut progress = |read: u64| spinner.set_message(format!("read {read} records"));
+    let history = tickcast_replay::History::load_with_progress(log.as_ref(), &mut progress).await?;
+    spinner.finish_and_clear();
     let mut out = std::io::stdout().lock();
     match command {
         ReplayCommand::Sessions { json, .. } => {

@@ -82,8 +82,17 @@ pub struct History {
 impl History {
     /// Reads every event of `game-events` and of the tick topics of the regions it names.
     pub async fn load(log: &dyn EventLog) -> Result<Self, Error> {
+        Self::load_with_progress(log, &mut |_| {}).await
+    }
+
+    /// As [`History::load`], calling `progress` with the number of records read so far.
+    pub async fn load_with_progress(
+        log: &dyn EventLog,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Self, Error> {
         let mut history = Self::default();
-        history.read_topic(log, GAME_EVENTS).await?;
+        let mut read = 0;
+        history.read_topic(log, GAME_EVENTS, &mut read, progress).await?;
         let mut regions: Vec<String> = history
             .sessions
             .values()
@@ -93,7 +102,7 @@ impl History {
         regions.sort();
         regions.dedup();
         for region in regions {
-            history.read_topic(log, &topics::ticks(&region)).await?;
+            history.read_topic(log, &topics::ticks(&region), &mut read, progress).await?;
         }
         for events in history.sessions.values_mut() {
             // A stable sort keeps each topic's own order where times are equal.
@@ -111,10 +120,18 @@ impl History {
         Ok(history)
     }
 
-    async fn read_topic(&mut self, log: &dyn EventLog, topic: &str) -> Result<(), Error> {
+    async fn read_topic(
+        &mut self,
+        log: &dyn EventLog,
+        topic: &str,
+        read: &mut u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), Error> {
         let mut from = StartFrom::Beginning;
         loop {
             let batch = log.read(topic, from, 4096).await?;
+            *read += batch.len() as u64;
+            progress(*read);
             let Some(last) = batch.last() else { return Ok(()) };
             from = StartFrom::Offset(last.offset + 1);
             for record in &batch {
