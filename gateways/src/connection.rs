@@ -142,8 +142,11 @@ pub(crate) async fn serve(
     };
     let _ = socket.send(close_frame(close.code, close.reason)).await;
     conn.leave(close.left);
-    // Wait briefly for the player's close reply (discarding what is still in flight), so the
-    // socket is not reset under data the player sent before it saw the close.
+    // The close frame is queued before the detach, which flushes it and takes the player out
+    // of its session at once: no more ticks are written to a closing socket.
+    conn.gateway.detach(id);
+    // Then wait briefly for the player's close reply (discarding what is still in flight), so
+    // the socket is not reset under data the player sent before it saw the close.
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
         while let Some(Ok(message)) = socket.next().await {
             if message.is_close() {
@@ -152,7 +155,6 @@ pub(crate) async fn serve(
         }
     })
     .await;
-    conn.gateway.detach(id);
 }
 
 /// How long a closing connection waits for the player's close reply.
