@@ -21,7 +21,10 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
-use crate::{Durability, Error, EventLog, GroupConsumer, NewRecord, Record, Result, StartFrom, Tail};
+use crate::{
+    CommitPosition, Durability, Error, EventLog, GroupConsumer, GroupEvent, NewRecord, Record, Result, Scan,
+    StartFrom, Tail, TopicPartition,
+};
 
 /// Records kept in memory per topic for live tailers.
 const RECENT_RECORDS: usize = 32 * 1024;
@@ -414,6 +417,13 @@ impl EventLog for EmbeddedLog {
         self.shared.fetch(&name, position, max).await
     }
 
+    async fn scan(&self, topic: &str, from: StartFrom) -> Result<Box<dyn Scan>> {
+        let position = self.shared.resolve(topic, from).await?;
+        let (name, _) = self.shared.watch(topic);
+        let end = self.shared.end_of(topic);
+        Ok(Box::new(EmbeddedScan { shared: Arc::clone(&self.shared), topic: name, position, end }))
+    }
+
     async fn tail(&self, topic: &str, from: StartFrom) -> Result<Box<dyn Tail>> {
         let position = self.shared.resolve(topic, from).await?;
         Ok(Box::new(self.tail_at(topic, position)))
@@ -446,12 +456,42 @@ impl EventLog for EmbeddedLog {
             };
             tails.push(self.tail_at(topic, position));
         }
-        Ok(Box::new(EmbeddedConsumer { group: group.to_owned(), tails, writer: self.writer.clone() }))
+        let assigned =
+            topics.iter().map(|t| TopicPartition { topic: (*t).to_owned(), partition: 0 }).collect();
+        Ok(Box::new(EmbeddedConsumer {
+            group: group.to_owned(),
+            tails,
+            writer: self.writer.clone(),
+            unannounced: Some(assigned),
+        }))
     }
 
     async fn sync(&self) -> Result<()> {
         self.check_failed()?;
         self.request(|reply| WriteRequest::Sync { reply }).await
+    }
+}
+
+/// A bounded reader of one topic of the embedded log: up to the end it had when it started.
+#[derive(Debug)]
+struct EmbeddedScan {
+    shared: Arc<Shared>,
+    topic: Arc<str>,
+    position: u64,
+    end: u64,
+}
+
+#[async_trait]
+impl Scan for EmbeddedScan {
+    async fn next_batch(&mut self) -> Result<Option<Vec<Record>>> {
+        if self.position >= self.end {
+            return Ok(None);
+        }
+        let wanted = (self.end - self.position).min(MAX_BATCH as u64) as usize;
+        let records = self.shared.fetch(&self.topic, self.position, wanted).await?;
+        let Some(last) = records.last() else { return Ok(None) };
+        self.position = last.offset + 1;
+        Ok(Some(records))
     }
 }
 
@@ -502,17 +542,22 @@ struct EmbeddedConsumer {
     tails: Vec<EmbeddedTail>,
     /// Commits go through the writer so they share its group commit.
     writer: mpsc::UnboundedSender<WriteRequest>,
+    /// The single member owns every partition; it says so once, first.
+    unannounced: Option<Vec<TopicPartition>>,
 }
 
 #[async_trait]
 impl GroupConsumer for EmbeddedConsumer {
-    async fn poll(&mut self) -> Result<Vec<Record>> {
+    async fn next_event(&mut self) -> Result<GroupEvent> {
+        if let Some(assigned) = self.unannounced.take() {
+            return Ok(GroupEvent::Assigned(assigned));
+        }
         loop {
             for tail in &mut self.tails {
                 if tail.has_records() {
                     let records = tail.take_available().await?;
                     if !records.is_empty() {
-                        return Ok(records);
+                        return Ok(GroupEvent::Records(records));
                     }
                 }
             }
@@ -522,7 +567,8 @@ impl GroupConsumer for EmbeddedConsumer {
         }
     }
 
-    async fn commit(&mut self, topic: &str, partition: u32, next_offset: u64) -> Result<()> {
+    async fn commit(&mut self, topic: &str, partition: u32, position: CommitPosition) -> Result<()> {
+        let next_offset = position.next_offset;
         let (reply, response) = oneshot::channel();
         let request = WriteRequest::Commit {
             group: self.group.clone(),

@@ -2,16 +2,19 @@
 //! instant, tail them live, and consume them as named consumer groups with committed offsets.
 //!
 //! This crate owns the [`EventLog`] trait and its backends, chosen by URL ([`open`]):
-//! `embedded://DIR` (SQLite in WAL mode, one file, group commit). It is the only crate that
+//! `embedded://DIR` (SQLite in WAL mode, one file, group commit) and
+//! `kafka://HOST:PORT[,HOST:PORT]` (a Kafka cluster through librdkafka). It is the only crate that
 //! talks to a storage engine or broker; it knows records (key, timestamp, bytes), not events,
 //! and must not interpret payloads.
 //!
 //! # Layout
 //! - [`EventLog`], [`Tail`], [`GroupConsumer`]: the trait every backend implements.
 //! - [`embedded`]: the SQLite backend.
+//! - [`kafka`]: the Kafka backend.
 //! - [`Error`]: what can go wrong, with whether a retry can help.
 
 pub mod embedded;
+pub mod kafka;
 
 use std::fmt;
 use std::sync::Arc;
@@ -74,6 +77,12 @@ pub enum Error {
     Io { path: String, source: std::io::Error },
     #[error("embedded log write failed, nothing of it was stored: {0}")]
     WriteFailed(String),
+    #[error("Kafka: {0}")]
+    Kafka(String),
+    #[error(
+        "topic {0:?} does not exist; create the topics with `tickcast topics create --log URL --partitions N`"
+    )]
+    MissingTopic(String),
     #[error("the event log was opened read-only")]
     ReadOnly,
     #[error("the event log is shut down")]
@@ -101,6 +110,10 @@ pub trait EventLog: Send + Sync + fmt::Debug {
     /// Up to `max` records of `topic` from `from`, without waiting for new ones.
     async fn read(&self, topic: &str, from: StartFrom, max: usize) -> Result<Vec<Record>>;
 
+    /// Reads `topic` from `from` to its end as it is when called, in batches, across all its
+    /// partitions.
+    async fn scan(&self, topic: &str, from: StartFrom) -> Result<Box<dyn Scan>>;
+
     /// A live reader of `topic` from `from`: returns what is there, then waits for more.
     async fn tail(&self, topic: &str, from: StartFrom) -> Result<Box<dyn Tail>>;
 
@@ -115,6 +128,18 @@ pub trait EventLog: Send + Sync + fmt::Debug {
 
     /// Flushes relaxed appends to stable storage.
     async fn sync(&self) -> Result<()>;
+
+    /// Fails with [`Error::MissingTopic`] for the first of `topics` that does not exist. Backends
+    /// that create topics on first use have nothing to check.
+    async fn check_topics(&self, _topics: &[String]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A bounded reader of one topic: what was there when it started, then `None`.
+#[async_trait]
+pub trait Scan: Send + fmt::Debug {
+    async fn next_batch(&mut self) -> Result<Option<Vec<Record>>>;
 }
 
 /// A live reader of one topic.
@@ -125,16 +150,72 @@ pub trait Tail: Send + fmt::Debug {
     async fn next_batch(&mut self) -> Result<Vec<Record>>;
 }
 
+/// One partition of one topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: u32,
+}
+
+/// What a group member learns when it polls.
+#[derive(Debug)]
+pub enum GroupEvent {
+    /// Records of partitions it owns, in order within each partition.
+    Records(Vec<Record>),
+    /// Partitions it now owns, in addition to any it had. Their records follow, from the
+    /// group's committed offsets.
+    Assigned(Vec<TopicPartition>),
+    /// Partitions taken from it. The rebalance waits until this is dropped: stop acting on
+    /// them (stop emitting for their sessions, finish in-flight writes) before dropping it.
+    Revoked(Revocation),
+}
+
+/// Where a group resumes a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitPosition {
+    pub next_offset: u64,
+    /// At or before the timestamp of the record at `next_offset` (or of any later record):
+    /// lets a backend that cannot start inside a batch of records start earlier, by time, and
+    /// skip what is before `next_offset`.
+    pub not_after_ms: i64,
+}
+
+/// Partitions being taken from a group member; dropping it lets them go.
+#[derive(Debug)]
+pub struct Revocation {
+    pub partitions: Vec<TopicPartition>,
+    /// Dropped with the revocation, which wakes the rebalance waiting on the other end.
+    release: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl Revocation {
+    /// Lets the partitions go (the same as dropping it; says so where it happens).
+    pub fn release(mut self) {
+        self.release.take();
+    }
+}
+
 /// A member of a consumer group: reads its topics and commits how far it has processed.
 #[async_trait]
 pub trait GroupConsumer: Send + fmt::Debug {
-    /// The next records of any of the group's topics, waiting until there is at least one.
-    /// Cancel-safe.
-    async fn poll(&mut self) -> Result<Vec<Record>>;
+    /// The next event: records of its partitions or a change of which partitions it owns,
+    /// waiting until there is one. Cancel-safe.
+    async fn next_event(&mut self) -> Result<GroupEvent>;
 
     /// Records that the group has processed `topic`/`partition` up to, not including,
-    /// `next_offset`: a restarted member resumes there. Durable when it returns.
-    async fn commit(&mut self, topic: &str, partition: u32, next_offset: u64) -> Result<()>;
+    /// `position.next_offset`: the member that gets the partition next resumes there. A backend
+    /// may make it durable after it returns; a lost commit only means reading more again.
+    async fn commit(&mut self, topic: &str, partition: u32, position: CommitPosition) -> Result<()>;
+
+    /// Leaves the group and returns once the group knows, so the partitions move to the other
+    /// members at once rather than after a timeout.
+    async fn close(self: Box<Self>) {}
+}
+
+/// Settings of a log beyond its URL, used by the backends they concern.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub kafka: kafka::KafkaOptions,
 }
 
 /// Opens an existing log named by `url` for reading only (replay, export): it never writes,
@@ -148,18 +229,24 @@ pub fn open_read_only(url: &str) -> Result<Arc<dyn EventLog>> {
     }
 }
 
-/// Opens the backend named by `url`: `embedded://DIR`.
+/// Opens the backend named by `url` with default settings.
 pub fn open(url: &str) -> Result<Arc<dyn EventLog>> {
+    open_with(url, &LogOptions::default())
+}
+
+/// Opens the backend named by `url`: `embedded://DIR` or `kafka://HOST:PORT[,HOST:PORT][?prefix=P]`.
+pub fn open_with(url: &str, options: &LogOptions) -> Result<Arc<dyn EventLog>> {
     let bad = |reason: &str| Error::BadUrl { url: url.to_owned(), reason: reason.to_owned() };
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(bad("expected SCHEME://…, e.g. embedded://./data"));
+        return Err(bad("expected SCHEME://…, e.g. embedded://./data or kafka://127.0.0.1:9092"));
     };
     match scheme {
         "embedded" if rest.is_empty() => Err(bad("embedded:// needs a directory, e.g. embedded://./data")),
         "embedded" => Ok(Arc::new(embedded::EmbeddedLog::open(rest)?)),
-        "kafka" | "kinesis" => {
-            Err(bad(&format!("the {scheme} backend is not part of this build yet; use embedded://DIR")))
-        }
-        other => Err(bad(&format!("unknown scheme {other:?}; supported: embedded://DIR"))),
+        "kafka" => Ok(Arc::new(kafka::KafkaLog::open(url, rest, options.kafka.clone())?)),
+        "kinesis" => Err(bad(
+            "the kinesis backend is not part of this build yet; use embedded://DIR or kafka://HOST:PORT",
+        )),
+        other => Err(bad(&format!("unknown scheme {other:?}; supported: embedded://DIR, kafka://HOST:PORT"))),
     }
 }

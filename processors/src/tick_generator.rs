@@ -2,17 +2,27 @@
 //! per active session, and at each deadline appends the due countdowns and ticks to
 //! `ticks.<region>` (and `session_ended` to both topics).
 //!
-//! Committed offset: the offset of the oldest still-active session's `session_created` (or the
-//! consumed position when none is active), so a restarted generator re-reads exactly the events
-//! of the sessions it must continue. A session it finds already running resumes after the last
-//! step found in its tick topic; a step emitted twice across a restart is dropped by gateways.
+//! Generators scale out as members of one consumer group: each owns the sessions of its
+//! `game-events` partitions (a session's events share its partition, keyed by sessionId).
+//!
+//! Committed offset, per partition: the offset of the oldest still-active session's
+//! `session_created` (or the consumed position when none is active), so a generator that gets
+//! the partition (after a restart, a peer's crash or a rebalance) re-reads exactly the events of
+//! the sessions it must continue. A session it finds already running resumes after the last step
+//! found in its tick topic, recomputed from the engine; steps missed during the hand-over are
+//! emitted late, never skipped, and a step emitted twice is dropped by gateways.
+//!
+//! On revocation and on shutdown alike ([`TickGenerator::drain`]) it stops emitting for the
+//! partitions' sessions after its last write is acknowledged, and only then lets them go.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tickcast_eventlog::{Durability, EventLog, GroupConsumer, NewRecord, Record, StartFrom};
+use tickcast_eventlog::{
+    CommitPosition, Durability, EventLog, GroupConsumer, GroupEvent, NewRecord, Record, StartFrom,
+};
 use tickcast_schemas::event::{Countdown, EVENT_TYPES, Event, EventBody, SessionCreated, SessionEnded, Tick};
 use tickcast_schemas::topics::{self, GAME_EVENTS};
 use tokio_util::sync::CancellationToken;
@@ -40,8 +50,10 @@ impl Default for TickGeneratorConfig {
 #[derive(Debug)]
 struct ActiveSession {
     schedule: SessionSchedule,
-    /// Offset of its session_created in game-events: the commit point while it is active.
-    created_offset: u64,
+    /// The game-events partition of its events, and the offset of its session_created there:
+    /// the commit point while it is active.
+    partition: u32,
+    created: CommitPosition,
     ticks_topic: String,
 }
 
@@ -54,9 +66,9 @@ pub struct TickGenerator {
     sessions: HashMap<String, ActiveSession>,
     /// (deadline, session) entries; stale ones (deadline no longer the session's) are skipped.
     deadlines: BinaryHeap<Reverse<(i64, String)>>,
-    /// The game-events offset after the last processed record.
-    consumed: u64,
-    committed: Option<u64>,
+    /// Per owned game-events partition: the offset after the last processed record.
+    consumed: HashMap<u32, CommitPosition>,
+    committed: HashMap<u32, CommitPosition>,
 }
 
 impl TickGenerator {
@@ -69,8 +81,8 @@ impl TickGenerator {
             source,
             sessions: HashMap::new(),
             deadlines: BinaryHeap::new(),
-            consumed: 0,
-            committed: None,
+            consumed: HashMap::new(),
+            committed: HashMap::new(),
         }
     }
 
@@ -91,20 +103,55 @@ impl TickGenerator {
                     self.emit_due(now_ms()).await?;
                     self.commit(&mut *consumer).await?;
                 }
-                records = consumer.poll() => {
-                    self.apply(records?).await?;
-                    self.commit(&mut *consumer).await?;
-                }
+                event = consumer.next_event() => match event? {
+                    GroupEvent::Records(records) => {
+                        self.apply(records).await?;
+                        self.commit(&mut *consumer).await?;
+                    }
+                    GroupEvent::Assigned(partitions) => {
+                        tracing::info!(?partitions, "game-events partitions assigned");
+                    }
+                    GroupEvent::Revoked(revocation) => {
+                        let partitions: Vec<u32> = revocation
+                            .partitions
+                            .iter()
+                            .filter(|p| p.topic == GAME_EVENTS)
+                            .map(|p| p.partition)
+                            .collect();
+                        self.drain(|p| partitions.contains(&p));
+                        revocation.release();
+                    }
+                },
             }
         }
-        tracing::info!(active = self.sessions.len(), "tick generator stopped");
+        self.drain(|_| true);
+        consumer.close().await;
+        tracing::info!("tick generator stopped");
         Ok(())
+    }
+
+    /// Stops emitting for the sessions of the partitions `drained` selects. Every write made
+    /// so far is acknowledged (emissions are awaited), so what the next owner reads from the
+    /// tick topics is all there is.
+    fn drain(&mut self, drained: impl Fn(u32) -> bool) {
+        let before = self.sessions.len();
+        self.sessions.retain(|_, s| !drained(s.partition));
+        self.consumed.retain(|p, _| !drained(*p));
+        self.committed.retain(|p, _| !drained(*p));
+        metrics::sessions_active(self.sessions.len());
+        tracing::info!(
+            handed_over = before - self.sessions.len(),
+            kept = self.sessions.len(),
+            "drained sessions"
+        );
     }
 
     async fn apply(&mut self, records: Vec<Record>) -> Result<(), Error> {
         let mut resumed = Vec::new();
         for record in records {
-            self.consumed = record.offset + 1;
+            let position =
+                CommitPosition { next_offset: record.offset + 1, not_after_ms: record.timestamp_ms };
+            self.consumed.insert(record.partition, position);
             match Event::peek_type(&record.payload) {
                 Some("session_created" | "player_joined" | "player_left" | "session_ended") | None => {}
                 Some(kind) if EVENT_TYPES.contains(&kind) => continue,
@@ -132,7 +179,9 @@ impl TickGenerator {
                     if now_ms() >= created.start_at {
                         resumed.push(event.session_id.clone());
                     }
-                    self.start_session(event.session_id, event.at, record.offset, created);
+                    let position =
+                        CommitPosition { next_offset: record.offset, not_after_ms: record.timestamp_ms };
+                    self.start_session(event.session_id, event.at, record.partition, position, created);
                 }
                 EventBody::PlayerJoined(_) => {
                     if let Some(s) = self.sessions.get_mut(&event.session_id) {
@@ -161,10 +210,18 @@ impl TickGenerator {
         Ok(())
     }
 
-    fn start_session(&mut self, id: String, created_at: i64, offset: u64, created: SessionCreated) {
+    fn start_session(
+        &mut self,
+        id: String,
+        created_at: i64,
+        partition: u32,
+        position: CommitPosition,
+        created: SessionCreated,
+    ) {
         let ticks_topic = topics::ticks(&created.region);
         let schedule = SessionSchedule::new(created, created_at, self.config.idle_ms);
-        self.sessions.insert(id.clone(), ActiveSession { schedule, created_offset: offset, ticks_topic });
+        let session = ActiveSession { schedule, partition, created: position, ticks_topic };
+        self.sessions.insert(id.clone(), session);
         self.push_deadline(&id);
     }
 
@@ -187,11 +244,8 @@ impl TickGenerator {
         }
         for (topic, (since, ids)) in by_topic {
             let mut last_steps: HashMap<String, i64> = ids.iter().map(|id| (id.clone(), -1)).collect();
-            let mut from = StartFrom::Timestamp(since);
-            loop {
-                let batch = self.log.read(&topic, from, 4096).await?;
-                let Some(last) = batch.last() else { break };
-                from = StartFrom::Offset(last.offset + 1);
+            let mut scan = self.log.scan(&topic, StartFrom::Timestamp(since)).await?;
+            while let Some(batch) = scan.next_batch().await? {
                 for record in &batch {
                     if let Some(step) = last_steps.get_mut(&record.key)
                         && let Ok(Event { body: EventBody::Tick(tick), .. }) =
@@ -288,10 +342,19 @@ impl TickGenerator {
     }
 
     async fn commit(&mut self, consumer: &mut dyn GroupConsumer) -> Result<(), Error> {
-        let target = self.sessions.values().map(|s| s.created_offset).min().unwrap_or(self.consumed);
-        if self.committed != Some(target) {
-            consumer.commit(GAME_EVENTS, 0, target).await?;
-            self.committed = Some(target);
+        let mut targets = self.consumed.clone();
+        for session in self.sessions.values() {
+            targets.entry(session.partition).and_modify(|t| {
+                if session.created.next_offset < t.next_offset {
+                    *t = session.created;
+                }
+            });
+        }
+        for (partition, target) in targets {
+            if self.committed.get(&partition) != Some(&target) {
+                consumer.commit(GAME_EVENTS, partition, target).await?;
+                self.committed.insert(partition, target);
+            }
         }
         Ok(())
     }

@@ -127,13 +127,10 @@ impl History {
         read: &mut u64,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(), Error> {
-        let mut from = StartFrom::Beginning;
-        loop {
-            let batch = log.read(topic, from, 4096).await?;
+        let mut scan = log.scan(topic, StartFrom::Beginning).await?;
+        while let Some(batch) = scan.next_batch().await? {
             *read += batch.len() as u64;
             progress(*read);
-            let Some(last) = batch.last() else { return Ok(()) };
-            from = StartFrom::Offset(last.offset + 1);
             for record in &batch {
                 let position = Position { topic: topic.to_owned(), offset: record.offset };
                 match Event::from_bytes(&record.payload) {
@@ -145,6 +142,7 @@ impl History {
                 }
             }
         }
+        Ok(())
     }
 
     /// The events of one session.

@@ -55,6 +55,190 @@ mod embedded {
         let (_dir, log) = fresh();
         suite::a_group_consumes_several_topics(log).await;
     }
+
+    #[tokio::test]
+    async fn a_topic_never_written_reads_empty() {
+        let (_dir, log) = fresh();
+        assert!(log.read("other", StartFrom::Beginning, 10).await.unwrap().is_empty());
+    }
+}
+
+/// The same contract against a real Kafka-API broker (`TICKCAST_TEST_KAFKA=HOST:PORT`, started
+/// by `scripts/test.sh`). Each test works under its own topic prefix.
+mod kafka {
+    use super::*;
+    use tickcast_eventlog::kafka::{KafkaLog, KafkaOptions};
+    use tickcast_eventlog::{CommitPosition, GroupEvent, LogOptions, TopicPartition, open_with};
+
+    pub(crate) fn broker() -> String {
+        std::env::var("TICKCAST_TEST_KAFKA").expect(
+            "TICKCAST_TEST_KAFKA is not set: run ./scripts/test.sh, which starts a tansu broker, \
+             or start one with scripts/tansu.sh start 9092 target/tansu and set it to 127.0.0.1:9092",
+        )
+    }
+
+    fn options() -> LogOptions {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            )
+            .try_init();
+        // tansu completes a group join after about half the session timeout; below 6 s a
+        // second member's join does not complete there.
+        let mut client = vec![("session.timeout.ms".to_owned(), "6000".to_owned())];
+        if let Ok(debug) = std::env::var("TICKCAST_TEST_KAFKA_DEBUG") {
+            client.push(("debug".to_owned(), debug));
+        }
+        LogOptions { kafka: KafkaOptions { client, group_instance_id: None } }
+    }
+
+    fn url(prefix: &str) -> String {
+        format!("kafka://{}?prefix={prefix}", broker())
+    }
+
+    /// A log under a fresh prefix with `topics` created, each with `partitions` partitions.
+    async fn fresh(topics: &[&str], partitions: u32) -> (String, Arc<dyn EventLog>) {
+        let prefix = format!("t{}-", uuid_like());
+        let url = url(&prefix);
+        let admin = KafkaLog::open(&url, url.trim_start_matches("kafka://"), options().kafka).unwrap();
+        let names: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        admin.create_topics(&names, partitions, 1).await.unwrap();
+        (url.clone(), open_with(&url, &options()).unwrap())
+    }
+
+    fn uuid_like() -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        format!("{}-{}-{}", std::process::id(), nanos % 1_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_read_back_in_order() {
+        let (_, log) = fresh(&["t"], 1).await;
+        suite::appends_read_back_in_order(log).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_from_a_timestamp_and_from_the_end() {
+        let (_, log) = fresh(&["t"], 1).await;
+        suite::reads_from_a_timestamp_and_from_the_end(log).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tails_see_live_appends() {
+        let (_, log) = fresh(&["t"], 1).await;
+        suite::tails_see_live_appends(log).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_get_distinct_gapless_offsets() {
+        let (_, log) = fresh(&["t"], 1).await;
+        suite::concurrent_appends_get_distinct_gapless_offsets(log).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn group_offsets_survive_reopen() {
+        let (url, _) = fresh(&["t"], 1).await;
+        suite::group_offsets_survive_reopen(|| open_with(&url, &options()).unwrap()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_consumes_several_topics() {
+        let (_, log) = fresh(&["a", "b"], 1).await;
+        suite::a_group_consumes_several_topics(log).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_topic_says_how_to_create_it() {
+        let (_, log) = fresh(&["t"], 1).await;
+        let error = log.tail("nope", StartFrom::Beginning).await.unwrap_err().to_string();
+        assert!(
+            error.contains("\"nope\" does not exist") && error.contains("tickcast topics create"),
+            "{error}"
+        );
+        let error = log.check_topics(&["t".into(), "nope".into()]).await.unwrap_err().to_string();
+        assert!(error.contains("nope"), "{error}");
+        log.check_topics(&["t".into()]).await.unwrap();
+    }
+
+    /// Records keyed alike share a partition and keep their order; a scan and a tail cover all
+    /// partitions.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keys_keep_order_across_partitions() {
+        let (_, log) = fresh(&["t"], 4).await;
+        let records: Vec<NewRecord> = (0..200)
+            .map(|i| NewRecord {
+                key: format!("k{}", i % 10),
+                timestamp_ms: 1000 + i,
+                payload: Bytes::from(format!("{}:{i}", i % 10)),
+            })
+            .collect();
+        log.append("t", records, Durability::Durable).await.unwrap();
+        let mut scan = log.scan("t", StartFrom::Beginning).await.unwrap();
+        let mut seen: std::collections::HashMap<String, (u32, Vec<i64>)> = Default::default();
+        let mut total = 0;
+        while let Some(batch) = scan.next_batch().await.unwrap() {
+            for record in batch {
+                total += 1;
+                let text = String::from_utf8(record.payload.to_vec()).unwrap();
+                let (key, i) = text.split_once(':').unwrap();
+                let entry = seen.entry(key.to_owned()).or_insert((record.partition, Vec::new()));
+                assert_eq!(entry.0, record.partition, "key {key} moved partitions");
+                entry.1.push(i.parse().unwrap());
+            }
+        }
+        assert_eq!(total, 200);
+        for (key, (_, steps)) in &seen {
+            assert!(steps.is_sorted(), "key {key} out of order: {steps:?}");
+        }
+        let partitions: std::collections::HashSet<u32> = seen.values().map(|(p, _)| *p).collect();
+        assert!(partitions.len() > 1, "10 keys all landed in one of 4 partitions");
+    }
+
+    /// Two members split the partitions; when one leaves, the other is told to take its
+    /// partitions and resumes them at the committed offsets. A revocation holds the rebalance
+    /// until the member lets go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn members_split_partitions_and_take_over_on_leave() {
+        let (_, log) = fresh(&["t"], 4).await;
+        let mut first = log.consume("g", &["t"], StartFrom::Beginning).await.unwrap();
+        let owned = |events: &mut Vec<TopicPartition>, event: GroupEvent| match event {
+            GroupEvent::Assigned(p) => events.extend(p),
+            GroupEvent::Revoked(r) => {
+                events.retain(|p| !r.partitions.contains(p));
+                r.release();
+            }
+            GroupEvent::Records(_) => {}
+        };
+        let mut first_owns = Vec::new();
+        while first_owns.len() < 4 {
+            let event = tokio::time::timeout(WAIT_GROUP, first.next_event()).await.unwrap().unwrap();
+            owned(&mut first_owns, event);
+        }
+        let mut second = log.consume("g", &["t"], StartFrom::Beginning).await.unwrap();
+        let mut second_owns = Vec::new();
+        // Both members must keep polling for the rebalance to complete.
+        while second_owns.is_empty() || first_owns.len() + second_owns.len() != 4 {
+            tokio::select! {
+                event = first.next_event() => owned(&mut first_owns, event.unwrap()),
+                event = second.next_event() => owned(&mut second_owns, event.unwrap()),
+                () = tokio::time::sleep(WAIT_GROUP) => panic!("no split: {first_owns:?} / {second_owns:?}"),
+            }
+        }
+        assert!(!first_owns.is_empty(), "the first member kept nothing");
+        for p in &second_owns {
+            first.commit("t", p.partition, CommitPosition { next_offset: 0, not_after_ms: 0 }).await.ok();
+        }
+        second.close().await;
+        while first_owns.len() < 4 {
+            let event = tokio::time::timeout(WAIT_GROUP, first.next_event()).await.unwrap().unwrap();
+            owned(&mut first_owns, event);
+        }
+    }
+
+    const WAIT_GROUP: std::time::Duration = std::time::Duration::from_secs(30);
 }
 
 #[tokio::test]
