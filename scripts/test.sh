@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # Runs every test of tickcast: formatting, lints, unit, integration and end-to-end tests.
-# Needs the Rust toolchain, gcc (bundled SQLite, zstd) and python3 with pip (it installs pyarrow
-# into target/test-venv to read the exported Parquet files back). Usage: ./scripts/test.sh
+# Needs the Rust toolchain, gcc (bundled SQLite, zstd, librdkafka), zlib's headers and python3
+# with pip. It installs what the tests use: pyarrow into target/test-venv (to read the exported
+# Parquet files back) and tansu, a Kafka-API broker (built once into ~/.cache/tickcast, about
+# ten minutes), which it starts on 127.0.0.1 with in-memory storage for the Kafka tests.
+# Usage: ./scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== system packages"
+# librdkafka (built from source by rdkafka-sys) needs zlib's headers.
+if ! dpkg -s zlib1g-dev >/dev/null 2>&1; then
+  sudo=""; [[ "$(id -u)" == 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq zlib1g-dev
+fi
 
 echo "== format"
 cargo fmt --all -- --check
@@ -19,6 +29,12 @@ if ! "$venv/bin/python" -c "import pyarrow" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "pyarrow==26.0.1"
 fi
 export TICKCAST_TEST_PYTHON="$PWD/$venv/bin/python"
+
+# A Kafka-API broker for the Kafka backend's tests, stopped when this script exits.
+kafka_port="${TICKCAST_TEST_KAFKA_PORT:-19092}"
+scripts/tansu.sh start "$kafka_port" target/tansu
+trap 'kill "$(cat target/tansu/tansu.pid)" 2>/dev/null || true' EXIT
+export TICKCAST_TEST_KAFKA="127.0.0.1:$kafka_port"
 
 echo "== tests"
 cargo test --workspace --all-targets --locked

@@ -31,9 +31,31 @@ pub(crate) enum Command {
     /// Read games back from the log: list sessions, show a timeline, verify every tick.
     #[command(subcommand)]
     Replay(ReplayCommand),
+    /// Manage the log's topics (Kafka).
+    #[command(subcommand)]
+    Topics(TopicsCommand),
     /// Load bots: create games through an edge, connect one WebSocket per player and measure
     /// every tick they receive. Exits 2 when a step was missing, doubled or out of order.
     Bots(BotsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TopicsCommand {
+    /// Create `game-events`, `ticks.<region>` for every configured region and the deployment's
+    /// secrets topic; topics that exist are left as they are.
+    Create {
+        #[command(flatten)]
+        log: LogArgs,
+        /// Partitions per topic: the most tick generators that can share the work.
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        partitions: u32,
+        /// Copies of each partition (1 for a single broker).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        replication: u32,
+        /// Region table (as for the roles): which `ticks.<region>` topics to create.
+        #[arg(long, env = "TICKCAST_REGIONS")]
+        regions: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +200,10 @@ pub(crate) struct UpArgs {
 pub(crate) struct EdgeArgs {
     #[arg(long, env = "TICKCAST_LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,
+    /// A gateway players of a region connect to, as REGION=ws://HOST:PORT/ws/REGION
+    /// (repeatable). Given any, the edge starts games only in these regions.
+    #[arg(long = "gateway", value_name = "REGION=URL")]
+    pub(crate) gateways: Vec<String>,
     #[command(flatten)]
     pub(crate) log: LogArgs,
     #[command(flatten)]
@@ -205,6 +231,11 @@ pub(crate) struct GatewayArgs {
 pub(crate) struct TickGeneratorArgs {
     #[command(flatten)]
     pub(crate) log: LogArgs,
+    /// Static group membership (Kafka): the instance id becomes `group.instance.id`, so a
+    /// restart within the session timeout gets its partitions back without a rebalance (and a
+    /// stop hands them over only after the session timeout).
+    #[arg(long, env = "TICKCAST_STATIC_MEMBERSHIP")]
+    pub(crate) static_membership: bool,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
     #[command(flatten)]
@@ -213,9 +244,20 @@ pub(crate) struct TickGeneratorArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct LogArgs {
-    /// Event log URL: embedded://DIR.
+    /// Event log URL: embedded://DIR or kafka://HOST:PORT[,HOST:PORT][?prefix=P].
     #[arg(long = "log", env = "TICKCAST_LOG", default_value = "embedded://./data")]
     pub(crate) url: String,
+    /// A librdkafka setting for every Kafka client, e.g. session.timeout.ms=6000 or
+    /// linger.ms=5 (repeatable).
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub(crate) kafka_options: Vec<(String, String)>,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.trim().to_owned())),
+        _ => Err(format!("expected KEY=VALUE, e.g. session.timeout.ms=6000, not {text:?}")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -228,8 +270,9 @@ pub(crate) struct CommonArgs {
     /// regions of the original design).
     #[arg(long, env = "TICKCAST_REGIONS")]
     pub(crate) regions: Option<String>,
-    /// Instance name, used in the `source` of written events.
-    #[arg(long, env = "TICKCAST_INSTANCE", default_value = "0")]
+    /// Instance name, used in the `source` of written events (and as the static group member
+    /// id of a tick generator).
+    #[arg(long, visible_alias = "instance-id", env = "TICKCAST_INSTANCE", default_value = "0")]
     pub(crate) instance: String,
 }
 

@@ -11,7 +11,8 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tickcast_engine::{Params, seed_hash, state_at};
-use tickcast_eventlog::EventLog;
+use tickcast_eventlog::kafka::{KafkaLog, KafkaOptions};
+use tickcast_eventlog::{Durability, EventLog, LogOptions, NewRecord, StartFrom};
 use tickcast_gateways::latency::LatencyPolicy;
 use tickcast_gateways::{Gateway, GatewayConfig};
 use tickcast_processors::{TickGenerator, TickGeneratorConfig};
@@ -19,11 +20,13 @@ use tickcast_producers::rules::GameDefaults;
 use tickcast_producers::{Edge, EdgeConfig};
 use tickcast_schemas::regions::{Region, default_regions};
 use tickcast_schemas::token::TokenSigner;
+use tickcast_schemas::topics::{self, GAME_EVENTS};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    BotsArgs, Cli, Command, CommonArgs, EngineArgs, GameArgs, LatencyArgs, ReplayCommand, UpArgs,
+    BotsArgs, Cli, Command, CommonArgs, EngineArgs, GameArgs, LatencyArgs, LogArgs, ReplayCommand,
+    TopicsCommand, UpArgs,
 };
 
 /// How long roles get to finish after a shutdown signal before they are aborted.
@@ -35,23 +38,30 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bots(args) => bots(args).await,
         Command::Replay(command) => replay(command).await,
         Command::Up(args) => up(args).await,
+        Command::Topics(TopicsCommand::Create { log, partitions, replication, regions: spec }) => {
+            create_topics(&log, partitions, replication, spec).await
+        }
         Command::Edge(args) => {
-            let log = open_log(&args.log.url)?;
+            let log = open_log(&args.log, None)?;
+            check_topics(log.as_ref(), &[GAME_EVENTS.to_owned()]).await?;
+            let table = edge_regions(&args.gateways, regions(&args.common)?)?;
             let mut roles = Roles::new();
             let edge = Edge::new(
                 Arc::clone(&log),
-                signer(&args.common)?,
-                regions(&args.common)?,
+                shared_signer(&args.common, &args.log, log.as_ref()).await?,
+                table,
                 edge_config(&args.game, &args.common),
             );
             let token = roles.shutdown.clone();
             roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(token));
             let app = edge.routes().merge(common_routes(roles.prometheus.clone()));
-            roles.serve(args.listen, app).await?;
+            let addr = roles.serve(args.listen, app).await?;
+            announce(&format!("edge listening on http://{addr}"));
             roles.wait().await
         }
         Command::Gateway(args) => {
-            let log = open_log(&args.log.url)?;
+            let log = open_log(&args.log, None)?;
+            check_topics(log.as_ref(), &[GAME_EVENTS.to_owned(), topics::ticks(&args.region)]).await?;
             let table = regions(&args.common)?;
             if !table.iter().any(|r| r.id == args.region) {
                 bail!(
@@ -64,14 +74,21 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut config = GatewayConfig::new(args.region);
             config.instance = args.common.instance.clone();
             config.latency = latency_policy(&args.latency);
-            let gateway = Gateway::new(log, signer(&args.common)?, config, roles.shutdown.clone());
+            let signer = shared_signer(&args.common, &args.log, log.as_ref()).await?;
+            let gateway = Gateway::new(log, signer, config, roles.shutdown.clone());
             roles.spawn("gateway", Arc::clone(&gateway).run());
+            let region = gateway.region().to_owned();
             let app = tickcast_gateways::routes(&[gateway]).merge(common_routes(roles.prometheus.clone()));
-            roles.serve(args.listen, app).await?;
+            let addr = roles.serve(args.listen, app).await?;
+            announce(&format!("gateway listening on ws://{addr}/ws/{region}"));
             roles.wait().await
         }
         Command::TickGenerator(args) => {
-            let log = open_log(&args.log.url)?;
+            let member = args.static_membership.then(|| args.common.instance.clone());
+            let log = open_log(&args.log, member)?;
+            let mut needed = vec![GAME_EVENTS.to_owned()];
+            needed.extend(regions(&args.common)?.iter().map(|r| topics::ticks(&r.id)));
+            check_topics(log.as_ref(), &needed).await?;
             let mut roles = Roles::new();
             let generator = TickGenerator::new(log, generator_config(&args.game, &args.common));
             let token = roles.shutdown.clone();
@@ -275,7 +292,7 @@ async fn bots(args: BotsArgs) -> anyhow::Result<()> {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let url = format!("embedded://{}", args.data_dir.display());
-    let log = open_log(&url)?;
+    let log = tickcast_eventlog::open(&url).with_context(|| format!("cannot open the event log {url}"))?;
     let signer = signer(&args.common)?;
     let table = regions(&args.common)?;
     let mut roles = Roles::new();
@@ -307,15 +324,109 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         args.data_dir.display(),
         ids(&table)
     );
-    // Whoever started us may have stopped reading stdout: that is no reason to stop serving.
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(banner.as_bytes()).and_then(|()| stdout.flush());
-    drop(stdout);
+    announce(&banner);
     roles.wait().await
 }
 
-fn open_log(url: &str) -> anyhow::Result<Arc<dyn EventLog>> {
-    tickcast_eventlog::open(url).with_context(|| format!("cannot open the event log {url}"))
+/// One line (or block) on stdout for whoever started us, e.g. where we listen. They may have
+/// stopped reading stdout: that is no reason to stop serving.
+fn announce(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{}", text.trim_end()).and_then(|()| stdout.flush());
+}
+
+/// Opens the log of a role's flags; `group_instance_id` makes its group members static.
+fn open_log(args: &LogArgs, group_instance_id: Option<String>) -> anyhow::Result<Arc<dyn EventLog>> {
+    let options =
+        LogOptions { kafka: KafkaOptions { client: args.kafka_options.clone(), group_instance_id } };
+    tickcast_eventlog::open_with(&args.url, &options)
+        .with_context(|| format!("cannot open the event log {}", args.url))
+}
+
+/// Fails with what to run when a topic the role needs is missing.
+async fn check_topics(log: &dyn EventLog, needed: &[String]) -> anyhow::Result<()> {
+    log.check_topics(needed).await.context("the event log is not ready for this role")
+}
+
+async fn create_topics(
+    args: &LogArgs,
+    partitions: u32,
+    replication: u32,
+    spec: Option<String>,
+) -> anyhow::Result<()> {
+    let Some(rest) = args.url.strip_prefix("kafka://") else {
+        bail!(
+            "topics create is for a Kafka log (kafka://HOST:PORT); the embedded log makes its topics itself"
+        );
+    };
+    let options = KafkaOptions { client: args.kafka_options.clone(), group_instance_id: None };
+    let kafka = KafkaLog::open(&args.url, rest, options)
+        .with_context(|| format!("cannot open the event log {}", args.url))?;
+    let common = CommonArgs { token_secret: None, regions: spec, instance: String::new() };
+    let mut names = vec![GAME_EVENTS.to_owned()];
+    names.extend(regions(&common)?.iter().map(|r| topics::ticks(&r.id)));
+    let mut created = kafka.create_topics(&names, partitions, replication).await?;
+    // One partition: "the first record wins" needs one order.
+    created.extend(kafka.create_topics(&[topics::DEPLOYMENT.to_owned()], 1, replication).await?);
+    let mut stdout = std::io::stdout().lock();
+    for name in &names {
+        let state = if created.iter().any(|c| c.ends_with(name.as_str())) { "created" } else { "exists" };
+        writeln!(stdout, "{state:<8} {name} ({partitions} partitions)")?;
+    }
+    Ok(())
+}
+
+/// The edge's regions: those it has a gateway for (`--gateway REGION=URL`), else the table.
+fn edge_regions(gateways: &[String], table: Vec<Region>) -> anyhow::Result<Vec<Region>> {
+    if gateways.is_empty() {
+        return Ok(table);
+    }
+    let defaults = default_regions();
+    let mut regions = Vec::new();
+    for entry in gateways {
+        let Some((id, url)) = entry.split_once('=') else {
+            bail!("--gateway {entry:?}: expected REGION=ws://HOST:PORT/ws/REGION");
+        };
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+            bail!("--gateway {entry:?}: the URL must start with ws:// or wss://");
+        }
+        let countries = defaults.iter().find(|r| r.id == id).map(|r| r.countries.clone()).unwrap_or_default();
+        regions.push(Region { id: id.to_owned(), ws_endpoint: url.to_owned(), countries });
+    }
+    Ok(regions)
+}
+
+/// The join-token signer of a role that runs apart from others: the configured secret, else the
+/// deployment's, kept in the log so that every edge and gateway on it agrees.
+async fn shared_signer(
+    common: &CommonArgs,
+    args: &LogArgs,
+    log: &dyn EventLog,
+) -> anyhow::Result<TokenSigner> {
+    if common.token_secret.is_some() || args.url.starts_with("embedded://") {
+        return signer(common);
+    }
+    let key = "token-secret";
+    let first = |records: Vec<tickcast_eventlog::Record>| records.into_iter().find(|r| r.key == key);
+    let mut found = first(log.read(topics::DEPLOYMENT, StartFrom::Beginning, 64).await?);
+    if found.is_none() {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).context("cannot draw a random token secret")?;
+        let record = NewRecord {
+            key: key.to_owned(),
+            timestamp_ms: now_ms(),
+            payload: hex::encode(secret).into_bytes().into(),
+        };
+        log.append(topics::DEPLOYMENT, vec![record], Durability::Durable).await?;
+        // Another process may have proposed one at the same time: the first in the log wins.
+        found = first(log.read(topics::DEPLOYMENT, StartFrom::Beginning, 64).await?);
+    }
+    let record = found.context("the deployment's token secret could not be read back")?;
+    Ok(TokenSigner::new(&record.payload))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn ids(regions: &[Region]) -> String {

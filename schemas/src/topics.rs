@@ -11,3 +11,7 @@ pub const TICKS_PREFIX: &str = "ticks.";
 pub fn ticks(region: &str) -> String {
     format!("{TICKS_PREFIX}{region}")
 }
+
+/// The deployment's shared settings that every process must agree on, such as the join-token
+/// secret when none is configured; one partition, the first record of a key wins.
+pub const DEPLOYMENT: &str = "tickcast-deployment";

@@ -5,6 +5,7 @@ mod bad_input;
 mod bots;
 mod cli;
 mod game;
+mod kafka;
 mod latency;
 mod replay;
 mod support;

@@ -1,0 +1,287 @@
+//! The roles as separate processes on a Kafka log (a real broker, `TICKCAST_TEST_KAFKA`):
+//! games through the edge, tick generators scaling out and failing over.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::support::{Player, Seen, TOKEN_SECRET};
+
+fn broker() -> String {
+    std::env::var("TICKCAST_TEST_KAFKA").expect(
+        "TICKCAST_TEST_KAFKA is not set: run ./scripts/test.sh, which starts a tansu broker, \
+         or start one with scripts/tansu.sh start 9092 target/tansu and set it to 127.0.0.1:9092",
+    )
+}
+
+/// One tickcast role as a child process; killed on drop.
+struct Role {
+    child: Child,
+    /// What it printed as its address (edge, gateway).
+    url: Option<String>,
+}
+
+impl Role {
+    /// Starts `tickcast ARGS`; waits for a stdout line starting with `listening` (then keeps
+    /// the rest of the line as its URL).
+    fn start(args: &[&str], listening: Option<&str>) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+            .args(args)
+            .env("TICKCAST_TOKEN_SECRET", TOKEN_SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut url = None;
+        if let Some(prefix) = listening {
+            for line in lines.by_ref() {
+                if let Some(rest) = line.unwrap().strip_prefix(prefix) {
+                    url = Some(rest.trim().to_owned());
+                    break;
+                }
+            }
+            assert!(url.is_some(), "tickcast {args:?} exited before it listened");
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, url }
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Topics under a fresh prefix, one gateway (eu-west-1), the edge, and tick generators.
+struct Cluster {
+    log: String,
+    edge: Role,
+    _gateway: Role,
+    generators: Vec<Role>,
+    http: reqwest::Client,
+}
+
+const REGION: &str = "eu-west-1";
+
+impl Cluster {
+    fn start(generators: usize) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let log = format!("kafka://{}?prefix=it{}-{}-", broker(), std::process::id(), nanos % 1_000_000_000);
+        let status = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+            .args(["topics", "create", "--log", &log, "--partitions", "6"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "topics create failed");
+        let gateway = Role::start(
+            &["gateway", "--log", &log, "--region", REGION, "--listen", "127.0.0.1:0"],
+            Some("gateway listening on "),
+        );
+        let gateway_url = gateway.url.clone().unwrap();
+        let edge = Role::start(
+            &[
+                "edge",
+                "--log",
+                &log,
+                "--listen",
+                "127.0.0.1:0",
+                "--gateway",
+                &format!("{REGION}={gateway_url}"),
+            ],
+            Some("edge listening on "),
+        );
+        let mut cluster =
+            Self { log, edge, _gateway: gateway, generators: Vec::new(), http: reqwest::Client::new() };
+        for _ in 0..generators {
+            cluster.add_generator();
+        }
+        cluster
+    }
+
+    /// Starts one more tick generator, `gen-N`.
+    fn add_generator(&mut self) {
+        let instance = format!("gen-{}", self.generators.len() + 1);
+        self.generators.push(Role::start(
+            &[
+                "tick-generator",
+                "--log",
+                &self.log,
+                "--instance-id",
+                &instance,
+                // tansu completes a group join after about half the session timeout.
+                "--kafka-option",
+                "session.timeout.ms=6000",
+            ],
+            None,
+        ));
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.edge.url.as_deref().unwrap());
+        let response = self.http.post(url).json(&body).send().await.unwrap();
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "{path}: {answer}");
+        answer
+    }
+}
+
+/// Every tick step a player saw, with when it arrived.
+type Received = Arc<Mutex<Vec<(i64, Instant)>>>;
+
+/// Reads a player's frames until `stop`, recording ticks; returns the close code if it closed.
+fn record_ticks(mut player: Player, stop: Instant) -> (Received, tokio::task::JoinHandle<Option<u16>>) {
+    let received: Received = Arc::default();
+    let sink = Arc::clone(&received);
+    let task = tokio::spawn(async move {
+        while Instant::now() < stop {
+            let frame = tokio::time::timeout_at(stop, player.next()).await;
+            match frame {
+                Err(_) => return None,
+                Ok(Seen::Json(value)) if value["type"] == "tick" => {
+                    sink.lock().unwrap().push((value["step"].as_i64().unwrap(), Instant::now()));
+                }
+                Ok(Seen::Json(value)) if value["type"] == "error" => panic!("error frame: {value}"),
+                Ok(Seen::Json(_)) => {}
+                Ok(Seen::Closed(code)) => return code,
+            }
+        }
+        None
+    });
+    (received, task)
+}
+
+fn assert_every_step_once_in_order(who: &str, steps: &[i64]) {
+    assert!(!steps.is_empty(), "{who} received no tick");
+    for (expected, step) in (0..).zip(steps) {
+        assert_eq!(*step, expected, "{who}: step {expected} missing, doubled or out of order (got {step})");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_through_edge_gateway_and_generators_on_kafka() {
+    let cluster = Cluster::start(2);
+    let ticket = cluster
+        .post(
+            "/edge/game/start",
+            json!({"userId":"alice","tickMs":50,"countdownMs":1500,"maxRounds":2,"preferredRegion":REGION}),
+        )
+        .await;
+    assert_eq!(ticket["region"], REGION);
+    let second = cluster
+        .post(&format!("/edge/game/{}/join", ticket["gameId"].as_str().unwrap()), json!({"userId":"bob"}))
+        .await;
+    let mut players = [Player::join(&ticket, "alice", None).await, Player::join(&second, "bob", None).await];
+    for (name, player) in ["alice", "bob"].iter().zip(&mut players) {
+        let (frames, ended) = player.until("session_ended").await;
+        let steps: Vec<i64> =
+            frames.iter().filter(|f| f["type"] == "tick").map(|f| f["step"].as_i64().unwrap()).collect();
+        assert_every_step_once_in_order(name, &steps);
+        assert_eq!(ended["reason"], "max_rounds", "{ended}");
+        assert_eq!(ended["lastStep"].as_i64(), steps.last().copied(), "{ended}");
+        let seed: u64 = ended["seed"].as_str().unwrap().parse().unwrap();
+        assert_eq!(ticket["seedHash"].as_str().unwrap(), tickcast_engine::seed_hash(seed));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_its_topics_says_how_to_create_them() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["tick-generator", "--log", &format!("kafka://{}?prefix=missing-topics-", broker())])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not exist") && stderr.contains("tickcast topics create"), "{stderr}");
+}
+
+/// 200 games of two players on three generators; then kill -9 one, start a new one, SIGTERM
+/// another. Every player must receive every step of its game exactly once, in order. The
+/// longest stall each event caused is reported (measured, not asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generators_scale_out_and_fail_over_without_a_missing_or_doubled_step() {
+    const SESSIONS: usize = 200;
+    let mut cluster = Cluster::start(3);
+    let countdown_ms = 8_000;
+    let mut tickets = Vec::new();
+    for i in 0..SESSIONS {
+        let ticket = cluster
+            .post(
+                "/edge/game/start",
+                json!({"userId":format!("a{i}"),"tickMs":100,"countdownMs":countdown_ms,"preferredRegion":REGION}),
+            )
+            .await;
+        let id = ticket["gameId"].as_str().unwrap().to_owned();
+        let second = cluster.post(&format!("/edge/game/{id}/join"), json!({"userId":format!("b{i}")})).await;
+        tickets.push((ticket, format!("a{i}")));
+        tickets.push((second, format!("b{i}")));
+    }
+    let start_at = tickets.iter().map(|(t, _)| t["startAt"].as_i64().unwrap()).max().unwrap();
+    let wall_ms =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let started = Instant::now() + Duration::from_millis((start_at - wall_ms()).max(0) as u64);
+    let stop = started + Duration::from_secs(44);
+    let mut players = Vec::new();
+    for (ticket, user) in &tickets {
+        let player = Player::join(ticket, user, None).await;
+        players.push((user.clone(), record_ticks(player, stop)));
+    }
+    assert!(Instant::now() < started, "players joined after their games started; raise the countdown");
+
+    let at = |secs: u64| started + Duration::from_secs(secs);
+    let mut events: Vec<(&str, Instant)> = Vec::new();
+    tokio::time::sleep_until(at(6)).await;
+    cluster.generators[0].kill9();
+    events.push(("kill -9 gen-1", Instant::now()));
+    tokio::time::sleep_until(at(18)).await;
+    cluster.add_generator();
+    events.push(("scale out: start gen-4", Instant::now()));
+    tokio::time::sleep_until(at(28)).await;
+    let status = cluster.generators[1].terminate();
+    events.push(("SIGTERM gen-2", Instant::now()));
+    assert!(status.success(), "a generator stopped by SIGTERM exits 0, not {status}");
+
+    let mut stalls: HashMap<&str, Duration> = HashMap::new();
+    let (_, last_event) = *events.last().unwrap();
+    for (user, (received, task)) in players {
+        let closed = task.await.unwrap();
+        assert_eq!(closed, None, "{user}'s connection closed");
+        let received = received.lock().unwrap().clone();
+        let steps: Vec<i64> = received.iter().map(|(s, _)| *s).collect();
+        assert_every_step_once_in_order(&user, &steps);
+        // Still ticked after the last hand-over: no game was dropped by one.
+        assert!(received.iter().any(|(_, t)| *t > last_event), "{user}'s game stopped ticking");
+        for (i, (name, when)) in events.iter().enumerate() {
+            let until = events.get(i + 1).map_or(stop, |(_, next)| *next);
+            let mut previous = *when;
+            let mut longest = Duration::ZERO;
+            for (_, arrived) in received.iter().filter(|(_, t)| *t > *when && *t <= until) {
+                longest = longest.max(*arrived - previous);
+                previous = *arrived;
+            }
+            let entry = stalls.entry(name).or_default();
+            *entry = (*entry).max(longest);
+        }
+    }
+    for (name, _) in &events {
+        eprintln!("longest stall after {name}: {:?}", stalls[name]);
+    }
+}
