@@ -406,6 +406,18 @@ impl ClientContext for ReaderContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         log_to_tracing(level, facility, message);
     }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        client_error(&error, reason);
+    }
+}
+
+/// librdkafka's client-wide errors. Most are transient (it reconnects by itself); the end of a
+/// partition is news for a scan, not an error.
+fn client_error(error: &KafkaError, reason: &str) {
+    if !matches!(error, KafkaError::PartitionEOF(_)) {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
 }
 
 /// librdkafka's own log lines, as tracing events of this module.
@@ -636,6 +648,10 @@ fn parse_commit_metadata(metadata: &str) -> Option<i64> {
 impl ClientContext for GroupContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         log_to_tracing(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        client_error(&error, reason);
     }
 }
 
