@@ -77,3 +77,9 @@ notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
 if os.path.exists(notes):
     print()
     print(open(notes).read().rstrip())
+kafka = os.path.join(os.path.dirname(os.path.abspath(__file__)), "KAFKA.md")
+if os.path.exists(kafka):
+    print()
+    print("<!-- kafka -->")
+    print(open(kafka).read().rstrip())
+    print("<!-- /kafka -->")

@@ -155,7 +155,9 @@ impl KafkaLog {
                 ("group.id", &group),
                 ("enable.auto.commit", "false"),
                 ("enable.partition.eof", "true"),
-                ("fetch.wait.max.ms", "50"),
+                // Tails carry ticks to players: a broker that answers an empty fetch only after
+                // the full wait (tansu) adds up to this much to every tick.
+                ("fetch.wait.max.ms", "10"),
             ])
             .create_with_context(ReaderContext)
             .map_err(|e| kafka_error("creating a Kafka consumer", &e))?;
@@ -415,7 +417,7 @@ impl ClientContext for ReaderContext {
 /// librdkafka's client-wide errors. Most are transient (it reconnects by itself); the end of a
 /// partition is news for a scan, not an error.
 fn client_error(error: &KafkaError, reason: &str) {
-    if !matches!(error, KafkaError::PartitionEOF(_)) {
+    if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
         tracing::warn!(target: "librdkafka", %error, "{reason}");
     }
 }

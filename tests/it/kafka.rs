@@ -285,3 +285,24 @@ async fn generators_scale_out_and_fail_over_without_a_missing_or_doubled_step() 
         eprintln!("longest stall after {name}: {:?}", stalls[name]);
     }
 }
+
+/// `tickcast bots` against a gateway started on its own (edge, gateway and generator each a
+/// process on Kafka): every step delivered, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_run_against_a_gateway_started_on_its_own() {
+    let cluster = Cluster::start(1);
+    let edge = cluster.edge.url.clone().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["bots", "--edge", &edge, "--sessions", "3", "--players-per-session", "2"])
+        .args(["--duration", "3s", "--tick-ms", "50", "--json"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "bots failed: {stdout} {}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["connected"], 6, "{report}");
+    assert_eq!(report["completePlayers"], 6, "{report}");
+    assert_eq!(report["missingSteps"], 0, "{report}");
+    assert_eq!(report["duplicateSteps"], 0, "{report}");
+}
