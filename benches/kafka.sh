@@ -87,6 +87,10 @@ print("`cargo test --release --test it kafka::generators_scale_out -- --nocaptur
 print("ticks any player saw after each event.\n")
 for line in open(os.path.join(out, "stalls.txt")):
     print(f"- {line.strip()}")
+notes = os.path.join("benches", "KAFKA-NOTES.md")
+if os.path.exists(notes):
+    print()
+    print(open(notes).read().rstrip())
 PY
 python3 - <<'PY'
 import re
