@@ -93,6 +93,7 @@ impl KafkaLog {
         let producer = client_config(
             brokers,
             &options,
+            ClientKind::Producer,
             &[
                 ("enable.idempotence", "true"),
                 ("acks", "all"),
@@ -107,8 +108,9 @@ impl KafkaLog {
         Ok(Self { brokers: brokers.to_owned(), prefix, options, producer })
     }
 
+    /// A consumer's (or admin client's) configuration.
     fn config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
-        client_config(&self.brokers, &self.options, defaults)
+        client_config(&self.brokers, &self.options, ClientKind::Consumer, defaults)
     }
 
     fn full_name(&self, topic: &str) -> String {
@@ -201,14 +203,58 @@ impl KafkaLog {
     }
 }
 
+/// Which clients a librdkafka setting is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientKind {
+    Producer,
+    Consumer,
+}
+
+/// Settings only one kind of client understands go to that kind alone (librdkafka warns about
+/// the others); everything else goes to every client.
+fn applies_to(key: &str, kind: ClientKind) -> bool {
+    const CONSUMER_ONLY: &[&str] = &[
+        "session.",
+        "heartbeat.",
+        "group.",
+        "partition.assignment",
+        "fetch.",
+        "auto.",
+        "enable.auto",
+        "max.poll",
+        "isolation.",
+    ];
+    const PRODUCER_ONLY: &[&str] = &[
+        "linger.",
+        "batch.",
+        "acks",
+        "enable.idempotence",
+        "compression.",
+        "queue.buffering",
+        "message.timeout",
+        "retries",
+        "partitioner",
+        "delivery.timeout",
+    ];
+    match kind {
+        ClientKind::Producer => !CONSUMER_ONLY.iter().any(|p| key.starts_with(p)),
+        ClientKind::Consumer => !PRODUCER_ONLY.iter().any(|p| key.starts_with(p)),
+    }
+}
+
 /// tickcast's defaults for a client, then the operator's settings over them.
-fn client_config(brokers: &str, options: &KafkaOptions, defaults: &[(&str, &str)]) -> ClientConfig {
+fn client_config(
+    brokers: &str,
+    options: &KafkaOptions,
+    kind: ClientKind,
+    defaults: &[(&str, &str)],
+) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers).set("client.id", "tickcast");
     for (key, value) in defaults {
         config.set(*key, *value);
     }
-    for (key, value) in &options.client {
+    for (key, value) in options.client.iter().filter(|(key, _)| applies_to(key, kind)) {
         config.set(key, value);
     }
     config

@@ -238,6 +238,34 @@ mod kafka {
         }
     }
 
+    /// Static membership: a member with a `group.instance.id` joins and owns the partitions.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_static_member_joins_with_its_instance_id() {
+        let (url, _) = fresh(&["t"], 2).await;
+        let mut static_options = options();
+        static_options.kafka.group_instance_id = Some("gen-static".to_owned());
+        let log = open_with(&url, &static_options).unwrap();
+        log.append(
+            "t",
+            vec![NewRecord { key: "k".into(), timestamp_ms: 1, payload: Bytes::from_static(b"x") }],
+            Durability::Durable,
+        )
+        .await
+        .unwrap();
+        let mut member = log.consume("g", &["t"], StartFrom::Beginning).await.unwrap();
+        let mut owned = Vec::new();
+        let mut records = Vec::new();
+        while owned.len() < 2 || records.is_empty() {
+            match tokio::time::timeout(WAIT_GROUP, member.next_event()).await.unwrap().unwrap() {
+                GroupEvent::Assigned(partitions) => owned.extend(partitions),
+                GroupEvent::Records(batch) => records.extend(batch),
+                GroupEvent::Revoked(revocation) => revocation.release(),
+            }
+        }
+        assert_eq!(&records[0].payload[..], b"x");
+        member.close().await;
+    }
+
     const WAIT_GROUP: std::time::Duration = std::time::Duration::from_secs(30);
 }
 
