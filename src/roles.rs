@@ -370,8 +370,11 @@ async fn create_topics(
     created.extend(kafka.create_topics(&[topics::DEPLOYMENT.to_owned()], 1, replication).await?);
     let mut stdout = std::io::stdout().lock();
     for name in &names {
-        let state = if created.iter().any(|c| c.ends_with(name.as_str())) { "created" } else { "exists" };
-        writeln!(stdout, "{state:<8} {name} ({partitions} partitions)")?;
+        if created.iter().any(|c| c.ends_with(name.as_str())) {
+            writeln!(stdout, "created  {name} ({partitions} partitions)")?;
+        } else {
+            writeln!(stdout, "exists   {name} (left as it is)")?;
+        }
     }
     Ok(())
 }
