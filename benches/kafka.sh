@@ -47,7 +47,7 @@ for load in $loads; do
   edge_url=$(wait_line "$out/edge.out" "edge listening on ")
   gens=()
   for g in 1 2; do
-    RUST_LOG=warn $bin tick-generator --log "$log" --instance-id "gen-$g" --kafka-option session.timeout.ms=6000 &
+    RUST_LOG=warn $bin tick-generator --log "$log" --instance-id "gen-$g" &
     gens+=($!); pids+=($!)
   done
   echo "== Kafka: $sessions sessions x $players players"
