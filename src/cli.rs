@@ -31,6 +31,8 @@ pub(crate) enum Command {
     /// Read games back from the log: list sessions, show a timeline, verify every tick.
     #[command(subcommand)]
     Replay(ReplayCommand),
+    /// Run the archiver alone: the log as Parquet files under an archive directory.
+    Archiver(ArchiverArgs),
     /// Manage the log's topics (Kafka).
     #[command(subcommand)]
     Topics(TopicsCommand),
@@ -188,12 +190,40 @@ pub(crate) struct UpArgs {
     /// Directory of the embedded log.
     #[arg(long, env = "TICKCAST_DATA_DIR", default_value = "./data")]
     pub(crate) data_dir: PathBuf,
+    /// Directory of the Parquet archive (default: DATA_DIR/archive).
+    #[arg(long, env = "TICKCAST_ARCHIVE")]
+    pub(crate) archive: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) roll: RollArgs,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
     #[command(flatten)]
     pub(crate) game: GameArgs,
     #[command(flatten)]
     pub(crate) latency: LatencyArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ArchiverArgs {
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
+    /// Directory of the Parquet archive (kind=…/date=…/region=…/part-….parquet).
+    #[arg(long, env = "TICKCAST_ARCHIVE")]
+    pub(crate) archive: PathBuf,
+    #[command(flatten)]
+    pub(crate) roll: RollArgs,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RollArgs {
+    /// Close an archive file once it holds this many rows…
+    #[arg(long, default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) archive_roll_rows: u64,
+    /// …or once it has been open this long (e.g. 60s, 5m).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub(crate) archive_roll_age: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

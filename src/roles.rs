@@ -15,7 +15,7 @@ use tickcast_eventlog::kafka::{KafkaLog, KafkaOptions};
 use tickcast_eventlog::{Durability, EventLog, LogOptions, NewRecord, StartFrom};
 use tickcast_gateways::latency::LatencyPolicy;
 use tickcast_gateways::{Gateway, GatewayConfig};
-use tickcast_processors::{TickGenerator, TickGeneratorConfig};
+use tickcast_processors::{Archiver, ArchiverConfig, TickGenerator, TickGeneratorConfig};
 use tickcast_producers::rules::GameDefaults;
 use tickcast_producers::{Edge, EdgeConfig};
 use tickcast_schemas::regions::{Region, default_regions};
@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    BotsArgs, Cli, Command, CommonArgs, EngineArgs, GameArgs, LatencyArgs, LogArgs, ReplayCommand,
+    BotsArgs, Cli, Command, CommonArgs, EngineArgs, GameArgs, LatencyArgs, LogArgs, ReplayCommand, RollArgs,
     TopicsCommand, UpArgs,
 };
 
@@ -38,6 +38,17 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bots(args) => bots(args).await,
         Command::Replay(command) => replay(command).await,
         Command::Up(args) => up(args).await,
+        Command::Archiver(args) => {
+            let log = open_log(&args.log, None)?;
+            let table = regions(&args.common)?;
+            let mut needed = vec![GAME_EVENTS.to_owned()];
+            needed.extend(table.iter().map(|r| topics::ticks(&r.id)));
+            check_topics(log.as_ref(), &needed).await?;
+            let mut roles = Roles::new();
+            let archiver = Archiver::new(log, archiver_config(args.archive, &table, &args.roll));
+            roles.spawn("archiver", archiver.run(roles.shutdown.clone()));
+            roles.wait().await
+        }
         Command::Topics(TopicsCommand::Create { log, partitions, replication, regions: spec }) => {
             create_topics(&log, partitions, replication, spec).await
         }
@@ -314,18 +325,39 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let generator = TickGenerator::new(Arc::clone(&log), generator_config(&args.game, &args.common));
     roles.spawn("tick generator", generator.run(roles.shutdown.clone()));
 
+    // The archiver stops last, after the roles that write, so the archive ends where the log does.
+    let archive = args.archive.clone().unwrap_or_else(|| args.data_dir.join("archive"));
+    let archiver = Archiver::new(Arc::clone(&log), archiver_config(archive.clone(), &table, &args.roll));
+    let archiver_stop = CancellationToken::new();
+    let (stop, everything) = (archiver_stop.clone(), roles.shutdown.clone());
+    let archiver = tokio::spawn(async move {
+        let result = archiver.run(stop).await;
+        if let Err(error) = &result {
+            tracing::error!("archiver failed: {error}");
+            everything.cancel(); // a backend that silently stops archiving is worse than one that stops
+        }
+        result
+    });
+
     let app = edge
         .routes()
         .merge(tickcast_gateways::routes(&gateways))
         .merge(common_routes(roles.prometheus.clone()));
     let addr = roles.serve(args.listen, app).await?;
     let banner = format!(
-        "tickcast is up on the embedded log at {}\n  open        http://{addr}/\n  start game  curl -s -XPOST http://{addr}/edge/game/start -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'\n  gateways    ws://{addr}/ws/<region>   ({})\n  Ctrl-C stops it cleanly.\n",
+        "tickcast is up on the embedded log at {} (Parquet archive in {})\n  open        http://{addr}/\n  start game  curl -s -XPOST http://{addr}/edge/game/start -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'\n  gateways    ws://{addr}/ws/<region>   ({})\n  Ctrl-C stops it cleanly.\n",
         args.data_dir.display(),
+        archive.display(),
         ids(&table)
     );
     announce(&banner);
-    roles.wait().await
+    let roles_result = roles.wait().await;
+    archiver_stop.cancel();
+    let archived = match archiver.await {
+        Ok(result) => result.context("archiver failed"),
+        Err(join_error) => Err(anyhow::anyhow!("the archiver panicked: {join_error}")),
+    };
+    roles_result.and(archived)
 }
 
 /// One line (or block) on stdout for whoever started us, e.g. where we listen. They may have
@@ -495,6 +527,13 @@ fn edge_config(game: &GameArgs, common: &CommonArgs) -> EdgeConfig {
         instance: common.instance.clone(),
         ..EdgeConfig::default()
     }
+}
+
+fn archiver_config(dir: std::path::PathBuf, table: &[Region], roll: &RollArgs) -> ArchiverConfig {
+    let mut config = ArchiverConfig::new(dir, table.iter().map(|r| r.id.clone()).collect());
+    config.roll_rows = roll.archive_roll_rows as usize;
+    config.roll_age = roll.archive_roll_age;
+    config
 }
 
 fn generator_config(game: &GameArgs, common: &CommonArgs) -> TickGeneratorConfig {

@@ -1,18 +1,22 @@
-//! Processors: the roles that consume `game-events` and derive something from it.
+//! Processors: the roles that consume the log and derive something from it.
 //!
-//! This crate owns the tick generator: the per-session schedule (sans I/O) and the consumer
-//! that turns it into countdown, tick and session_ended events. It must not talk to players
-//! (gateways do) and must not keep state that cannot be rebuilt from the log.
+//! This crate owns the tick generator — the per-session schedule (sans I/O) and the consumer
+//! that turns it into countdown, tick and session_ended events — and the archiver, which writes
+//! the log to Parquet files. It must not talk to players (gateways do) and must not keep state
+//! that cannot be rebuilt from the log.
 //!
 //! # Layout
 //! - [`schedule`]: one session's deadlines, engine stepper and end conditions (sans I/O).
 //! - [`tick_generator`]: the consumer-group adapter over the event log.
+//! - [`archiver`]: the log as Parquet files, partitioned by kind, date and region.
 //! - `metrics`: metric names.
 
+pub mod archiver;
 mod metrics;
 pub mod schedule;
 pub mod tick_generator;
 
+pub use archiver::{Archiver, ArchiverConfig};
 pub use tick_generator::{TickGenerator, TickGeneratorConfig};
 
 /// Errors of the processors.
@@ -20,6 +24,12 @@ pub use tick_generator::{TickGenerator, TickGeneratorConfig};
 pub enum Error {
     #[error(transparent)]
     Log(#[from] tickcast_eventlog::Error),
+    #[error("archive: {0}")]
+    Archive(String),
+    #[error("archive: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("archive: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
 }
 
 pub(crate) fn now_ms() -> i64 {

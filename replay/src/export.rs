@@ -6,15 +6,12 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, BooleanBuilder, Int64Builder, StringBuilder, TimestampMillisecondBuilder, UInt64Builder,
-};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use tickcast_schemas::arrow::{EventRows, TickRows};
 use tickcast_schemas::event::EventBody;
 
 use crate::{Error, History, Logged};
@@ -119,72 +116,28 @@ pub fn export(
 }
 
 fn ticks(history: &History, filter: &Filter) -> Result<RecordBatch, Error> {
-    let (mut session, mut region, mut step) =
-        (StringBuilder::new(), StringBuilder::new(), Int64Builder::new());
-    let (mut value, mut round, mut broken) =
-        (UInt64Builder::new(), UInt64Builder::new(), BooleanBuilder::new());
-    let (mut scheduled, mut emitted) =
-        (TimestampMillisecondBuilder::new(), TimestampMillisecondBuilder::new());
+    let mut rows = TickRows::default();
     for (id, events) in &history.sessions {
         let region_of = crate::session_created(events).map(|c| c.region.as_str());
         // A step logged twice (by two generators during a hand-over) is one tick.
         let mut seen = HashSet::new();
         for logged in events.iter().filter(|l| filter.keeps(id, l)) {
             let EventBody::Tick(t) = &logged.event.body else { continue };
-            if !seen.insert(t.step) {
-                continue;
+            if seen.insert(t.step) {
+                let region = region_of.unwrap_or(logged.position.topic.trim_start_matches("ticks."));
+                rows.push(id, region, t);
             }
-            session.append_value(id);
-            region.append_value(region_of.unwrap_or(logged.position.topic.trim_start_matches("ticks.")));
-            step.append_value(t.step);
-            value.append_value(t.value);
-            round.append_value(t.round);
-            broken.append_value(t.broken);
-            scheduled.append_value(t.scheduled_at);
-            emitted.append_value(t.emitted_at);
         }
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(session.finish()),
-        Arc::new(region.finish()),
-        Arc::new(step.finish()),
-        Arc::new(value.finish()),
-        Arc::new(round.finish()),
-        Arc::new(broken.finish()),
-        Arc::new(scheduled.finish().with_timezone("+00:00")),
-        Arc::new(emitted.finish().with_timezone("+00:00")),
-    ];
-    Ok(RecordBatch::try_new(tickcast_schemas::arrow::ticks(), columns)?)
+    Ok(rows.finish()?)
 }
 
 fn events(history: &History, filter: &Filter) -> Result<RecordBatch, Error> {
-    let (mut session, mut kind, mut at) =
-        (StringBuilder::new(), StringBuilder::new(), TimestampMillisecondBuilder::new());
-    let (mut source, mut id, mut fields) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let mut rows = EventRows::default();
     for (session_id, events) in &history.sessions {
         for logged in events.iter().filter(|l| filter.keeps(session_id, l)) {
-            let event = &logged.event;
-            let mut json = serde_json::to_value(event).unwrap_or_default();
-            if let Some(object) = json.as_object_mut() {
-                for envelope in ["v", "id", "type", "sessionId", "at", "source"] {
-                    object.remove(envelope);
-                }
-            }
-            session.append_value(session_id);
-            kind.append_value(event.kind());
-            at.append_value(event.at);
-            source.append_value(&event.source);
-            id.append_value(event.id.to_string());
-            fields.append_value(json.to_string());
+            rows.push(&logged.event);
         }
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(session.finish()),
-        Arc::new(kind.finish()),
-        Arc::new(at.finish().with_timezone("+00:00")),
-        Arc::new(source.finish()),
-        Arc::new(id.finish()),
-        Arc::new(fields.finish()),
-    ];
-    Ok(RecordBatch::try_new(tickcast_schemas::arrow::events(), columns)?)
+    Ok(rows.finish()?)
 }

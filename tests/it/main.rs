@@ -1,6 +1,7 @@
 //! tickcast end to end, through real sockets: `tickcast up` as a child process, players as
 //! WebSocket clients.
 
+mod archive;
 mod bad_input;
 mod bots;
 mod cli;
