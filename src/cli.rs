@@ -65,7 +65,7 @@ pub(crate) enum ReplayCommand {
     /// One line per session: region, start, players, rounds, kicks, end reason.
     Sessions {
         #[command(flatten)]
-        log: LogArgs,
+        source: ReplaySource,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
@@ -73,7 +73,7 @@ pub(crate) enum ReplayCommand {
     /// Every event of one game, in order.
     Timeline {
         #[command(flatten)]
-        log: LogArgs,
+        source: ReplaySource,
         #[arg(long)]
         session: String,
         /// The events as JSON lines, as logged.
@@ -83,7 +83,7 @@ pub(crate) enum ReplayCommand {
     /// Export ticks (typed columns) or all events as Parquet, Arrow IPC, CSV or JSON lines.
     Export {
         #[command(flatten)]
-        log: LogArgs,
+        source: ReplaySource,
         /// ticks: one row per tick; events: one row per event of any type.
         #[arg(long, default_value = "ticks")]
         kind: tickcast_replay::export::Kind,
@@ -108,7 +108,7 @@ pub(crate) enum ReplayCommand {
     #[command(group = clap::ArgGroup::new("report_which").required(true).args(["session", "all"]))]
     Report {
         #[command(flatten)]
-        log: LogArgs,
+        source: ReplaySource,
         /// File to write.
         #[arg(long)]
         out: PathBuf,
@@ -122,7 +122,7 @@ pub(crate) enum ReplayCommand {
     /// each spectator that sends join gets the game from its start.
     Serve {
         #[command(flatten)]
-        log: LogArgs,
+        source: ReplaySource,
         #[arg(long)]
         session: String,
         /// How many times faster than it was played.
@@ -136,7 +136,7 @@ pub(crate) enum ReplayCommand {
     #[command(group = clap::ArgGroup::new("which").required(true).args(["session", "all"]))]
     Verify {
         #[command(flatten)]
-        log: LogArgs,
+        source: ReplaySource,
         #[arg(long)]
         session: Option<String>,
         /// Every session in the log.
@@ -270,6 +270,16 @@ pub(crate) struct TickGeneratorArgs {
     pub(crate) common: CommonArgs,
     #[command(flatten)]
     pub(crate) game: GameArgs,
+}
+
+/// Where replay reads games from: the live log, or the archiver's Parquet files.
+#[derive(Debug, Args)]
+pub(crate) struct ReplaySource {
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
+    /// Read the Parquet archive in this directory instead of the log.
+    #[arg(long, conflicts_with = "url")]
+    pub(crate) archive: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -137,27 +137,35 @@ fn engine(args: &EngineArgs) -> anyhow::Result<()> {
 }
 
 async fn replay(command: ReplayCommand) -> anyhow::Result<()> {
-    let url = match &command {
-        ReplayCommand::Sessions { log, .. }
-        | ReplayCommand::Timeline { log, .. }
-        | ReplayCommand::Export { log, .. }
-        | ReplayCommand::Report { log, .. }
-        | ReplayCommand::Serve { log, .. }
-        | ReplayCommand::Verify { log, .. } => &log.url,
+    let source = match &command {
+        ReplayCommand::Sessions { source, .. }
+        | ReplayCommand::Timeline { source, .. }
+        | ReplayCommand::Export { source, .. }
+        | ReplayCommand::Report { source, .. }
+        | ReplayCommand::Serve { source, .. }
+        | ReplayCommand::Verify { source, .. } => source,
     };
-    let log =
-        tickcast_eventlog::open_read_only(url).with_context(|| format!("cannot open the event log {url}"))?;
-    // A spinner on long reads, for people (not when stderr is a file or a pipe).
-    let spinner = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let spinner = indicatif::ProgressBar::new_spinner();
-        spinner.enable_steady_tick(Duration::from_millis(120));
-        spinner
-    } else {
-        indicatif::ProgressBar::hidden()
+    let history = match &source.archive {
+        Some(dir) => tickcast_replay::archive::load(dir)
+            .with_context(|| format!("cannot read the archive {}", dir.display()))?,
+        None => {
+            let url = &source.log.url;
+            let log = tickcast_eventlog::open_read_only(url)
+                .with_context(|| format!("cannot open the event log {url}"))?;
+            // A spinner on long reads, for people (not when stderr is a file or a pipe).
+            let spinner = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                let spinner = indicatif::ProgressBar::new_spinner();
+                spinner.enable_steady_tick(Duration::from_millis(120));
+                spinner
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            let mut progress = |read: u64| spinner.set_message(format!("read {read} records"));
+            let history = tickcast_replay::History::load_with_progress(log.as_ref(), &mut progress).await?;
+            spinner.finish_and_clear();
+            history
+        }
     };
-    let mut progress = |read: u64| spinner.set_message(format!("read {read} records"));
-    let history = tickcast_replay::History::load_with_progress(log.as_ref(), &mut progress).await?;
-    spinner.finish_and_clear();
     let mut out = std::io::stdout().lock();
     match command {
         ReplayCommand::Sessions { json, .. } => {

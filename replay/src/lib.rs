@@ -8,12 +8,14 @@
 //!
 //! # Layout
 //! - [`History`]: the events of the log, loaded per session, in log order.
+//! - [`archive`]: the same, loaded from the archiver's Parquet files.
 //! - [`catalog`]: one summary line per session.
 //! - [`verify`]: the checks, as plain functions over a session's events.
 //! - [`export`]: ticks or events as Parquet, Arrow IPC, CSV or JSON lines.
 //! - [`report`]: a self-contained HTML report with SVG plots.
 //! - [`serve`]: a recorded game re-broadcast over the client protocol, at any speed.
 
+pub mod archive;
 pub mod catalog;
 pub mod export;
 pub mod report;
@@ -39,6 +41,8 @@ pub enum Error {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("export failed: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    #[error("archive: {0}")]
+    Archive(String),
 }
 
 /// Where an event is in the log.

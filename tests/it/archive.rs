@@ -36,6 +36,20 @@ print(json.dumps(out))
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// `tickcast replay ARGS --archive DIR`: (success, stdout + stderr).
+fn replay_archive(dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .arg("replay")
+        .args(args)
+        .arg("--archive")
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
 /// The ticks and the ids of every other event in the server's log.
 async fn logged(server: &Server, region: &str) -> (BTreeSet<(String, i64)>, BTreeSet<String>) {
     let mut ticks = BTreeSet::new();
@@ -96,6 +110,15 @@ async fn the_archive_holds_every_event_with_typed_columns() {
     let region_dir = ticks_dir.join(format!("region={region}"));
     let files: Vec<_> = std::fs::read_dir(&region_dir).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(files.iter().all(|f| f.extension().is_some_and(|e| e == "parquet")), "{files:?}");
+
+    // The replay tools read the archive as they read the log.
+    let (ok, out) = replay_archive(&archive, &["verify", "--all"]);
+    assert!(ok && out.contains("verified 1 session(s)"), "{out}");
+    let (ok, out) = replay_archive(&archive, &["sessions", "--json"]);
+    assert!(ok, "{out}");
+    let session: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(session["endReason"], "max_rounds", "{session}");
+    assert_eq!(session["ticks"].as_u64(), Some(log_ticks.len() as u64), "{session}");
 }
 
 /// kill -9 while a file is open, restart on the same log: after de-duplication the archive
@@ -135,4 +158,6 @@ async fn a_crash_in_the_middle_of_a_file_loses_nothing() {
     let (ticks, ids) = archived(&read);
     assert_eq!(ticks, log_ticks, "after de-duplication, every logged tick once");
     assert_eq!(ids, log_ids, "after de-duplication, every other logged event once");
+    let (ok, out) = replay_archive(&dir.path().join("archive"), &["verify", "--all"]);
+    assert!(ok, "the archive of a crashed archiver verifies: {out}");
 }
