@@ -22,11 +22,11 @@ echo "== lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== test tools"
-# An independent reader of the exported Parquet files (pyarrow), in a venv of its own.
+# Independent readers of the exported Parquet files (pyarrow, DuckDB), in a venv of its own.
 venv=target/test-venv
-if ! "$venv/bin/python" -c "import pyarrow" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import pyarrow, duckdb" 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "pyarrow==26.0.1"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "pyarrow==26.0.1" "duckdb==2.0.1"
 fi
 export TICKCAST_TEST_PYTHON="$PWD/$venv/bin/python"
 

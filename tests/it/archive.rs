@@ -11,10 +11,13 @@ use crate::support::{Player, Server, log_events};
 
 /// What pyarrow finds in an archive: the distinct ticks and event ids, the row counts per kind,
 /// and the tick schema.
+fn python() -> String {
+    std::env::var("TICKCAST_TEST_PYTHON").expect(
+        "TICKCAST_TEST_PYTHON is not set: run ./scripts/test.sh, which installs pyarrow and duckdb for this test",
+    )
+}
+
 fn read_archive(dir: &Path) -> Value {
-    let python = std::env::var("TICKCAST_TEST_PYTHON").expect(
-        "TICKCAST_TEST_PYTHON is not set: run ./scripts/test.sh, which installs pyarrow for this test",
-    );
     let script = r#"
 import json, os, sys, pyarrow.dataset as ds
 root = sys.argv[1]
@@ -31,7 +34,7 @@ for kind in sorted(os.listdir(root)):
 out["event_ids"] = sorted(set(out["event_ids"]))
 print(json.dumps(out))
 "#;
-    let output = Command::new(python).args(["-c", script]).arg(dir).output().unwrap();
+    let output = Command::new(python()).args(["-c", script]).arg(dir).output().unwrap();
     assert!(output.status.success(), "pyarrow: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap()
 }
@@ -110,6 +113,18 @@ async fn the_archive_holds_every_event_with_typed_columns() {
     let region_dir = ticks_dir.join(format!("region={region}"));
     let files: Vec<_> = std::fs::read_dir(&region_dir).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(files.iter().all(|f| f.extension().is_some_and(|e| e == "parquet")), "{files:?}");
+
+    // The README's DuckDB query over the whole archive.
+    let query = format!(
+        "SELECT region, count(*) AS ticks FROM (SELECT DISTINCT region, session_id, step \
+         FROM read_parquet('{}/kind=ticks/**/*.parquet', hive_partitioning = true)) GROUP BY region",
+        archive.display()
+    );
+    let script = "import duckdb, json, sys\nprint(json.dumps(duckdb.sql(sys.argv[1]).fetchall()))";
+    let output = Command::new(python()).args(["-c", script, &query]).output().unwrap();
+    assert!(output.status.success(), "duckdb: {}", String::from_utf8_lossy(&output.stderr));
+    let rows: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(rows, json!([[region, log_ticks.len()]]));
 
     // The replay tools read the archive as they read the log.
     let (ok, out) = replay_archive(&archive, &["verify", "--all"]);
