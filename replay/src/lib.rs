@@ -48,7 +48,8 @@ pub enum Error {
 /// Where an event is in the log.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Position {
-    pub topic: String,
+    /// Shared by every event read from one topic.
+    pub topic: std::sync::Arc<str>,
     pub offset: u64,
 }
 
@@ -71,6 +72,29 @@ pub fn session_created(events: &[Logged]) -> Option<&SessionCreated> {
     events.iter().find_map(|l| match &l.event.body {
         EventBody::SessionCreated(c) => Some(c),
         _ => None,
+    })
+}
+
+/// Records decoded: each offset with its event, or `None` when it is not an event.
+type Decoded = Vec<(u64, Option<Event>)>;
+
+/// Decodes `records`, split over the machine's cores.
+fn decode(records: Vec<tickcast_eventlog::Record>) -> Decoded {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let per_thread = records.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = records
+            .chunks(per_thread)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter().map(|r| (r.offset, Event::from_bytes(&r.payload).ok())).collect::<Decoded>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
     })
 }
 
@@ -131,22 +155,51 @@ impl History {
         read: &mut u64,
         progress: &mut dyn FnMut(u64),
     ) -> Result<(), Error> {
+        // Decoding costs more than reading: each chunk is decoded on the other cores while the
+        // next one is read.
+        const CHUNK: usize = 32 * 1024;
         let mut scan = log.scan(topic, StartFrom::Beginning).await?;
-        while let Some(batch) = scan.next_batch().await? {
-            *read += batch.len() as u64;
-            progress(*read);
-            for record in &batch {
-                let position = Position { topic: topic.to_owned(), offset: record.offset };
-                match Event::from_bytes(&record.payload) {
-                    Ok(event) => {
-                        let session = event.session_id.clone();
-                        self.sessions.entry(session).or_default().push(Logged { position, event });
-                    }
-                    Err(_) => self.undecodable.push(position),
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut decoding: Option<tokio::task::JoinHandle<Decoded>> = None;
+        loop {
+            let batch = scan.next_batch().await?;
+            let done = batch.is_none();
+            if let Some(batch) = batch {
+                *read += batch.len() as u64;
+                progress(*read);
+                chunk.extend(batch);
+            }
+            if chunk.len() >= CHUNK || (done && !chunk.is_empty()) {
+                let records = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                let next = tokio::task::spawn_blocking(move || decode(records));
+                if let Some(previous) = decoding.replace(next) {
+                    self.add(topic, previous.await.map_err(|e| Error::Archive(e.to_string()))?);
                 }
             }
+            if done {
+                break;
+            }
+        }
+        if let Some(last) = decoding {
+            self.add(topic, last.await.map_err(|e| Error::Archive(e.to_string()))?);
         }
         Ok(())
+    }
+
+    fn add(&mut self, topic: &str, decoded: Decoded) {
+        let topic: std::sync::Arc<str> = topic.into();
+        for (offset, event) in decoded {
+            let position = Position { topic: std::sync::Arc::clone(&topic), offset };
+            match event {
+                Some(event) => match self.sessions.get_mut(&event.session_id) {
+                    Some(events) => events.push(Logged { position, event }),
+                    None => {
+                        self.sessions.insert(event.session_id.clone(), vec![Logged { position, event }]);
+                    }
+                },
+                None => self.undecodable.push(position),
+            }
+        }
     }
 
     /// The events of one session.

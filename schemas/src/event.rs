@@ -53,6 +53,14 @@ impl Event {
     /// Decodes an event. Unknown types, and envelopes of a version this crate does not know,
     /// decode to [`EventBody::Unknown`] so that consumers count and skip them.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        // Ticks are most of the log: read them without the flattened envelope, which makes
+        // serde buffer every field before it picks the body.
+        if Self::peek_type(bytes) == Some("tick")
+            && let Ok(flat) = serde_json::from_slice::<FlatTick<'_>>(bytes)
+            && flat.v == ENVELOPE_VERSION
+        {
+            return Ok(flat.into_event());
+        }
         match serde_json::from_slice::<Self>(bytes) {
             Ok(mut event) => {
                 if event.v != ENVELOPE_VERSION {
@@ -300,4 +308,43 @@ pub struct Tick {
     pub scheduled_at: i64,
     /// When the generator emitted it; `emittedAt − scheduledAt` is the generator's lateness.
     pub emitted_at: i64,
+}
+
+/// A `tick` event as one flat object: the envelope's fields and the tick's side by side.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FlatTick<'a> {
+    v: u32,
+    id: Uuid,
+    #[serde(borrow)]
+    session_id: std::borrow::Cow<'a, str>,
+    at: i64,
+    #[serde(borrow)]
+    source: std::borrow::Cow<'a, str>,
+    step: i64,
+    value: u64,
+    round: u64,
+    broken: bool,
+    scheduled_at: i64,
+    emitted_at: i64,
+}
+
+impl FlatTick<'_> {
+    fn into_event(self) -> Event {
+        Event {
+            v: self.v,
+            id: self.id,
+            session_id: self.session_id.into_owned(),
+            at: self.at,
+            source: self.source.into_owned(),
+            body: EventBody::Tick(Tick {
+                step: self.step,
+                value: self.value,
+                round: self.round,
+                broken: self.broken,
+                scheduled_at: self.scheduled_at,
+                emitted_at: self.emitted_at,
+            }),
+        }
+    }
 }
