@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of tickcast: formatting, lints, unit, integration and end-to-end tests.
-# Needs the Rust toolchain, gcc (bundled SQLite, zstd, librdkafka), zlib's headers and python3
-# with pip. It installs what the tests use: pyarrow into target/test-venv (to read the exported
+# Needs the Rust toolchain, gcc (bundled SQLite, zstd, librdkafka), zlib's headers, node/npm
+# and python3 with pip. It installs what the tests use: pyarrow into target/test-venv (to read the exported
 # Parquet files back) and tansu, a Kafka-API broker (built once into ~/.cache/tickcast, about
 # ten minutes), which it starts on 127.0.0.1 with in-memory storage for the Kafka tests.
 # Usage: ./scripts/test.sh
@@ -35,6 +35,11 @@ kafka_port="${TICKCAST_TEST_KAFKA_PORT:-19092}"
 scripts/tansu.sh start "$kafka_port" target/tansu
 trap 'kill "$(cat target/tansu/tansu.pid)" 2>/dev/null || true' EXIT
 export TICKCAST_TEST_KAFKA="127.0.0.1:$kafka_port"
+
+echo "== web client"
+# The player page: its tests (the JS engine against the golden vectors, the protocol reducer)
+# and its build, which the end-to-end tests serve.
+(cd web && npm ci --no-audit --no-fund && npm test && npm run build)
 
 echo "== tests"
 cargo test --workspace --all-targets --locked

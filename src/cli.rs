@@ -310,6 +310,9 @@ pub(crate) struct CommonArgs {
     /// regions of the original design).
     #[arg(long, env = "TICKCAST_REGIONS")]
     pub(crate) regions: Option<String>,
+    /// The built web client served at `/` (`npm run build` in web/ writes web/dist).
+    #[arg(long, env = "TICKCAST_WEB_DIR", default_value = "web/dist")]
+    pub(crate) web_dir: PathBuf,
     /// Instance name, used in the `source` of written events (and as the static group member
     /// id of a tick generator).
     #[arg(long, visible_alias = "instance-id", env = "TICKCAST_INSTANCE", default_value = "0")]

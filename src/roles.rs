@@ -65,7 +65,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             let token = roles.shutdown.clone();
             roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(token));
-            let app = edge.routes().merge(common_routes(roles.prometheus.clone()));
+            let app = edge.routes().merge(common_routes(roles.prometheus.clone(), &args.common.web_dir));
             let addr = roles.serve(args.listen, app).await?;
             announce(&format!("edge listening on http://{addr}"));
             roles.wait().await
@@ -89,7 +89,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             let gateway = Gateway::new(log, signer, config, roles.shutdown.clone());
             roles.spawn("gateway", Arc::clone(&gateway).run());
             let region = gateway.region().to_owned();
-            let app = tickcast_gateways::routes(&[gateway]).merge(common_routes(roles.prometheus.clone()));
+            let app = tickcast_gateways::routes(&[gateway])
+                .merge(common_routes(roles.prometheus.clone(), &args.common.web_dir));
             let addr = roles.serve(args.listen, app).await?;
             announce(&format!("gateway listening on ws://{addr}/ws/{region}"));
             roles.wait().await
@@ -350,7 +351,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let app = edge
         .routes()
         .merge(tickcast_gateways::routes(&gateways))
-        .merge(common_routes(roles.prometheus.clone()));
+        .merge(common_routes(roles.prometheus.clone(), &args.common.web_dir));
     let addr = roles.serve(args.listen, app).await?;
     let banner = format!(
         "tickcast is up on the embedded log at {} (Parquet archive in {})\n  open        http://{addr}/\n  start game  curl -s -XPOST http://{addr}/edge/game/start -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'\n  gateways    ws://{addr}/ws/<region>   ({})\n  Ctrl-C stops it cleanly.\n",
@@ -402,9 +403,8 @@ async fn create_topics(
     let options = KafkaOptions { client: args.kafka_options.clone(), group_instance_id: None };
     let kafka = KafkaLog::open(&args.url, rest, options)
         .with_context(|| format!("cannot open the event log {}", args.url))?;
-    let common = CommonArgs { token_secret: None, regions: spec, instance: String::new() };
     let mut names = vec![GAME_EVENTS.to_owned()];
-    names.extend(regions(&common)?.iter().map(|r| topics::ticks(&r.id)));
+    names.extend(region_table(spec.as_deref())?.iter().map(|r| topics::ticks(&r.id)));
     let mut created = kafka.create_topics(&names, partitions, replication).await?;
     // One partition: "the first record wins" needs one order.
     created.extend(kafka.create_topics(&[topics::DEPLOYMENT.to_owned()], 1, replication).await?);
@@ -493,8 +493,12 @@ fn signer(common: &CommonArgs) -> anyhow::Result<TokenSigner> {
 /// Parses `TICKCAST_REGIONS`: `id` entries take the default region's countries when it is one
 /// of the eight, `id=URL` sets the gateway's public WebSocket URL.
 fn regions(common: &CommonArgs) -> anyhow::Result<Vec<Region>> {
+    region_table(common.regions.as_deref())
+}
+
+fn region_table(spec: Option<&str>) -> anyhow::Result<Vec<Region>> {
     let defaults = default_regions();
-    let Some(spec) = common.regions.as_deref().filter(|s| !s.trim().is_empty()) else {
+    let Some(spec) = spec.filter(|s| !s.trim().is_empty()) else {
         return Ok(defaults);
     };
     let mut table = Vec::new();
@@ -552,22 +556,34 @@ fn generator_config(game: &GameArgs, common: &CommonArgs) -> TickGeneratorConfig
     }
 }
 
-/// `/healthz`, `/metrics` (Prometheus text), the landing page and JSON 404s.
-fn common_routes(prometheus: Option<PrometheusHandle>) -> Router {
-    Router::new()
+/// `/healthz`, `/metrics` (Prometheus text), the player page and JSON 404s.
+///
+/// The player page is the built web client in `web_dir` (`index.html` and `assets/`); without a
+/// build, `/` says how to make one. `/lite` is a minimal page that needs no build.
+fn common_routes(prometheus: Option<PrometheusHandle>, web_dir: &std::path::Path) -> Router {
+    let index = web_dir.join("index.html");
+    let router = Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
         .route(
             "/metrics",
             get(move || std::future::ready(prometheus.as_ref().map(|p| p.render()).unwrap_or_default())),
         )
-        .route("/", get(|| async { Html(include_str!("play.html")) }))
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                axum::Json(serde_json::json!({ "error": "not_found", "message": "no such endpoint" })),
-            )
-                .into_response()
-        })
+        .route("/lite", get(|| async { Html(include_str!("play.html")) }));
+    let router = if index.is_file() {
+        router
+            .route_service("/", tower_http::services::ServeFile::new(index))
+            .nest_service("/assets", tower_http::services::ServeDir::new(web_dir.join("assets")))
+    } else {
+        let page = include_str!("unbuilt.html").replace("{web_dir}", &web_dir.display().to_string());
+        router.route("/", get(move || std::future::ready(Html(page.clone()))))
+    };
+    router.fallback(|| async {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({ "error": "not_found", "message": "no such endpoint" })),
+        )
+            .into_response()
+    })
 }
 
 /// The roles of one command under one shutdown tree: a root token cancelled by Ctrl-C,

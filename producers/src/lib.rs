@@ -93,6 +93,9 @@ pub struct GameTicket {
     pub start_at: i64,
     pub tick_ms: i64,
     pub seed_hash: String,
+    /// The engine's break bounds, so the client can recompute every tick once the seed is out.
+    pub min_break_steps: u64,
+    pub max_break_steps: u64,
 }
 
 /// A request refused: a status and `{"error": code, "message": text}`.
@@ -216,6 +219,8 @@ impl Edge {
             start_at: session.start_at,
             tick_ms: session.tick_ms,
             seed_hash: session.seed_hash.clone(),
+            min_break_steps: session.min_break_steps,
+            max_break_steps: session.max_break_steps,
         }
     }
 }

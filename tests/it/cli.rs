@@ -65,3 +65,26 @@ fn bad_flags_say_what_to_fix() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// `/` serves the built web client; without a build it says how to make one (never a 404).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_player_page_is_served_or_explains_how_to_build_it() {
+    let unbuilt = crate::support::Server::start_with(&["--web-dir", "/nonexistent/web/dist"]);
+    let response = reqwest::get(unbuilt.url("/")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("not built") && page.contains("npm ci"), "{page}");
+    assert!(reqwest::get(unbuilt.url("/lite")).await.unwrap().text().await.unwrap().contains("<html"));
+
+    let build = tempfile::tempdir().unwrap();
+    std::fs::create_dir(build.path().join("assets")).unwrap();
+    std::fs::write(build.path().join("index.html"), "<html><script src=\"/assets/app.js\"></script></html>")
+        .unwrap();
+    std::fs::write(build.path().join("assets/app.js"), "console.log('tickcast')").unwrap();
+    let built = crate::support::Server::start_with(&["--web-dir", build.path().to_str().unwrap()]);
+    let page = reqwest::get(built.url("/")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("/assets/app.js"), "{page}");
+    let script = reqwest::get(built.url("/assets/app.js")).await.unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(script.headers()["content-type"].to_str().unwrap().contains("javascript"));
+}

@@ -1,0 +1,45 @@
+import { describe, expect, it } from "vitest";
+import { initialState, missingSteps, reduce, rttStats, type GameState, type ServerMessage } from "./protocol";
+
+const feed = (state: GameState, ...messages: ServerMessage[]) =>
+  messages.reduce((s, message) => reduce(s, { type: "server", message, receivedAt: 1000 }), state);
+
+const tick = (step: number) =>
+  ({ type: "tick", step, value: step + 1, round: 0, broken: false, scheduledAt: step * 100, serverTimestamp: step * 100 + 1 }) as const;
+
+describe("protocol reducer", () => {
+  it("goes from joined through the countdown to running and ended", () => {
+    let s = reduce(initialState, { type: "connecting" });
+    expect(s.phase).toBe("connecting");
+    s = feed(s, { type: "session_joined", sessionId: "g", startAt: 0, tickMs: 100, seedHash: "h", region: "eu-west-1", players: ["ana"] });
+    expect(s.phase).toBe("countdown");
+    s = feed(s, { type: "countdown", remainingMs: 2000 }, tick(0), tick(1));
+    expect(s.phase).toBe("running");
+    expect(s.ticks.map((t) => t.step)).toEqual([0, 1]);
+    s = feed(s, { type: "session_ended", reason: "max_rounds", lastStep: 1, seed: "42" });
+    expect(s.phase).toBe("ended");
+    expect(s.ended).toEqual({ reason: "max_rounds", lastStep: 1, seed: "42" });
+  });
+
+  it("shows a step once when a resume replays it, and keeps the chart without holes", () => {
+    let s = feed(initialState, tick(0), tick(1), tick(2));
+    s = reduce(s, { type: "disconnected" });
+    expect(s.phase).toBe("reconnecting");
+    s = feed(s, tick(2), tick(3));
+    expect(s.ticks.map((t) => t.step)).toEqual([0, 1, 2, 3]);
+    expect(missingSteps(s.ticks)).toEqual([]);
+    expect(missingSteps([tick(0), tick(3)].map(({ type: _, ...t }) => t))).toEqual([1, 2]);
+  });
+
+  it("measures round trips from pongs and shows warnings and kicks plainly", () => {
+    let s = reduce(initialState, { type: "server", message: { type: "pong", clientTimestamp: 900, serverTimestamp: 950 }, receivedAt: 1000 });
+    s = reduce(s, { type: "server", message: { type: "pong", clientTimestamp: 1900, serverTimestamp: 1950 }, receivedAt: 2020 });
+    expect(s.rtts).toEqual([100, 120]);
+    expect(rttStats(s.rtts)).toEqual({ mean: 110, jitter: 10 });
+    s = feed(s, { type: "latency_status", status: "warning", avgRttMs: 120, jitterMs: 10 });
+    expect(s.latency?.status).toBe("warning");
+    s = feed(s, { type: "kicked", reason: "latency" });
+    expect(s.phase).toBe("kicked");
+    expect(reduce(s, { type: "disconnected" }).phase).toBe("kicked");
+  });
+});

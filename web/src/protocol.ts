@@ -1,0 +1,120 @@
+// The client protocol (docs/protocol.md) as a reducer: server messages in, page state out.
+// Pure, so it is tested without a browser.
+
+export interface Tick {
+  step: number;
+  value: number;
+  round: number;
+  broken: boolean;
+  scheduledAt: number;
+  serverTimestamp: number;
+}
+
+export type ServerMessage =
+  | { type: "session_joined"; sessionId: string; startAt: number; tickMs: number; seedHash: string; region: string; players: string[] }
+  | { type: "countdown"; remainingMs: number }
+  | ({ type: "tick" } & Tick)
+  | { type: "pong"; clientTimestamp: number; serverTimestamp: number }
+  | { type: "latency_status"; status: "ok" | "warning"; avgRttMs: number; jitterMs: number }
+  | { type: "kicked"; reason: string }
+  | { type: "session_ended"; reason: string; lastStep: number; seed: string }
+  | { type: "error"; code: string; message: string };
+
+export type Phase = "idle" | "connecting" | "countdown" | "running" | "ended" | "kicked" | "reconnecting";
+
+export interface GameState {
+  phase: Phase;
+  sessionId?: string;
+  region?: string;
+  startAt?: number;
+  tickMs?: number;
+  seedHash?: string;
+  players: string[];
+  remainingMs?: number;
+  /** Every step received, once, in step order. */
+  ticks: Tick[];
+  /** Round trips measured by our own pings (ms), newest last. */
+  rtts: number[];
+  latency: { status: "ok" | "warning"; avgRttMs: number; jitterMs: number } | null;
+  kickedReason?: string;
+  ended?: { reason: string; lastStep: number; seed: string };
+  error?: string;
+}
+
+export const initialState: GameState = { phase: "idle", players: [], ticks: [], rtts: [], latency: null };
+
+export type Action =
+  | { type: "connecting" }
+  | { type: "disconnected" }
+  | { type: "server"; message: ServerMessage; receivedAt: number }
+  | { type: "failed"; error: string };
+
+const RTT_WINDOW = 30;
+
+export function reduce(state: GameState, action: Action): GameState {
+  switch (action.type) {
+    case "connecting":
+      return { ...state, phase: state.ticks.length > 0 ? "reconnecting" : "connecting", error: undefined };
+    case "disconnected":
+      return state.phase === "ended" || state.phase === "kicked" ? state : { ...state, phase: "reconnecting" };
+    case "failed":
+      return { ...state, error: action.error };
+    case "server":
+      return onMessage(state, action.message, action.receivedAt);
+  }
+}
+
+function onMessage(state: GameState, m: ServerMessage, receivedAt: number): GameState {
+  switch (m.type) {
+    case "session_joined":
+      return {
+        ...state,
+        phase: state.ticks.length > 0 ? "running" : "countdown",
+        sessionId: m.sessionId,
+        region: m.region,
+        startAt: m.startAt,
+        tickMs: m.tickMs,
+        seedHash: m.seedHash,
+        players: m.players,
+        error: undefined,
+      };
+    case "countdown":
+      return { ...state, phase: "countdown", remainingMs: m.remainingMs };
+    case "tick": {
+      const last = state.ticks[state.ticks.length - 1];
+      // A step already shown (a resume replays from our last step) is not shown twice.
+      if (last && m.step <= last.step) return state.phase === "running" ? state : { ...state, phase: "running" };
+      const { type: _, ...tick } = m;
+      return { ...state, phase: state.phase === "ended" ? "ended" : "running", ticks: [...state.ticks, tick] };
+    }
+    case "pong": {
+      const rtt = Math.max(0, receivedAt - m.clientTimestamp);
+      return { ...state, rtts: [...state.rtts.slice(-(RTT_WINDOW - 1)), rtt] };
+    }
+    case "latency_status":
+      return { ...state, latency: { status: m.status, avgRttMs: m.avgRttMs, jitterMs: m.jitterMs } };
+    case "kicked":
+      return { ...state, phase: "kicked", kickedReason: m.reason };
+    case "session_ended":
+      return { ...state, phase: "ended", ended: { reason: m.reason, lastStep: m.lastStep, seed: m.seed } };
+    case "error":
+      return { ...state, error: `${m.code}: ${m.message}` };
+  }
+}
+
+/** Mean and population standard deviation of the measured round trips. */
+export function rttStats(rtts: number[]): { mean: number; jitter: number } | null {
+  if (rtts.length === 0) return null;
+  const mean = rtts.reduce((a, b) => a + b, 0) / rtts.length;
+  const variance = rtts.reduce((a, b) => a + (b - mean) ** 2, 0) / rtts.length;
+  return { mean, jitter: Math.sqrt(variance) };
+}
+
+/** Steps missing between the first and the last received tick. */
+export function missingSteps(ticks: Tick[]): number[] {
+  const missing: number[] = [];
+  for (let i = 1; i < ticks.length; i++) {
+    for (let s = ticks[i - 1].step + 1; s < ticks[i].step; s++) missing.push(s);
+  }
+  return missing;
+}
