@@ -9,10 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== system packages"
-# librdkafka (built from source by rdkafka-sys) needs zlib's headers.
-if ! dpkg -s zlib1g-dev >/dev/null 2>&1; then
+# librdkafka (built from source by rdkafka-sys) needs zlib's headers; the web client's browser
+# tests drive Debian's Chromium.
+missing=()
+dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+if (( ${#missing[@]} )); then
   sudo=""; [[ "$(id -u)" == 0 ]] || sudo="sudo"
-  $sudo apt-get update -qq && $sudo apt-get install -y -qq zlib1g-dev
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
 
 echo "== format"
@@ -43,3 +47,9 @@ echo "== web client"
 
 echo "== tests"
 cargo test --workspace --all-targets --locked
+
+echo "== browser tests"
+# The player page in real headless Chromium against a real `tickcast up` (the debug binary the
+# tests above built); a screenshot lands in target/web-e2e/.
+(cd web && TICKCAST_BIN="$PWD/../target/debug/tickcast" npm run e2e)
+

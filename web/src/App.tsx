@@ -65,6 +65,8 @@ export function App() {
       dispatch({ type: "connecting" });
       const ws = new WebSocket(endpointFor(ticket));
       socket.current = ws;
+      // For the browser tests (and the curious): the live connection, to drop it by hand.
+      (window as unknown as { tickcastSocket?: WebSocket }).tickcastSocket = ws;
       ws.onopen = () => {
         attempt = 0;
         const base = { sessionId: ticket.gameId, userId, token: ticket.token };
@@ -175,7 +177,12 @@ export function App() {
       )}
       {ticket && <Chart ticks={state.ticks} />}
       {ticket && (
-        <section className={`latency latency-${state.phase === "kicked" ? "kicked" : state.latency?.status ?? "ok"}`} data-testid="latency">
+        <section
+          className={`latency latency-${state.phase === "kicked" ? "kicked" : state.latency?.status ?? "ok"}`}
+          data-testid="latency"
+          data-missing={missingSteps(state.ticks).length}
+          data-first-step={state.ticks[0]?.step ?? ""}
+        >
           <b>Latency</b>{" "}
           {rtt ? `RTT ${rtt.mean.toFixed(0)} ms, jitter ${rtt.jitter.toFixed(0)} ms` : "measuring…"}
           {state.latency?.status === "warning" && " — warning: your connection is slow; you may be removed"}
