@@ -1,6 +1,6 @@
 // The player page end to end in real headless Chromium (Debian's /usr/bin/chromium, driven by
 // playwright-core): a real `tickcast up` serving web/dist. Run by scripts/test.sh after the Rust
-// build: `node --test web/e2e/` with TICKCAST_BIN set to the tickcast binary.
+// build: `npm run e2e` with TICKCAST_BIN set to the tickcast binary.
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
