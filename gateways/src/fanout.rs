@@ -285,6 +285,8 @@ impl Fanout {
             seed_hash: session.seed_hash.clone(),
             region: session.region.clone(),
             players: hub.user_ids(),
+            min_break_steps: session.min_break_steps,
+            max_break_steps: session.max_break_steps,
         };
         if let Some(socket) = self.sockets.get_mut(&connection) {
             socket.session = Some(session.session_id.clone());

@@ -61,6 +61,8 @@ impl Playback {
             seed_hash: created.seed_hash.clone(),
             region: created.region.clone(),
             players: Vec::new(),
+            min_break_steps: created.min_break_steps,
+            max_break_steps: created.max_break_steps,
         };
         Ok(Self { session_id: session_id.to_owned(), joined, frames })
     }

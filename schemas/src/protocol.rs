@@ -38,6 +38,10 @@ pub enum ServerMessage {
         region: String,
         /// userIds of the players connected to the session, this one included.
         players: Vec<String>,
+        /// The engine's break bounds: with the seed revealed at the end, a client recomputes
+        /// every tick it received.
+        min_break_steps: u64,
+        max_break_steps: u64,
     },
     Countdown {
         remaining_ms: i64,

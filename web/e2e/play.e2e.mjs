@@ -3,7 +3,7 @@
 // build: `npm run e2e` with TICKCAST_BIN set to the tickcast binary.
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -17,10 +17,12 @@ const artifacts = path.join(repo, "target", "web-e2e");
 let server;
 let base;
 let browser;
+let bin;
+let data;
 
 before(async () => {
-  const bin = process.env.TICKCAST_BIN ?? path.join(repo, "target", "debug", "tickcast");
-  const data = mkdtempSync(path.join(tmpdir(), "tickcast-web-"));
+  bin = process.env.TICKCAST_BIN ?? path.join(repo, "target", "debug", "tickcast");
+  data = mkdtempSync(path.join(tmpdir(), "tickcast-web-"));
   server = spawn(bin, ["up", "--listen", "127.0.0.1:0", "--data-dir", data, "--web-dir", path.join(web, "dist")], {
     env: { ...process.env, RUST_LOG: "warn" },
     stdio: ["ignore", "pipe", "inherit"],
@@ -69,3 +71,48 @@ test("start a game, share it, watch it tick, drop the connection and resume with
   assert.ok(Number(await alice.locator("[data-testid=chart]").getAttribute("data-points")) > 10);
   await alice.screenshot({ path: path.join(artifacts, "play.png"), fullPage: true });
 });
+
+/** Polls `check` every 100 ms until it returns a value, or fails after `ms`. */
+async function eventually(what, check, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test("a spectator watches a recorded game re-broadcast by replay serve, verified at the end", async () => {
+  const started = await fetch(base + "/edge/game/start", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ userId: "rec", tickMs: 20, countdownMs: 0, maxRounds: 1, minBreakSteps: 20, maxBreakSteps: 30 }),
+  }).then((r) => r.json());
+  await eventually("the recorded game's end", () => {
+    const out = execFileSync(bin, ["replay", "sessions", "--log", `embedded://${data}`, "--json"]).toString();
+    return out.split("\n").some((l) => l.includes(started.gameId) && l.includes('"endReason":"max_rounds"'));
+  });
+  const replay = spawn(bin, ["replay", "serve", "--log", `embedded://${data}`, "--session", started.gameId, "--speed", "2", "--listen", "127.0.0.1:0"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  try {
+    const ws = await new Promise((resolve, reject) => {
+      createInterface({ input: replay.stdout }).on("line", (line) => {
+        const m = line.match(/on (ws:\/\/\S+)/);
+        if (m) resolve(m[1]);
+      });
+      replay.on("exit", (code) => reject(new Error(`replay serve exited (${code})`)));
+    });
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${base}/?watch=${encodeURIComponent(ws)}`);
+    await page.locator("[data-testid=ended]").waitFor({ timeout: 30_000 });
+    await page.waitForFunction(() => !document.querySelector("[data-testid=verdict]")?.textContent?.includes("verifying"), null, { timeout: 10_000, polling: 100 });
+    assert.match(await page.locator("[data-testid=verdict]").innerText(), /^verified/);
+    assert.equal(await page.locator("[data-testid=latency]").getAttribute("data-missing"), "0");
+    await page.screenshot({ path: path.join(artifacts, "spectator.png"), fullPage: true });
+  } finally {
+    replay.kill("SIGTERM");
+  }
+});
+

@@ -3,6 +3,8 @@ import { DEFAULT_MAX_BREAK_STEPS, DEFAULT_MIN_BREAK_STEPS, seedHash, stateAt } f
 import { initialState, missingSteps, reduce, rttStats, type ServerMessage, type Tick } from "./protocol";
 
 interface Ticket {
+  /** A recorded game re-broadcast by `tickcast replay serve`: watch only, no resume. */
+  spectator?: boolean;
   gameId: string;
   region: string;
   wsEndpoint: string;
@@ -26,7 +28,7 @@ async function post(path: string, body: unknown): Promise<Ticket> {
 /** The WebSocket URL of a ticket, on the host that served this page when it names loopback. */
 function endpointFor(ticket: Ticket): string {
   const url = new URL(ticket.wsEndpoint);
-  if (url.hostname === "127.0.0.1" || url.hostname === "localhost") {
+  if (!ticket.spectator && (url.hostname === "127.0.0.1" || url.hostname === "localhost")) {
     url.host = location.host;
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   }
@@ -70,7 +72,8 @@ export function App() {
       ws.onopen = () => {
         attempt = 0;
         const base = { sessionId: ticket.gameId, userId, token: ticket.token };
-        ws.send(JSON.stringify(lastStep.current === null ? { action: "join", ...base } : { action: "resume", ...base, lastStep: lastStep.current }));
+        const resume = lastStep.current !== null && !ticket.spectator;
+        ws.send(JSON.stringify(resume ? { action: "resume", ...base, lastStep: lastStep.current } : { action: "join", ...base }));
         pinger = window.setInterval(() => ws.send(JSON.stringify({ action: "ping", clientTimestamp: Date.now() })), 1000);
       };
       ws.onmessage = (e) => dispatch({ type: "server", message: JSON.parse(e.data) as ServerMessage, receivedAt: Date.now() });
@@ -91,8 +94,13 @@ export function App() {
     };
   }, [ticket, userId]);
 
-  // Joining through a share link.
+  // Joining through a share link, or watching a replay (`?watch=ws://HOST:PORT/ws`).
   useEffect(() => {
+    const watch = new URLSearchParams(location.search).get("watch");
+    if (watch && !ticket) {
+      setTicket({ spectator: true, gameId: "replay", region: "", wsEndpoint: watch, token: "spectator", startAt: 0, tickMs: 0, seedHash: "" });
+      return;
+    }
     const join = new URLSearchParams(location.search).get("join");
     if (join && !ticket) post(`/edge/game/${encodeURIComponent(join)}/join`, { userId }).then(setTicket, (e) => dispatch({ type: "failed", error: String(e.message ?? e) }));
     // eslint-disable-next-line react-hooks/exhaustive-deps
@@ -104,22 +112,22 @@ export function App() {
     const seed = BigInt(state.ended.seed);
     const params = {
       seed,
-      minBreakSteps: BigInt(ticket.minBreakSteps ?? DEFAULT_MIN_BREAK_STEPS),
-      maxBreakSteps: BigInt(ticket.maxBreakSteps ?? DEFAULT_MAX_BREAK_STEPS),
+      minBreakSteps: BigInt(state.breakSteps?.min ?? ticket.minBreakSteps ?? DEFAULT_MIN_BREAK_STEPS),
+      maxBreakSteps: BigInt(state.breakSteps?.max ?? ticket.maxBreakSteps ?? DEFAULT_MAX_BREAK_STEPS),
     };
     seedHash(seed).then((hash) => {
       const wrong = state.ticks.filter((t) => {
         const s = stateAt(params, t.step);
         return s.value !== t.value || s.round !== t.round || s.broken !== t.broken;
       });
-      const hashOk = hash === ticket.seedHash;
+      const hashOk = hash === (state.seedHash ?? ticket.seedHash);
       setVerdict(
         hashOk && wrong.length === 0
           ? `verified: the seed matches seedHash and all ${state.ticks.length} ticks match the engine`
           : `NOT verified: ${hashOk ? "" : "the seed does not match seedHash; "}${wrong.length} tick(s) differ from the engine`,
       );
     });
-  }, [state.ended, state.ticks, ticket]);
+  }, [state.ended, state.ticks, state.seedHash, state.breakSteps, ticket]);
 
   const start = useCallback(() => {
     setVerdict(null);
@@ -158,7 +166,8 @@ export function App() {
         </section>
       )}
       {state.error && <p className="error" role="alert">{state.error}</p>}
-      {shareLink && (
+      {ticket?.spectator && <p className="share">Watching a recorded game from {ticket.wsEndpoint}</p>}
+      {shareLink && !ticket?.spectator && (
         <p className="share">
           Share this game: <a href={shareLink} data-testid="share-link">{shareLink}</a>
         </p>

@@ -11,8 +11,9 @@ describe("protocol reducer", () => {
   it("goes from joined through the countdown to running and ended", () => {
     let s = reduce(initialState, { type: "connecting" });
     expect(s.phase).toBe("connecting");
-    s = feed(s, { type: "session_joined", sessionId: "g", startAt: 0, tickMs: 100, seedHash: "h", region: "eu-west-1", players: ["ana"] });
+    s = feed(s, { type: "session_joined", sessionId: "g", startAt: 0, tickMs: 100, seedHash: "h", region: "eu-west-1", players: ["ana"], minBreakSteps: 10, maxBreakSteps: 100 });
     expect(s.phase).toBe("countdown");
+    expect(s.breakSteps).toEqual({ min: 10, max: 100 });
     s = feed(s, { type: "countdown", remainingMs: 2000 }, tick(0), tick(1));
     expect(s.phase).toBe("running");
     expect(s.ticks.map((t) => t.step)).toEqual([0, 1]);

@@ -11,7 +11,17 @@ export interface Tick {
 }
 
 export type ServerMessage =
-  | { type: "session_joined"; sessionId: string; startAt: number; tickMs: number; seedHash: string; region: string; players: string[] }
+  | {
+      type: "session_joined";
+      sessionId: string;
+      startAt: number;
+      tickMs: number;
+      seedHash: string;
+      region: string;
+      players: string[];
+      minBreakSteps: number;
+      maxBreakSteps: number;
+    }
   | { type: "countdown"; remainingMs: number }
   | ({ type: "tick" } & Tick)
   | { type: "pong"; clientTimestamp: number; serverTimestamp: number }
@@ -29,6 +39,8 @@ export interface GameState {
   startAt?: number;
   tickMs?: number;
   seedHash?: string;
+  /** The engine's break bounds, to check the ticks once the seed is out. */
+  breakSteps?: { min: number; max: number };
   players: string[];
   remainingMs?: number;
   /** Every step received, once, in step order. */
@@ -75,6 +87,7 @@ function onMessage(state: GameState, m: ServerMessage, receivedAt: number): Game
         startAt: m.startAt,
         tickMs: m.tickMs,
         seedHash: m.seedHash,
+        breakSteps: { min: m.minBreakSteps, max: m.maxBreakSteps },
         players: m.players,
         error: undefined,
       };
