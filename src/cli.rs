@@ -327,6 +327,10 @@ pub(crate) struct GameArgs {
     /// Countdown of games that do not ask for one (0–60000).
     #[arg(long, env = "COUNTDOWN_MS", default_value_t = 3000, value_parser = clap::value_parser!(i64).range(0..=60_000))]
     pub(crate) countdown_ms: i64,
+    /// false: client-side tick mode — the edge returns the seed at start and clients compute the
+    /// ticks themselves (the original design's older mode; games have no secret then).
+    #[arg(long, env = "USE_TICK_BROADCASTER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) use_tick_broadcaster: bool,
     /// A session with no player connected for this long after its start ends as `idle`.
     #[arg(long, env = "TICKCAST_IDLE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(i64).range(1..))]
     pub(crate) idle_ms: i64,

@@ -537,6 +537,7 @@ fn edge_config(game: &GameArgs, common: &CommonArgs) -> EdgeConfig {
             ..GameDefaults::default()
         },
         instance: common.instance.clone(),
+        reveal_seed_at_start: !game.use_tick_broadcaster,
         ..EdgeConfig::default()
     }
 }

@@ -6,7 +6,8 @@
 //! an in-memory [`SessionDirectory`] fed from `game-events` to answer joins.
 //!
 //! It must not touch sockets of players or ticks, and must never put a seed in a response: the
-//! seed is revealed only by `session_ended`.
+//! seed is revealed only by `session_ended` — unless the operator chose client-side tick mode
+//! (`reveal_seed_at_start`), where clients compute the ticks from it.
 //!
 //! # Layout
 //! - [`routing`]: region selection (sans-IO).
@@ -50,6 +51,9 @@ pub struct EdgeConfig {
     pub instance: String,
     /// How far back the directory reads `game-events` when the edge starts.
     pub directory_history_ms: i64,
+    /// Client-side tick mode (`USE_TICK_BROADCASTER=false`): tickets carry the seed, so clients
+    /// compute the ticks themselves; nothing is secret about a game then.
+    pub reveal_seed_at_start: bool,
 }
 
 impl Default for EdgeConfig {
@@ -59,6 +63,7 @@ impl Default for EdgeConfig {
             token_ttl_ms: 6 * 3600 * 1000,
             instance: "0".into(),
             directory_history_ms: 6 * 3600 * 1000,
+            reveal_seed_at_start: false,
         }
     }
 }
@@ -96,6 +101,9 @@ pub struct GameTicket {
     /// The engine's break bounds, so the client can recompute every tick once the seed is out.
     pub min_break_steps: u64,
     pub max_break_steps: u64,
+    /// Only in client-side tick mode: the seed, as a decimal string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
 }
 
 /// A request refused: a status and `{"error": code, "message": text}`.
@@ -221,6 +229,7 @@ impl Edge {
             seed_hash: session.seed_hash.clone(),
             min_break_steps: session.min_break_steps,
             max_break_steps: session.max_break_steps,
+            seed: self.config.reveal_seed_at_start.then(|| session.seed.to_string()),
         }
     }
 }

@@ -15,6 +15,9 @@ pub struct SessionInfo {
     pub tick_ms: i64,
     pub countdown_ms: i64,
     pub seed_hash: String,
+    /// The secret seed: revealed by `session_ended`, or at the start where clients compute the
+    /// ticks themselves (client-side tick mode).
+    pub seed: u64,
     /// The engine's parameters besides the seed, so a client can check the ticks at the end.
     pub min_break_steps: u64,
     pub max_break_steps: u64,
@@ -40,6 +43,7 @@ impl SessionDirectory {
                     tick_ms: created.tick_ms,
                     countdown_ms: created.countdown_ms,
                     seed_hash: created.seed_hash.clone(),
+                    seed: created.seed,
                     min_break_steps: created.min_break_steps,
                     max_break_steps: created.max_break_steps,
                     ended: false,

@@ -233,3 +233,16 @@ async fn a_game_survives_kill_9_of_the_server_without_a_missing_or_doubled_step(
         assert_eq!(tick["round"].as_u64(), Some(state.round), "{tick}");
     }
 }
+
+/// Client-side tick mode (`USE_TICK_BROADCASTER=false`): the ticket carries the seed, which
+/// matches the seedHash, so a client computes the ticks itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_side_tick_mode_returns_the_seed_at_start() {
+    let server = Server::start_with(&["--use-tick-broadcaster", "false"]);
+    let ticket = server.start_game(json!({"userId":"cy"})).await;
+    let seed: u64 = ticket["seed"].as_str().expect("the seed is in the ticket").parse().unwrap();
+    assert_eq!(seed_hash(seed), ticket["seedHash"].as_str().unwrap());
+    let joined = server.join_game(ticket["gameId"].as_str().unwrap(), "dee").await;
+    assert_eq!(joined["seed"], ticket["seed"], "{joined}");
+    assert_eq!((joined["minBreakSteps"].as_u64(), joined["maxBreakSteps"].as_u64()), (Some(10), Some(100)));
+}

@@ -20,21 +20,26 @@ let browser;
 let bin;
 let data;
 
-before(async () => {
-  bin = process.env.TICKCAST_BIN ?? path.join(repo, "target", "debug", "tickcast");
-  data = mkdtempSync(path.join(tmpdir(), "tickcast-web-"));
-  server = spawn(bin, ["up", "--listen", "127.0.0.1:0", "--data-dir", data, "--web-dir", path.join(web, "dist")], {
+/** Starts `tickcast up ARGS` on a fresh data directory; resolves to the process and its URL. */
+async function startServer(args = []) {
+  const dir = mkdtempSync(path.join(tmpdir(), "tickcast-web-"));
+  const proc = spawn(bin, ["up", "--listen", "127.0.0.1:0", "--data-dir", dir, "--web-dir", path.join(web, "dist"), ...args], {
     env: { ...process.env, RUST_LOG: "warn" },
     stdio: ["ignore", "pipe", "inherit"],
   });
-  base = await new Promise((resolve, reject) => {
-    const lines = createInterface({ input: server.stdout });
-    lines.on("line", (line) => {
+  const url = await new Promise((resolve, reject) => {
+    createInterface({ input: proc.stdout }).on("line", (line) => {
       const m = line.match(/open\s+(http:\/\/\S+?)\/?$/);
       if (m) resolve(m[1]);
     });
-    server.on("exit", (code) => reject(new Error(`tickcast up exited (${code})`)));
+    proc.on("exit", (code) => reject(new Error(`tickcast up exited (${code})`)));
   });
+  return { proc, url, dir };
+}
+
+before(async () => {
+  bin = process.env.TICKCAST_BIN ?? path.join(repo, "target", "debug", "tickcast");
+  ({ proc: server, url: base, dir: data } = await startServer());
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
   mkdirSync(artifacts, { recursive: true });
 });
@@ -113,6 +118,22 @@ test("a spectator watches a recorded game re-broadcast by replay serve, verified
     await page.screenshot({ path: path.join(artifacts, "spectator.png"), fullPage: true });
   } finally {
     replay.kill("SIGTERM");
+  }
+});
+
+test("client-side tick mode: the page computes the ticks from the seed the edge returned", async () => {
+  const local = await startServer(["--use-tick-broadcaster", "false"]);
+  try {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(local.url + "/");
+    await page.getByRole("button", { name: "Start Game" }).click();
+    await page.locator("[data-testid=local-mode]").waitFor({ timeout: 10_000 });
+    await page.waitForFunction(() => Number(document.querySelector("[data-testid=step]")?.textContent) >= 10, null, { timeout: 20_000, polling: 100 });
+    const latency = page.locator("[data-testid=latency]");
+    assert.equal(await latency.getAttribute("data-missing"), "0");
+    assert.equal(await latency.getAttribute("data-first-step"), "0");
+  } finally {
+    local.proc.kill("SIGTERM");
   }
 });
 

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useReducer, useRef, useState } from "react";
-import { DEFAULT_MAX_BREAK_STEPS, DEFAULT_MIN_BREAK_STEPS, seedHash, stateAt } from "./engine";
+import { DEFAULT_MAX_BREAK_STEPS, DEFAULT_MIN_BREAK_STEPS, seedHash, stateAt, stepAt } from "./engine";
 import { initialState, missingSteps, reduce, rttStats, type ServerMessage, type Tick } from "./protocol";
 
 interface Ticket {
@@ -14,6 +14,8 @@ interface Ticket {
   seedHash: string;
   minBreakSteps?: number;
   maxBreakSteps?: number;
+  /** Only in client-side tick mode: the page computes the ticks itself from the seed. */
+  seed?: string;
 }
 
 const USER_KEY = "tickcast.userId";
@@ -94,6 +96,28 @@ export function App() {
     };
   }, [ticket, userId]);
 
+  // Client-side tick mode: the ticks come from our own engine, on the game's clock; the server
+  // still reports the end (and the same steps, which the reducer shows once).
+  useEffect(() => {
+    if (!ticket?.seed) return;
+    const params = {
+      seed: BigInt(ticket.seed),
+      minBreakSteps: BigInt(ticket.minBreakSteps ?? DEFAULT_MIN_BREAK_STEPS),
+      maxBreakSteps: BigInt(ticket.maxBreakSteps ?? DEFAULT_MAX_BREAK_STEPS),
+    };
+    let next = 0;
+    const timer = window.setInterval(() => {
+      const due = stepAt(ticket.startAt, ticket.tickMs, Date.now());
+      if (finished.current) return;
+      for (; next <= due; next++) {
+        const s = stateAt(params, next);
+        const scheduledAt = ticket.startAt + next * ticket.tickMs;
+        dispatch({ type: "server", message: { type: "tick", step: next, ...s, scheduledAt, serverTimestamp: Date.now() }, receivedAt: Date.now() });
+      }
+    }, Math.max(10, Math.floor(ticket.tickMs / 4)));
+    return () => window.clearInterval(timer);
+  }, [ticket]);
+
   // Joining through a share link, or watching a replay (`?watch=ws://HOST:PORT/ws`).
   useEffect(() => {
     const watch = new URLSearchParams(location.search).get("watch");
@@ -167,6 +191,7 @@ export function App() {
       )}
       {state.error && <p className="error" role="alert">{state.error}</p>}
       {ticket?.spectator && <p className="share">Watching a recorded game from {ticket.wsEndpoint}</p>}
+      {ticket?.seed && <p className="share" data-testid="local-mode">Ticks computed in this page from the seed (client-side tick mode)</p>}
       {shareLink && !ticket?.spectator && (
         <p className="share">
           Share this game: <a href={shareLink} data-testid="share-link">{shareLink}</a>
