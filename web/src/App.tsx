@@ -248,7 +248,13 @@ function Chart({ ticks }: { ticks: Tick[] }) {
   const y = (value: number) => height - 10 - (value / top) * (height - 20);
   const points = shown.map((t) => `${x(t.step).toFixed(1)},${y(t.value).toFixed(1)}`).join(" ");
   return (
-    <svg className="chart" viewBox={`0 0 ${width} ${height}`} data-testid="chart" data-points={shown.length}>
+    <svg
+      className="chart"
+      viewBox={`0 0 ${width} ${height}`}
+      data-testid="chart"
+      data-points={shown.length}
+      data-recent={shown.slice(-50).map((t) => `${t.step}:${t.value}:${t.round}`).join(" ")}
+    >
       <polyline points={points} fill="none" stroke="currentColor" strokeWidth="1.5" />
       {shown.filter((t) => t.broken).map((t) => (
         <line key={t.step} x1={x(t.step)} x2={x(t.step)} y1={10} y2={height - 10} className="break" />
