@@ -29,9 +29,20 @@ const FORWARD_CHUNK: usize = 16;
 /// A record of the tick topic, decoded and encoded once for every shard.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
-    Tick { session_id: String, step: i64, frame: Bytes },
-    Countdown { session_id: String, frame: Bytes },
-    Ended { session_id: String, frame: Bytes },
+    Tick {
+        session_id: String,
+        step: i64,
+        frame: Bytes,
+    },
+    /// A frame for the members of a session, kept nowhere (countdowns, player lists).
+    Broadcast {
+        session_id: String,
+        frame: Bytes,
+    },
+    Ended {
+        session_id: String,
+        frame: Bytes,
+    },
 }
 
 /// Decodes tick-topic records into frames, once per gateway; skips what players never see.
@@ -59,7 +70,7 @@ pub(crate) fn decode(records: &[Record]) -> Vec<Outgoing> {
                 };
                 Outgoing::Tick { session_id, step: t.step, frame: text_frame(message.to_json()) }
             }
-            EventBody::Countdown(c) => Outgoing::Countdown {
+            EventBody::Countdown(c) => Outgoing::Broadcast {
                 session_id,
                 frame: text_frame(ServerMessage::Countdown { remaining_ms: c.remaining_ms }.to_json()),
             },
@@ -284,7 +295,14 @@ impl Fanout {
             tick_ms: session.tick_ms,
             seed_hash: session.seed_hash.clone(),
             region: session.region.clone(),
-            players: hub.user_ids(),
+            players: {
+                // Everyone the log knows of (all gateways), and whoever this shard just joined.
+                let mut players = session.players();
+                players.extend(hub.user_ids());
+                players.sort();
+                players.dedup();
+                players
+            },
             min_break_steps: session.min_break_steps,
             max_break_steps: session.max_break_steps,
         };
@@ -326,7 +344,7 @@ impl Fanout {
                     };
                     hub.tick(*step, frame, config.resume_ticks, |c| deliver(c, frame));
                 }
-                Outgoing::Countdown { session_id, frame } => {
+                Outgoing::Broadcast { session_id, frame } => {
                     if let Some(hub) = hubs.get(session_id) {
                         hub.each_member(|c| deliver(c, frame));
                     }

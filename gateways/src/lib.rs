@@ -52,9 +52,10 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::fanout::{Command, Fanout, FanoutConfig, JoinRefused, dispatch};
+use crate::fanout::{Command, Fanout, FanoutConfig, JoinRefused, Outgoing, dispatch};
 use crate::latency::LatencyPolicy;
 use crate::stream::PlayerStream;
+use tickcast_schemas::protocol::ServerMessage;
 
 /// How long the event writer gathers player events before appending them.
 const EVENT_LINGER: Duration = Duration::from_millis(20);
@@ -232,26 +233,47 @@ impl Gateway {
 
     fn follow_sessions(&self, records: &[tickcast_eventlog::Record]) {
         let mut directory = self.directory.lock().unwrap();
+        let mut changed_players = Vec::new();
         for record in records {
-            if !matches!(Event::peek_type(&record.payload), Some("session_created" | "session_ended") | None)
-            {
+            if !matches!(
+                Event::peek_type(&record.payload),
+                Some("session_created" | "session_ended" | "player_joined" | "player_left") | None
+            ) {
                 continue;
             }
             match Event::from_bytes(&record.payload) {
-                Ok(event @ Event { body: EventBody::SessionCreated(_) | EventBody::SessionEnded(_), .. }) => {
+                Ok(event) => {
                     if matches!(&event.body, EventBody::SessionCreated(c) if c.region != self.config.region) {
                         continue;
                     }
-                    directory.apply(&event);
+                    if directory.apply(&event) {
+                        changed_players.push(event.session_id);
+                    }
                 }
-                Ok(_) => {}
                 Err(error) => {
                     tracing::warn!(offset = record.offset, %error, "skipping undecodable game event")
                 }
             }
         }
+        // Tell each changed session's players who is in it now (whichever gateway they use).
+        changed_players.sort();
+        changed_players.dedup();
+        let notices: Vec<Outgoing> = changed_players
+            .into_iter()
+            .filter_map(|session_id| {
+                let players = directory.get(&session_id)?.players();
+                let frame = fanout::text_frame(ServerMessage::Players { players }.to_json());
+                Some(Outgoing::Broadcast { session_id, frame })
+            })
+            .collect();
         drop(directory);
         self.directory_version.send_modify(|v| *v += 1);
+        if !notices.is_empty() {
+            let notices = Arc::new(notices);
+            for shard in &self.shards {
+                let _ = shard.send(Command::Forward(Arc::clone(&notices)));
+            }
+        }
     }
 
     /// Joins a connection to a session through the fan-out.

@@ -186,7 +186,9 @@ impl Edge {
                     continue;
                 }
                 match Event::from_bytes(&record.payload) {
-                    Ok(event) => directory.apply(&event),
+                    Ok(event) => {
+                        directory.apply(&event);
+                    }
                     Err(error) => {
                         tracing::warn!(offset = record.offset, %error, "skipping undecodable game event")
                     }

@@ -46,6 +46,10 @@ pub enum ServerMessage {
     Countdown {
         remaining_ms: i64,
     },
+    /// The players connected to the session changed (someone joined or left).
+    Players {
+        players: Vec<String>,
+    },
     Tick {
         step: i64,
         value: u64,

@@ -23,6 +23,19 @@ pub struct SessionInfo {
     pub max_break_steps: u64,
     /// Set once `session_ended` is seen.
     pub ended: bool,
+    /// Connected players, from `player_joined` / `player_left`: connection id → user id.
+    pub connections: std::collections::BTreeMap<String, String>,
+}
+
+impl SessionInfo {
+    /// The userIds connected to the session (across every gateway), sorted, each once.
+    #[must_use]
+    pub fn players(&self) -> Vec<String> {
+        let mut players: Vec<String> = self.connections.values().cloned().collect();
+        players.sort();
+        players.dedup();
+        players
+    }
 }
 
 /// Sessions by id.
@@ -32,8 +45,9 @@ pub struct SessionDirectory {
 }
 
 impl SessionDirectory {
-    /// Applies one event; events other than `session_created` / `session_ended` are ignored.
-    pub fn apply(&mut self, event: &Event) {
+    /// Applies one event (`session_created`, `session_ended`, `player_joined`, `player_left`;
+    /// others are ignored). Returns whether the session's players changed.
+    pub fn apply(&mut self, event: &Event) -> bool {
         match &event.body {
             EventBody::SessionCreated(created) => {
                 self.sessions.entry(event.session_id.clone()).or_insert_with(|| SessionInfo {
@@ -47,14 +61,24 @@ impl SessionDirectory {
                     min_break_steps: created.min_break_steps,
                     max_break_steps: created.max_break_steps,
                     ended: false,
+                    connections: std::collections::BTreeMap::new(),
                 });
+                false
             }
             EventBody::SessionEnded(_) => {
                 if let Some(info) = self.sessions.get_mut(&event.session_id) {
                     info.ended = true;
                 }
+                false
             }
-            _ => {}
+            EventBody::PlayerJoined(joined) => self.sessions.get_mut(&event.session_id).is_some_and(|info| {
+                info.connections.insert(joined.connection_id.clone(), joined.user_id.clone()).is_none()
+            }),
+            EventBody::PlayerLeft(left) => self
+                .sessions
+                .get_mut(&event.session_id)
+                .is_some_and(|info| info.connections.remove(&left.connection_id).is_some()),
+            _ => false,
         }
     }
 

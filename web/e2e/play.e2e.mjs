@@ -63,6 +63,10 @@ test("start a game, share it, watch it tick, drop the connection and resume with
   const bob = await (await browser.newContext()).newPage();
   await bob.goto(link);
   await bob.waitForFunction(() => Number(document.querySelector("[data-testid=step]")?.textContent) >= 25, null, { timeout: 20_000, polling: 100 });
+  // Each sees both players.
+  for (const page of [alice, bob]) {
+    await page.waitForFunction(() => (document.querySelector("[data-testid=players]")?.textContent ?? "").includes(","), null, { timeout: 10_000, polling: 100 });
+  }
   // Both see the same steps with the same values.
   const recent = async (page) =>
     new Map((await page.locator("[data-testid=chart]").getAttribute("data-recent")).split(" ").map((t) => [t.split(":")[0], t]));

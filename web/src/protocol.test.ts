@@ -14,6 +14,8 @@ describe("protocol reducer", () => {
     s = feed(s, { type: "session_joined", sessionId: "g", startAt: 0, tickMs: 100, seedHash: "h", region: "eu-west-1", players: ["ana"], minBreakSteps: 10, maxBreakSteps: 100 });
     expect(s.phase).toBe("countdown");
     expect(s.breakSteps).toEqual({ min: 10, max: 100 });
+    s = feed(s, { type: "players", players: ["ana", "bo"] });
+    expect(s.players).toEqual(["ana", "bo"]);
     s = feed(s, { type: "countdown", remainingMs: 2000 }, tick(0), tick(1));
     expect(s.phase).toBe("running");
     expect(s.ticks.map((t) => t.step)).toEqual([0, 1]);

@@ -23,6 +23,7 @@ export type ServerMessage =
       maxBreakSteps: number;
     }
   | { type: "countdown"; remainingMs: number }
+  | { type: "players"; players: string[] }
   | ({ type: "tick" } & Tick)
   | { type: "pong"; clientTimestamp: number; serverTimestamp: number }
   | { type: "latency_status"; status: "ok" | "warning"; avgRttMs: number; jitterMs: number }
@@ -93,6 +94,8 @@ function onMessage(state: GameState, m: ServerMessage, receivedAt: number): Game
       };
     case "countdown":
       return { ...state, phase: "countdown", remainingMs: m.remainingMs };
+    case "players":
+      return { ...state, players: m.players };
     case "tick": {
       const last = state.ticks[state.ticks.length - 1];
       // A step already shown (a resume replays from our last step) is not shown twice.

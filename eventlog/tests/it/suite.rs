@@ -8,7 +8,8 @@ use tickcast_eventlog::{
     CommitPosition, Durability, EventLog, GroupConsumer, GroupEvent, NewRecord, Record, StartFrom,
 };
 
-const WAIT: Duration = Duration::from_secs(10);
+/// A deadline, not a pace: group joins on a busy test broker can take several seconds.
+const WAIT: Duration = Duration::from_secs(30);
 
 fn record(key: &str, ts: i64, payload: &str) -> NewRecord {
     NewRecord { key: key.to_owned(), timestamp_ms: ts, payload: Bytes::from(payload.to_owned()) }
