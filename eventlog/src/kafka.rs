@@ -383,7 +383,7 @@ impl EventLog for KafkaLog {
         let context = GroupContext {
             events: tx.clone(),
             prefix: self.prefix.clone(),
-            skip_before: Mutex::default(),
+            next_offsets: Mutex::default(),
             member: NEXT_MEMBER.fetch_add(1, Ordering::Relaxed),
         };
         let consumer: BaseConsumer<GroupContext> =
@@ -533,7 +533,7 @@ impl Reader {
     fn spawn(mut self, consumer: BaseConsumer<ReaderContext>, tx: mpsc::Sender<Result<Vec<Record>>>) {
         let spawned = std::thread::Builder::new().name("kafka-reader".into()).spawn(move || {
             let mut names = HashMap::new();
-            let mut next_offsets: HashMap<i32, i64> = HashMap::new();
+            let mut next_offsets = NextOffsets::default();
             while !tx.is_closed() && !self.finished() {
                 let mut batch = Vec::new();
                 let mut wait_next = Duration::from_millis(100);
@@ -544,12 +544,9 @@ impl Reader {
                     match consumer.poll(wait) {
                         None => break,
                         Some(Ok(message)) => {
-                            // Offsets only move forward (see `poll_group`).
-                            let next = next_offsets.entry(message.partition()).or_insert(0);
-                            if message.offset() < *next {
+                            if !next_offsets.admit(message.topic(), message.partition(), message.offset()) {
                                 continue;
                             }
-                            *next = message.offset() + 1;
                             if let Some(ends) = &mut self.ends
                                 && ends
                                     .get(&message.partition())
@@ -614,6 +611,42 @@ impl Scan for KafkaReader {
     }
 }
 
+/// Per (topic, partition), the next offset a consumer hands out. Offsets only move forward: a
+/// broker asked for an offset inside a batch may hand the next batch out once per offset it
+/// skipped (tansu), and a member that starts before its committed offset skips up to it.
+#[derive(Debug, Default)]
+struct NextOffsets(HashMap<String, HashMap<i32, i64>>);
+
+impl NextOffsets {
+    fn set(&mut self, topic: &str, partition: i32, next: i64) {
+        self.0.entry(topic.to_owned()).or_default().insert(partition, next);
+    }
+
+    fn get(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.0.get(topic)?.get(&partition).copied()
+    }
+
+    fn remove(&mut self, topic: &str, partition: i32) {
+        if let Some(partitions) = self.0.get_mut(topic) {
+            partitions.remove(&partition);
+        }
+    }
+
+    /// Whether the record at `offset` is new; if so, what follows it is next.
+    fn admit(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
+        // Looked up by `&str` first: no allocation per record once a topic is known.
+        let next = match self.0.get_mut(topic) {
+            Some(partitions) => partitions.entry(partition).or_insert(0),
+            None => self.0.entry(topic.to_owned()).or_default().entry(partition).or_insert(0),
+        };
+        if offset < *next {
+            return false;
+        }
+        *next = offset + 1;
+        true
+    }
+}
+
 /// Context of group members: turns rebalances into [`GroupEvent`]s, and starts assigned
 /// partitions where the group committed, even inside a batch (see [`CommitPosition`]).
 struct GroupContext {
@@ -621,7 +654,7 @@ struct GroupContext {
     prefix: String,
     /// (full topic name, partition) → the next offset to hand out: records before it are
     /// skipped (the partition may start before its committed offset, at a batch found by time).
-    skip_before: Mutex<HashMap<(String, i32), i64>>,
+    next_offsets: Mutex<NextOffsets>,
     /// Tells this process's members apart in logs.
     member: u32,
 }
@@ -653,11 +686,11 @@ impl GroupContext {
             }
         };
         let mut by_time = TopicPartitionList::new();
-        let mut skip = self.skip_before.lock().unwrap();
+        let mut skip = self.next_offsets.lock().unwrap();
         for element in committed.elements() {
             let Offset::Offset(offset) = element.offset() else { continue };
             let key = (element.topic().to_owned(), element.partition());
-            skip.insert(key.clone(), offset);
+            skip.set(&key.0, key.1, offset);
             match parse_commit_metadata(element.metadata()) {
                 Some(ts) => {
                     let _ = by_time.add_partition_offset(&key.0, key.1, Offset::Offset(ts));
@@ -671,7 +704,7 @@ impl GroupContext {
             let found = consumer.offsets_for_times(by_time.clone(), LOOKUP_TIMEOUT).unwrap_or(by_time);
             for element in found.elements() {
                 let key = (element.topic().to_owned(), element.partition());
-                let committed = skip.get(&key).copied().unwrap_or(0);
+                let committed = skip.get(&key.0, key.1).unwrap_or(0);
                 let start = match element.offset() {
                     Offset::Offset(start) if start <= committed => Offset::Offset(start),
                     _ => Offset::Beginning,
@@ -736,9 +769,9 @@ impl ConsumerContext for GroupContext {
                         let _ = released.recv();
                     }
                 }
-                let mut skip = self.skip_before.lock().unwrap();
+                let mut skip = self.next_offsets.lock().unwrap();
                 for element in tpl.elements() {
-                    skip.remove(&(element.topic().to_owned(), element.partition()));
+                    skip.remove(element.topic(), element.partition());
                 }
                 drop(skip);
                 let released =
@@ -770,16 +803,14 @@ fn poll_group(
                 None => break,
                 Some(Ok(message)) => {
                     wait = Duration::ZERO;
-                    let mut skip_before = consumer.context().skip_before.lock().unwrap();
-                    let key = (message.topic().to_owned(), message.partition());
-                    if skip_before.get(&key).is_some_and(|first| message.offset() < *first) {
-                        continue;
+                    let admitted = consumer.context().next_offsets.lock().unwrap().admit(
+                        message.topic(),
+                        message.partition(),
+                        message.offset(),
+                    );
+                    if admitted {
+                        batch.push(to_record(&message, &prefix, &mut names));
                     }
-                    // Offsets only move forward: a broker asked for an offset inside a batch
-                    // may hand the next batch out once per offset skipped (tansu).
-                    skip_before.insert(key, message.offset() + 1);
-                    drop(skip_before);
-                    batch.push(to_record(&message, &prefix, &mut names));
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(error)) => {

@@ -7,16 +7,10 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::support::{Player, Server, log_events};
+use crate::support::{Player, Server, log_events, test_python};
 
 /// What pyarrow finds in an archive: the distinct ticks and event ids, the row counts per kind,
 /// and the tick schema.
-fn python() -> String {
-    std::env::var("TICKCAST_TEST_PYTHON").expect(
-        "TICKCAST_TEST_PYTHON is not set: run ./scripts/test.sh, which installs pyarrow and duckdb for this test",
-    )
-}
-
 fn read_archive(dir: &Path) -> Value {
     let script = r#"
 import json, os, sys, pyarrow.dataset as ds
@@ -34,7 +28,7 @@ for kind in sorted(os.listdir(root)):
 out["event_ids"] = sorted(set(out["event_ids"]))
 print(json.dumps(out))
 "#;
-    let output = Command::new(python()).args(["-c", script]).arg(dir).output().unwrap();
+    let output = Command::new(test_python()).args(["-c", script]).arg(dir).output().unwrap();
     assert!(output.status.success(), "pyarrow: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap()
 }
@@ -121,7 +115,7 @@ async fn the_archive_holds_every_event_with_typed_columns() {
         archive.display()
     );
     let script = "import duckdb, json, sys\nprint(json.dumps(duckdb.sql(sys.argv[1]).fetchall()))";
-    let output = Command::new(python()).args(["-c", script, &query]).output().unwrap();
+    let output = Command::new(test_python()).args(["-c", script, &query]).output().unwrap();
     assert!(output.status.success(), "duckdb: {}", String::from_utf8_lossy(&output.stderr));
     let rows: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(rows, json!([[region, log_ticks.len()]]));

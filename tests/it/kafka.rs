@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::support::{Player, Seen, TOKEN_SECRET};
+use crate::support::{Player, Process, Seen, TOKEN_SECRET};
 
 fn broker() -> String {
     std::env::var("TICKCAST_TEST_KAFKA").expect(
@@ -21,7 +21,7 @@ fn broker() -> String {
 
 /// One tickcast role as a child process; killed on drop.
 struct Role {
-    child: Child,
+    process: Process,
     /// What it printed as its address (edge, gateway).
     url: Option<String>,
 }
@@ -49,24 +49,7 @@ impl Role {
             assert!(url.is_some(), "tickcast {args:?} exited before it listened");
         }
         std::thread::spawn(move || lines.for_each(drop));
-        Self { child, url }
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Role {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Self { process: Process(child), url }
     }
 }
 
@@ -238,13 +221,13 @@ async fn generators_scale_out_and_fail_over_without_a_missing_or_doubled_step() 
     let at = |secs: u64| started + Duration::from_secs(secs);
     let mut events: Vec<(&str, Instant)> = Vec::new();
     tokio::time::sleep_until(at(6)).await;
-    cluster.generators[0].kill9();
+    cluster.generators[0].process.kill9();
     events.push(("kill -9 gen-1", Instant::now()));
     tokio::time::sleep_until(at(18)).await;
     cluster.add_generator();
     events.push(("scale out: start gen-4", Instant::now()));
     tokio::time::sleep_until(at(28)).await;
-    let status = cluster.generators[1].terminate();
+    let status = cluster.generators[1].process.terminate();
     events.push(("SIGTERM gen-2", Instant::now()));
     assert!(status.success(), "a generator stopped by SIGTERM exits 0, not {status}");
 

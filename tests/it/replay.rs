@@ -122,13 +122,6 @@ async fn verify_names_a_tampered_tick_and_a_missing_step() {
     assert!(err.contains("step 5 missing"), "{out}\n{err}");
 }
 
-/// The Python with pyarrow that `scripts/test.sh` installs: an independent reader of our files.
-fn pyarrow_python() -> String {
-    std::env::var("TICKCAST_TEST_PYTHON").expect(
-        "TICKCAST_TEST_PYTHON is not set: run ./scripts/test.sh, which installs pyarrow for this test",
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exported_parquet_is_read_back_by_pyarrow_with_the_logged_ticks() {
     let (dir, game, _) = recorded_game().await;
@@ -141,7 +134,10 @@ async fn exported_parquet_is_read_back_by_pyarrow_with_the_logged_ticks() {
     let script = "import json, sys, pyarrow.parquet as pq\n\
         t = pq.read_table(sys.argv[1])\n\
         print(json.dumps({'schema': {f.name: str(f.type) for f in t.schema}, 'rows': t.select(['session_id','step','value','round','broken']).to_pylist()}))";
-    let output = Command::new(pyarrow_python()).args(["-c", script, out.to_str().unwrap()]).output().unwrap();
+    let output = Command::new(crate::support::test_python())
+        .args(["-c", script, out.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let read: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(read["schema"]["step"], "int64");

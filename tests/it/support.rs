@@ -15,9 +15,41 @@ use tokio_tungstenite::tungstenite::Message;
 pub(crate) const TOKEN_SECRET: &str = "tickcast-test-secret-0123456789";
 pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
+/// A child process, killed when dropped.
+pub(crate) struct Process(pub(crate) Child);
+
+impl Process {
+    /// SIGKILL: no destructor, no flush.
+    pub(crate) fn kill9(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+
+    /// SIGTERM, then its exit status.
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        self.0.wait().unwrap()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Python with pyarrow and duckdb that `scripts/test.sh` installs: independent readers of
+/// the Parquet files tickcast writes.
+pub(crate) fn test_python() -> String {
+    std::env::var("TICKCAST_TEST_PYTHON").expect(
+        "TICKCAST_TEST_PYTHON is not set: run ./scripts/test.sh, which installs pyarrow and duckdb for these tests",
+    )
+}
+
 /// `tickcast up` on a fresh data directory and a free port; killed on drop.
 pub(crate) struct Server {
-    child: Child,
+    child: Process,
     pub(crate) addr: SocketAddr,
     pub(crate) data_dir: std::path::PathBuf,
     /// Removes the data directory when the last server using it is dropped.
@@ -59,7 +91,13 @@ impl Server {
         }
         let addr = addr.expect("tickcast up printed its address");
         std::thread::spawn(move || lines.for_each(drop));
-        Self { child, addr, data_dir: data_dir.to_owned(), _owner: None, http: reqwest::Client::new() }
+        Self {
+            child: Process(child),
+            addr,
+            data_dir: data_dir.to_owned(),
+            _owner: None,
+            http: reqwest::Client::new(),
+        }
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -95,20 +133,11 @@ impl Server {
 
     /// SIGKILL: no destructor, no flush.
     pub(crate) fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.child.kill9();
     }
 
     pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.terminate()
     }
 }
 
