@@ -18,7 +18,8 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run every role in one process on the embedded log: edge, a gateway per region, tick generator.
+    /// Run every role in one process on the embedded log: edge, a gateway per region, tick
+    /// generator and archiver, and the player page.
     Up(UpArgs),
     /// Run the edge (HTTP game start/join) alone.
     Edge(EdgeArgs),
@@ -54,9 +55,9 @@ pub(crate) enum TopicsCommand {
         /// Copies of each partition (1 for a single broker).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
         replication: u32,
-        /// Region table (as for the roles): which `ticks.<region>` topics to create.
-        #[arg(long, env = "TICKCAST_REGIONS")]
-        regions: Option<String>,
+        /// Which `ticks.<region>` topics to create: those of the region table.
+        #[command(flatten)]
+        regions: RegionArgs,
     },
 }
 
@@ -74,8 +75,8 @@ pub(crate) enum ReplayCommand {
     Timeline {
         #[command(flatten)]
         source: ReplaySource,
-        #[arg(long)]
-        session: String,
+        #[command(flatten)]
+        session: SessionArg,
         /// The events as JSON lines, as logged.
         #[arg(long)]
         json: bool,
@@ -93,9 +94,9 @@ pub(crate) enum ReplayCommand {
         /// File to write.
         #[arg(long)]
         out: PathBuf,
-        /// Only this session.
-        #[arg(long)]
-        session: Option<String>,
+        /// Only this session (a filter, like --from and --to; default: every session).
+        #[arg(long = "session", value_name = "ID")]
+        only_session: Option<String>,
         /// Only events at or after this instant (epoch ms).
         #[arg(long)]
         from: Option<i64>,
@@ -105,43 +106,35 @@ pub(crate) enum ReplayCommand {
     },
     /// A self-contained HTML report with SVG plots: value curves with breaks, round lengths
     /// against the engine, RTT per region, kicks and warnings over time, tick lateness.
-    #[command(group = clap::ArgGroup::new("report_which").required(true).args(["session", "all"]))]
     Report {
         #[command(flatten)]
         source: ReplaySource,
         /// File to write.
         #[arg(long)]
         out: PathBuf,
-        #[arg(long)]
-        session: Option<String>,
-        /// Every session in the log.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        which: SessionSelection,
     },
     /// Re-broadcast a recorded game over the client protocol (ws://LISTEN/ws), at any speed:
     /// each spectator that sends join gets the game from its start.
     Serve {
         #[command(flatten)]
         source: ReplaySource,
-        #[arg(long)]
-        session: String,
+        #[command(flatten)]
+        session: SessionArg,
         /// How many times faster than it was played.
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
-        #[arg(long, default_value = "127.0.0.1:8090")]
-        listen: SocketAddr,
+        #[command(flatten)]
+        listen: ListenArgs,
     },
     /// Recompute every logged tick with the engine, check each revealed seed against its
     /// seedHash and that no step is missing or doubled. Exits 1 and names the first bad event.
-    #[command(group = clap::ArgGroup::new("which").required(true).args(["session", "all"]))]
     Verify {
         #[command(flatten)]
         source: ReplaySource,
-        #[arg(long)]
-        session: Option<String>,
-        /// Every session in the log.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        which: SessionSelection,
     },
 }
 
@@ -184,15 +177,13 @@ pub(crate) struct BotsArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
-    /// Address for HTTP and WebSocket.
-    #[arg(long, env = "TICKCAST_LISTEN", default_value = "127.0.0.1:8080")]
-    pub(crate) listen: SocketAddr,
-    /// Directory of the embedded log.
+    #[command(flatten)]
+    pub(crate) listen: ListenArgs,
+    /// Directory of the embedded log (and, unless --archive says otherwise, of the archive).
     #[arg(long, env = "TICKCAST_DATA_DIR", default_value = "./data")]
     pub(crate) data_dir: PathBuf,
-    /// Directory of the Parquet archive (default: DATA_DIR/archive).
-    #[arg(long, env = "TICKCAST_ARCHIVE")]
-    pub(crate) archive: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) archive: ArchiveArgs,
     #[command(flatten)]
     pub(crate) roll: RollArgs,
     #[command(flatten)]
@@ -207,9 +198,8 @@ pub(crate) struct UpArgs {
 pub(crate) struct ArchiverArgs {
     #[command(flatten)]
     pub(crate) log: LogArgs,
-    /// Directory of the Parquet archive (kind=…/date=…/region=…/part-….parquet).
-    #[arg(long, env = "TICKCAST_ARCHIVE")]
-    pub(crate) archive: PathBuf,
+    #[command(flatten)]
+    pub(crate) archive: ArchiveArgs,
     #[command(flatten)]
     pub(crate) roll: RollArgs,
     #[command(flatten)]
@@ -228,8 +218,8 @@ pub(crate) struct RollArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct EdgeArgs {
-    #[arg(long, env = "TICKCAST_LISTEN", default_value = "127.0.0.1:8080")]
-    pub(crate) listen: SocketAddr,
+    #[command(flatten)]
+    pub(crate) listen: ListenArgs,
     /// A gateway players of a region connect to, as REGION=ws://HOST:PORT/ws/REGION
     /// (repeatable). Given any, the edge starts games only in these regions.
     #[arg(long = "gateway", value_name = "REGION=URL")]
@@ -247,8 +237,8 @@ pub(crate) struct GatewayArgs {
     /// Region served (must be in the region table).
     #[arg(long, env = "TICKCAST_REGION")]
     pub(crate) region: String,
-    #[arg(long, env = "TICKCAST_LISTEN", default_value = "127.0.0.1:8081")]
-    pub(crate) listen: SocketAddr,
+    #[command(flatten)]
+    pub(crate) listen: ListenArgs,
     #[command(flatten)]
     pub(crate) log: LogArgs,
     #[command(flatten)]
@@ -272,14 +262,68 @@ pub(crate) struct TickGeneratorArgs {
     pub(crate) game: GameArgs,
 }
 
-/// Where replay reads games from: the live log, or the archiver's Parquet files.
+/// Where replay reads games from: the live log, or (given --archive) the archiver's Parquet
+/// files instead.
 #[derive(Debug, Args)]
 pub(crate) struct ReplaySource {
     #[command(flatten)]
     pub(crate) log: LogArgs,
-    /// Read the Parquet archive in this directory instead of the log.
-    #[arg(long, conflicts_with = "url")]
-    pub(crate) archive: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) archive: ArchiveArgs,
+}
+
+/// `--listen`: where a process serves HTTP and WebSocket.
+#[derive(Debug, Args)]
+pub(crate) struct ListenArgs {
+    /// Address for HTTP and WebSocket [default: 127.0.0.1:8080; a gateway 127.0.0.1:8081,
+    /// replay serve 127.0.0.1:8090].
+    #[arg(long = "listen", env = "TICKCAST_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+impl ListenArgs {
+    /// The address asked for, or 127.0.0.1 with the command's default port.
+    pub(crate) fn or_port(&self, default_port: u16) -> SocketAddr {
+        self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)))
+    }
+}
+
+/// `--archive`: the Parquet archive's directory.
+#[derive(Debug, Args)]
+pub(crate) struct ArchiveArgs {
+    /// Directory of the Parquet archive (kind=…/date=…/region=…/part-….parquet): where `up`
+    /// (default: DATA_DIR/archive) and `archiver` write it; `replay` reads it instead of the log.
+    #[arg(long = "archive", env = "TICKCAST_ARCHIVE", value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+}
+
+/// `--regions`: the region table.
+#[derive(Debug, Args)]
+pub(crate) struct RegionArgs {
+    /// Region table: comma-separated `id` or `id=ws://host:port/ws/id` (default: the eight
+    /// regions of the original design).
+    #[arg(long = "regions", env = "TICKCAST_REGIONS", value_name = "TABLE")]
+    pub(crate) table: Option<String>,
+}
+
+/// `--session`: one game.
+#[derive(Debug, Args)]
+pub(crate) struct SessionArg {
+    /// The session (its gameId).
+    #[arg(long = "session", value_name = "ID")]
+    pub(crate) id: String,
+}
+
+/// `--session ID` or `--all`: the games a command covers.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct SessionSelection {
+    /// Only this session (its gameId).
+    #[arg(long = "session", value_name = "ID")]
+    pub(crate) session: Option<String>,
+    /// Every session in the log.
+    #[arg(long)]
+    pub(crate) all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -306,10 +350,8 @@ pub(crate) struct CommonArgs {
     /// Random per process when unset (fine for `up`, wrong for separate processes).
     #[arg(long, env = "TICKCAST_TOKEN_SECRET", hide_env_values = true)]
     pub(crate) token_secret: Option<String>,
-    /// Region table: comma-separated `id` or `id=ws://host:port/ws/id` (default: the eight
-    /// regions of the original design).
-    #[arg(long, env = "TICKCAST_REGIONS")]
-    pub(crate) regions: Option<String>,
+    #[command(flatten)]
+    pub(crate) regions: RegionArgs,
     /// The built web client served at `/` (`npm run build` in web/ writes web/dist).
     #[arg(long, env = "TICKCAST_WEB_DIR", default_value = "web/dist")]
     pub(crate) web_dir: PathBuf,
@@ -367,8 +409,10 @@ pub(crate) struct EngineArgs {
     /// Print the seedHash (hex SHA-256 of the seed's decimal string).
     #[arg(long, conflicts_with = "step")]
     pub(crate) hash: bool,
+    /// Shortest round, in steps (the session's minBreakSteps).
     #[arg(long, default_value_t = tickcast_engine::DEFAULT_MIN_BREAK_STEPS, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub(crate) min_break_steps: u64,
+    /// Longest round, in steps (the session's maxBreakSteps; at least --min-break-steps).
     #[arg(long, default_value_t = tickcast_engine::DEFAULT_MAX_BREAK_STEPS, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub(crate) max_break_steps: u64,
 }

@@ -1,11 +1,26 @@
 //! `tickcast`: one binary for every role.
 //!
-//! `tickcast up` runs edge, gateways (one per region) and tick generator in one process on the
-//! embedded log; `edge`, `gateway` and `tick-generator` run one role each; `engine` evaluates
-//! the engine for a seed. Errors end here as `anyhow` with a message that says what to fix.
+//! `tickcast up` runs the edge, a gateway per region, the tick generator and the archiver in one
+//! process on the embedded log; `edge`, `gateway`, `tick-generator` and `archiver` run one role
+//! each; `topics create` prepares a Kafka cluster; `replay` reads games back; `engine` evaluates
+//! the engine for a seed; `bots` is the load client. Errors end here as `anyhow` with a message
+//! that says what to fix.
+//!
+//! # Layout
+//! - `cli`: the flags, with the design's environment names.
+//! - `config`: flags to the roles' configurations, with cross-field checks.
+//! - `roles`: the role commands; `shutdown`: the tree they run under.
+//! - `secret`: the join-token secret; `routes`: the routes every HTTP role serves.
+//! - `replay`, `tools`: the commands that are not roles.
 
 mod cli;
+mod config;
+mod replay;
 mod roles;
+mod routes;
+mod secret;
+mod shutdown;
+mod tools;
 
 use clap::Parser;
 
@@ -25,7 +40,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(roles::run(cli)) {
+    match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // A reader that stopped reading (`| head`) is not an error worth a message.
         Err(error)
@@ -38,6 +53,23 @@ fn main() -> std::process::ExitCode {
         Err(error) => {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    use cli::{Command, TopicsCommand};
+    match cli.command {
+        Command::Engine(args) => tools::engine(&args),
+        Command::Bots(args) => tools::bots(args).await,
+        Command::Replay(command) => replay::run(command).await,
+        Command::Up(args) => roles::up(args).await,
+        Command::Edge(args) => roles::edge(args).await,
+        Command::Gateway(args) => roles::gateway(args).await,
+        Command::TickGenerator(args) => roles::tick_generator(args).await,
+        Command::Archiver(args) => roles::archiver(args).await,
+        Command::Topics(TopicsCommand::Create { log, partitions, replication, regions }) => {
+            roles::create_topics(&log, partitions, replication, &regions).await
         }
     }
 }

@@ -53,14 +53,47 @@ impl Params {
         Self { seed, min_break_steps: DEFAULT_MIN_BREAK_STEPS, max_break_steps: DEFAULT_MAX_BREAK_STEPS }
     }
 
+    /// Whether these parameters define a game: `1 <= minBreakSteps <= maxBreakSteps`. Everything
+    /// that takes break bounds from outside (the edge, the tick generator reading
+    /// `session_created`, the CLI) checks this before computing a tick.
+    pub const fn check(&self) -> Result<(), ParamsError> {
+        if self.min_break_steps == 0 {
+            return Err(ParamsError::ZeroMinBreakSteps);
+        }
+        if self.min_break_steps > self.max_break_steps {
+            return Err(ParamsError::MinAboveMax { min: self.min_break_steps, max: self.max_break_steps });
+        }
+        Ok(())
+    }
+
     /// The length in steps of round `round`: `min + splitmix64(seed ^ round·GOLDEN) % (max − min + 1)`.
     ///
-    /// Callers guarantee `1 <= min <= max`; the edge validates this before a session exists.
+    /// Callers guarantee `1 <= min <= max` ([`Params::check`]).
     #[must_use]
     pub const fn break_interval(&self, round: u64) -> u64 {
         break_interval(self.seed, round, self.min_break_steps, self.max_break_steps)
     }
 }
+
+/// Break bounds that define no game.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamsError {
+    ZeroMinBreakSteps,
+    MinAboveMax { min: u64, max: u64 },
+}
+
+impl std::fmt::Display for ParamsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ZeroMinBreakSteps => write!(f, "minBreakSteps must be at least 1"),
+            Self::MinAboveMax { min, max } => {
+                write!(f, "minBreakSteps ({min}) must not exceed maxBreakSteps ({max})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParamsError {}
 
 /// The length in steps of round `round` (DESIGN §4).
 ///

@@ -11,10 +11,13 @@
 //! - [`EventLog`], [`Tail`], [`GroupConsumer`]: the trait every backend implements.
 //! - [`embedded`]: the SQLite backend.
 //! - [`kafka`]: the Kafka backend.
-//! - [`Error`]: what can go wrong, with whether a retry can help.
+//! - [`Error`], [`RetryHint`]: what can go wrong, and whether a retry can help.
 
 pub mod embedded;
+mod error;
 pub mod kafka;
+
+pub use error::{Error, Result, RetryHint};
 
 use std::fmt;
 use std::sync::Arc;
@@ -65,40 +68,6 @@ pub enum StartFrom {
     /// The first record with a timestamp at or after this instant (epoch ms).
     Timestamp(i64),
 }
-
-/// Errors of the event log. Messages are written for the operator who reads them.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("unsupported event log URL {url:?}: {reason}")]
-    BadUrl { url: String, reason: String },
-    #[error("embedded log storage failed: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("embedded log directory {path:?}: {source}")]
-    Io { path: String, source: std::io::Error },
-    #[error("embedded log write failed, nothing of it was stored: {0}")]
-    WriteFailed(String),
-    #[error("Kafka: {0}")]
-    Kafka(String),
-    #[error(
-        "topic {0:?} does not exist; create the topics with `tickcast topics create --log URL --partitions N`"
-    )]
-    MissingTopic(String),
-    #[error("the event log was opened read-only")]
-    ReadOnly,
-    #[error("the event log is shut down")]
-    Closed,
-}
-
-impl Error {
-    /// Whether trying the same call again can succeed.
-    #[must_use]
-    pub const fn is_retriable(&self) -> bool {
-        matches!(self, Self::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-            if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
-    }
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A log of topics of keyed records. Implementations are shared (`Arc<dyn EventLog>`) between
 /// all the tasks of a process.
@@ -218,12 +187,16 @@ pub struct LogOptions {
     pub kafka: kafka::KafkaOptions,
 }
 
-/// Opens an existing log named by `url` for reading only (replay, export): it never writes,
-/// so it can run beside the process that owns the log.
+/// Opens an existing log named by `url` for reading only (replay, export): on every backend it
+/// never writes (appends fail with [`Error::ReadOnly`]), so it can run beside the processes that
+/// own the log.
 pub fn open_read_only(url: &str) -> Result<Arc<dyn EventLog>> {
     match url.split_once("://") {
         Some(("embedded", dir)) if !dir.is_empty() => {
             Ok(Arc::new(embedded::EmbeddedLog::open_read_only(dir)?))
+        }
+        Some(("kafka", rest)) => {
+            Ok(Arc::new(kafka::KafkaLog::open_read_only(url, rest, LogOptions::default().kafka)?))
         }
         _ => open(url),
     }

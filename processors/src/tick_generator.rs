@@ -174,6 +174,11 @@ impl TickGenerator {
                         tracing::warn!(session = %event.session_id, engine = created.engine, "unsupported engine version, skipped");
                         continue;
                     }
+                    if let Err(problem) = created.check() {
+                        tracing::warn!(session = %event.session_id, %problem, "unplayable session_created, skipped");
+                        metrics::unknown_event();
+                        continue;
+                    }
                     // A session that should already have ticked was being run by someone else
                     // (an earlier run of this generator): find where it got to.
                     if now_ms() >= created.start_at {

@@ -84,9 +84,9 @@ impl StartRequest {
             1,
             1_000_000,
         )?;
-        if min > max {
-            return Err(format!("minBreakSteps ({min}) must not exceed maxBreakSteps ({max})"));
-        }
+        tickcast_engine::Params { seed: 0, min_break_steps: min, max_break_steps: max }
+            .check()
+            .map_err(|e| e.to_string())?;
         Ok(GameRules {
             tick_ms: in_range("tickMs", self.tick_ms.unwrap_or(defaults.tick_ms), 10, 10_000)?,
             countdown_ms: in_range(

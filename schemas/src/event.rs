@@ -199,6 +199,16 @@ pub struct SessionCreated {
 }
 
 impl SessionCreated {
+    /// Whether this session can be played: valid break bounds and a positive step length. A
+    /// `session_created` from another writer is checked before anything is computed from it.
+    pub fn check(&self) -> Result<(), String> {
+        self.engine_params().check().map_err(|e| e.to_string())?;
+        if self.tick_ms <= 0 {
+            return Err(format!("tickMs must be positive, got {}", self.tick_ms));
+        }
+        Ok(())
+    }
+
     /// The engine parameters of this session.
     #[must_use]
     pub const fn engine_params(&self) -> tickcast_engine::Params {

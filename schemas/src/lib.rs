@@ -1,9 +1,11 @@
 //! The shared language of tickcast: the event envelope and every event type written to the log,
 //! the topics they go to, the client WebSocket protocol, join tokens and the region table.
 //!
-//! This crate owns wire formats, and the pure projections every role derives from them. It must not touch I/O, clocks or anything async: every
-//! function here is a pure transformation between Rust values and bytes, so every role (and
-//! every backend) agrees on one encoding. Field names are camelCase; seeds are u64 written as
+//! This crate owns wire formats, and the pure projections every role derives from them. It must
+//! not do I/O or anything async: its functions are transformations between Rust values and
+//! bytes, so every role (and every backend) agrees on one encoding. The one function that reads
+//! the clock and the RNG is [`Event::new`], which draws the new event's id (a UUIDv7); decoding,
+//! encoding and the projections are pure. Field names are camelCase; seeds are u64 written as
 //! decimal strings, because JSON readers in other languages lose precision above 2^53.
 //!
 //! # Layout

@@ -48,3 +48,98 @@ pub fn default_regions() -> Vec<Region> {
         })
         .collect()
 }
+
+/// A region table or gateway entry that cannot be used, and how to write it instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegionTableError {
+    #[error("region id {0:?} must be letters, digits, '-' or '_'")]
+    BadId(String),
+    #[error("region {id}: the endpoint {endpoint:?} must be a ws:// or wss:// URL")]
+    BadEndpoint { id: String, endpoint: String },
+    #[error("expected REGION=ws://HOST:PORT/ws/REGION")]
+    NotRegionEqualsUrl,
+    #[error("the region table lists no region")]
+    Empty,
+}
+
+impl Region {
+    /// Region `id` served at `ws_endpoint`, routed the countries of the default region of that
+    /// id (none for a region of its own).
+    #[must_use]
+    pub fn named(id: &str, ws_endpoint: &str) -> Self {
+        let countries =
+            default_regions().into_iter().find(|r| r.id == id).map(|r| r.countries).unwrap_or_default();
+        Self { id: id.to_owned(), ws_endpoint: ws_endpoint.to_owned(), countries }
+    }
+}
+
+/// Parses a region table (`TICKCAST_REGIONS`): comma-separated `id` or `id=ws://…` entries.
+/// `id` entries take the default region's countries when it is one of the eight; `id=URL` sets
+/// the gateway's public WebSocket URL. None or blank is the eight default regions.
+pub fn parse_table(spec: Option<&str>) -> Result<Vec<Region>, RegionTableError> {
+    let Some(spec) = spec.filter(|s| !s.trim().is_empty()) else {
+        return Ok(default_regions());
+    };
+    let mut table = Vec::new();
+    for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, endpoint) = entry.split_once('=').map_or((entry, ""), |(i, e)| (i.trim(), e.trim()));
+        check_id(id)?;
+        if !(endpoint.is_empty() || is_ws_url(endpoint)) {
+            return Err(RegionTableError::BadEndpoint { id: id.to_owned(), endpoint: endpoint.to_owned() });
+        }
+        table.push(Region::named(id, endpoint));
+    }
+    if table.is_empty() {
+        return Err(RegionTableError::Empty);
+    }
+    Ok(table)
+}
+
+/// Parses a gateway players of a region connect to: `REGION=ws://HOST:PORT/ws/REGION`.
+pub fn parse_gateway(entry: &str) -> Result<Region, RegionTableError> {
+    let Some((id, url)) = entry.split_once('=') else {
+        return Err(RegionTableError::NotRegionEqualsUrl);
+    };
+    let (id, url) = (id.trim(), url.trim());
+    check_id(id)?;
+    if !is_ws_url(url) {
+        return Err(RegionTableError::BadEndpoint { id: id.to_owned(), endpoint: url.to_owned() });
+    }
+    Ok(Region::named(id, url))
+}
+
+fn check_id(id: &str) -> Result<(), RegionTableError> {
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(RegionTableError::BadId(id.to_owned()));
+    }
+    Ok(())
+}
+
+fn is_ws_url(url: &str) -> bool {
+    url.starts_with("ws://") || url.starts_with("wss://")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_names_regions_and_endpoints() {
+        assert_eq!(parse_table(None).unwrap(), default_regions());
+        assert_eq!(parse_table(Some("  ")).unwrap(), default_regions());
+        let table = parse_table(Some("eu-west-1=ws://h:1/ws/eu-west-1, lab")).unwrap();
+        assert_eq!(table[0].ws_endpoint, "ws://h:1/ws/eu-west-1");
+        assert!(table[0].countries.contains(&"FR".to_owned()), "a default region keeps its countries");
+        assert_eq!(table[1], Region { id: "lab".into(), ws_endpoint: String::new(), countries: vec![] });
+    }
+
+    #[test]
+    fn bad_entries_say_what_is_wrong() {
+        assert_eq!(parse_table(Some("a b")), Err(RegionTableError::BadId("a b".into())));
+        assert!(matches!(parse_table(Some("x=http://h")), Err(RegionTableError::BadEndpoint { .. })));
+        assert_eq!(parse_table(Some(",")), Err(RegionTableError::Empty));
+        assert_eq!(parse_gateway("eu-west-1"), Err(RegionTableError::NotRegionEqualsUrl));
+        assert!(matches!(parse_gateway("eu-west-1=http://h"), Err(RegionTableError::BadEndpoint { .. })));
+        assert_eq!(parse_gateway("eu-west-1=wss://h/ws/eu-west-1").unwrap().id, "eu-west-1");
+    }
+}

@@ -1,6 +1,8 @@
 //! The session directory: which sessions exist, their public parameters and whether they have
 //! ended, derived from `game-events`. A pure projection that the edge and the gateways each
-//! keep in memory; it holds no seed, so nothing derived from it can leak one.
+//! keep in memory. It holds each session's seed (client-side tick mode hands it out at the start,
+//! and the edge answers joins from it), so whatever serves its contents to players must leave
+//! the seed out while the session runs, as [`SessionInfo`]'s users do.
 
 use std::collections::HashMap;
 

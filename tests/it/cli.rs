@@ -57,6 +57,14 @@ fn bad_flags_say_what_to_fix() {
         (&["gateway", "--region", "mars-1", "--log", "embedded:///tmp/tickcast-cli-test"], "mars-1"),
         (&["up", "--default-tick-ms", "5"], "--default-tick-ms"),
         (&["frobnicate"], "frobnicate"),
+        // Values that make no sense together are refused before anything starts.
+        (&["up", "--warning-latency-ms", "200", "--max-latency-ms", "150"], "WARNING_LATENCY_MS (200)"),
+        (&["gateway", "--region", "eu-west-1", "--warning-jitter-ms", "60"], "MAX_JITTER_MS (50)"),
+        (&["up", "--regions", "eu west"], "--regions"),
+        (&["edge", "--gateway", "eu-west-1"], "REGION=ws://"),
+        (&["edge", "--gateway", "eu-west-1=http://h:1"], "ws:// or wss://"),
+        (&["archiver", "--log", "embedded:///tmp/tickcast-cli-test"], "--archive DIR"),
+        (&["replay", "verify", "--log", "embedded:///tmp/tickcast-cli-test"], "--session"),
     ];
     for (args, mention) in cases {
         let (ok, _, err) = tickcast(args);

@@ -13,10 +13,8 @@ use tokio::time::Instant;
 use crate::support::{Player, Process, Seen, TOKEN_SECRET};
 
 fn broker() -> String {
-    std::env::var("TICKCAST_TEST_KAFKA").expect(
-        "TICKCAST_TEST_KAFKA is not set: run ./scripts/test.sh, which starts a tansu broker, \
-         or start one with scripts/tansu.sh start 9092 target/tansu and set it to 127.0.0.1:9092",
-    )
+    std::env::var("TICKCAST_TEST_KAFKA")
+        .unwrap_or_else(|_| panic!("set TICKCAST_TEST_KAFKA (a Kafka-API broker, HOST:PORT) or run ./scripts/test.sh, which provides it"))
 }
 
 /// One tickcast role as a child process; killed on drop.

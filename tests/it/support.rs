@@ -42,9 +42,8 @@ impl Drop for Process {
 /// The Python with pyarrow and duckdb that `scripts/test.sh` installs: independent readers of
 /// the Parquet files tickcast writes.
 pub(crate) fn test_python() -> String {
-    std::env::var("TICKCAST_TEST_PYTHON").expect(
-        "TICKCAST_TEST_PYTHON is not set: run ./scripts/test.sh, which installs pyarrow and duckdb for these tests",
-    )
+    std::env::var("TICKCAST_TEST_PYTHON")
+        .unwrap_or_else(|_| panic!("set TICKCAST_TEST_PYTHON (a python with pyarrow and duckdb) or run ./scripts/test.sh, which provides it"))
 }
 
 /// `tickcast up` on a fresh data directory and a free port; killed on drop.

@@ -71,10 +71,8 @@ mod kafka {
     use tickcast_eventlog::{CommitPosition, GroupEvent, LogOptions, TopicPartition, open_with};
 
     pub(crate) fn broker() -> String {
-        std::env::var("TICKCAST_TEST_KAFKA").expect(
-            "TICKCAST_TEST_KAFKA is not set: run ./scripts/test.sh, which starts a tansu broker, \
-             or start one with scripts/tansu.sh start 9092 target/tansu and set it to 127.0.0.1:9092",
-        )
+        std::env::var("TICKCAST_TEST_KAFKA")
+        .unwrap_or_else(|_| panic!("set TICKCAST_TEST_KAFKA (a Kafka-API broker, HOST:PORT) or run ./scripts/test.sh, which provides it"))
     }
 
     fn options() -> LogOptions {
@@ -161,6 +159,19 @@ mod kafka {
         let error = log.check_topics(&["t".into(), "nope".into()]).await.unwrap_err().to_string();
         assert!(error.contains("nope"), "{error}");
         log.check_topics(&["t".into()]).await.unwrap();
+    }
+
+    /// Read-only means read-only here too: no producer, appends refused, reads as usual.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_only_log_reads_and_refuses_appends() {
+        let (url, log) = fresh(&["t"], 1).await;
+        let record = NewRecord { key: "k".into(), timestamp_ms: 1, payload: Bytes::from_static(b"fact") };
+        log.append("t", vec![record.clone()], Durability::Durable).await.unwrap();
+        let reader = tickcast_eventlog::open_read_only(&url).unwrap();
+        assert_eq!(reader.read("t", StartFrom::Beginning, 10).await.unwrap().len(), 1);
+        let refused = reader.append("t", vec![record], Durability::Durable).await.unwrap_err();
+        assert!(matches!(refused, tickcast_eventlog::Error::ReadOnly), "{refused}");
+        assert!(matches!(reader.sync().await, Err(tickcast_eventlog::Error::ReadOnly)));
     }
 
     /// Records keyed alike share a partition and keep their order; a scan and a tail cover all

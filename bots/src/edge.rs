@@ -1,0 +1,53 @@
+//! The edge's HTTP API as a player uses it: start a game, join it, get tickets.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{BotsConfig, Error, now_us};
+
+/// A ticket from the edge.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Ticket {
+    pub(crate) game_id: String,
+    pub(crate) ws_endpoint: String,
+    pub(crate) token: String,
+    pub(crate) start_at: i64,
+    pub(crate) tick_ms: i64,
+}
+
+/// Creates one game starting at `start_at` (epoch ms) and tickets for all its players.
+pub(crate) async fn create_game(
+    http: &reqwest::Client,
+    config: &BotsConfig,
+    session: usize,
+    start_at: i64,
+) -> Result<Vec<Ticket>, Error> {
+    let countdown_ms = (start_at - now_us() / 1000).clamp(0, 60_000);
+    let mut body = json!({ "userId": format!("bot-{session}-0"), "tickMs": config.tick_ms, "countdownMs": countdown_ms });
+    if let Some(region) = &config.region {
+        body["preferredRegion"] = json!(region);
+    }
+    let first: Ticket = post(http, &format!("{}/edge/game/start", config.edge), &body).await?;
+    let mut tickets = vec![first.clone()];
+    for player in 1..config.players_per_session {
+        let url = format!("{}/edge/game/{}/join", config.edge, first.game_id);
+        tickets.push(post(http, &url, &json!({ "userId": format!("bot-{session}-{player}") })).await?);
+    }
+    Ok(tickets)
+}
+
+async fn post(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> Result<Ticket, Error> {
+    let response = http
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .map_err(|source| Error::Http { url: url.to_owned(), source })?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        let body = response.text().await.unwrap_or_default();
+        return Err(Error::Edge { url: url.to_owned(), status, body });
+    }
+    response.json().await.map_err(|source| Error::Http { url: url.to_owned(), source })
+}

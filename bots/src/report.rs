@@ -1,0 +1,124 @@
+//! What a run measured: the [`Report`], for people ([`Report::human`]) and as JSON.
+
+use serde::Serialize;
+
+use crate::stats::LatenessHistogram;
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub sessions: usize,
+    pub players: usize,
+    pub tick_ms: i64,
+    pub duration_s: f64,
+    pub rtt_ms: u64,
+    pub jitter_ms: u64,
+    pub connected: u64,
+    pub connect_failures: u64,
+    /// Steps expected by players that were not kicked.
+    pub expected_steps: u64,
+    pub delivered_steps: u64,
+    pub missing_steps: u64,
+    pub duplicate_steps: u64,
+    pub out_of_order_steps: u64,
+    /// Players that received every expected step.
+    pub complete_players: u64,
+    pub kicks: u64,
+    pub errors: u64,
+    pub lateness_ms: Lateness,
+    /// serverTimestamp − scheduledAt (ms resolution): lateness before the gateway wrote the tick.
+    pub server_lateness_ms: Lateness,
+    /// Frames received by all bots during the measured window.
+    pub window_messages: u64,
+    pub window_s: f64,
+    pub bots_cpu_us_per_message: f64,
+    pub server: Option<ServerUsage>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Lateness {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    /// Ticks received before their scheduled time (clock skew between machines).
+    pub early: u64,
+}
+
+impl Lateness {
+    pub(crate) fn of(h: &LatenessHistogram) -> Self {
+        Self {
+            p50: h.quantile_ms(0.5),
+            p99: h.quantile_ms(0.99),
+            p999: h.quantile_ms(0.999),
+            max: h.max_ms(),
+            early: h.early(),
+        }
+    }
+}
+
+/// The server process's cost, from `/proc`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerUsage {
+    pub cpu_us_per_message: f64,
+    pub cpu_percent: f64,
+    pub rss_kib: u64,
+    pub rss_baseline_kib: u64,
+    pub rss_per_player_kib: f64,
+}
+
+impl Report {
+    /// A summary for people.
+    #[must_use]
+    pub fn human(&self) -> String {
+        let mut out = format!(
+            "{} sessions × {} players = {} players, tick {} ms, measured {:.0} s each (added RTT {} ms ± {} ms)\n",
+            self.sessions,
+            self.players / self.sessions.max(1),
+            self.players,
+            self.tick_ms,
+            self.duration_s,
+            self.rtt_ms,
+            self.jitter_ms
+        );
+        out += &format!(
+            "connected {} / {} (connect failures {}), kicked {}, error frames {}\n",
+            self.connected, self.players, self.connect_failures, self.kicks, self.errors
+        );
+        out += &format!(
+            "steps: expected {}, delivered {}, missing {}, duplicate {}, out of order {}; {} of {} players got every step\n",
+            self.expected_steps,
+            self.delivered_steps,
+            self.missing_steps,
+            self.duplicate_steps,
+            self.out_of_order_steps,
+            self.complete_players,
+            self.players
+        );
+        out += &format!(
+            "lateness (receive − scheduledAt): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n",
+            self.lateness_ms.p50, self.lateness_ms.p99, self.lateness_ms.p999, self.lateness_ms.max
+        );
+        out += &format!(
+            "  of which before the gateway wrote it (serverTimestamp − scheduledAt): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n",
+            self.server_lateness_ms.p50, self.server_lateness_ms.p99, self.server_lateness_ms.max
+        );
+        out += &format!(
+            "bots: {:.2} µs CPU per message ({} messages in {:.1} s)\n",
+            self.bots_cpu_us_per_message, self.window_messages, self.window_s
+        );
+        if let Some(server) = &self.server {
+            out += &format!(
+                "server: {:.2} µs CPU per message ({:.0}% of a core), RSS {} KiB ({:.1} KiB per player over a {} KiB baseline)\n",
+                server.cpu_us_per_message,
+                server.cpu_percent,
+                server.rss_kib,
+                server.rss_per_player_kib,
+                server.rss_baseline_kib
+            );
+        }
+        out
+    }
+}

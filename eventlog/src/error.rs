@@ -1,0 +1,121 @@
+//! What can go wrong in the event log, and whether trying again can help.
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+/// Whether the same call, made again later, can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryHint {
+    /// A passing condition (a broker restarting, a full queue, a busy database): retry after a
+    /// pause, or tell the client to.
+    Retry,
+    /// Retrying cannot help (a bad URL, a missing topic, a log that stopped after a failed
+    /// commit): an operator must act.
+    DoNotRetry,
+}
+
+/// Errors of the event log. Messages are written for the operator who reads them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unsupported event log URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("embedded log storage failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("embedded log directory {path:?}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("embedded log write failed, nothing of it was stored: {0}")]
+    WriteFailed(String),
+    /// A librdkafka call failed; `source` keeps librdkafka's error code.
+    #[error("Kafka: {context}: {source}")]
+    Kafka { context: String, source: KafkaError },
+    /// A Kafka client's own thread or task could not be started or stopped early.
+    #[error("Kafka: {0}")]
+    KafkaClient(String),
+    #[error(
+        "topic {0:?} does not exist; create the topics with `tickcast topics create --log URL --partitions N`"
+    )]
+    MissingTopic(String),
+    #[error("the event log was opened read-only")]
+    ReadOnly,
+    #[error("the event log is shut down")]
+    Closed,
+}
+
+impl Error {
+    /// A librdkafka failure while doing `context` (e.g. "producing to game-events").
+    pub(crate) fn kafka(context: impl Into<String>, source: KafkaError) -> Self {
+        Self::Kafka { context: context.into(), source }
+    }
+
+    /// Whether trying the same call again can succeed.
+    #[must_use]
+    pub fn retry_hint(&self) -> RetryHint {
+        let retry = match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            }
+            Self::Kafka { source, .. } => source.rdkafka_error_code().is_some_and(kafka_code_is_transient),
+            Self::KafkaClient(_) => true,
+            Self::BadUrl { .. }
+            | Self::Sqlite(_)
+            | Self::Io { .. }
+            | Self::WriteFailed(_)
+            | Self::MissingTopic(_)
+            | Self::ReadOnly
+            | Self::Closed => false,
+        };
+        if retry { RetryHint::Retry } else { RetryHint::DoNotRetry }
+    }
+}
+
+/// librdkafka's codes for conditions that pass by themselves: brokers unreachable or moving
+/// leadership, timeouts, full queues, a group rebalancing.
+const fn kafka_code_is_transient(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::BrokerTransportFailure
+            | C::AllBrokersDown
+            | C::Resolve
+            | C::MessageTimedOut
+            | C::OperationTimedOut
+            | C::RequestTimedOut
+            | C::QueueFull
+            | C::TimedOutQueue
+            | C::LeaderNotAvailable
+            | C::NotLeaderForPartition
+            | C::NetworkException
+            | C::NotEnoughReplicas
+            | C::NotEnoughReplicasAfterAppend
+            | C::CoordinatorLoadInProgress
+            | C::CoordinatorNotAvailable
+            | C::NotCoordinator
+            | C::RebalanceInProgress
+            | C::BrokerNotAvailable
+            | C::KafkaStorageError
+            | C::FencedLeaderEpoch
+            | C::UnknownLeaderEpoch
+            | C::OffsetNotAvailable
+            | C::PreferredLeaderNotAvailable
+    )
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_follow_the_cause() {
+        let down = Error::kafka("producing", KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown));
+        assert_eq!(down.retry_hint(), RetryHint::Retry);
+        assert!(down.to_string().contains("producing"), "{down}");
+        let denied = Error::kafka(
+            "producing",
+            KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed),
+        );
+        assert_eq!(denied.retry_hint(), RetryHint::DoNotRetry);
+        assert_eq!(Error::MissingTopic("t".into()).retry_hint(), RetryHint::DoNotRetry);
+        assert_eq!(Error::ReadOnly.retry_hint(), RetryHint::DoNotRetry);
+    }
+}

@@ -1,0 +1,126 @@
+//! The WebSocket upgrade: checks the handshake, takes the TCP socket back from the HTTP server,
+//! hands its write half to a fan-out shard and serves its read half as a connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use axum::routing::get;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::fanout::Command;
+use crate::stream::PlayerStream;
+use crate::{Gateway, connection, json_error};
+
+impl Gateway {
+    /// Upgrades an HTTP request to a WebSocket connection served by this gateway.
+    pub fn accept(self: &Arc<Self>, mut request: Request) -> Response {
+        if self.shutdown.is_cancelled() {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the gateway is shutting down; reconnect",
+            );
+        }
+        let Some(key) = websocket_key(request.headers()) else {
+            return json_error(
+                StatusCode::UPGRADE_REQUIRED,
+                "websocket_required",
+                "this endpoint speaks WebSocket (version 13): send GET with Connection: Upgrade and Upgrade: websocket",
+            );
+        };
+        let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+            return json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no_upgrade",
+                "this server cannot upgrade connections",
+            );
+        };
+        let gateway = Arc::clone(self);
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        // Frames above max_frame_bytes are read and refused with an error frame and a clean
+        // close; the transport's own cap, far above, only stops a peer from exhausting memory.
+        let hard_cap = (self.config.max_frame_bytes * 16).max(1 << 20);
+        let config = WebSocketConfig::default()
+            .read_buffer_size(2 * 1024)
+            .max_message_size(Some(hard_cap))
+            .max_frame_size(Some(hard_cap));
+        self.connections.spawn(async move {
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(error) => return tracing::debug!(%error, "upgrade failed"),
+            };
+            // Served by our own TCP listener: take the socket back from the HTTP server, so the
+            // fan-out can write to it directly.
+            let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => parts,
+                Err(_) => return tracing::error!("upgraded connection is not a TCP stream; closing it"),
+            };
+            let tcp = parts.io.into_inner();
+            let _ = tcp.set_nodelay(true);
+            let (read, write) = tcp.into_split();
+            let (signals, signals_rx) = mpsc::unbounded_channel();
+            if gateway.shard(id).send(Command::Attach { connection: id, write, signals }).is_err() {
+                return;
+            }
+            let stream = PlayerStream::new(parts.read_buf, read, id, gateway.shard(id).clone());
+            let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
+            connection::serve(gateway, socket, id, signals_rx).await;
+        });
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(key.as_bytes()))
+            .body(Body::empty())
+            .expect("static response parts are valid")
+    }
+}
+
+fn websocket_key(headers: &HeaderMap) -> Option<String> {
+    let has_token = |name, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|v| v.trim().eq_ignore_ascii_case(token))
+    };
+    let version_13 = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    if !(has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket") && version_13) {
+        return None;
+    }
+    headers.get(header::SEC_WEBSOCKET_KEY).and_then(|k| k.to_str().ok()).map(str::to_owned)
+}
+
+/// Routes `/ws/{region}` to the gateway of that region.
+pub fn routes(gateways: &[Arc<Gateway>]) -> Router {
+    let by_region: Arc<HashMap<String, Arc<Gateway>>> =
+        Arc::new(gateways.iter().map(|g| (g.config.region.clone(), Arc::clone(g))).collect());
+    Router::new().route("/ws/{region}", get(upgrade)).with_state(by_region)
+}
+
+async fn upgrade(
+    State(gateways): State<Arc<HashMap<String, Arc<Gateway>>>>,
+    Path(region): Path<String>,
+    request: Request,
+) -> Response {
+    match gateways.get(&region) {
+        Some(gateway) => gateway.accept(request),
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            "unknown_region",
+            &format!("no gateway for region {region:?} here"),
+        ),
+    }
+}

@@ -1,0 +1,108 @@
+//! From flags to the roles' typed configurations, with the checks that span several flags.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tickcast_eventlog::kafka::KafkaOptions;
+use tickcast_eventlog::{EventLog, LogOptions};
+use tickcast_gateways::latency::LatencyPolicy;
+use tickcast_processors::{ArchiverConfig, TickGeneratorConfig};
+use tickcast_producers::EdgeConfig;
+use tickcast_producers::rules::GameDefaults;
+use tickcast_schemas::regions::{self, Region};
+
+use crate::cli::{CommonArgs, GameArgs, LatencyArgs, LogArgs, RegionArgs, RollArgs};
+
+/// Opens the log of a role's flags; `group_instance_id` makes its group members static.
+pub(crate) fn open_log(
+    args: &LogArgs,
+    group_instance_id: Option<String>,
+) -> anyhow::Result<Arc<dyn EventLog>> {
+    let options = LogOptions { kafka: kafka_options(args, group_instance_id) };
+    tickcast_eventlog::open_with(&args.url, &options)
+        .with_context(|| format!("cannot open the event log {}", args.url))
+}
+
+pub(crate) fn kafka_options(args: &LogArgs, group_instance_id: Option<String>) -> KafkaOptions {
+    KafkaOptions { client: args.kafka_options.clone(), group_instance_id }
+}
+
+/// Fails with what to run when a topic the role needs is missing.
+pub(crate) async fn check_topics(log: &dyn EventLog, needed: &[String]) -> anyhow::Result<()> {
+    log.check_topics(needed).await.context("the event log is not ready for this role")
+}
+
+/// The region table of `--regions` / `TICKCAST_REGIONS`.
+pub(crate) fn region_table(args: &RegionArgs) -> anyhow::Result<Vec<Region>> {
+    regions::parse_table(args.table.as_deref()).context("--regions / TICKCAST_REGIONS")
+}
+
+/// The edge's regions: those it has a gateway for (`--gateway REGION=URL`), else the table.
+pub(crate) fn edge_regions(gateways: &[String], table: Vec<Region>) -> anyhow::Result<Vec<Region>> {
+    if gateways.is_empty() {
+        return Ok(table);
+    }
+    gateways
+        .iter()
+        .map(|entry| regions::parse_gateway(entry).with_context(|| format!("--gateway {entry:?}")))
+        .collect()
+}
+
+/// Region ids, for messages.
+pub(crate) fn ids(regions: &[Region]) -> String {
+    regions.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// The latency policy, refused when a warning threshold is above its kick threshold (players
+/// would be kicked without ever being warned).
+pub(crate) fn latency_policy(args: &LatencyArgs) -> anyhow::Result<LatencyPolicy> {
+    if args.warning_latency_ms > args.max_latency_ms {
+        bail!(
+            "WARNING_LATENCY_MS ({}) must not exceed MAX_LATENCY_MS ({}): players would be kicked before they are warned",
+            args.warning_latency_ms,
+            args.max_latency_ms
+        );
+    }
+    if args.warning_jitter_ms > args.max_jitter_ms {
+        bail!(
+            "WARNING_JITTER_MS ({}) must not exceed MAX_JITTER_MS ({}): players would be kicked before they are warned",
+            args.warning_jitter_ms,
+            args.max_jitter_ms
+        );
+    }
+    Ok(LatencyPolicy {
+        max_latency_ms: args.max_latency_ms,
+        max_jitter_ms: args.max_jitter_ms,
+        warning_latency_ms: args.warning_latency_ms,
+        warning_jitter_ms: args.warning_jitter_ms,
+        samples: args.latency_samples as usize,
+    })
+}
+
+pub(crate) fn edge_config(game: &GameArgs, common: &CommonArgs) -> EdgeConfig {
+    EdgeConfig {
+        defaults: GameDefaults {
+            tick_ms: game.default_tick_ms,
+            countdown_ms: game.countdown_ms,
+            ..GameDefaults::default()
+        },
+        instance: common.instance.clone(),
+        reveal_seed_at_start: !game.use_tick_broadcaster,
+        ..EdgeConfig::default()
+    }
+}
+
+pub(crate) fn archiver_config(dir: std::path::PathBuf, table: &[Region], roll: &RollArgs) -> ArchiverConfig {
+    let mut config = ArchiverConfig::new(dir, table.iter().map(|r| r.id.clone()).collect());
+    config.roll_rows = roll.archive_roll_rows as usize;
+    config.roll_age = roll.archive_roll_age;
+    config
+}
+
+pub(crate) fn generator_config(game: &GameArgs, common: &CommonArgs) -> TickGeneratorConfig {
+    TickGeneratorConfig {
+        idle_ms: game.idle_ms,
+        instance: common.instance.clone(),
+        ..TickGeneratorConfig::default()
+    }
+}

@@ -1,0 +1,37 @@
+//! The routes every HTTP role serves besides its own: `/healthz`, `/metrics` (Prometheus
+//! text), the player page, `/lite` and JSON 404s.
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+/// The common routes. The player page is the built web client in `web_dir` (`index.html` and
+/// `assets/`); without a build, `/` says how to make one. `/lite` is a minimal page that needs
+/// no build.
+pub(crate) fn common_routes(prometheus: Option<PrometheusHandle>, web_dir: &std::path::Path) -> Router {
+    let index = web_dir.join("index.html");
+    let router = Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(prometheus.as_ref().map(|p| p.render()).unwrap_or_default())),
+        )
+        .route("/lite", get(|| async { Html(include_str!("play.html")) }));
+    let router = if index.is_file() {
+        router
+            .route_service("/", tower_http::services::ServeFile::new(index))
+            .nest_service("/assets", tower_http::services::ServeDir::new(web_dir.join("assets")))
+    } else {
+        let page = include_str!("unbuilt.html").replace("{web_dir}", &web_dir.display().to_string());
+        router.route("/", get(move || std::future::ready(Html(page.clone()))))
+    };
+    router.fallback(|| async {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({ "error": "not_found", "message": "no such endpoint" })),
+        )
+            .into_response()
+    })
+}

@@ -1,0 +1,153 @@
+//! The shutdown tree: the roles of one command run under one root token, cancelled by Ctrl-C,
+//! SIGTERM or the first role that fails, then get a bounded grace period before they are aborted.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How long roles get to finish after a shutdown signal before they are aborted: the readers
+/// that stop last share it with the roles they follow.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The roles of one command.
+pub(crate) struct Roles {
+    /// Root of the shutdown tree: every role and connection watches it.
+    pub(crate) shutdown: CancellationToken,
+    /// The roles that stop on `shutdown`.
+    tasks: JoinSet<anyhow::Result<()>>,
+    /// Roles that read what the others write (the archiver): they stop only once `tasks` have
+    /// finished, so they see everything written, within the same grace period.
+    last: JoinSet<anyhow::Result<()>>,
+    /// Cancelled once `tasks` have finished (or the grace is over): the stop of `last`.
+    last_stop: CancellationToken,
+    /// Renders `/metrics`; `None` if another recorder was installed first.
+    pub(crate) prometheus: Option<PrometheusHandle>,
+}
+
+impl Roles {
+    pub(crate) fn new() -> Self {
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            signal.cancel();
+        });
+        let prometheus = PrometheusBuilder::new().install_recorder().ok();
+        if let Some(handle) = prometheus.clone() {
+            // Histograms accumulate samples until upkeep folds them into their summaries.
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(5));
+                while token.run_until_cancelled(every.tick()).await.is_some() {
+                    handle.run_upkeep();
+                }
+            });
+        }
+        Self {
+            shutdown,
+            tasks: JoinSet::new(),
+            last: JoinSet::new(),
+            last_stop: CancellationToken::new(),
+            prometheus,
+        }
+    }
+
+    /// Runs a role until `shutdown`.
+    pub(crate) fn spawn<E>(
+        &mut self,
+        name: &'static str,
+        task: impl Future<Output = Result<(), E>> + Send + 'static,
+    ) where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.tasks.spawn(async move { task.await.with_context(|| format!("{name} failed")) });
+    }
+
+    /// Runs a role that must stop after every role of [`Roles::spawn`] has: `start` gets the
+    /// token that says so. Its failure stops the others, as any role's does.
+    pub(crate) fn spawn_last<E, F>(&mut self, name: &'static str, start: impl FnOnce(CancellationToken) -> F)
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let task = start(self.last_stop.clone());
+        self.last.spawn(async move { task.await.with_context(|| format!("{name} failed")) });
+    }
+
+    /// Binds `addr` and serves `app` until shutdown; returns the bound address.
+    pub(crate) async fn serve(&mut self, addr: SocketAddr, app: Router) -> anyhow::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}; pick another with --listen"))?;
+        let bound = listener.local_addr()?;
+        let token = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            tickcast_gateways::http::serve(listener, app, token).await.context("HTTP server failed")
+        });
+        Ok(bound)
+    }
+
+    /// Waits for every role to finish; returns the first failure.
+    pub(crate) async fn wait(mut self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        let token = self.shutdown.clone();
+        let grace_over = async move {
+            token.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::pin!(grace_over);
+        loop {
+            if self.tasks.is_empty() {
+                self.last_stop.cancel();
+            }
+            let next = tokio::select! {
+                next = self.tasks.join_next(), if !self.tasks.is_empty() => next,
+                next = self.last.join_next(), if !self.last.is_empty() => next,
+                () = &mut grace_over => {
+                    tracing::warn!(remaining = self.tasks.len() + self.last.len(), "grace period over; aborting");
+                    self.tasks.abort_all();
+                    self.last.abort_all();
+                    break;
+                }
+                else => break,
+            };
+            match next {
+                None | Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(error))) => {
+                    tracing::error!("{error:#}");
+                    first_error.get_or_insert(error);
+                    self.shutdown.cancel();
+                }
+                Some(Err(join_error)) => {
+                    first_error.get_or_insert_with(|| anyhow::anyhow!("a role panicked: {join_error}"));
+                    self.shutdown.cancel();
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+pub(crate) async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
