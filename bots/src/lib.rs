@@ -71,6 +71,8 @@ pub enum Error {
     Config(String),
 }
 
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// Counters shared by all players, for the progress bar. Players update them in batches, so
 /// the cores they share are not spent bouncing one cache line.
 #[derive(Debug, Default)]

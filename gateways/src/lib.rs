@@ -98,6 +98,8 @@ pub enum Error {
     Log(#[from] tickcast_eventlog::Error),
 }
 
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// One region's gateway.
 #[derive(Debug)]
 pub struct Gateway {

@@ -32,6 +32,8 @@ pub enum Error {
     Parquet(#[from] parquet::errors::ParquetError),
 }
 
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tickcast_eventlog::{
-    CommitPosition, Durability, EventLog, GroupConsumer, GroupEvent, NewRecord, Record, StartFrom,
+    CommitPosition, Durability, EventLog, GroupConsumer, GroupEvent, NewRecord, Record, RetryHint, StartFrom,
 };
 use tickcast_schemas::event::{Countdown, EVENT_TYPES, Event, EventBody, SessionCreated, SessionEnded, Tick};
 use tickcast_schemas::topics::{self, GAME_EVENTS};
@@ -357,8 +357,17 @@ impl TickGenerator {
         }
         for (partition, target) in targets {
             if self.committed.get(&partition) != Some(&target) {
-                consumer.commit(GAME_EVENTS, partition, target).await?;
-                self.committed.insert(partition, target);
+                match consumer.commit(GAME_EVENTS, partition, target).await {
+                    Ok(()) => {
+                        self.committed.insert(partition, target);
+                    }
+                    // A commit that did not land only means the next owner re-reads more; the
+                    // next round of commits tries again.
+                    Err(error) if error.retry_hint() == RetryHint::Retry => {
+                        tracing::warn!(%error, partition, "commit failed; trying again with the next one");
+                    }
+                    Err(error) => return Err(error.into()),
+                }
             }
         }
         Ok(())

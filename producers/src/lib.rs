@@ -30,7 +30,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
-use tickcast_eventlog::{Durability, EventLog, NewRecord, StartFrom};
+use tickcast_eventlog::{Durability, EventLog, NewRecord, RetryHint, StartFrom};
 use tickcast_schemas::event::{Event, EventBody, SessionCreated};
 use tickcast_schemas::regions::Region;
 use tickcast_schemas::sessions::{SessionDirectory, SessionInfo};
@@ -75,6 +75,8 @@ pub enum Error {
     Log(#[from] tickcast_eventlog::Error),
 }
 
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// The edge role: HTTP handlers over the log, the region table and the session directory.
 #[derive(Debug)]
 pub struct Edge {
@@ -112,19 +114,36 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds after which the same request may succeed (`Retry-After`).
+    pub retry_after_s: Option<u32>,
 }
+
+/// What a client is told to wait before retrying a game the log refused for a passing reason.
+const LOG_RETRY_AFTER_S: u32 = 2;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry_after_s: None }
+    }
+
+    /// The same refusal, telling the client when to try again.
+    #[must_use]
+    pub const fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         metrics::request_refused(self.code);
-        (self.status, Json(serde_json::json!({ "error": self.code, "message": self.message })))
-            .into_response()
+        let body = Json(serde_json::json!({ "error": self.code, "message": self.message }));
+        match self.retry_after_s {
+            Some(seconds) => {
+                (self.status, [(axum::http::header::RETRY_AFTER, seconds.to_string())], body).into_response()
+            }
+            None => (self.status, body).into_response(),
+        }
     }
 }
 
@@ -284,11 +303,19 @@ async fn start_game(
     let record = NewRecord { key: game_id.clone(), timestamp_ms: now, payload: event.to_bytes().into() };
     edge.log.append(GAME_EVENTS, vec![record], Durability::Durable).await.map_err(|e| {
         tracing::error!(error = %e, "could not log session_created");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "log_unavailable",
-            "the event log refused the new session; retry later",
-        )
+        match e.retry_hint() {
+            RetryHint::Retry => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "log_unavailable",
+                "the event log refused the new session for now; retry in a few seconds",
+            )
+            .retry_after(LOG_RETRY_AFTER_S),
+            RetryHint::DoNotRetry => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "log_failed",
+                "the event log cannot take new sessions; an operator must look at it",
+            ),
+        }
     })?;
     let info = {
         let mut directory = edge.directory.lock().unwrap();

@@ -45,6 +45,8 @@ pub enum Error {
     Archive(String),
 }
 
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// Where an event is in the log.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Position {
