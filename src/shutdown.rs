@@ -105,6 +105,9 @@ impl Roles {
         loop {
             if self.tasks.is_empty() {
                 self.last_stop.cancel();
+                if self.last.is_empty() {
+                    break;
+                }
             }
             let next = tokio::select! {
                 next = self.tasks.join_next(), if !self.tasks.is_empty() => next,
@@ -115,7 +118,6 @@ impl Roles {
                     self.last.abort_all();
                     break;
                 }
-                else => break,
             };
             match next {
                 None | Some(Ok(Ok(()))) => {}
@@ -150,4 +152,51 @@ pub(crate) async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A last role stops only after the others have, and `wait` returns as soon as all are done
+    /// (on a paused clock, so "as soon as" is exact).
+    #[tokio::test(start_paused = true)]
+    async fn last_roles_stop_after_the_others_and_nobody_waits_for_the_grace() {
+        let mut roles = Roles::new();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (seen, token) = (Arc::clone(&order), roles.shutdown.clone());
+        roles.spawn("writer", async move {
+            token.cancelled().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            seen.lock().unwrap().push("writer");
+            Ok::<(), std::io::Error>(())
+        });
+        let seen = Arc::clone(&order);
+        roles.spawn_last("reader", move |stop| async move {
+            stop.cancelled().await;
+            seen.lock().unwrap().push("reader");
+            Ok::<(), std::io::Error>(())
+        });
+        let started = tokio::time::Instant::now();
+        roles.shutdown.cancel();
+        roles.wait().await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["writer", "reader"]);
+        assert_eq!(started.elapsed(), Duration::from_millis(50));
+    }
+
+    /// A failing last role stops the others, and its error is the command's.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_last_role_stops_everything() {
+        let mut roles = Roles::new();
+        let token = roles.shutdown.clone();
+        roles.spawn("writer", async move {
+            token.cancelled().await;
+            Ok::<(), std::io::Error>(())
+        });
+        roles.spawn_last("reader", |_| async { Err::<(), _>(std::io::Error::other("disk full")) });
+        let error = roles.wait().await.unwrap_err();
+        assert!(format!("{error:#}").contains("reader failed: disk full"), "{error:#}");
+    }
 }

@@ -10,6 +10,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
+import { startProxy } from "./proxy.mjs";
 
 const web = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const repo = path.dirname(web);
@@ -52,8 +53,10 @@ after(async () => {
 const stepOf = (page) => page.locator("[data-testid=step]").innerText().then(Number);
 
 test("start a game, share it, watch it tick, drop the connection and resume without a hole", async () => {
+  // Alice plays through a proxy, so the test can take her network away.
+  const aliceNetwork = await startProxy(base);
   const alice = await (await browser.newContext()).newPage();
-  await alice.goto(base + "/");
+  await alice.goto(aliceNetwork.url + "/");
   await alice.getByRole("button", { name: "Start Game" }).click();
   await alice.locator("[data-testid=countdown]").waitFor({ timeout: 10_000 });
   await alice.waitForFunction(() => Number(document.querySelector("[data-testid=step]")?.textContent) >= 5, null, { timeout: 20_000, polling: 100 });
@@ -61,7 +64,7 @@ test("start a game, share it, watch it tick, drop the connection and resume with
   // A second player, in a context of its own, joins through the share link.
   const link = await alice.locator("[data-testid=share-link]").getAttribute("href");
   const bob = await (await browser.newContext()).newPage();
-  await bob.goto(link);
+  await bob.goto(link.replace(aliceNetwork.url, base));
   await bob.waitForFunction(() => Number(document.querySelector("[data-testid=step]")?.textContent) >= 25, null, { timeout: 20_000, polling: 100 });
   // Each sees both players.
   for (const page of [alice, bob]) {
@@ -77,7 +80,7 @@ test("start a game, share it, watch it tick, drop the connection and resume with
 
   // Drop Alice's connection: the page reconnects, resumes from its last step, shows no hole.
   const before = await stepOf(alice);
-  await alice.evaluate(() => window.tickcastSocket.close());
+  aliceNetwork.drop();
   await alice.waitForFunction((s) => Number(document.querySelector("[data-testid=step]")?.textContent) >= s + 10, before, { timeout: 20_000, polling: 100 });
   const latency = alice.locator("[data-testid=latency]");
   assert.equal(await latency.getAttribute("data-missing"), "0", "no step missing after the resume");
@@ -85,6 +88,7 @@ test("start a game, share it, watch it tick, drop the connection and resume with
   assert.match(await latency.innerText(), /RTT \d+ ms/);
   assert.ok(Number(await alice.locator("[data-testid=chart]").getAttribute("data-points")) > 10);
   await alice.screenshot({ path: path.join(artifacts, "play.png"), fullPage: true });
+  aliceNetwork.close();
 });
 
 /** Polls `check` every 100 ms until it returns a value, or fails after `ms`. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { initialState, missingSteps, reduce, rttStats, type GameState, type ServerMessage } from "./protocol";
+import { encode, initialState, missingSteps, reduce, rttStats, type GameState, type ServerMessage } from "./protocol";
 
 const feed = (state: GameState, ...messages: ServerMessage[]) =>
   messages.reduce((s, message) => reduce(s, { type: "server", message, receivedAt: 1000 }), state);
@@ -44,5 +44,18 @@ describe("protocol reducer", () => {
     s = feed(s, { type: "kicked", reason: "latency" });
     expect(s.phase).toBe("kicked");
     expect(reduce(s, { type: "disconnected" }).phase).toBe("kicked");
+  });
+});
+
+describe("client messages", () => {
+  it("are the JSON the gateway expects", () => {
+    expect(JSON.parse(encode({ action: "resume", sessionId: "g", userId: "ana", token: "t", lastStep: 41 }))).toEqual({
+      action: "resume",
+      sessionId: "g",
+      userId: "ana",
+      token: "t",
+      lastStep: 41,
+    });
+    expect(encode({ action: "ping", clientTimestamp: 5 })).toBe('{"action":"ping","clientTimestamp":5}');
   });
 });

@@ -1,5 +1,17 @@
-// The client protocol (docs/protocol.md) as a reducer: server messages in, page state out.
-// Pure, so it is tested without a browser.
+// The client protocol (docs/protocol.md): what the page sends, and a reducer from what the
+// server sends to the page's state. Pure, so it is tested without a browser.
+
+/** Client → server messages. */
+export type ClientMessage =
+  | { action: "join"; sessionId: string; userId: string; token: string }
+  | { action: "resume"; sessionId: string; userId: string; token: string; lastStep: number }
+  | { action: "ping"; clientTimestamp: number }
+  | { action: "leave" };
+
+/** A client message as the text of a WebSocket frame. */
+export function encode(message: ClientMessage): string {
+  return JSON.stringify(message);
+}
 
 export interface Tick {
   step: number;
@@ -10,6 +22,7 @@ export interface Tick {
   serverTimestamp: number;
 }
 
+/** Server → client messages. */
 export type ServerMessage =
   | {
       type: "session_joined";

@@ -1,0 +1,81 @@
+// The page's connection to its gateway as React hooks: join, pings every second, reconnect with
+// exponential backoff and resume from the last step shown; and, in client-side tick mode, the
+// ticks computed here on the game's clock.
+
+import { useEffect, useRef } from "react";
+import { DEFAULT_MAX_BREAK_STEPS, DEFAULT_MIN_BREAK_STEPS, stateAt, stepAt } from "./engine";
+import { endpointFor, type Ticket } from "./edge";
+import { encode, type Action, type GameState, type ServerMessage } from "./protocol";
+
+/** The longest pause between two reconnection attempts. */
+const MAX_BACKOFF_MS = 10_000;
+
+/** One connection per ticket, kept up until the game is over or the ticket changes. */
+export function useConnection(ticket: Ticket | null, userId: string, state: GameState, dispatch: (a: Action) => void) {
+  // Read by the socket's callbacks, which outlive a render: the last step shown (where a resume
+  // starts) and whether the game is over (no reconnecting then).
+  const lastStep = useRef<number | null>(null);
+  const finished = useRef(false);
+  useEffect(() => {
+    lastStep.current = state.ticks.length ? state.ticks[state.ticks.length - 1].step : null;
+    finished.current = state.phase === "ended" || state.phase === "kicked";
+  }, [state.ticks, state.phase]);
+
+  useEffect(() => {
+    if (!ticket) return;
+    let attempt = 0;
+    let timer: number | undefined;
+    let pinger: number | undefined;
+    let closed = false;
+    let socket: WebSocket | null = null;
+    const connect = () => {
+      dispatch({ type: "connecting" });
+      const ws = new WebSocket(endpointFor(ticket));
+      socket = ws;
+      ws.onopen = () => {
+        attempt = 0;
+        const base = { sessionId: ticket.gameId, userId, token: ticket.token };
+        const resume = lastStep.current !== null && !ticket.spectator;
+        ws.send(encode(resume ? { action: "resume", ...base, lastStep: lastStep.current! } : { action: "join", ...base }));
+        pinger = window.setInterval(() => ws.send(encode({ action: "ping", clientTimestamp: Date.now() })), 1000);
+      };
+      ws.onmessage = (e) => dispatch({ type: "server", message: JSON.parse(e.data) as ServerMessage, receivedAt: Date.now() });
+      ws.onclose = () => {
+        window.clearInterval(pinger);
+        dispatch({ type: "disconnected" });
+        if (closed || finished.current) return;
+        const delay = Math.min(MAX_BACKOFF_MS, 250 * 2 ** attempt++);
+        timer = window.setTimeout(connect, delay);
+      };
+    };
+    connect();
+    return () => {
+      closed = true;
+      window.clearTimeout(timer);
+      window.clearInterval(pinger);
+      socket?.close();
+    };
+  }, [ticket, userId, dispatch]);
+
+  // Client-side tick mode: the ticks come from our own engine, on the game's clock; the server
+  // still reports the end (and the same steps, which the reducer shows once).
+  useEffect(() => {
+    if (!ticket?.seed) return;
+    const params = {
+      seed: BigInt(ticket.seed),
+      minBreakSteps: BigInt(ticket.minBreakSteps ?? DEFAULT_MIN_BREAK_STEPS),
+      maxBreakSteps: BigInt(ticket.maxBreakSteps ?? DEFAULT_MAX_BREAK_STEPS),
+    };
+    let next = 0;
+    const timer = window.setInterval(() => {
+      const due = stepAt(ticket.startAt, ticket.tickMs, Date.now());
+      if (finished.current) return;
+      for (; next <= due; next++) {
+        const s = stateAt(params, next);
+        const scheduledAt = ticket.startAt + next * ticket.tickMs;
+        dispatch({ type: "server", message: { type: "tick", step: next, ...s, scheduledAt, serverTimestamp: Date.now() }, receivedAt: Date.now() });
+      }
+    }, Math.max(10, Math.floor(ticket.tickMs / 4)));
+    return () => window.clearInterval(timer);
+  }, [ticket, dispatch]);
+}
