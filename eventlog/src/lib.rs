@@ -134,6 +134,10 @@ pub enum GroupEvent {
     /// Partitions it now owns, in addition to any it had. Their records follow, from the
     /// group's committed offsets.
     Assigned(Vec<TopicPartition>),
+    /// Every record these assigned partitions held when they were assigned has been delivered
+    /// (once per assignment): what the member reads from now on was written after it took them.
+    /// A member that rebuilds state from a partition knows here that the state is complete.
+    CaughtUp(Vec<TopicPartition>),
     /// Partitions taken from it. The rebalance waits until this is dropped: stop acting on
     /// them (stop emitting for their sessions, finish in-flight writes) before dropping it.
     Revoked(Revocation),

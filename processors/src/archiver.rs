@@ -184,7 +184,7 @@ impl Archiver {
                         self.close_where(|f| f.rows >= rows)?;
                         self.commit(&mut *consumer).await?;
                     }
-                    GroupEvent::Assigned(_) => {}
+                    GroupEvent::Assigned(_) | GroupEvent::CaughtUp(_) => {}
                     GroupEvent::Revoked(revocation) => {
                         // Files mix partitions: close them all, so what was read is committed.
                         self.close_where(|_| true)?;
@@ -203,7 +203,7 @@ impl Archiver {
         while let Ok(event) = tokio::time::timeout(DRAIN_IDLE, consumer.next_event()).await {
             match event? {
                 GroupEvent::Records(records) => self.archive(records)?,
-                GroupEvent::Assigned(_) => {}
+                GroupEvent::Assigned(_) | GroupEvent::CaughtUp(_) => {}
                 GroupEvent::Revoked(revocation) => {
                     self.close_where(|_| true)?;
                     self.commit(&mut *consumer).await?;

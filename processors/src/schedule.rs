@@ -13,6 +13,36 @@ pub enum Emission {
     Ended { reason: EndReason, last_step: i64 },
 }
 
+/// When a session next needs its generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Deadline {
+    /// Its end is decided already (a resumed session whose last round had broken): end it at
+    /// once. Sorts before every instant.
+    EndNow,
+    /// At this instant (epoch ms).
+    At(i64),
+}
+
+impl Deadline {
+    /// How long from `now` until this deadline; zero when it is due.
+    #[must_use]
+    pub fn wait_from(self, now: i64) -> std::time::Duration {
+        match self {
+            Self::EndNow => std::time::Duration::ZERO,
+            Self::At(at) => std::time::Duration::from_millis(at.saturating_sub(now).max(0).unsigned_abs()),
+        }
+    }
+
+    /// Whether this deadline has come at `now`.
+    #[must_use]
+    pub const fn is_due(self, now: i64) -> bool {
+        match self {
+            Self::EndNow => true,
+            Self::At(at) => at <= now,
+        }
+    }
+}
+
 /// One active session's clock, engine state and idle tracking.
 #[derive(Debug, Clone)]
 pub struct SessionSchedule {
@@ -90,16 +120,22 @@ impl SessionSchedule {
 
     /// When something is next due; `None` once ended.
     #[must_use]
-    pub fn next_deadline(&self) -> Option<i64> {
+    pub fn next_deadline(&self) -> Option<Deadline> {
         if self.ended {
             return None;
         }
         if self.end_due {
-            return Some(i64::MIN);
+            return Some(Deadline::EndNow);
         }
         let tick = scheduled_at(self.created.start_at, self.created.tick_ms, self.stepper.next_step());
-        let idle = self.empty_since.map(|since| since + self.idle_ms);
-        Some([Some(tick), self.next_countdown_at, idle].into_iter().flatten().min().unwrap_or(tick))
+        let at =
+            [Some(tick), self.next_countdown_at, self.idle_at()].into_iter().flatten().min().unwrap_or(tick);
+        Some(Deadline::At(at))
+    }
+
+    /// When the session ends as idle, if nobody connects before.
+    fn idle_at(&self) -> Option<i64> {
+        self.empty_since.map(|since| since.saturating_add(self.idle_ms))
     }
 
     /// Appends to `out` everything due at `now`, in order; ends the session when its last
@@ -125,7 +161,10 @@ impl SessionSchedule {
             let next = start_at - remaining_ms + 1000;
             self.next_countdown_at = (next < start_at).then_some(next);
         }
-        while scheduled_at(start_at, self.created.tick_ms, self.stepper.next_step()) <= now {
+        // Ticks run up to now, or to the idle end if that comes first: a late call (a resumed
+        // session) must not tick past the instant the session ended.
+        let ticks_until = self.idle_at().map_or(now, |idle| idle.min(now));
+        while scheduled_at(start_at, self.created.tick_ms, self.stepper.next_step()) <= ticks_until {
             let (step, state) = self.stepper.advance();
             out.push(Emission::Tick {
                 step,
@@ -138,9 +177,7 @@ impl SessionSchedule {
                 return;
             }
         }
-        if let Some(since) = self.empty_since
-            && since + self.idle_ms <= now
-        {
+        if self.idle_at().is_some_and(|idle| idle <= now) {
             self.ended = true;
             out.push(Emission::Ended { reason: EndReason::Idle, last_step: self.last_step() });
         }
@@ -185,7 +222,7 @@ mod tests {
             })
             .collect();
         assert_eq!(steps, ["c3000", "c2000", "c1000", "t0", "t1"]);
-        assert_eq!(s.next_deadline(), Some(10_200));
+        assert_eq!(s.next_deadline(), Some(Deadline::At(10_200)));
     }
 
     #[test]
@@ -233,9 +270,54 @@ mod tests {
         let last_step = whole.last_step();
         let mut resumed = SessionSchedule::new(created(0, 2), 0, i64::MAX / 4);
         resumed.resume_at(last_step + 1);
+        assert_eq!(resumed.next_deadline(), Some(Deadline::EndNow));
+        assert!(Deadline::EndNow < Deadline::At(i64::MIN), "an end that is due sorts first");
+        assert_eq!(Deadline::EndNow.wait_from(i64::MAX), std::time::Duration::ZERO);
         out.clear();
         resumed.emit_due(200_000, &mut out);
         assert_eq!(out, [Emission::Ended { reason: EndReason::MaxRounds, last_step }]);
+        assert_eq!(resumed.next_deadline(), None);
+    }
+
+    #[test]
+    fn waits_never_overflow() {
+        assert_eq!(Deadline::At(i64::MIN).wait_from(i64::MAX), std::time::Duration::ZERO);
+        assert_eq!(
+            Deadline::At(i64::MAX).wait_from(i64::MIN),
+            std::time::Duration::from_millis(i64::MAX as u64)
+        );
+        assert!(Deadline::At(5).is_due(5) && !Deadline::At(6).is_due(5) && Deadline::EndNow.is_due(i64::MIN));
+    }
+
+    #[test]
+    fn a_late_call_on_an_idle_session_ticks_only_up_to_its_idle_end() {
+        // Nobody connected: start 1000, idle after 500 ms, so the end is at 1500 with step 5.
+        let mut s = SessionSchedule::new(created(1_000, 1000), 0, 500);
+        let mut out = Vec::new();
+        s.emit_due(60_000, &mut out);
+        assert_eq!(out.last(), Some(&Emission::Ended { reason: EndReason::Idle, last_step: 5 }));
+        assert_eq!(out.iter().filter(|e| matches!(e, Emission::Tick { .. })).count(), 6);
+    }
+
+    #[test]
+    fn a_resumed_session_that_had_gone_idle_ends_without_a_tick() {
+        // Ticked to step 5 and ended idle at 1500; resumed much later from its tick topic.
+        let mut s = SessionSchedule::new(created(1_000, 1000), 0, 500);
+        s.resume_at(6);
+        let mut out = Vec::new();
+        s.emit_due(600_000, &mut out);
+        assert_eq!(out, [Emission::Ended { reason: EndReason::Idle, last_step: 5 }]);
+    }
+
+    #[test]
+    fn a_player_who_left_starts_the_idle_clock_at_their_leaving() {
+        let mut s = SessionSchedule::new(created(0, 1000), 0, 1_000);
+        s.player_joined();
+        s.player_left(2_050);
+        let mut out = Vec::new();
+        s.emit_due(10_000, &mut out);
+        // Ticks up to 3050 (the idle end) only: steps 0..=30.
+        assert_eq!(out.last(), Some(&Emission::Ended { reason: EndReason::Idle, last_step: 30 }));
     }
 
     #[test]

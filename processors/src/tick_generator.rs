@@ -16,7 +16,7 @@
 //! partitions' sessions after its last write is acknowledged, and only then lets them go.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +27,11 @@ use tickcast_schemas::event::{Countdown, EVENT_TYPES, Event, EventBody, SessionC
 use tickcast_schemas::topics::{self, GAME_EVENTS};
 use tokio_util::sync::CancellationToken;
 
-use crate::schedule::{Emission, SessionSchedule};
+use crate::schedule::{Deadline, Emission, SessionSchedule};
 use crate::{Error, metrics, now_ms};
+
+/// A last step that says "ended": `session_ended` was found in the tick topic.
+const ENDED: i64 = i64::MAX;
 
 /// How a tick generator runs.
 #[derive(Debug, Clone)]
@@ -55,6 +58,8 @@ struct ActiveSession {
     partition: u32,
     created: CommitPosition,
     ticks_topic: String,
+    /// Running when found: not scheduled until its tick topic says where it got to.
+    awaiting_resume: bool,
 }
 
 /// The tick generator role.
@@ -65,7 +70,13 @@ pub struct TickGenerator {
     source: String,
     sessions: HashMap<String, ActiveSession>,
     /// (deadline, session) entries; stale ones (deadline no longer the session's) are skipped.
-    deadlines: BinaryHeap<Reverse<(i64, String)>>,
+    deadlines: BinaryHeap<Reverse<(Deadline, String)>>,
+    /// Owned game-events partitions read up to where they ended when assigned: their sessions'
+    /// histories are complete, so a running session can be resumed.
+    caught_up: HashSet<u32>,
+    /// Per partition still catching up, the running sessions found there: resumed only once
+    /// the partition is caught up, since their `session_ended` may still be ahead.
+    waiting: HashMap<u32, Vec<String>>,
     /// Per owned game-events partition: the offset after the last processed record.
     consumed: HashMap<u32, CommitPosition>,
     committed: HashMap<u32, CommitPosition>,
@@ -81,6 +92,8 @@ impl TickGenerator {
             source,
             sessions: HashMap::new(),
             deadlines: BinaryHeap::new(),
+            caught_up: HashSet::new(),
+            waiting: HashMap::new(),
             consumed: HashMap::new(),
             committed: HashMap::new(),
         }
@@ -91,7 +104,7 @@ impl TickGenerator {
         let mut consumer = self.log.consume(&self.config.group, &[GAME_EVENTS], StartFrom::Beginning).await?;
         loop {
             let sleep = match self.deadlines.peek() {
-                Some(Reverse((deadline, _))) => Duration::from_millis((deadline - now_ms()).max(0) as u64),
+                Some(Reverse((deadline, _))) => deadline.wait_from(now_ms()),
                 None => Duration::from_secs(3600),
             };
             tokio::select! {
@@ -110,6 +123,11 @@ impl TickGenerator {
                     }
                     GroupEvent::Assigned(partitions) => {
                         tracing::info!(?partitions, "game-events partitions assigned");
+                    }
+                    GroupEvent::CaughtUp(partitions) => {
+                        let caught_up: Vec<u32> =
+                            partitions.iter().filter(|p| p.topic == GAME_EVENTS).map(|p| p.partition).collect();
+                        self.caught_up_with(&caught_up).await?;
                     }
                     GroupEvent::Revoked(revocation) => {
                         let partitions: Vec<u32> = revocation
@@ -136,6 +154,8 @@ impl TickGenerator {
     fn drain(&mut self, drained: impl Fn(u32) -> bool) {
         let before = self.sessions.len();
         self.sessions.retain(|_, s| !drained(s.partition));
+        self.caught_up.retain(|p| !drained(*p));
+        self.waiting.retain(|p, _| !drained(*p));
         self.consumed.retain(|p, _| !drained(*p));
         self.committed.retain(|p, _| !drained(*p));
         metrics::sessions_active(self.sessions.len());
@@ -180,13 +200,20 @@ impl TickGenerator {
                         continue;
                     }
                     // A session that should already have ticked was being run by someone else
-                    // (an earlier run of this generator): find where it got to.
-                    if now_ms() >= created.start_at {
-                        resumed.push(event.session_id.clone());
-                    }
+                    // (an earlier run of this generator): find where it got to, once the
+                    // partition's history is complete (it may have ended since).
+                    let running = now_ms() >= created.start_at;
                     let position =
                         CommitPosition { next_offset: record.offset, not_after_ms: record.timestamp_ms };
-                    self.start_session(event.session_id, event.at, record.partition, position, created);
+                    let id = event.session_id;
+                    self.start_session(id.clone(), event.at, record.partition, position, created, !running);
+                    if running {
+                        if self.caught_up.contains(&record.partition) {
+                            resumed.push(id);
+                        } else {
+                            self.waiting.entry(record.partition).or_default().push(id);
+                        }
+                    }
                 }
                 EventBody::PlayerJoined(_) => {
                     if let Some(s) = self.sessions.get_mut(&event.session_id) {
@@ -215,6 +242,8 @@ impl TickGenerator {
         Ok(())
     }
 
+    /// Tracks a new session; `schedule_now` puts it on the deadline heap (otherwise its resume
+    /// does, once its tick topic says where it got to).
     fn start_session(
         &mut self,
         id: String,
@@ -222,16 +251,34 @@ impl TickGenerator {
         partition: u32,
         position: CommitPosition,
         created: SessionCreated,
+        schedule_now: bool,
     ) {
         let ticks_topic = topics::ticks(&created.region);
         let schedule = SessionSchedule::new(created, created_at, self.config.idle_ms);
-        let session = ActiveSession { schedule, partition, created: position, ticks_topic };
+        let awaiting_resume = !schedule_now;
+        let session = ActiveSession { schedule, partition, created: position, ticks_topic, awaiting_resume };
         self.sessions.insert(id.clone(), session);
         self.push_deadline(&id);
     }
 
+    /// `partitions` are read up to where they ended when assigned: resume the running sessions
+    /// that waited for it.
+    async fn caught_up_with(&mut self, partitions: &[u32]) -> Result<(), Error> {
+        let mut resumed = Vec::new();
+        for partition in partitions {
+            self.caught_up.insert(*partition);
+            resumed.extend(self.waiting.remove(partition).unwrap_or_default());
+        }
+        tracing::info!(?partitions, resumed = resumed.len(), "game-events caught up");
+        if !resumed.is_empty() {
+            self.resume_from_tick_topics(resumed).await?;
+        }
+        Ok(())
+    }
+
     fn push_deadline(&mut self, id: &str) {
-        if let Some(deadline) = self.sessions.get(id).and_then(|s| s.schedule.next_deadline()) {
+        let session = self.sessions.get(id).filter(|s| !s.awaiting_resume);
+        if let Some(deadline) = session.and_then(|s| s.schedule.next_deadline()) {
             self.deadlines.push(Reverse((deadline, id.to_owned())));
         }
     }
@@ -252,20 +299,27 @@ impl TickGenerator {
             let mut scan = self.log.scan(&topic, StartFrom::Timestamp(since)).await?;
             while let Some(batch) = scan.next_batch().await? {
                 for record in &batch {
-                    if let Some(step) = last_steps.get_mut(&record.key)
-                        && let Ok(Event { body: EventBody::Tick(tick), .. }) =
-                            Event::from_bytes(&record.payload)
-                    {
-                        *step = (*step).max(tick.step);
+                    let Some(step) = last_steps.get_mut(&record.key) else { continue };
+                    match Event::from_bytes(&record.payload) {
+                        Ok(Event { body: EventBody::Tick(tick), .. }) => *step = (*step).max(tick.step),
+                        // Its end is in the tick topic: it is over, whatever game-events says yet.
+                        Ok(Event { body: EventBody::SessionEnded(_), .. }) => *step = ENDED,
+                        _ => {}
                     }
                 }
             }
             for (id, last_step) in last_steps {
+                if last_step == ENDED {
+                    tracing::info!(session = %id, "not resuming a session whose end is logged");
+                    self.sessions.remove(&id);
+                    continue;
+                }
                 let Some(active) = self.sessions.get_mut(&id) else {
                     continue;
                 };
                 tracing::info!(session = %id, resume_at = last_step + 1, "resuming a running session");
                 active.schedule.resume_at(last_step + 1);
+                active.awaiting_resume = false;
                 self.push_deadline(&id);
             }
         }
@@ -280,7 +334,7 @@ impl TickGenerator {
         let mut emissions = Vec::new();
         let emitted_at = now_ms();
         while let Some(Reverse((deadline, _))) = self.deadlines.peek() {
-            if *deadline > now {
+            if !deadline.is_due(now) {
                 break;
             }
             let Reverse((deadline, id)) = self.deadlines.pop().expect("peeked");

@@ -221,7 +221,9 @@ impl EventLog for EmbeddedLog {
         initial: StartFrom,
     ) -> Result<Box<dyn GroupConsumer>> {
         let mut tails = Vec::with_capacity(topics.len());
+        let mut catching_up = Vec::with_capacity(topics.len());
         for topic in topics {
+            catching_up.push(Some(self.shared.end_of(topic)));
             let (group_name, topic_name) = (group.to_owned(), (*topic).to_owned());
             let committed: Option<i64> = self
                 .shared
@@ -248,6 +250,7 @@ impl EventLog for EmbeddedLog {
             tails,
             writer: self.writer.clone(),
             unannounced: Some(assigned),
+            catching_up,
         }))
     }
 

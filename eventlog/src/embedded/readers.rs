@@ -83,6 +83,9 @@ pub(super) struct EmbeddedConsumer {
     pub(super) writer: mpsc::UnboundedSender<WriteRequest>,
     /// The single member owns every partition; it says so once, first.
     pub(super) unannounced: Option<Vec<TopicPartition>>,
+    /// Per tail, the end of its topic when the member joined, until the member has read that
+    /// far and said so with [`GroupEvent::CaughtUp`].
+    pub(super) catching_up: Vec<Option<u64>>,
 }
 
 #[async_trait]
@@ -92,6 +95,19 @@ impl GroupConsumer for EmbeddedConsumer {
             return Ok(GroupEvent::Assigned(assigned));
         }
         loop {
+            let caught_up: Vec<TopicPartition> = self
+                .tails
+                .iter()
+                .zip(&mut self.catching_up)
+                .filter(|(tail, end)| end.is_some_and(|end| tail.position >= end))
+                .map(|(tail, end)| {
+                    *end = None;
+                    TopicPartition { topic: tail.topic.to_string(), partition: 0 }
+                })
+                .collect();
+            if !caught_up.is_empty() {
+                return Ok(GroupEvent::CaughtUp(caught_up));
+            }
             for tail in &mut self.tails {
                 if tail.has_records() {
                     let records = tail.take_available().await?;

@@ -42,18 +42,66 @@ pub(super) struct GroupContext {
     /// (full topic name, partition) → the next offset to hand out: records before it are
     /// skipped (the partition may start before its committed offset, at a batch found by time).
     next_offsets: Mutex<NextOffsets>,
+    /// (full topic name, partition) → its high watermark when it was assigned, until the member
+    /// has been handed the record before it ([`GroupEvent::CaughtUp`]).
+    catching_up: Mutex<HashMap<(String, i32), i64>>,
+    /// Whether a partition without a committed offset starts at its end (`StartFrom::End`).
+    starts_at_end: bool,
     /// Tells this process's members apart in logs.
     member: u32,
 }
 
 impl GroupContext {
-    pub(super) fn new(events: mpsc::Sender<Result<GroupEvent>>, prefix: String) -> Self {
+    pub(super) fn new(events: mpsc::Sender<Result<GroupEvent>>, prefix: String, starts_at_end: bool) -> Self {
         Self {
             events,
             prefix,
             next_offsets: Mutex::default(),
+            catching_up: Mutex::default(),
+            starts_at_end,
             member: NEXT_MEMBER.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// Notes where each newly assigned partition ends now; returns those with nothing to read
+    /// up to there (caught up already).
+    fn watch_catch_up(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+        let mut done = TopicPartitionList::new();
+        let skip = self.next_offsets.lock().unwrap();
+        let mut catching_up = self.catching_up.lock().unwrap();
+        for element in tpl.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            let (low, high) = match consumer.fetch_watermarks(topic, partition, LOOKUP_TIMEOUT) {
+                Ok(marks) => marks,
+                Err(error) => {
+                    // Without the end, the member is told it is caught up now rather than never.
+                    tracing::warn!(%error, topic, partition, "could not read the end of an assigned partition");
+                    let _ = done.add_partition(topic, partition);
+                    continue;
+                }
+            };
+            let start = skip.get(topic, partition).unwrap_or(if self.starts_at_end { high } else { low });
+            if start >= high {
+                let _ = done.add_partition(topic, partition);
+            } else {
+                catching_up.insert((topic.to_owned(), partition), high);
+            }
+        }
+        self.partitions(&done)
+    }
+
+    /// Whether the record at `offset` is the last one a catching-up partition waited for.
+    fn reached(&self, topic: &str, partition: i32, offset: i64) -> bool {
+        let mut catching_up = self.catching_up.lock().unwrap();
+        if catching_up.is_empty() {
+            return false;
+        }
+        let key = (topic.to_owned(), partition);
+        if catching_up.get(&key).is_some_and(|end| offset + 1 >= *end) {
+            catching_up.remove(&key);
+            return true;
+        }
+        false
     }
 }
 
@@ -149,7 +197,11 @@ impl ConsumerContext for GroupContext {
                 }
                 let partitions = self.partitions(tpl);
                 tracing::info!(member = self.member, ?partitions, "partitions assigned");
+                let caught_up = self.watch_catch_up(consumer, tpl);
                 let _ = self.events.blocking_send(Ok(GroupEvent::Assigned(partitions)));
+                if !caught_up.is_empty() {
+                    let _ = self.events.blocking_send(Ok(GroupEvent::CaughtUp(caught_up)));
+                }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let partitions = self.partitions(tpl);
@@ -168,10 +220,12 @@ impl ConsumerContext for GroupContext {
                     }
                 }
                 let mut skip = self.next_offsets.lock().unwrap();
+                let mut catching_up = self.catching_up.lock().unwrap();
                 for element in tpl.elements() {
                     skip.remove(element.topic(), element.partition());
+                    catching_up.remove(&(element.topic().to_owned(), element.partition()));
                 }
-                drop(skip);
+                drop((skip, catching_up));
                 let released =
                     if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
                 if let Err(error) = released {
@@ -195,6 +249,7 @@ pub(super) fn poll_group(
     let mut names = HashMap::new();
     while !stop.load(Ordering::Acquire) && !tx.is_closed() {
         let mut batch = Vec::new();
+        let mut caught_up = Vec::new();
         let mut wait = Duration::from_millis(100);
         while batch.len() < BATCH {
             match consumer.poll(wait) {
@@ -208,6 +263,15 @@ pub(super) fn poll_group(
                     );
                     if admitted {
                         batch.push(to_record(&message, &prefix, &mut names));
+                        if consumer.context().reached(message.topic(), message.partition(), message.offset())
+                        {
+                            let topic =
+                                message.topic().strip_prefix(prefix.as_str()).unwrap_or(message.topic());
+                            caught_up.push(TopicPartition {
+                                topic: topic.to_owned(),
+                                partition: message.partition() as u32,
+                            });
+                        }
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
@@ -225,6 +289,9 @@ pub(super) fn poll_group(
             }
         }
         if !batch.is_empty() && tx.blocking_send(Ok(GroupEvent::Records(batch))).is_err() {
+            break;
+        }
+        if !caught_up.is_empty() && tx.blocking_send(Ok(GroupEvent::CaughtUp(caught_up))).is_err() {
             break;
         }
     }

@@ -274,7 +274,7 @@ impl EventLog for KafkaLog {
         }
         let prefix = self.address.prefix.clone();
         let consumer: BaseConsumer<GroupContext> = config
-            .create_with_context(GroupContext::new(tx.clone(), prefix.clone()))
+            .create_with_context(GroupContext::new(tx.clone(), prefix.clone(), initial == StartFrom::End))
             .map_err(|e| Error::kafka("creating a Kafka consumer", e))?;
         let names: Vec<String> = topics.iter().map(|t| self.address.full_name(t)).collect();
         let consumer = Arc::new(consumer);

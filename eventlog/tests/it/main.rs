@@ -57,6 +57,12 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn a_member_is_told_when_it_has_caught_up() {
+        let (_dir, log) = fresh();
+        suite::a_member_is_told_when_it_has_caught_up(log).await;
+    }
+
+    #[tokio::test]
     async fn a_topic_never_written_reads_empty() {
         let (_dir, log) = fresh();
         assert!(log.read("other", StartFrom::Beginning, 10).await.unwrap().is_empty());
@@ -161,6 +167,12 @@ mod kafka {
         log.check_topics(&["t".into()]).await.unwrap();
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_is_told_when_it_has_caught_up() {
+        let (_, log) = fresh(&["t"], 1).await;
+        suite::a_member_is_told_when_it_has_caught_up(log).await;
+    }
+
     /// Read-only means read-only here too: no producer, appends refused, reads as usual.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_read_only_log_reads_and_refuses_appends() {
@@ -221,7 +233,7 @@ mod kafka {
                 events.retain(|p| !r.partitions.contains(p));
                 r.release();
             }
-            GroupEvent::Records(_) => {}
+            GroupEvent::Records(_) | GroupEvent::CaughtUp(_) => {}
         };
         let mut first_owns = Vec::new();
         while first_owns.len() < 4 {
@@ -270,6 +282,7 @@ mod kafka {
             match tokio::time::timeout(WAIT_GROUP, member.next_event()).await.unwrap().unwrap() {
                 GroupEvent::Assigned(partitions) => owned.extend(partitions),
                 GroupEvent::Records(batch) => records.extend(batch),
+                GroupEvent::CaughtUp(_) => {}
                 GroupEvent::Revoked(revocation) => revocation.release(),
             }
         }

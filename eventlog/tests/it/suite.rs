@@ -24,7 +24,7 @@ pub(crate) async fn next_records(consumer: &mut dyn GroupConsumer) -> Vec<Record
     loop {
         match tokio::time::timeout(WAIT, consumer.next_event()).await.expect("no records in time").unwrap() {
             GroupEvent::Records(records) => return records,
-            GroupEvent::Assigned(_) | GroupEvent::Revoked(_) => {}
+            GroupEvent::Assigned(_) | GroupEvent::CaughtUp(_) | GroupEvent::Revoked(_) => {}
         }
     }
 }
@@ -136,4 +136,50 @@ pub(crate) async fn a_group_consumes_several_topics(log: Arc<dyn EventLog>) {
     }
     seen.sort();
     assert_eq!(seen, ["from-a", "from-b"]);
+}
+
+/// A member is told once when it has every record its partitions held when it joined, before
+/// any record written after.
+pub(crate) async fn a_member_is_told_when_it_has_caught_up(log: Arc<dyn EventLog>) {
+    let before: Vec<NewRecord> = (0..5).map(|i| record("k", 1000 + i, &format!("old{i}"))).collect();
+    log.append("t", before, Durability::Durable).await.unwrap();
+    let mut consumer = log.consume("g", &["t"], StartFrom::Beginning).await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, consumer.next_event()).await.expect("no catch-up in time").unwrap() {
+            GroupEvent::Records(records) => seen.extend(payloads(&records)),
+            GroupEvent::CaughtUp(partitions) => {
+                assert_eq!(partitions.len(), 1);
+                assert_eq!(partitions[0].topic, "t");
+                break;
+            }
+            GroupEvent::Assigned(_) => {}
+            GroupEvent::Revoked(revocation) => revocation.release(),
+        }
+    }
+    assert_eq!(seen, ["old0", "old1", "old2", "old3", "old4"], "caught up means everything before is in");
+    log.append("t", vec![record("k", 2000, "new")], Durability::Durable).await.unwrap();
+    let mut later = Vec::new();
+    while later.is_empty() {
+        match tokio::time::timeout(WAIT, consumer.next_event()).await.expect("no new record in time").unwrap()
+        {
+            GroupEvent::Records(records) => later.extend(payloads(&records)),
+            GroupEvent::CaughtUp(_) => panic!("caught up is said once per assignment"),
+            GroupEvent::Assigned(_) => {}
+            GroupEvent::Revoked(revocation) => revocation.release(),
+        }
+    }
+    assert_eq!(later, ["new"]);
+    consumer.close().await;
+    // A member that joins where nothing is left to read is caught up at once.
+    let mut again = log.consume("g2", &["t"], StartFrom::End).await.unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, again.next_event()).await.expect("no catch-up in time").unwrap() {
+            GroupEvent::CaughtUp(_) => break,
+            GroupEvent::Records(records) => panic!("a member from the end read {:?}", payloads(&records)),
+            GroupEvent::Assigned(_) => {}
+            GroupEvent::Revoked(revocation) => revocation.release(),
+        }
+    }
+    again.close().await;
 }
