@@ -346,8 +346,9 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 
 #[derive(Debug, Args)]
 pub(crate) struct CommonArgs {
-    /// Secret for join tokens; every edge and gateway of a deployment must share it.
-    /// Random per process when unset (fine for `up`, wrong for separate processes).
+    /// Secret for join tokens (at least 16 bytes); every edge and gateway of a deployment must
+    /// share it. When unset: on an embedded log, one created once in its directory
+    /// (`token-secret`, owner-only); on Kafka, the deployment's, kept in the log.
     #[arg(long, env = "TICKCAST_TOKEN_SECRET", hide_env_values = true)]
     pub(crate) token_secret: Option<String>,
     #[command(flatten)]

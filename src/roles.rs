@@ -18,14 +18,14 @@ use crate::config::{
     latency_policy, open_log, region_table,
 };
 use crate::routes::common_routes;
-use crate::secret::{shared_signer, signer};
+use crate::secret::{shared_signer, signer_in};
 use crate::shutdown::Roles;
 
 /// `tickcast up`: every role in one process on the embedded log in the data directory.
 pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let signer = signer(&args.common)?;
     let table = region_table(&args.common.regions)?;
     let latency = latency_policy(&args.latency)?;
+    let signer = signer_in(&args.common, &args.data_dir)?;
     let url = format!("embedded://{}", args.data_dir.display());
     let log = tickcast_eventlog::open(&url).with_context(|| format!("cannot open the event log {url}"))?;
     let mut roles = Roles::new();

@@ -1,5 +1,10 @@
-//! The join-token secret: configured (`TICKCAST_TOKEN_SECRET`), else drawn at random, or for
-//! roles that run apart from each other, the deployment's, kept in the log.
+//! The join-token secret: configured (`TICKCAST_TOKEN_SECRET`); else, for `tickcast up`, one
+//! kept in its data directory (so tickets outlive a restart); for roles that run apart from
+//! each other, the deployment's, kept in the log.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use tickcast_eventlog::{Durability, EventLog, NewRecord, StartFrom};
@@ -11,15 +16,70 @@ use crate::cli::{CommonArgs, LogArgs};
 /// The record key of the deployment's secret in the deployment topic.
 const SECRET_KEY: &str = "token-secret";
 
-/// The signer of a process that runs every role itself: the configured secret, else a random one.
-pub(crate) fn signer(common: &CommonArgs) -> anyhow::Result<TokenSigner> {
+/// The file in `tickcast up`'s data directory that holds its secret.
+const SECRET_FILE: &str = "token-secret";
+
+/// The signer of the configured secret, if one is configured.
+fn configured(common: &CommonArgs) -> anyhow::Result<Option<TokenSigner>> {
     match &common.token_secret {
         Some(secret) if secret.len() < 16 => {
             bail!("TICKCAST_TOKEN_SECRET must be at least 16 bytes")
         }
-        Some(secret) => Ok(TokenSigner::new(secret.as_bytes())),
-        None => Ok(TokenSigner::new(&random_secret()?)),
+        Some(secret) => Ok(Some(TokenSigner::new(secret.as_bytes()))),
+        None => Ok(None),
     }
+}
+
+/// The signer of `tickcast up`: the configured secret, else the one in `data_dir`, created on
+/// first start (readable by its owner only), so the tickets players hold stay valid across
+/// restarts.
+pub(crate) fn signer_in(common: &CommonArgs, data_dir: &Path) -> anyhow::Result<TokenSigner> {
+    if let Some(signer) = configured(common)? {
+        return Ok(signer);
+    }
+    let path = data_dir.join(SECRET_FILE);
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path);
+    match created {
+        Ok(mut file) => {
+            let secret = hex::encode(random_secret()?);
+            file.write_all(secret.as_bytes())
+                .and_then(|()| file.sync_all())
+                .and_then(|()| std::fs::File::open(data_dir)?.sync_all())
+                .with_context(|| format!("cannot write the token secret {}", path.display()))?;
+            tracing::info!(path = %path.display(), "created the token secret");
+            Ok(TokenSigner::new(secret.as_bytes()))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => read_secret_file(&path),
+        Err(error) => {
+            Err(error).with_context(|| format!("cannot create the token secret {}", path.display()))
+        }
+    }
+}
+
+fn read_secret_file(path: &Path) -> anyhow::Result<TokenSigner> {
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "the token secret {} can be read by others (mode {:o}); make it private with `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
+    let secret =
+        std::fs::read(path).with_context(|| format!("cannot read the token secret {}", path.display()))?;
+    let secret = secret.trim_ascii();
+    if secret.len() < 16 {
+        bail!(
+            "the token secret {} is shorter than 16 bytes; delete it to have a new one made",
+            path.display()
+        );
+    }
+    Ok(TokenSigner::new(secret))
 }
 
 /// The join-token signer of a role that runs apart from others: the configured secret, else the
@@ -29,8 +89,12 @@ pub(crate) async fn shared_signer(
     args: &LogArgs,
     log: &dyn EventLog,
 ) -> anyhow::Result<TokenSigner> {
-    if common.token_secret.is_some() || args.url.starts_with("embedded://") {
-        return signer(common);
+    if let Some(signer) = configured(common)? {
+        return Ok(signer);
+    }
+    if let Some(dir) = args.url.strip_prefix("embedded://") {
+        // One process owns an embedded log: the secret beside it serves it.
+        return signer_in(common, Path::new(dir));
     }
     let first = |records: Vec<tickcast_eventlog::Record>| records.into_iter().find(|r| r.key == SECRET_KEY);
     let mut found = first(log.read(topics::DEPLOYMENT, StartFrom::Beginning, 64).await?);

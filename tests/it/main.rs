@@ -9,4 +9,5 @@ mod game;
 mod kafka;
 mod latency;
 mod replay;
+mod restart;
 mod support;

@@ -70,15 +70,23 @@ impl Server {
 
     /// A server on an existing data directory (to restart on the same log).
     pub(crate) fn start_in(data_dir: &std::path::Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env("TICKCAST_TOKEN_SECRET", TOKEN_SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        Self::spawn(data_dir, extra, Some(TOKEN_SECRET))
+    }
+
+    /// A server on an existing data directory with no token secret configured, as a newcomer
+    /// runs it: it keeps its own in the data directory.
+    pub(crate) fn start_unconfigured(data_dir: &std::path::Path, extra: &[&str]) -> Self {
+        Self::spawn(data_dir, extra, None)
+    }
+
+    fn spawn(data_dir: &std::path::Path, extra: &[&str], secret: Option<&str>) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tickcast"));
+        command.args(["up", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).args(extra);
+        match secret {
+            Some(secret) => command.env("TICKCAST_TOKEN_SECRET", secret),
+            None => command.env_remove("TICKCAST_TOKEN_SECRET"),
+        };
+        let mut child = command.env("RUST_LOG", "warn").stdout(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut addr = None;
         for line in lines.by_ref() {

@@ -1,0 +1,201 @@
+//! Restarts of `tickcast up` (SIGTERM and kill -9) with a running game of many players and games
+//! that ended since it started, far enough back that re-reading the log takes several batches:
+//! the running game continues with every step once, its players resume with the tickets they
+//! had (no secret configured), a new game ticks to its end, and no ended game ticks again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use crate::support::{Player, Seen, Server, eventually, log_events};
+
+/// Players of the long game.
+const PLAYERS: usize = 40;
+/// Join-and-leave cycles by a churning client: two game-events records each, so the ended
+/// games' `session_created` and `session_ended` lie more than one read batch (4,096) apart.
+const CHURN_CYCLES: usize = 2_300;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_restart_keeps_every_game_correct() {
+    restart_keeps_every_game_correct(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_restart_keeps_every_game_correct() {
+    restart_keeps_every_game_correct(true).await;
+}
+
+/// Reads ticks until the connection closes; returns the steps seen and whether the session ended.
+async fn collect_steps(mut player: Player) -> (Vec<i64>, bool) {
+    let mut steps = Vec::new();
+    loop {
+        match player.next().await {
+            Seen::Json(frame) if frame["type"] == "tick" => steps.push(frame["step"].as_i64().unwrap()),
+            Seen::Json(frame) if frame["type"] == "session_ended" => return (steps, true),
+            Seen::Json(frame) if frame["type"] == "error" => panic!("error frame: {frame}"),
+            Seen::Json(_) => {}
+            Seen::Closed(_) => return (steps, false),
+        }
+    }
+}
+
+async fn restart_keeps_every_game_correct(kill_9: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--idle-ms", "8000"];
+    let mut server = Server::start_unconfigured(dir.path(), &flags);
+
+    // The long game: many players, ticking throughout.
+    let long =
+        server.start_game(json!({"userId":"p0","tickMs":50,"countdownMs":0,"maxRounds":100_000})).await;
+    let long_id = long["gameId"].as_str().unwrap().to_owned();
+    let mut tickets = vec![long.clone()];
+    for i in 1..PLAYERS {
+        tickets.push(server.join_game(&long_id, &format!("p{i}")).await);
+    }
+    let mut players = JoinSet::new();
+    for (i, ticket) in tickets.iter().enumerate() {
+        let player = Player::join(ticket, &format!("p{i}"), None).await;
+        players.spawn(async move { (i, collect_steps(player).await) });
+    }
+
+    // A game that ends by max_rounds (about 8 s) and one that ends idle (nobody joins, 8 s).
+    let rounds = server
+        .start_game(json!({"userId":"m","tickMs":20,"countdownMs":0,"maxRounds":1,"minBreakSteps":400,"maxBreakSteps":400}))
+        .await;
+    let rounds_player = Player::join(&rounds, "m", None).await;
+    let rounds_done = tokio::spawn(collect_steps(rounds_player));
+    let idle = server.start_game(json!({"userId":"i","tickMs":50,"countdownMs":0})).await;
+    let idle_id = idle["gameId"].as_str().unwrap().to_owned();
+
+    // Events between their start and their end: join and leave, again and again.
+    churn(&server, &long_id).await;
+    let (_, ended) = rounds_done.await.unwrap();
+    assert!(ended, "the max_rounds game ended before the restart");
+    eventually("the idle game's end", || async { ended_in_log(&server, &idle_id).await.then_some(()) }).await;
+    let events = log_events(&server, "game-events").await;
+    for (id, what) in [(rounds["gameId"].as_str().unwrap(), "max_rounds"), (idle_id.as_str(), "idle")] {
+        let created =
+            events.iter().position(|e| e["sessionId"] == id && e["type"] == "session_created").unwrap();
+        let ended = events.iter().position(|e| e["sessionId"] == id && e["type"] == "session_ended").unwrap();
+        assert!(
+            ended - created > 4_096,
+            "the {what} game's start and end are {} records apart",
+            ended - created
+        );
+        assert_eq!(events[ended]["reason"], what);
+    }
+
+    // The restart.
+    if kill_9 {
+        server.kill9();
+    } else {
+        assert!(server.terminate().success(), "tickcast up exits 0 on SIGTERM");
+    }
+    let mut before: HashMap<usize, Vec<i64>> = HashMap::new();
+    while let Some(joined) = players.join_next().await {
+        let (i, (steps, _)) = joined.unwrap();
+        assert!(!steps.is_empty(), "player {i} saw ticks before the restart");
+        before.insert(i, steps);
+    }
+    let restarted = Server::start_unconfigured(dir.path(), &flags);
+
+    // Every player resumes with the ticket it had and misses no step.
+    let target = before.values().map(|s| *s.last().unwrap()).max().unwrap() + 20;
+    let mut resumed = JoinSet::new();
+    for (i, ticket) in tickets.iter().enumerate() {
+        let endpoint = ticket["wsEndpoint"]
+            .as_str()
+            .unwrap()
+            .replace(&server.addr.to_string(), &restarted.addr.to_string());
+        let mut player = Player::connect(&endpoint).await;
+        let last = *before[&i].last().unwrap();
+        player
+            .send(json!({"action":"resume","sessionId":long_id,"userId":format!("p{i}"),"token":ticket["token"],"lastStep":last}))
+            .await;
+        resumed.spawn(async move {
+            let mut steps = Vec::new();
+            while steps.last().is_none_or(|s| *s < target) {
+                let frame = player.next_json().await;
+                assert_ne!(frame["type"], "error", "player {i} resumes with its ticket: {frame}");
+                if frame["type"] == "tick" {
+                    steps.push(frame["step"].as_i64().unwrap());
+                }
+            }
+            (i, steps)
+        });
+    }
+    while let Some(done) = resumed.join_next().await {
+        let (i, after) = done.unwrap();
+        let mut steps = before.remove(&i).unwrap();
+        steps.extend(after);
+        let first = steps[0];
+        assert_eq!(
+            steps,
+            (first..first + steps.len() as i64).collect::<Vec<_>>(),
+            "player {i}: every step once, in order"
+        );
+    }
+
+    // A game started after the restart ticks to its end.
+    let fresh = restarted
+        .start_game(json!({"userId":"n","tickMs":20,"countdownMs":1000,"maxRounds":1,"minBreakSteps":20,"maxBreakSteps":20}))
+        .await;
+    let (steps, ended) = collect_steps(Player::join(&fresh, "n", None).await).await;
+    assert!(ended, "the new game ended");
+    assert_eq!(steps, (0..steps.len() as i64).collect::<Vec<_>>());
+
+    // The games that had ended never ticked again.
+    let region = rounds["region"].as_str().unwrap();
+    assert_no_tick_after_the_end(
+        &restarted,
+        &format!("ticks.{region}"),
+        &[rounds["gameId"].as_str().unwrap(), &idle_id],
+    )
+    .await;
+}
+
+/// Join-and-leave cycles on `game` by a few clients at once.
+async fn churn(server: &Server, game: &str) {
+    let ticket = Arc::new(server.join_game(game, "churn").await);
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut clients = JoinSet::new();
+    for _ in 0..8 {
+        let (ticket, done) = (Arc::clone(&ticket), Arc::clone(&done));
+        clients.spawn(async move {
+            while done.fetch_add(1, Ordering::Relaxed) < CHURN_CYCLES {
+                let mut player = Player::join(&ticket, "churn", None).await;
+                player.until("session_joined").await;
+                player.send_raw(tokio_tungstenite::tungstenite::Message::Close(None)).await;
+                while !matches!(player.next().await, Seen::Closed(_)) {}
+            }
+        });
+    }
+    clients.join_all().await;
+}
+
+async fn ended_in_log(server: &Server, session: &str) -> bool {
+    log_events(server, "game-events")
+        .await
+        .iter()
+        .any(|e| e["sessionId"] == session && e["type"] == "session_ended")
+}
+
+/// No tick of `sessions` follows its `session_ended` in the tick topic, nor goes past its last step.
+async fn assert_no_tick_after_the_end(server: &Server, topic: &str, sessions: &[&str]) {
+    let events = log_events(server, topic).await;
+    for session in sessions {
+        let mine: Vec<&Value> = events.iter().filter(|e| e["sessionId"] == *session).collect();
+        let end =
+            mine.iter().position(|e| e["type"] == "session_ended").expect("its end is in the tick topic");
+        let last_step = mine[end]["lastStep"].as_i64().unwrap();
+        let late: Vec<&&Value> = mine[end..].iter().filter(|e| e["type"] == "tick").collect();
+        assert!(late.is_empty(), "session {session} ticked after its end: {late:?}");
+        assert!(
+            mine.iter().filter(|e| e["type"] == "tick").all(|e| e["step"].as_i64().unwrap() <= last_step),
+            "session {session} ticked past its last step {last_step}"
+        );
+    }
+}
