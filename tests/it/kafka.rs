@@ -10,7 +10,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::support::{Player, Process, Seen, TOKEN_SECRET};
+use crate::restart::collect_steps;
+use crate::support::{
+    Player, Process, Seen, TOKEN_SECRET, assert_every_step_once_from, assert_no_tick_after_the_end, churn,
+    eventually, records_between_start_and_end, topic_events,
+};
 
 fn broker() -> String {
     std::env::var("TICKCAST_TEST_KAFKA")
@@ -57,6 +61,7 @@ struct Cluster {
     edge: Role,
     _gateway: Role,
     generators: Vec<Role>,
+    generator_flags: Vec<String>,
     http: reqwest::Client,
 }
 
@@ -64,10 +69,15 @@ const REGION: &str = "eu-west-1";
 
 impl Cluster {
     fn start(generators: usize) -> Self {
+        Self::start_with(generators, 6, &[])
+    }
+
+    /// `partitions` per topic; `generator_flags` for every tick generator.
+    fn start_with(generators: usize, partitions: u32, generator_flags: &[&str]) -> Self {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let log = format!("kafka://{}?prefix=it{}-{}-", broker(), std::process::id(), nanos % 1_000_000_000);
         let status = Command::new(env!("CARGO_BIN_EXE_tickcast"))
-            .args(["topics", "create", "--log", &log, "--partitions", "6"])
+            .args(["topics", "create", "--log", &log, "--partitions", &partitions.to_string()])
             .stdout(Stdio::null())
             .status()
             .unwrap();
@@ -89,8 +99,15 @@ impl Cluster {
             ],
             Some("edge listening on "),
         );
-        let mut cluster =
-            Self { log, edge, _gateway: gateway, generators: Vec::new(), http: reqwest::Client::new() };
+        let generator_flags = generator_flags.iter().map(|f| (*f).to_owned()).collect();
+        let mut cluster = Self {
+            log,
+            edge,
+            _gateway: gateway,
+            generators: Vec::new(),
+            generator_flags,
+            http: reqwest::Client::new(),
+        };
         for _ in 0..generators {
             cluster.add_generator();
         }
@@ -100,8 +117,9 @@ impl Cluster {
     /// Starts one more tick generator, `gen-N`.
     fn add_generator(&mut self) {
         let instance = format!("gen-{}", self.generators.len() + 1);
-        self.generators
-            .push(Role::start(&["tick-generator", "--log", &self.log, "--instance-id", &instance], None));
+        let mut args = vec!["tick-generator", "--log", &self.log, "--instance-id", &instance];
+        args.extend(self.generator_flags.iter().map(String::as_str));
+        self.generators.push(Role::start(&args, None));
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -275,4 +293,90 @@ async fn bots_run_against_a_gateway_started_on_its_own() {
     assert_eq!(report["completePlayers"], 6, "{report}");
     assert_eq!(report["missingSteps"], 0, "{report}");
     assert_eq!(report["duplicateSteps"], 0, "{report}");
+}
+
+/// A tick generator's hand-over (kill -9, a new member takes the partition) after games ended
+/// more than a read batch after they started: the running game goes on with every step once, a
+/// new game ends, and no ended game ticks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generator_hand_over_keeps_every_game_correct() {
+    // One partition, so "more than a read batch apart" is a fact about one ordered stream.
+    let mut cluster = Cluster::start_with(1, 1, &["--idle-ms", "8000"]);
+    let log = tickcast_eventlog::open_read_only(&cluster.log).unwrap();
+    let long = cluster
+        .post(
+            "/edge/game/start",
+            json!({"userId":"p0","tickMs":50,"countdownMs":0,"maxRounds":100_000,"preferredRegion":REGION}),
+        )
+        .await;
+    let long_id = long["gameId"].as_str().unwrap().to_owned();
+    let stop = Instant::now() + Duration::from_secs(120);
+    let mut players = Vec::new();
+    for i in 0..10 {
+        let ticket = if i == 0 {
+            long.clone()
+        } else {
+            cluster.post(&format!("/edge/game/{long_id}/join"), json!({"userId":format!("p{i}")})).await
+        };
+        players.push(record_ticks(Player::join(&ticket, &format!("p{i}"), None).await, stop));
+    }
+    let rounds = cluster
+        .post(
+            "/edge/game/start",
+            json!({"userId":"m","tickMs":20,"countdownMs":0,"maxRounds":1,"minBreakSteps":400,"maxBreakSteps":400,"preferredRegion":REGION}),
+        )
+        .await;
+    let rounds_done = tokio::spawn(collect_steps(Player::join(&rounds, "m", None).await));
+    let idle = cluster
+        .post("/edge/game/start", json!({"userId":"i","tickMs":50,"countdownMs":0,"preferredRegion":REGION}))
+        .await;
+    let idle_id = idle["gameId"].as_str().unwrap().to_owned();
+    let churn_ticket = cluster.post(&format!("/edge/game/{long_id}/join"), json!({"userId":"churn"})).await;
+    churn(&churn_ticket, "churn", 2_300).await;
+    assert!(rounds_done.await.unwrap().1, "the max_rounds game ended before the hand-over");
+    let events = eventually("the idle game's end", || async {
+        let events = topic_events(log.as_ref(), "game-events").await;
+        events
+            .iter()
+            .any(|e| e["sessionId"] == idle_id.as_str() && e["type"] == "session_ended")
+            .then_some(events)
+    })
+    .await;
+    for (id, what) in [(rounds["gameId"].as_str().unwrap(), "max_rounds"), (idle_id.as_str(), "idle")] {
+        let (apart, reason) = records_between_start_and_end(&events, id);
+        assert!(apart > 4_096, "the {what} game's start and end are {apart} records apart");
+        assert_eq!(reason, what);
+    }
+
+    // The hand-over: the only generator dies; a new one takes the partition.
+    cluster.generators[0].process.kill9();
+    let handed_over = Instant::now();
+    cluster.add_generator();
+    let fresh = cluster
+        .post(
+            "/edge/game/start",
+            json!({"userId":"n","tickMs":20,"countdownMs":1000,"maxRounds":1,"minBreakSteps":20,"maxBreakSteps":20,"preferredRegion":REGION}),
+        )
+        .await;
+    let (steps, ended) = collect_steps(Player::join(&fresh, "n", None).await).await;
+    assert!(ended, "a game started during the hand-over ended");
+    assert_every_step_once_from("the new game's player", &steps, 0);
+
+    // The long game ticks on past the hand-over, every step once.
+    for (i, (received, _)) in players.iter().enumerate() {
+        let received = Arc::clone(received);
+        eventually("the long game ticking after the hand-over", || {
+            let received = Arc::clone(&received);
+            async move {
+                (received.lock().unwrap().iter().filter(|(_, t)| *t > handed_over).count() > 20).then_some(())
+            }
+        })
+        .await;
+        let steps: Vec<i64> = received.lock().unwrap().iter().map(|(s, _)| *s).collect();
+        assert_every_step_once_from(&format!("p{i}"), &steps, steps[0]);
+    }
+    let ticks = topic_events(log.as_ref(), &format!("ticks.{REGION}")).await;
+    for session in [rounds["gameId"].as_str().unwrap(), &idle_id] {
+        assert_no_tick_after_the_end(&ticks, session);
+    }
 }

@@ -4,13 +4,14 @@
 //! had (no secret configured), a new game ticks to its end, and no ended game ticks again.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::task::JoinSet;
 
-use crate::support::{Player, Seen, Server, eventually, log_events};
+use crate::support::{
+    Player, Seen, Server, assert_no_tick_after_the_end, churn, eventually, log_events,
+    records_between_start_and_end,
+};
 
 /// Players of the long game.
 const PLAYERS: usize = 40;
@@ -29,7 +30,7 @@ async fn a_kill_9_restart_keeps_every_game_correct() {
 }
 
 /// Reads ticks until the connection closes; returns the steps seen and whether the session ended.
-async fn collect_steps(mut player: Player) -> (Vec<i64>, bool) {
+pub(crate) async fn collect_steps(mut player: Player) -> (Vec<i64>, bool) {
     let mut steps = Vec::new();
     loop {
         match player.next().await {
@@ -71,21 +72,15 @@ async fn restart_keeps_every_game_correct(kill_9: bool) {
     let idle_id = idle["gameId"].as_str().unwrap().to_owned();
 
     // Events between their start and their end: join and leave, again and again.
-    churn(&server, &long_id).await;
+    churn(&server.join_game(&long_id, "churn").await, "churn", CHURN_CYCLES).await;
     let (_, ended) = rounds_done.await.unwrap();
     assert!(ended, "the max_rounds game ended before the restart");
     eventually("the idle game's end", || async { ended_in_log(&server, &idle_id).await.then_some(()) }).await;
     let events = log_events(&server, "game-events").await;
     for (id, what) in [(rounds["gameId"].as_str().unwrap(), "max_rounds"), (idle_id.as_str(), "idle")] {
-        let created =
-            events.iter().position(|e| e["sessionId"] == id && e["type"] == "session_created").unwrap();
-        let ended = events.iter().position(|e| e["sessionId"] == id && e["type"] == "session_ended").unwrap();
-        assert!(
-            ended - created > 4_096,
-            "the {what} game's start and end are {} records apart",
-            ended - created
-        );
-        assert_eq!(events[ended]["reason"], what);
+        let (apart, reason) = records_between_start_and_end(&events, id);
+        assert!(apart > 4_096, "the {what} game's start and end are {apart} records apart");
+        assert_eq!(reason, what);
     }
 
     // The restart.
@@ -148,32 +143,10 @@ async fn restart_keeps_every_game_correct(kill_9: bool) {
     assert_eq!(steps, (0..steps.len() as i64).collect::<Vec<_>>());
 
     // The games that had ended never ticked again.
-    let region = rounds["region"].as_str().unwrap();
-    assert_no_tick_after_the_end(
-        &restarted,
-        &format!("ticks.{region}"),
-        &[rounds["gameId"].as_str().unwrap(), &idle_id],
-    )
-    .await;
-}
-
-/// Join-and-leave cycles on `game` by a few clients at once.
-async fn churn(server: &Server, game: &str) {
-    let ticket = Arc::new(server.join_game(game, "churn").await);
-    let done = Arc::new(AtomicUsize::new(0));
-    let mut clients = JoinSet::new();
-    for _ in 0..8 {
-        let (ticket, done) = (Arc::clone(&ticket), Arc::clone(&done));
-        clients.spawn(async move {
-            while done.fetch_add(1, Ordering::Relaxed) < CHURN_CYCLES {
-                let mut player = Player::join(&ticket, "churn", None).await;
-                player.until("session_joined").await;
-                player.send_raw(tokio_tungstenite::tungstenite::Message::Close(None)).await;
-                while !matches!(player.next().await, Seen::Closed(_)) {}
-            }
-        });
+    let ticks = log_events(&restarted, &format!("ticks.{}", rounds["region"].as_str().unwrap())).await;
+    for session in [rounds["gameId"].as_str().unwrap(), &idle_id] {
+        assert_no_tick_after_the_end(&ticks, session);
     }
-    clients.join_all().await;
 }
 
 async fn ended_in_log(server: &Server, session: &str) -> bool {
@@ -181,21 +154,4 @@ async fn ended_in_log(server: &Server, session: &str) -> bool {
         .await
         .iter()
         .any(|e| e["sessionId"] == session && e["type"] == "session_ended")
-}
-
-/// No tick of `sessions` follows its `session_ended` in the tick topic, nor goes past its last step.
-async fn assert_no_tick_after_the_end(server: &Server, topic: &str, sessions: &[&str]) {
-    let events = log_events(server, topic).await;
-    for session in sessions {
-        let mine: Vec<&Value> = events.iter().filter(|e| e["sessionId"] == *session).collect();
-        let end =
-            mine.iter().position(|e| e["type"] == "session_ended").expect("its end is in the tick topic");
-        let last_step = mine[end]["lastStep"].as_i64().unwrap();
-        let late: Vec<&&Value> = mine[end..].iter().filter(|e| e["type"] == "tick").collect();
-        assert!(late.is_empty(), "session {session} ticked after its end: {late:?}");
-        assert!(
-            mine.iter().filter(|e| e["type"] == "tick").all(|e| e["step"].as_i64().unwrap() <= last_step),
-            "session {session} ticked past its last step {last_step}"
-        );
-    }
 }
