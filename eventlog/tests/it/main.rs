@@ -321,7 +321,8 @@ fn unknown_schemes_and_bad_urls_say_what_to_use() {
 const CHILD_DIR_ENV: &str = "TICKCAST_EVENTLOG_CRASH_CHILD_DIR";
 
 /// Run as a child process by `acknowledged_appends_survive_kill_9`: appends durably from
-/// several tasks and prints each acknowledged offset, until killed.
+/// several tasks (and relaxed records beside them, as a gateway and a generator do) and prints
+/// each acknowledged durable offset, until killed.
 #[test]
 fn crash_child_appender() {
     let Ok(dir) = std::env::var(CHILD_DIR_ENV) else {
@@ -331,11 +332,12 @@ fn crash_child_appender() {
     runtime.block_on(async move {
         let log = Arc::new(EmbeddedLog::open(&dir).unwrap());
         let (acks, mut printed) = tokio::sync::mpsc::unbounded_channel::<(u64, String)>();
+        let run = std::process::id();
         for writer in 0..8 {
             let (log, acks) = (Arc::clone(&log), acks.clone());
             tokio::spawn(async move {
                 for n in 0u64.. {
-                    let payload = format!("w{writer}-n{n}");
+                    let payload = format!("r{run}-w{writer}-n{n}");
                     let record = NewRecord {
                         key: format!("k{writer}"),
                         timestamp_ms: 0,
@@ -346,6 +348,21 @@ fn crash_child_appender() {
                 }
             });
         }
+        let relaxed = Arc::clone(&log);
+        tokio::spawn(async move {
+            for n in 0u64.. {
+                let records = (0..10)
+                    .map(|i| NewRecord {
+                        key: "t".into(),
+                        timestamp_ms: 0,
+                        payload: Bytes::from(format!("t{n}-{i}")),
+                    })
+                    .collect();
+                relaxed.append("ticks", records, Durability::Relaxed).await.unwrap();
+                // At a generator's pace, not a flood: the point is relaxed writes in flight.
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        });
         let mut out = std::io::stdout().lock();
         while let Some((offset, payload)) = printed.recv().await {
             writeln!(out, "ack {offset} {payload}").unwrap();
@@ -354,59 +371,88 @@ fn crash_child_appender() {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_appends_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child_appender", "--exact", "--nocapture", "--test-threads", "1"])
-        .env(CHILD_DIR_ENV, dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut acked = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while acked.len() < 2000 {
-        assert!(std::time::Instant::now() < deadline, "child acknowledged only {} appends", acked.len());
-        let line = lines.next().expect("child exited early").unwrap();
-        if let Some(rest) = line.strip_prefix("ack ") {
-            let (offset, payload) = rest.split_once(' ').unwrap();
-            acked.push((offset.parse::<u64>().unwrap(), payload.to_owned()));
-        }
-    }
-    // SIGKILL: no destructor, no flush, no checkpoint runs.
-    child.kill().unwrap();
-    child.wait().unwrap();
-    // Acks printed before the kill but not yet read are acknowledged too.
-    for line in lines.map_while(Result::ok) {
-        if let Some((offset, payload)) = line.strip_prefix("ack ").and_then(|r| r.split_once(' ')) {
-            acked.push((offset.parse().unwrap(), payload.to_owned()));
-        }
-    }
-
-    let log = EmbeddedLog::open(dir.path()).unwrap();
+/// Every record of `topic`, by offset; panics on a hole.
+async fn stored_gapless(log: &EmbeddedLog, topic: &str) -> std::collections::HashMap<u64, String> {
     let mut stored = std::collections::HashMap::new();
     let mut from = 0;
     loop {
-        let batch = log.read("facts", StartFrom::Offset(from), 4096).await.unwrap();
+        let batch = log.read(topic, StartFrom::Offset(from), 4096).await.unwrap();
         let Some(last) = batch.last() else { break };
-        from = last.offset + 1;
-        for record in batch {
+        for record in &batch {
+            assert_eq!(record.offset, from, "{topic}: offsets have a hole before {}", record.offset);
+            from += 1;
             stored.insert(record.offset, String::from_utf8(record.payload.to_vec()).unwrap());
         }
+        from = last.offset + 1;
     }
-    for (offset, payload) in &acked {
-        assert_eq!(stored.get(offset), Some(payload), "acknowledged append at offset {offset} was lost");
+    stored
+}
+
+/// 100 trials on one log: a child appends until it is killed with SIGKILL at a different point
+/// each time (after 1 to ~300 acknowledgements); after each, every durable append it had
+/// acknowledged, in this trial or an earlier one, is there, and both topics' offsets are gapless.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_appends_survive_kill_9() {
+    const TRIALS: u64 = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let mut acked = Vec::new();
+    for trial in 0..TRIALS {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["crash_child_appender", "--exact", "--nocapture", "--test-threads", "1"])
+            .env(CHILD_DIR_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Spread the kills over the write stream: a prime stride through 1..=300.
+        let kill_after = 1 + (trial * 97) % 300;
+        let mut this_trial = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while this_trial < kill_after {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "trial {trial}: child acknowledged only {this_trial} appends"
+            );
+            let line = lines.next().expect("child exited early").unwrap();
+            if let Some(rest) = line.strip_prefix("ack ") {
+                let (offset, payload) = rest.split_once(' ').unwrap();
+                acked.push((offset.parse::<u64>().unwrap(), payload.to_owned()));
+                this_trial += 1;
+            }
+        }
+        // SIGKILL: no destructor, no flush, no checkpoint runs.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Acks printed before the kill but not yet read are acknowledged too.
+        for line in lines.map_while(Result::ok) {
+            if let Some((offset, payload)) = line.strip_prefix("ack ").and_then(|r| r.split_once(' ')) {
+                acked.push((offset.parse().unwrap(), payload.to_owned()));
+            }
+        }
+        let log = EmbeddedLog::open(dir.path()).unwrap();
+        let stored = stored_gapless(&log, "facts").await;
+        for (offset, payload) in &acked {
+            assert_eq!(
+                stored.get(offset),
+                Some(payload),
+                "trial {trial}: acknowledged append at offset {offset} was lost"
+            );
+        }
+        stored_gapless(&log, "ticks").await;
+        // Appends continue right after the last record.
+        let next = log
+            .append(
+                "facts",
+                vec![NewRecord {
+                    key: "k".into(),
+                    timestamp_ms: 0,
+                    payload: Bytes::from(format!("after-{trial}")),
+                }],
+                Durability::Durable,
+            )
+            .await
+            .unwrap();
+        assert_eq!(next, vec![stored.len() as u64], "trial {trial}");
+        acked.push((next[0], format!("after-{trial}")));
     }
-    // Offsets stay gapless after a crash, and appends continue after the last one.
-    assert_eq!(stored.len() as u64, from);
-    let next = log
-        .append(
-            "facts",
-            vec![NewRecord { key: "k".into(), timestamp_ms: 0, payload: Bytes::from_static(b"after") }],
-            Durability::Durable,
-        )
-        .await
-        .unwrap();
-    assert_eq!(next, vec![from]);
 }
