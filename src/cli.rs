@@ -396,6 +396,13 @@ pub(crate) struct LatencyArgs {
     /// RTT samples (one per second) before the policy judges a player.
     #[arg(long, env = "LATENCY_SAMPLES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub(crate) latency_samples: u64,
+    /// The gateway's own lag (how late its timers fire, how old its fan-out queue is) above
+    /// which it judges nobody's latency: its delay must not be charged to players.
+    #[arg(long, env = "TICKCAST_GATEWAY_LAG_LIMIT_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub(crate) gateway_lag_limit_ms: u64,
+    /// Test-only: a delay each fan-out shard blocks for before forwarding frames.
+    #[arg(long, env = "TICKCAST_DEBUG_WRITE_DELAY_MS", default_value_t = 0, hide = true)]
+    pub(crate) debug_write_delay_ms: u64,
 }
 
 #[derive(Debug, Args)]

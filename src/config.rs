@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use tickcast_eventlog::kafka::KafkaOptions;
 use tickcast_eventlog::{EventLog, LogOptions};
+use tickcast_gateways::GatewayConfig;
 use tickcast_gateways::latency::LatencyPolicy;
 use tickcast_processors::{ArchiverConfig, TickGeneratorConfig};
 use tickcast_producers::EdgeConfig;
@@ -77,6 +78,15 @@ pub(crate) fn latency_policy(args: &LatencyArgs) -> anyhow::Result<LatencyPolicy
         warning_jitter_ms: args.warning_jitter_ms,
         samples: args.latency_samples as usize,
     })
+}
+
+/// A gateway of `region`, its policy still to be set.
+pub(crate) fn gateway_config(region: String, common: &CommonArgs, latency: &LatencyArgs) -> GatewayConfig {
+    let mut config = GatewayConfig::new(region);
+    config.instance = common.instance.clone();
+    config.lag_threshold = std::time::Duration::from_millis(latency.gateway_lag_limit_ms);
+    config.debug_write_delay = std::time::Duration::from_millis(latency.debug_write_delay_ms);
+    config
 }
 
 pub(crate) fn edge_config(game: &GameArgs, common: &CommonArgs) -> EdgeConfig {

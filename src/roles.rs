@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use tickcast_eventlog::kafka::KafkaLog;
-use tickcast_gateways::{Gateway, GatewayConfig};
+use tickcast_gateways::Gateway;
 use tickcast_processors::{Archiver, TickGenerator};
 use tickcast_producers::Edge;
 use tickcast_schemas::regions::Region;
@@ -14,8 +14,8 @@ use tickcast_schemas::topics::{self, GAME_EVENTS};
 
 use crate::cli::{ArchiverArgs, EdgeArgs, GatewayArgs, LogArgs, RegionArgs, TickGeneratorArgs, UpArgs};
 use crate::config::{
-    archiver_config, check_topics, edge_config, edge_regions, generator_config, ids, kafka_options,
-    latency_policy, open_log, region_table,
+    archiver_config, check_topics, edge_config, edge_regions, gateway_config, generator_config, ids,
+    kafka_options, latency_policy, open_log, region_table,
 };
 use crate::routes::common_routes;
 use crate::secret::{shared_signer, signer_in};
@@ -36,8 +36,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let mut gateways = Vec::new();
     for region in &table {
-        let mut config = GatewayConfig::new(region.id.clone());
-        config.instance = args.common.instance.clone();
+        let mut config = gateway_config(region.id.clone(), &args.common, &args.latency);
         config.latency = latency;
         let gateway = Gateway::new(Arc::clone(&log), signer.clone(), config, roles.shutdown.clone());
         roles.spawn("gateway", Arc::clone(&gateway).run());
@@ -101,8 +100,7 @@ pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         );
     }
     let mut roles = Roles::new();
-    let mut config = GatewayConfig::new(args.region);
-    config.instance = args.common.instance.clone();
+    let mut config = gateway_config(args.region, &args.common, &args.latency);
     config.latency = latency;
     let signer = shared_signer(&args.common, &args.log, log.as_ref()).await?;
     let gateway = Gateway::new(log, signer, config, roles.shutdown.clone());

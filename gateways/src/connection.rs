@@ -16,12 +16,13 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::fanout::{JoinRefused, Signal};
+use crate::fanout::{Command, JoinRefused, Signal};
 use crate::latency::{LatencyMonitor, Verdict};
+use crate::ping::PingTracker;
 use crate::stream::PlayerStream;
-use crate::{Gateway, metrics, now_ms};
+use crate::{Gateway, metrics, now_ms, now_us};
 
 pub(crate) type Socket = WebSocketStream<PlayerStream>;
 type Sink = Socket;
@@ -66,6 +67,8 @@ struct Connection {
     connection_id: String,
     joined: Option<Joined>,
     monitor: LatencyMonitor,
+    /// Pings in flight, by nonce.
+    pings: PingTracker,
 }
 
 fn close_frame(code: CloseCode, reason: &'static str) -> Message {
@@ -86,6 +89,7 @@ pub(crate) async fn serve(
     let mut conn = Connection {
         connection_id: uuid::Uuid::now_v7().to_string(),
         monitor: LatencyMonitor::new(gateway.config.latency),
+        pings: PingTracker::default(),
         gateway,
         id,
         joined: None,
@@ -124,12 +128,13 @@ pub(crate) async fn serve(
                     let _ = send(&mut socket, &message).await;
                     break Close { code: CloseCode::Policy, reason: "too slow", left: Some(LeaveReason::Error) };
                 }
+                Some(Signal::PingWritten { nonce, at_us }) => {
+                    conn.pings.written(nonce, at_us);
+                    Ok(None)
+                }
                 None => break Close { code: CloseCode::Away, reason: "gateway shutting down", left: Some(LeaveReason::GatewayShutdown) },
             },
-            _ = ping.tick() => {
-                let sent = conn.gateway.epoch.elapsed().as_micros() as u64;
-                socket.send(Message::Ping(Bytes::copy_from_slice(&sent.to_be_bytes()))).await.map(|()| None)
-            }
+            scheduled = ping.tick() => conn.on_ping_due(scheduled, &mut socket).await,
         };
         match result {
             Ok(None) => {}
@@ -188,7 +193,15 @@ impl Connection {
                 );
                 self.refuse(refusal, sink).await
             }
-            Message::Pong(payload) => Ok(self.on_pong(&payload, sink).await?),
+            Message::Pong(payload) => {
+                // When the kernel took the pong in, not when this task got to it.
+                let received_us = sink.get_ref().received_us();
+                match self.pings.answered(&payload, received_us) {
+                    Some((sent_us, rtt_us)) => self.judge(sent_us, rtt_us, sink).await,
+                    // Unasked, forged or late: not a sample, and not logged.
+                    None => Ok(None),
+                }
+            }
             _ => Ok(None),
         }
     }
@@ -313,21 +326,48 @@ impl Connection {
         Ok(None)
     }
 
-    async fn on_pong(&mut self, payload: &[u8], sink: &mut Sink) -> Result<Option<Close>, WsError> {
-        let Ok(sent) = <[u8; 8]>::try_from(payload).map(u64::from_be_bytes) else {
-            return Ok(None); // an unsolicited pong (allowed by RFC 6455), not a sample
-        };
+    /// The ping timer fired (due at `scheduled`): pings unanswered too long count as samples
+    /// of their age, then a new ping goes out.
+    async fn on_ping_due(
+        &mut self,
+        scheduled: tokio::time::Instant,
+        sink: &mut Sink,
+    ) -> Result<Option<Close>, WsError> {
+        // A timer that fires late is the gateway's own lag (a busy or paused process).
+        self.gateway.lag.report(scheduled.elapsed());
+        if self.joined.is_none() {
+            return Ok(None);
+        }
+        let limit_us = self.gateway.config.latency.max_latency_ms as i64 * 1000;
+        let mut overdue = Vec::new();
+        self.pings.overdue(now_us(), limit_us, &mut overdue);
+        for (sent_us, age_us) in overdue {
+            if let Some(close) = self.judge(sent_us, age_us, sink).await? {
+                return Ok(Some(close));
+            }
+        }
+        let nonce = self.pings.issue();
+        let _ = self.gateway.shard(self.id).send(Command::Ping { connection: self.id, nonce });
+        Ok(None)
+    }
+
+    /// One RTT sample of a ping written at `sent_us`: logged, and judged by the latency policy
+    /// unless the gateway itself lagged since the ping went out.
+    async fn judge(&mut self, sent_us: i64, rtt_us: i64, sink: &mut Sink) -> Result<Option<Close>, WsError> {
         let Some(joined) = &self.joined else {
             return Ok(None);
         };
-        let now = self.gateway.epoch.elapsed().as_micros() as u64;
-        let rtt_ms = now.saturating_sub(sent) / 1000;
+        let rtt_ms = rtt_us.max(0) as u64 / 1000;
         let session_id = joined.session_id.clone();
         let connection_id = self.connection_id.clone();
         self.gateway.record(
             &session_id,
             EventBody::LatencySampled(LatencySampled { connection_id: connection_id.clone(), rtt_ms }),
         );
+        if self.gateway.lag.lagged_since(sent_us) {
+            metrics::sample_not_judged();
+            return Ok(None);
+        }
         match self.monitor.sample(rtt_ms) {
             Verdict::Unchanged => Ok(None),
             Verdict::Status { status, avg_rtt_ms, jitter_ms } => {

@@ -54,7 +54,7 @@ impl Gateway {
         if !notices.is_empty() {
             let notices = Arc::new(notices);
             for shard in &self.shards {
-                let _ = shard.send(Command::Forward(Arc::clone(&notices)));
+                let _ = shard.send(Command::Forward(Arc::clone(&notices), std::time::Instant::now()));
             }
         }
     }

@@ -21,7 +21,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::SessionHub;
-use crate::{metrics, now_ms};
+use crate::lag::GatewayLag;
+use crate::ping::ping_frame;
+use crate::{metrics, now_ms, now_us};
 
 /// Tick records forwarded between two yields to the scheduler.
 const FORWARD_CHUNK: usize = 16;
@@ -103,8 +105,9 @@ pub(crate) async fn dispatch(
         };
         for chunk in records.chunks(FORWARD_CHUNK) {
             let outgoing = Arc::new(decode(chunk));
+            let queued = Instant::now();
             for shard in &shards {
-                let _ = shard.send(Command::Forward(Arc::clone(&outgoing)));
+                let _ = shard.send(Command::Forward(Arc::clone(&outgoing), queued));
             }
         }
     }
@@ -113,8 +116,11 @@ pub(crate) async fn dispatch(
 /// Requests to a fan-out shard.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Frames from the tick topic, for the members this shard holds.
-    Forward(Arc<Vec<Outgoing>>),
+    /// Frames from the tick topic, for the members this shard holds, and when they were queued
+    /// (the shard's queue age is part of the gateway's lag).
+    Forward(Arc<Vec<Outgoing>>, Instant),
+    /// Write a ping with `nonce` and tell the connection when it was written (`PingWritten`).
+    Ping { connection: u64, nonce: u64 },
     /// A new connection: from now on the fan-out owns its write half.
     Attach { connection: u64, write: OwnedWriteHalf, signals: mpsc::UnboundedSender<Signal> },
     /// Bytes the connection's WebSocket wants written (complete frames, in order).
@@ -149,6 +155,8 @@ pub(crate) enum Signal {
     /// The socket did not take frames as fast as they came; the player was dropped from its
     /// session and its queued frames discarded.
     TooSlow,
+    /// The ping with `nonce` was handed to the socket at `at_us` (epoch µs): its send time.
+    PingWritten { nonce: u64, at_us: i64 },
 }
 
 /// The write side of one player's socket.
@@ -175,6 +183,8 @@ pub(crate) struct FanoutConfig {
     pub(crate) max_pending_bytes: usize,
     /// How long ended sessions stay for resumes.
     pub(crate) keep_ended: Duration,
+    /// Test-only: how long a shard blocks before each batch of forwarded frames.
+    pub(crate) debug_write_delay: Duration,
 }
 
 /// The fan-out task's state.
@@ -189,6 +199,8 @@ pub(crate) struct Fanout {
     ended: VecDeque<(Instant, String)>,
     /// Connections whose queue overflowed since the last `drop_too_slow`.
     overflowed: Vec<u64>,
+    /// Where the shard reports how old its commands are when it gets to them.
+    lag: Arc<GatewayLag>,
 }
 
 /// A server-to-client text frame: unmasked, so the same bytes serve every player.
@@ -200,7 +212,11 @@ pub(crate) fn text_frame(json: String) -> Bytes {
 }
 
 impl Fanout {
-    pub(crate) fn new(config: FanoutConfig, commands: mpsc::UnboundedSender<Command>) -> Self {
+    pub(crate) fn new(
+        config: FanoutConfig,
+        commands: mpsc::UnboundedSender<Command>,
+        lag: Arc<GatewayLag>,
+    ) -> Self {
         Self {
             config,
             hubs: HashMap::new(),
@@ -208,6 +224,7 @@ impl Fanout {
             commands,
             ended: VecDeque::new(),
             overflowed: Vec::new(),
+            lag,
         }
     }
 
@@ -242,7 +259,18 @@ impl Fanout {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Forward(outgoing) => self.forward(&outgoing),
+            Command::Forward(outgoing, queued) => {
+                self.lag.report(queued.elapsed());
+                if !self.config.debug_write_delay.is_zero() {
+                    // Test-only: a gateway made slow from inside, blocking its thread.
+                    std::thread::sleep(self.config.debug_write_delay);
+                }
+                self.forward(&outgoing);
+            }
+            Command::Ping { connection, nonce } => {
+                self.write(connection, &ping_frame(nonce));
+                self.signal(connection, Signal::PingWritten { nonce, at_us: now_us() });
+            }
             Command::Attach { connection, write, signals } => {
                 let socket = PlayerSocket {
                     write: Arc::new(write),
@@ -329,7 +357,7 @@ impl Fanout {
     fn forward(&mut self, outgoing: &[Outgoing]) {
         let mut forwarded = 0usize;
         for item in outgoing {
-            let Self { hubs, sockets, config, commands, ended, overflowed } = self;
+            let Self { hubs, sockets, config, commands, ended, overflowed, .. } = self;
             let mut deliver = |connection: u64, frame: &Bytes| {
                 forwarded += 1;
                 if write_to(sockets, commands, config.max_pending_bytes, connection, frame) {

@@ -28,14 +28,16 @@ mod event_writer;
 mod fanout;
 pub mod http;
 mod hub;
+mod lag;
 pub mod latency;
 mod metrics;
+mod ping;
 mod stream;
 mod upgrade;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -49,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::fanout::{Command, Fanout, FanoutConfig, JoinRefused, dispatch};
+use crate::lag::GatewayLag;
 use crate::latency::LatencyPolicy;
 pub use crate::upgrade::routes;
 
@@ -72,6 +75,11 @@ pub struct GatewayConfig {
     pub max_pending_bytes: usize,
     /// How far back the gateway reads its tick topic and game-events when it starts.
     pub history: Duration,
+    /// The gateway's own lag (event loop, shard queues) above which it judges no one's latency.
+    pub lag_threshold: Duration,
+    /// Test-only: how long each fan-out shard blocks before forwarding a batch of frames (a
+    /// gateway made slow from inside). Zero in production.
+    pub debug_write_delay: Duration,
 }
 
 impl GatewayConfig {
@@ -87,6 +95,8 @@ impl GatewayConfig {
             max_frame_bytes: 64 * 1024,
             max_pending_bytes: 256 * 1024,
             history: Duration::from_secs(6 * 3600),
+            lag_threshold: Duration::from_millis(50),
+            debug_write_delay: Duration::ZERO,
         }
     }
 }
@@ -125,10 +135,15 @@ pub struct Gateway {
     connections: TaskTracker,
     /// The id of the next connection (ids pick shards).
     next_connection: AtomicU64,
-    /// Origin of ping payloads (monotonic).
-    epoch: Instant,
+    /// How far behind the gateway's own work runs; while it lags, latency is not judged.
+    lag: Arc<GatewayLag>,
     /// Cancelled when the process shuts down.
     shutdown: CancellationToken,
+}
+
+/// The wall clock in epoch µs: the clock of the kernel's receive timestamps.
+pub(crate) fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -152,6 +167,7 @@ impl Gateway {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let (shards, shards_rx): (Vec<_>, Vec<_>) = (0..cores).map(|_| mpsc::unbounded_channel()).unzip();
         let gateway_id = format!("{}/{}", config.region, config.instance);
+        let config_lag = config.lag_threshold;
         Arc::new(Self {
             source: format!("gateway@{gateway_id}"),
             gateway_id,
@@ -166,7 +182,7 @@ impl Gateway {
             events_rx: Mutex::new(Some(events_rx)),
             connections: TaskTracker::new(),
             next_connection: AtomicU64::new(0),
-            epoch: Instant::now(),
+            lag: Arc::new(GatewayLag::new(config_lag)),
             shutdown,
         })
     }
@@ -192,14 +208,20 @@ impl Gateway {
             resume_ticks: self.config.resume_ticks,
             max_pending_bytes: self.config.max_pending_bytes,
             keep_ended: self.config.history.min(Duration::from_secs(300)),
+            debug_write_delay: self.config.debug_write_delay,
         };
         // Stopped only after the connections have closed, so their last frames are written.
         let fanout_stop = CancellationToken::new();
         let mut shard_tasks = tokio::task::JoinSet::new();
         for (shard, rx) in self.shards.iter().zip(shards_rx) {
-            shard_tasks.spawn(Fanout::new(fanout_config.clone(), shard.clone()).run(rx, fanout_stop.clone()));
+            let fanout = Fanout::new(fanout_config.clone(), shard.clone(), Arc::clone(&self.lag));
+            shard_tasks.spawn(fanout.run(rx, fanout_stop.clone()));
         }
         let mut fanout = tokio::spawn(dispatch(ticks, self.shards.clone(), fanout_stop.clone()));
+        let probe = {
+            let (gateway, stop) = (Arc::clone(&self), fanout_stop.clone());
+            tokio::spawn(async move { gateway.lag.probe(&gateway.config.region, stop).await })
+        };
         let result = loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => break Ok(()),
@@ -224,6 +246,7 @@ impl Gateway {
         fanout_stop.cancel();
         let _ = fanout.await;
         shard_tasks.join_all().await;
+        let _ = probe.await;
         let _ = writer.await;
         Ok(result?)
     }

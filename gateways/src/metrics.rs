@@ -14,6 +14,10 @@ pub(crate) const PLAYERS_KICKED: &str = "tickcast_gateway_players_kicked_total";
 pub(crate) const CLIENT_ERRORS: &str = "tickcast_gateway_client_errors_total";
 /// Player events that could not be queued for the log.
 pub(crate) const EVENTS_DROPPED: &str = "tickcast_gateway_events_dropped_total";
+/// The gateway's own lag (event loop, shard queues), worst per probe period, ms, by region.
+pub(crate) const GATEWAY_LAG_MS: &str = "tickcast_gateway_lag_ms";
+/// RTT samples measured while the gateway lagged, and so not judged.
+pub(crate) const SAMPLES_NOT_JUDGED: &str = "tickcast_gateway_latency_samples_not_judged_total";
 /// Records of unknown type or version, skipped.
 pub(crate) const EVENTS_UNKNOWN: &str = "tickcast_events_unknown_total";
 
@@ -49,4 +53,12 @@ pub(crate) fn event_dropped() {
 
 pub(crate) fn unknown_event() {
     counter!(EVENTS_UNKNOWN, "role" => "gateway").increment(1);
+}
+
+pub(crate) fn gateway_lag(region: &str, lag_ms: f64) {
+    gauge!(GATEWAY_LAG_MS, "region" => region.to_owned()).set(lag_ms);
+}
+
+pub(crate) fn sample_not_judged() {
+    counter!(SAMPLES_NOT_JUDGED).increment(1);
 }

@@ -27,8 +27,15 @@ impl Process {
 
     /// SIGTERM, then its exit status.
     pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        self.signal("TERM");
         self.0.wait().unwrap()
+    }
+
+    /// Sends signal `name` (e.g. "STOP", "CONT").
+    pub(crate) fn signal(&self, name: &str) {
+        let status =
+            Command::new("kill").args([&format!("-{name}"), &self.0.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -{name} failed");
     }
 }
 
@@ -145,6 +152,16 @@ impl Server {
 
     pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
         self.child.terminate()
+    }
+
+    /// Sends signal `name` (e.g. "STOP", "CONT") to the server.
+    pub(crate) fn signal(&self, name: &str) {
+        self.child.signal(name);
+    }
+
+    /// The server's Prometheus text.
+    pub(crate) async fn metrics(&self) -> String {
+        self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
     }
 }
 

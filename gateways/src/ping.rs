@@ -1,0 +1,116 @@
+//! One connection's pings in flight, sans I/O. Each ping carries a nonce drawn from a
+//! cryptographic RNG, so only a pong that echoes a ping actually sent can answer it: a forged
+//! "fresh" pong, or one sent unasked, matches nothing and is ignored (never logged). The send
+//! time is the instant the fan-out wrote the ping to the socket, and a ping left unanswered
+//! longer than the latency limit counts as a sample of its age, so a silent client is judged
+//! like a slow one.
+
+use std::collections::VecDeque;
+
+/// Pings kept in flight at most; a client that answers none has its oldest counted and dropped.
+const MAX_IN_FLIGHT: usize = 8;
+
+/// One connection's pings in flight.
+#[derive(Debug, Default)]
+pub(crate) struct PingTracker {
+    /// Oldest first: each ping's nonce and, once written to the socket, when (epoch µs).
+    in_flight: VecDeque<(u64, Option<i64>)>,
+}
+
+impl PingTracker {
+    /// A new ping's nonce, unpredictable to the client.
+    pub(crate) fn issue(&mut self) -> u64 {
+        if self.in_flight.len() == MAX_IN_FLIGHT {
+            self.in_flight.pop_front();
+        }
+        let nonce = uuid::Uuid::new_v4().as_u64_pair().0;
+        self.in_flight.push_back((nonce, None));
+        nonce
+    }
+
+    /// The ping `nonce` reached the socket at `at_us`.
+    pub(crate) fn written(&mut self, nonce: u64, at_us: i64) {
+        if let Some(ping) = self.in_flight.iter_mut().find(|(n, _)| *n == nonce) {
+            ping.1 = Some(at_us);
+        }
+    }
+
+    /// A pong with `payload`, received at `at_us`: its ping's send time and the round trip in
+    /// µs, if it answers a ping in flight that was written; otherwise `None`, and nothing changes.
+    pub(crate) fn answered(&mut self, payload: &[u8], at_us: i64) -> Option<(i64, i64)> {
+        let nonce = u64::from_be_bytes(payload.try_into().ok()?);
+        let index = self.in_flight.iter().position(|(n, sent)| *n == nonce && sent.is_some())?;
+        let (_, sent) = self.in_flight.remove(index)?;
+        let sent = sent?;
+        Some((sent, (at_us - sent).max(0)))
+    }
+
+    /// Pings written more than `limit_us` before `now_us` and still unanswered: each leaves the
+    /// tracker and is pushed to `out` as (send time, age) — a sample of its age.
+    pub(crate) fn overdue(&mut self, now_us: i64, limit_us: i64, out: &mut Vec<(i64, i64)>) {
+        self.in_flight.retain(|(_, sent)| match sent {
+            Some(sent) if now_us - sent > limit_us => {
+                out.push((*sent, now_us - sent));
+                false
+            }
+            _ => true,
+        });
+    }
+}
+
+/// The frame of a ping with `nonce`, as a server sends it (unmasked).
+pub(crate) fn ping_frame(nonce: u64) -> bytes::Bytes {
+    let mut frame = Vec::with_capacity(10);
+    frame.extend_from_slice(&[0x89, 8]);
+    frame.extend_from_slice(&nonce.to_be_bytes());
+    bytes::Bytes::from(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_pong_echoing_a_written_ping_is_a_sample() {
+        let mut pings = PingTracker::default();
+        let nonce = pings.issue();
+        assert_eq!(pings.answered(&nonce.to_be_bytes(), 1_000), None, "not written yet: the server's delay");
+        pings.written(nonce, 1_000);
+        assert_eq!(pings.answered(&(nonce ^ 1).to_be_bytes(), 1_500), None, "a forged nonce");
+        assert_eq!(pings.answered(b"short", 1_500), None, "not a nonce at all");
+        assert_eq!(pings.answered(&nonce.to_be_bytes(), 41_000), Some((1_000, 40_000)));
+        assert_eq!(pings.answered(&nonce.to_be_bytes(), 42_000), None, "a pong counts once");
+    }
+
+    #[test]
+    fn nonces_are_not_a_clock_or_a_counter() {
+        let mut pings = PingTracker::default();
+        let (a, b) = (pings.issue(), pings.issue());
+        assert_ne!(a, b);
+        assert_ne!(b.wrapping_sub(a), 1);
+    }
+
+    #[test]
+    fn an_unanswered_ping_counts_as_a_sample_of_its_age() {
+        let mut pings = PingTracker::default();
+        let old = pings.issue();
+        pings.written(old, 0);
+        let fresh = pings.issue();
+        pings.written(fresh, 900_000);
+        let mut out = Vec::new();
+        pings.overdue(1_000_000, 150_000, &mut out);
+        assert_eq!(out, [(0, 1_000_000)]);
+        assert_eq!(pings.answered(&old.to_be_bytes(), 1_000_001), None, "counted already");
+        assert_eq!(pings.answered(&fresh.to_be_bytes(), 1_000_000), Some((900_000, 100_000)));
+    }
+
+    #[test]
+    fn a_client_that_never_answers_holds_a_bounded_number_of_pings() {
+        let mut pings = PingTracker::default();
+        for _ in 0..100 {
+            pings.issue();
+        }
+        assert_eq!(pings.in_flight.len(), MAX_IN_FLIGHT);
+        assert_eq!(&ping_frame(0x0102)[..], &[0x89, 8, 0, 0, 0, 0, 0, 0, 1, 2]);
+    }
+}
