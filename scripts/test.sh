@@ -39,6 +39,9 @@ kafka_port="${TICKCAST_TEST_KAFKA_PORT:-19092}"
 scripts/tansu.sh start "$kafka_port" target/tansu
 trap 'kill "$(cat target/tansu/tansu.pid)" 2>/dev/null || true' EXIT
 export TICKCAST_TEST_KAFKA="127.0.0.1:$kafka_port"
+# Tests that stop a broker start one of their own from the same binary.
+TICKCAST_TEST_TANSU="$(scripts/tansu.sh install)"
+export TICKCAST_TEST_TANSU
 
 echo "== web client"
 # The player page: its tests (the JS engine against the golden vectors, the protocol reducer)

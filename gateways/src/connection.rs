@@ -128,10 +128,10 @@ pub(crate) async fn serve(
                     let _ = send(&mut socket, &message).await;
                     break Close { code: CloseCode::Policy, reason: "too slow", left: Some(LeaveReason::Error) };
                 }
-                Some(Signal::PingWritten { nonce, at_us }) => {
-                    conn.pings.written(nonce, at_us);
-                    Ok(None)
-                }
+                Some(Signal::PingWritten { nonce, at_us }) => match conn.pings.written(nonce, at_us) {
+                    Some((sent_us, rtt_us)) => conn.judge(sent_us, rtt_us, &mut socket).await,
+                    None => Ok(None),
+                },
                 None => break Close { code: CloseCode::Away, reason: "gateway shutting down", left: Some(LeaveReason::GatewayShutdown) },
             },
             scheduled = ping.tick() => conn.on_ping_due(scheduled, &mut socket).await,

@@ -13,8 +13,19 @@ const MAX_IN_FLIGHT: usize = 8;
 /// One connection's pings in flight.
 #[derive(Debug, Default)]
 pub(crate) struct PingTracker {
-    /// Oldest first: each ping's nonce and, once written to the socket, when (epoch µs).
-    in_flight: VecDeque<(u64, Option<i64>)>,
+    /// Oldest first.
+    in_flight: VecDeque<Ping>,
+}
+
+/// One ping in flight.
+#[derive(Debug, Clone, Copy)]
+struct Ping {
+    nonce: u64,
+    /// When the fan-out wrote it to the socket (epoch µs); `None` until the connection hears.
+    written_us: Option<i64>,
+    /// When its pong arrived, if that was before the connection heard of the write (the two
+    /// reach the connection by different paths).
+    answered_us: Option<i64>,
 }
 
 impl PingTracker {
@@ -24,33 +35,43 @@ impl PingTracker {
             self.in_flight.pop_front();
         }
         let nonce = uuid::Uuid::new_v4().as_u64_pair().0;
-        self.in_flight.push_back((nonce, None));
+        self.in_flight.push_back(Ping { nonce, written_us: None, answered_us: None });
         nonce
     }
 
-    /// The ping `nonce` reached the socket at `at_us`.
-    pub(crate) fn written(&mut self, nonce: u64, at_us: i64) {
-        if let Some(ping) = self.in_flight.iter_mut().find(|(n, _)| *n == nonce) {
-            ping.1 = Some(at_us);
-        }
+    /// The ping `nonce` reached the socket at `at_us`. If its pong is in already, that is a
+    /// sample: its send time and the round trip in µs.
+    pub(crate) fn written(&mut self, nonce: u64, at_us: i64) -> Option<(i64, i64)> {
+        let index = self.in_flight.iter().position(|p| p.nonce == nonce)?;
+        let ping = &mut self.in_flight[index];
+        ping.written_us = Some(at_us);
+        let answered = ping.answered_us?;
+        self.in_flight.remove(index);
+        Some((at_us, (answered - at_us).max(0)))
     }
 
-    /// A pong with `payload`, received at `at_us`: its ping's send time and the round trip in
-    /// µs, if it answers a ping in flight that was written; otherwise `None`, and nothing changes.
+    /// A pong with `payload`, received at `at_us`. If it answers a ping in flight whose write
+    /// is known, that is a sample: the ping's send time and the round trip in µs. A pong that
+    /// answers nothing in flight changes nothing.
     pub(crate) fn answered(&mut self, payload: &[u8], at_us: i64) -> Option<(i64, i64)> {
         let nonce = u64::from_be_bytes(payload.try_into().ok()?);
-        let index = self.in_flight.iter().position(|(n, sent)| *n == nonce && sent.is_some())?;
-        let (_, sent) = self.in_flight.remove(index)?;
-        let sent = sent?;
+        let index = self.in_flight.iter().position(|p| p.nonce == nonce && p.answered_us.is_none())?;
+        let ping = &mut self.in_flight[index];
+        let Some(sent) = ping.written_us else {
+            // Ahead of the news of its write: the sample is taken when that news comes.
+            ping.answered_us = Some(at_us);
+            return None;
+        };
+        self.in_flight.remove(index);
         Some((sent, (at_us - sent).max(0)))
     }
 
     /// Pings written more than `limit_us` before `now_us` and still unanswered: each leaves the
     /// tracker and is pushed to `out` as (send time, age) — a sample of its age.
     pub(crate) fn overdue(&mut self, now_us: i64, limit_us: i64, out: &mut Vec<(i64, i64)>) {
-        self.in_flight.retain(|(_, sent)| match sent {
-            Some(sent) if now_us - sent > limit_us => {
-                out.push((*sent, now_us - sent));
+        self.in_flight.retain(|ping| match (ping.written_us, ping.answered_us) {
+            (Some(sent), None) if now_us - sent > limit_us => {
+                out.push((sent, now_us - sent));
                 false
             }
             _ => true,
@@ -74,12 +95,23 @@ mod tests {
     fn only_a_pong_echoing_a_written_ping_is_a_sample() {
         let mut pings = PingTracker::default();
         let nonce = pings.issue();
-        assert_eq!(pings.answered(&nonce.to_be_bytes(), 1_000), None, "not written yet: the server's delay");
-        pings.written(nonce, 1_000);
+        assert_eq!(pings.written(nonce, 1_000), None);
         assert_eq!(pings.answered(&(nonce ^ 1).to_be_bytes(), 1_500), None, "a forged nonce");
         assert_eq!(pings.answered(b"short", 1_500), None, "not a nonce at all");
         assert_eq!(pings.answered(&nonce.to_be_bytes(), 41_000), Some((1_000, 40_000)));
         assert_eq!(pings.answered(&nonce.to_be_bytes(), 42_000), None, "a pong counts once");
+    }
+
+    #[test]
+    fn a_pong_that_overtakes_the_news_of_its_write_is_sampled_when_the_news_comes() {
+        let mut pings = PingTracker::default();
+        let nonce = pings.issue();
+        assert_eq!(pings.answered(&nonce.to_be_bytes(), 5_000), None, "its write is not known yet");
+        assert_eq!(pings.answered(&nonce.to_be_bytes(), 6_000), None, "a second pong adds nothing");
+        assert_eq!(pings.written(nonce, 1_000), Some((1_000, 4_000)));
+        let mut out = Vec::new();
+        pings.overdue(10_000_000, 150_000, &mut out);
+        assert!(out.is_empty(), "answered, so never overdue");
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl Role {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
             .args(args)
             .env("TICKCAST_TOKEN_SECRET", TOKEN_SECRET)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("TICKCAST_TEST_ROLE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -59,7 +59,7 @@ impl Role {
 struct Cluster {
     log: String,
     edge: Role,
-    _gateway: Role,
+    gateway: Role,
     generators: Vec<Role>,
     generator_flags: Vec<String>,
     http: reqwest::Client,
@@ -74,8 +74,13 @@ impl Cluster {
 
     /// `partitions` per topic; `generator_flags` for every tick generator.
     fn start_with(generators: usize, partitions: u32, generator_flags: &[&str]) -> Self {
+        Self::start_on(&broker(), generators, partitions, generator_flags)
+    }
+
+    /// The same on the broker at `broker` (HOST:PORT).
+    fn start_on(broker: &str, generators: usize, partitions: u32, generator_flags: &[&str]) -> Self {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let log = format!("kafka://{}?prefix=it{}-{}-", broker(), std::process::id(), nanos % 1_000_000_000);
+        let log = format!("kafka://{broker}?prefix=it{}-{}-", std::process::id(), nanos % 1_000_000_000);
         let status = Command::new(env!("CARGO_BIN_EXE_tickcast"))
             .args(["topics", "create", "--log", &log, "--partitions", &partitions.to_string()])
             .stdout(Stdio::null())
@@ -103,7 +108,7 @@ impl Cluster {
         let mut cluster = Self {
             log,
             edge,
-            _gateway: gateway,
+            gateway,
             generators: Vec::new(),
             generator_flags,
             http: reqwest::Client::new(),
@@ -177,9 +182,15 @@ async fn a_game_through_edge_gateway_and_generators_on_kafka() {
     let second = cluster
         .post(&format!("/edge/game/{}/join", ticket["gameId"].as_str().unwrap()), json!({"userId":"bob"}))
         .await;
-    let mut players = [Player::join(&ticket, "alice", None).await, Player::join(&second, "bob", None).await];
-    for (name, player) in ["alice", "bob"].iter().zip(&mut players) {
-        let (frames, ended) = player.until("session_ended").await;
+    // Both read all along, as real clients do (a client that stops reading stops answering
+    // pings, and is kicked).
+    let mut games = Vec::new();
+    for (name, ticket) in [("alice", &ticket), ("bob", &second)] {
+        let mut player = Player::join(ticket, name, None).await;
+        games.push((name, tokio::spawn(async move { player.until("session_ended").await })));
+    }
+    for (name, game) in games {
+        let (frames, ended) = game.await.unwrap();
         let steps: Vec<i64> =
             frames.iter().filter(|f| f["type"] == "tick").map(|f| f["step"].as_i64().unwrap()).collect();
         assert_every_step_once_in_order(name, &steps);
@@ -379,4 +390,101 @@ async fn a_generator_hand_over_keeps_every_game_correct() {
     for session in [rounds["gameId"].as_str().unwrap(), &idle_id] {
         assert_no_tick_after_the_end(&ticks, session);
     }
+}
+
+/// A broker of this test's own (tansu, `TICKCAST_TEST_TANSU`), so pausing it stalls no other test.
+fn own_broker() -> (Process, String) {
+    let bin = std::env::var("TICKCAST_TEST_TANSU").unwrap_or_else(|_| {
+        panic!("set TICKCAST_TEST_TANSU (the tansu binary) or run ./scripts/test.sh, which provides it")
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(bin)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let broker = format!("127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&broker).is_err() {
+        assert!(std::time::Instant::now() < deadline, "tansu did not listen on {broker}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Process(child), broker)
+}
+
+/// The broker stopped (SIGSTOP) for 10 s during games, then resumed: no role exits, and every
+/// player sees every step exactly once afterwards, late and in order. (Roles' logs:
+/// `TICKCAST_TEST_ROLE_LOG=info` shows them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_second_broker_pause_loses_nothing() {
+    let (broker, address) = own_broker();
+    // A session timeout above the pause, so the pause is no rebalance: tansu 0.6 keeps a member
+    // that vanished during a pause as the group's leader and never completes the rebalance
+    // (docs/operations.md), where Apache Kafka would expire it.
+    let mut cluster = Cluster::start_on(&address, 1, 6, &["--kafka-option", "session.timeout.ms=30000"]);
+    let stop = Instant::now() + Duration::from_secs(120);
+    let mut players = Vec::new();
+    let mut tickets = Vec::new();
+    for i in 0..4 {
+        let ticket = cluster
+            .post(
+                "/edge/game/start",
+                json!({"userId":format!("u{i}"),"tickMs":100,"countdownMs":1000,"preferredRegion":REGION}),
+            )
+            .await;
+        players
+            .push((format!("u{i}"), record_ticks(Player::join(&ticket, &format!("u{i}"), None).await, stop)));
+        tickets.push(ticket);
+    }
+    let ticking = |players: &Vec<(String, (Received, tokio::task::JoinHandle<Option<u16>>))>,
+                   after: Instant| {
+        players.iter().all(|(_, (received, _))| received.lock().unwrap().iter().any(|(_, t)| *t > after))
+    };
+    let started = Instant::now();
+    eventually("every game ticking", || async { ticking(&players, started).then_some(()) }).await;
+
+    broker.signal("STOP");
+    // The pause is the trial, not a wait for something.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    broker.signal("CONT");
+    let resumed = Instant::now();
+    eventually("every game ticking after the pause", || async {
+        players
+            .iter()
+            .all(|(_, (received, _))| {
+                received.lock().unwrap().iter().filter(|(_, t)| *t > resumed).count() >= 30
+            })
+            .then_some(())
+    })
+    .await;
+
+    for role in [&mut cluster.edge, &mut cluster.gateway] {
+        assert!(role.process.0.try_wait().unwrap().is_none(), "a role exited during the pause");
+    }
+    assert!(
+        cluster.generators[0].process.0.try_wait().unwrap().is_none(),
+        "the generator exited during the pause"
+    );
+    for (user, (received, task)) in players {
+        task.abort();
+        let steps: Vec<i64> = received.lock().unwrap().iter().map(|(s, _)| *s).collect();
+        assert_every_step_once_in_order(&user, &steps);
+    }
+    // Facts written before the pause are all there after it.
+    let log = tickcast_eventlog::open_read_only(&cluster.log).unwrap();
+    let events = topic_events(log.as_ref(), "game-events").await;
+    for ticket in &tickets {
+        assert!(events.iter().any(|e| e["type"] == "session_created" && e["sessionId"] == ticket["gameId"]));
+    }
+    drop(broker);
 }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::config::ReaderContext;
 use super::records::{BATCH, NextOffsets, to_record};
 use super::{LOOKUP_TIMEOUT, partitions_of};
-use crate::{Error, Record, Result, Scan, StartFrom, Tail};
+use crate::{Error, Record, Result, RetryHint, Scan, StartFrom, Tail};
 
 /// Batches a scan's thread may read ahead of its reader: a scan is read as fast as the caller
 /// decodes, so a few batches keep both busy without holding the whole topic in memory.
@@ -154,7 +154,14 @@ impl Reader {
                             }
                         }
                         Some(Err(error)) => {
-                            let _ = tx.blocking_send(Err(Error::kafka("reading", error)));
+                            let error = Error::kafka("reading", error);
+                            if error.retry_hint() == RetryHint::Retry {
+                                // Brokers away or restarting: librdkafka reconnects by itself,
+                                // and the reader goes on where it was.
+                                tracing::debug!(%error, "Kafka reader waiting for the brokers");
+                                break;
+                            }
+                            let _ = tx.blocking_send(Err(error));
                             return;
                         }
                     }
