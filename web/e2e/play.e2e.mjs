@@ -21,9 +21,9 @@ let browser;
 let bin;
 let data;
 
-/** Starts `tickcast up ARGS` on a fresh data directory; resolves to the process and its URL. */
-async function startServer(args = []) {
-  const dir = mkdtempSync(path.join(tmpdir(), "tickcast-web-"));
+/** Starts `tickcast up ARGS` on `dir` (a fresh data directory by default); resolves to the
+ * process, its URL and the directory. */
+async function startServer(args = [], dir = mkdtempSync(path.join(tmpdir(), "tickcast-web-"))) {
   const proc = spawn(bin, ["up", "--listen", "127.0.0.1:0", "--data-dir", dir, "--web-dir", path.join(web, "dist"), ...args], {
     env: { ...process.env, RUST_LOG: "warn" },
     stdio: ["ignore", "pipe", "inherit"],
@@ -151,3 +151,50 @@ test("client-side tick mode: the page computes the ticks from the seed the edge 
   }
 });
 
+
+test("a slow connection: the page shows the warning, then the kick, plainly", async () => {
+  // 60 ms each way: a 120 ms round trip, between the warning (100) and the kick (150).
+  const network = await startProxy(base, { delayMs: 60 });
+  try {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(network.url + "/");
+    await page.getByRole("button", { name: "Start Game" }).click();
+    const latency = page.locator("[data-testid=latency]");
+    await page.locator("[data-testid=latency].latency-warning").waitFor({ timeout: 30_000 });
+    assert.match(await latency.innerText(), /warning: your connection is slow/);
+    assert.equal(await page.locator("[data-testid=phase]").innerText(), "running", "warned, still playing");
+    network.setDelay(250);
+    await page.locator("[data-testid=latency].latency-kicked").waitFor({ timeout: 30_000 });
+    assert.match(await latency.innerText(), /removed from the game \(latency too high/);
+    assert.equal(await page.locator("[data-testid=phase]").innerText(), "kicked");
+    await page.screenshot({ path: path.join(artifacts, "kicked.png"), fullPage: true });
+  } finally {
+    network.close();
+  }
+});
+
+test("after a restart of tickcast up the page resumes the game by itself, without a missing step", async () => {
+  const first = await startServer();
+  const network = await startProxy(first.url);
+  let second;
+  try {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(network.url + "/");
+    await page.getByRole("button", { name: "Start Game" }).click();
+    await page.waitForFunction(() => Number(document.querySelector("[data-testid=step]")?.textContent) >= 10, null, { timeout: 20_000, polling: 100 });
+    // The same data directory, no secret configured: the page's ticket stays valid.
+    first.proc.kill("SIGTERM");
+    await new Promise((resolve) => first.proc.on("exit", resolve));
+    const before = await stepOf(page);
+    second = await startServer([], first.dir);
+    network.setTarget(second.url);
+    await page.waitForFunction((s) => Number(document.querySelector("[data-testid=step]")?.textContent) >= s + 20, before, { timeout: 30_000, polling: 100 });
+    const latency = page.locator("[data-testid=latency]");
+    assert.equal(await latency.getAttribute("data-missing"), "0", "no step missing across the restart");
+    assert.equal(await latency.getAttribute("data-first-step"), "0");
+    assert.equal(await page.locator("[role=alert]").count(), 0, "no error shown");
+  } finally {
+    network.close();
+    second?.proc.kill("SIGTERM");
+  }
+});

@@ -3,10 +3,10 @@
 // away). The page is loaded through it, so its WebSocket goes through it too.
 import net from "node:net";
 
-/** Starts a proxy to `targetUrl` (http://HOST:PORT); resolves to { url, drop(), close() }.
- * `delayMs` is added to every chunk, each way, in order. */
+/** Starts a proxy to `targetUrl` (http://HOST:PORT); resolves to { url, drop(), setDelay(),
+ * setTarget(), close() }. `delayMs` is added to every chunk, each way, in order. */
 export async function startProxy(targetUrl, { delayMs = 0 } = {}) {
-  const target = new URL(targetUrl);
+  let target = new URL(targetUrl);
   const open = new Set();
   const server = net.createServer((client) => {
     const upstream = net.connect(Number(target.port), target.hostname);
@@ -28,6 +28,14 @@ export async function startProxy(targetUrl, { delayMs = 0 } = {}) {
     url: `http://127.0.0.1:${server.address().port}`,
     /** Cuts every connection through the proxy; new ones are served as before. */
     drop: () => open.forEach((socket) => socket.destroy()),
+    /** From now on, every chunk waits `ms` each way. */
+    setDelay: (ms) => {
+      delayMs = ms;
+    },
+    /** New connections go to `url` (a restarted server); open ones stay where they are. */
+    setTarget: (url) => {
+      target = new URL(url);
+    },
     close: () => {
       open.forEach((socket) => socket.destroy());
       server.close();

@@ -111,7 +111,7 @@ export function App() {
         >
           <b>Latency</b>{" "}
           {rtt ? `RTT ${rtt.mean.toFixed(0)} ms, jitter ${rtt.jitter.toFixed(0)} ms` : "measuring…"}
-          {state.latency?.status === "warning" && " — warning: your connection is slow; you may be removed"}
+          {state.latency?.status === "warning" && state.phase !== "kicked" && " — warning: your connection is slow; you may be removed"}
           {state.phase === "kicked" && ` — removed from the game (${state.kickedReason})`}
           {state.phase === "reconnecting" && " — connection lost, reconnecting…"}
           {missingSteps(state.ticks).length > 0 && ` — ${missingSteps(state.ticks).length} step(s) missing`}
