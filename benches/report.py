@@ -53,19 +53,22 @@ if not quick:
 
 print("## End to end: `tickcast up` + `tickcast bots`, 10 Hz ticks, embedded log\n")
 print(f"`tickcast bots --sessions S --players-per-session P --duration {duration} --tick-ms 100 --server-pid PID --json`\n")
-print("| players | kicked | missing | dup | out of order | p50 ms | p99 ms | p99.9 ms | max ms | server-side p99 ms | server µs/msg | server CPU | bots µs/msg | server RSS/player |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| players | kicked | missing | dup | out of order | p50 ms | p99 ms | p99.9 ms | max ms | server-side p99 ms | gateway lag p99 / max ms | not judged | bots lag p99 / max ms | server µs/msg | server CPU | bots µs/msg | server RSS/player |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for load in loads:
     path = os.path.join(out, f"bots-{load}.json")
     try:
         r = json.load(open(path))
     except (OSError, ValueError):
-        print(f"| {load} | run failed | | | | | | | | | | | | |")
+        print(f"| {load} | run failed | | | | | | | | | | | | | | | |")
         continue
     s, l = r.get("server") or {}, r["latenessMs"]
     sl = r.get("serverLatenessMs") or {}
+    gl, bl = r.get("serverLagMs") or {}, r.get("botsLagMs") or {}
+    lag = lambda d: f"{d['p99']:.0f} / {d['max']:.0f}" if d else "—"
     print(f"| {r['players']:,} ({load}) | {r['kicks']} | {r['missingSteps']} | {r['duplicateSteps']} | {r['outOfOrderSteps']} | "
           f"{l['p50']:.2f} | {l['p99']:.2f} | {l['p999']:.2f} | {l['max']:.2f} | {sl.get('p99', 0):.0f} | "
+          f"{lag(gl)} | {r.get('samplesNotJudged', 0)} | {lag(bl)} | "
           f"{s.get('cpuUsPerMessage', 0):.2f} | {s.get('cpuPercent', 0):.0f}% | {r['botsCpuUsPerMessage']:.2f} | "
           f"{s.get('rssPerPlayerKib', 0):.1f} KiB |")
 print()
@@ -73,6 +76,9 @@ print("Lateness is receive time − scheduledAt (startAt + step·tickMs) for eve
 print("server-side p99 is serverTimestamp − scheduledAt (when the gateway wrote the tick, ms resolution).")
 print("Missing/dup/out-of-order count players that were not kicked; kicked players are listed apart.")
 print("CPU per message is the process's CPU time over the measured window divided by the frames the bots received in it.")
+print("Gateway lag is the server's own `tickcast_gateway_lag_ms` (how late its timers fire, how old its fan-out queue is; the")
+print("worst per 50 ms, read twice a second); while it is over 50 ms the server judges nobody's latency, and \"not judged\" counts")
+print("the RTT samples it set aside. Bots lag is how late the load client's own 50 ms timers fired: its share of any delay.")
 notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
 if os.path.exists(notes):
     print()

@@ -4,13 +4,14 @@
 #   - end-to-end: `tickcast up` (release, embedded log) and `tickcast bots` on the same machine,
 #     10 Hz ticks, at growing numbers of players.
 # Usage: benches/run.sh [--quick]     (--quick: shorter runs, for a smoke test of the script)
+#        TICKCAST_BENCH_LOADS="800x10 1000x10" benches/run.sh   (other loads: sessions x players)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 duration=30s
-loads="500x10 800x10 1000x10 1400x10 1800x10"
+loads="${TICKCAST_BENCH_LOADS:-500x10 800x10 1000x10 1400x10 1800x10}"
 if [ "$quick" = 1 ]; then duration=5s; loads="50x10"; fi
 
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"

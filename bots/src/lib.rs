@@ -14,10 +14,12 @@
 //! - [`stats`]: the lateness histogram and each player's step record.
 //! - [`delay`]: a socket whose writes are delayed (simulated RTT).
 //! - `proc_usage`: a process's CPU and memory from `/proc`.
+//! - `lag`: the bots' own event-loop lag and the server's reported lag.
 //! - [`Report`]: what a run measured, for humans and as JSON.
 
 pub mod delay;
 mod edge;
+mod lag;
 mod player;
 mod proc_usage;
 mod report;
@@ -150,6 +152,17 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
         (start, end, rss)
     });
 
+    // Whose delay is it: the bots' and the server's own lag over the window.
+    let lag_watch = {
+        let (http, edge) = (http.clone(), config.edge.clone());
+        let from = plan.window_start_ms;
+        let until = Instant::now() + Duration::from_millis((plan.measure_end_ms - now_ms).max(0) as u64);
+        tokio::spawn(async move {
+            sleep_until_epoch_ms(from).await;
+            lag::watch(http, edge, until).await
+        })
+    };
+
     let mut tasks = JoinSet::new();
     let mut connect_failures = 0u64;
     let mut index = 0usize;
@@ -190,6 +203,12 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
     }
     ticker.abort();
     progress.finish_and_clear();
+    let lag = if shutdown.is_cancelled() {
+        lag_watch.abort();
+        None
+    } else {
+        lag_watch.await.ok()
+    };
     let (start, end, rss) = if shutdown.is_cancelled() {
         sampler.abort();
         ((None, None), (None, None), None)
@@ -252,6 +271,9 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
         window_messages,
         window_s,
         bots_cpu_us_per_message: per_message(start.0, end.0),
+        bots_lag_ms: lag.as_ref().map(|l| Lateness::of(&l.bots)),
+        server_lag_ms: lag.as_ref().filter(|l| l.server_scrapes > 0).map(|l| Lateness::of(&l.server)),
+        samples_not_judged: lag.as_ref().map_or(0, |l| l.samples_not_judged),
         server,
     })
 }

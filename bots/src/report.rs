@@ -33,6 +33,12 @@ pub struct Report {
     pub window_messages: u64,
     pub window_s: f64,
     pub bots_cpu_us_per_message: f64,
+    /// How late the bots' own timers fired during the window: the instrument's own delay.
+    pub bots_lag_ms: Option<Lateness>,
+    /// The server's worst gateway lag, read from its `/metrics` twice a second.
+    pub server_lag_ms: Option<Lateness>,
+    /// RTT samples the server measured but did not judge because it lagged.
+    pub samples_not_judged: u64,
     pub server: Option<ServerUsage>,
 }
 
@@ -109,6 +115,15 @@ impl Report {
             "bots: {:.2} µs CPU per message ({} messages in {:.1} s)\n",
             self.bots_cpu_us_per_message, self.window_messages, self.window_s
         );
+        if let Some(lag) = &self.bots_lag_ms {
+            out += &format!("bots' own lag (late timers): p99 {:.1} ms, max {:.1} ms\n", lag.p99, lag.max);
+        }
+        if let Some(lag) = &self.server_lag_ms {
+            out += &format!(
+                "server's gateway lag: p99 {:.1} ms, max {:.1} ms; {} RTT samples not judged while it lagged\n",
+                lag.p99, lag.max, self.samples_not_judged
+            );
+        }
         if let Some(server) = &self.server {
             out += &format!(
                 "server: {:.2} µs CPU per message ({:.0}% of a core), RSS {} KiB ({:.1} KiB per player over a {} KiB baseline)\n",
