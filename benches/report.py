@@ -79,6 +79,27 @@ print("CPU per message is the process's CPU time over the measured window divide
 print("Gateway lag is the server's own `tickcast_gateway_lag_ms` (how late its timers fire, how old its fan-out queue is; the")
 print("worst per 50 ms, read twice a second); while it is over 50 ms the server judges nobody's latency, and \"not judged\" counts")
 print("the RTT samples it set aside. Bots lag is how late the load client's own 50 ms timers fired: its share of any delay.")
+print()
+print("## Side by side: `tickcast up` and a naive broadcaster\n")
+print("The same bots against `benches/naive` (axum WebSockets, a tokio broadcast channel per session, a task per player;")
+print("no log, no engine, no tokens, no latency policy), in the same run. The ratio is tickcast's server CPU per delivered")
+print("tick over the naive broadcaster's (below 1: tickcast costs less).\n")
+print("| players | naive p50 / p99 ms | tickcast p50 / p99 ms | naive kicked / missing | tickcast kicked / missing | naive µs/tick | tickcast µs/tick | ratio | naive RSS/player | tickcast RSS/player |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for load in loads:
+    try:
+        t = json.load(open(os.path.join(out, f"bots-{load}.json")))
+        n = json.load(open(os.path.join(out, f"naive-{load}.json")))
+    except (OSError, ValueError):
+        print(f"| {load} | run failed | | | | | | | | |")
+        continue
+    ts, ns = t.get("server") or {}, n.get("server") or {}
+    tc, nc = ts.get("cpuUsPerMessage", 0), ns.get("cpuUsPerMessage", 0)
+    ratio = f"{tc / nc:.2f}×" if nc else "—"
+    print(f"| {t['players']:,} ({load}) | {n['latenessMs']['p50']:.1f} / {n['latenessMs']['p99']:.1f} | "
+          f"{t['latenessMs']['p50']:.1f} / {t['latenessMs']['p99']:.1f} | {n['kicks']} / {n['missingSteps']} | "
+          f"{t['kicks']} / {t['missingSteps']} | {nc:.2f} | {tc:.2f} | {ratio} | "
+          f"{ns.get('rssPerPlayerKib', 0):.1f} KiB | {ts.get('rssPerPlayerKib', 0):.1f} KiB |")
 notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
 if os.path.exists(notes):
     print()

@@ -2,9 +2,12 @@
 # Measures tickcast on this machine and writes BENCHMARKS.md:
 #   - criterion micro-benchmarks (engine, embedded log, gateway fan-out);
 #   - end-to-end: `tickcast up` (release, embedded log) and `tickcast bots` on the same machine,
-#     10 Hz ticks, at growing numbers of players.
+#     10 Hz ticks, at growing numbers of players;
+#   - the same loads against a naive broadcaster (benches/naive: axum, a broadcast channel per
+#     session, a task per player, no log), side by side in the same run.
 # Usage: benches/run.sh [--quick]     (--quick: shorter runs, for a smoke test of the script)
 #        TICKCAST_BENCH_LOADS="800x10 1000x10" benches/run.sh   (other loads: sessions x players)
+#        TICKCAST_BENCH_SKIP_MICRO=1 benches/run.sh              (keep the last criterion results)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,11 +18,12 @@ loads="${TICKCAST_BENCH_LOADS:-500x10 800x10 1000x10 1400x10 1800x10}"
 if [ "$quick" = 1 ]; then duration=5s; loads="50x10"; fi
 
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-cargo build --release --locked
+cargo build --release --locked -p tickcast -p tickcast-naive-broadcaster
 out=$(mktemp -d)
 trap 'rm -rf "$out"; [ -n "${server:-}" ] && kill "$server" 2>/dev/null || true' EXIT
 
-if [ "$quick" = 0 ]; then
+# TICKCAST_BENCH_SKIP_MICRO=1 reuses the criterion results already in target/criterion.
+if [ "$quick" = 0 ] && [ -z "${TICKCAST_BENCH_SKIP_MICRO:-}" ]; then
   cargo bench --locked --bench engine --bench eventlog --bench fanout -- --noplot 2>&1 | tee "$out/criterion.txt"
 fi
 
@@ -38,6 +42,18 @@ for load in $loads; do
   kill "$server"; wait "$server" 2>/dev/null || true
   server=
   rm -rf "$data"
+  port=$((port + 1))
+
+  ./target/release/naive-broadcaster 127.0.0.1:$port > /dev/null &
+  server=$!
+  for _ in $(seq 100); do curl -fs http://127.0.0.1:$port/healthz > /dev/null && break; sleep 0.1; done
+  echo "== naive broadcaster: $sessions sessions x $players players"
+  ./target/release/tickcast bots --edge http://127.0.0.1:$port --sessions "$sessions" \
+    --players-per-session "$players" --duration "$duration" --tick-ms 100 \
+    --server-pid "$server" --json > "$out/naive-$load.json" || true
+  cat "$out/naive-$load.json"
+  kill "$server"; wait "$server" 2>/dev/null || true
+  server=
   port=$((port + 1))
 done
 
