@@ -20,6 +20,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -106,7 +107,8 @@ async fn upgrade(State(sessions): State<Sessions>, Path(id): Path<String>, ws: W
     }
 }
 
-/// One player: after its first message (the join), every tick of the session.
+/// One player: after its first message (the join), every tick of the session. As in axum's
+/// own chat example, the socket is split: one task forwards ticks, one reads until the close.
 async fn play(mut socket: WebSocket, session: Session) {
     if !matches!(socket.recv().await, Some(Ok(Message::Text(_)))) {
         return;
@@ -116,21 +118,29 @@ async fn play(mut socket: WebSocket, session: Session) {
     if socket.send(Message::Text(joined.to_string().into())).await.is_err() {
         return;
     }
-    loop {
-        tokio::select! {
-            tick = ticks.recv() => match tick {
+    let (mut sender, mut receiver) = socket.split();
+    let mut send_task = tokio::spawn(async move {
+        loop {
+            match ticks.recv().await {
                 Ok(text) => {
-                    if socket.send(Message::Text(text)).await.is_err() {
+                    if sender.send(Message::Text(text)).await.is_err() {
                         return;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
-            },
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
-            },
+            }
         }
+    });
+    let mut recv_task = tokio::spawn(async move {
+        while let Some(Ok(message)) = receiver.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    });
+    tokio::select! {
+        _ = &mut send_task => recv_task.abort(),
+        _ = &mut recv_task => send_task.abort(),
     }
 }
