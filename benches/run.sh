@@ -27,34 +27,30 @@ if [ "$quick" = 0 ] && [ -z "${TICKCAST_BENCH_SKIP_MICRO:-}" ]; then
   cargo bench --locked --bench engine --bench eventlog --bench fanout -- --noplot 2>&1 | tee "$out/criterion.txt"
 fi
 
+# Starts a server with the command after PORT ("$@", where {port} stands for it), waits for
+# /healthz, runs the bots against it into $out/NAME-LOAD.json, and stops it.
+measure() {
+  local name=$1 port=$2; shift 2
+  "${@//\{port\}/$port}" > /dev/null &
+  server=$!
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" > /dev/null && break; sleep 0.1; done
+  echo "== $name: $sessions sessions x $players players"
+  ./target/release/tickcast bots --edge "http://127.0.0.1:$port" --sessions "$sessions" \
+    --players-per-session "$players" --duration "$duration" --tick-ms 100 \
+    --server-pid "$server" --json > "$out/$name-$load.json" || true
+  cat "$out/$name-$load.json"
+  kill "$server"; wait "$server" 2>/dev/null || true
+  server=
+}
+
 port=18800
 for load in $loads; do
   sessions=${load%x*}; players=${load#*x}
   data=$(mktemp -d)
-  RUST_LOG=warn ./target/release/tickcast up --listen 127.0.0.1:$port --data-dir "$data" > /dev/null &
-  server=$!
-  for _ in $(seq 100); do curl -fs http://127.0.0.1:$port/healthz > /dev/null && break; sleep 0.1; done
-  echo "== $sessions sessions x $players players"
-  ./target/release/tickcast bots --edge http://127.0.0.1:$port --sessions "$sessions" \
-    --players-per-session "$players" --duration "$duration" --tick-ms 100 \
-    --server-pid "$server" --json > "$out/bots-$load.json" || true
-  cat "$out/bots-$load.json"
-  kill "$server"; wait "$server" 2>/dev/null || true
-  server=
+  RUST_LOG=warn measure bots $port ./target/release/tickcast up --listen "127.0.0.1:{port}" --data-dir "$data"
   rm -rf "$data"
-  port=$((port + 1))
-
-  ./target/release/naive-broadcaster 127.0.0.1:$port > /dev/null &
-  server=$!
-  for _ in $(seq 100); do curl -fs http://127.0.0.1:$port/healthz > /dev/null && break; sleep 0.1; done
-  echo "== naive broadcaster: $sessions sessions x $players players"
-  ./target/release/tickcast bots --edge http://127.0.0.1:$port --sessions "$sessions" \
-    --players-per-session "$players" --duration "$duration" --tick-ms 100 \
-    --server-pid "$server" --json > "$out/naive-$load.json" || true
-  cat "$out/naive-$load.json"
-  kill "$server"; wait "$server" 2>/dev/null || true
-  server=
-  port=$((port + 1))
+  measure naive $((port + 1)) ./target/release/naive-broadcaster "127.0.0.1:{port}"
+  port=$((port + 2))
 done
 
 python3 benches/report.py "$out" "$duration" "$loads" $quick > BENCHMARKS.md.new

@@ -29,6 +29,19 @@ pub(crate) async fn next_records(consumer: &mut dyn GroupConsumer) -> Vec<Record
     }
 }
 
+/// Waits until a member has every record its partitions held when it got them.
+async fn until_caught_up(consumer: &mut dyn GroupConsumer) {
+    loop {
+        match tokio::time::timeout(WAIT, consumer.next_event()).await.expect("not caught up in time").unwrap()
+        {
+            GroupEvent::CaughtUp(_) => return,
+            GroupEvent::Records(records) => panic!("a member from the end read {:?}", payloads(&records)),
+            GroupEvent::Assigned(_) => {}
+            GroupEvent::Revoked(revocation) => revocation.release(),
+        }
+    }
+}
+
 pub(crate) async fn appends_read_back_in_order(log: Arc<dyn EventLog>) {
     let offsets = log
         .append("t", vec![record("a", 1, "one"), record("b", 2, "two")], Durability::Durable)
@@ -122,6 +135,8 @@ pub(crate) async fn group_offsets_survive_reopen(open: impl Fn() -> Arc<dyn Even
     let batch = next_records(&mut *consumer).await;
     assert_eq!(payloads(&batch), ["r3", "r4"], "a restarted member resumes at the committed offset");
     let mut other = log.consume("other-group", &["t"], StartFrom::End).await.unwrap();
+    // A member that starts at the end starts where the end is when it is assigned: append after.
+    until_caught_up(&mut *other).await;
     log.append("t", vec![record("k", 0, "new")], Durability::Durable).await.unwrap();
     assert_eq!(payloads(&next_records(&mut *other).await), ["new"]);
 }
@@ -173,13 +188,6 @@ pub(crate) async fn a_member_is_told_when_it_has_caught_up(log: Arc<dyn EventLog
     consumer.close().await;
     // A member that joins where nothing is left to read is caught up at once.
     let mut again = log.consume("g2", &["t"], StartFrom::End).await.unwrap();
-    loop {
-        match tokio::time::timeout(WAIT, again.next_event()).await.expect("no catch-up in time").unwrap() {
-            GroupEvent::CaughtUp(_) => break,
-            GroupEvent::Records(records) => panic!("a member from the end read {:?}", payloads(&records)),
-            GroupEvent::Assigned(_) => {}
-            GroupEvent::Revoked(revocation) => revocation.release(),
-        }
-    }
+    until_caught_up(&mut *again).await;
     again.close().await;
 }
