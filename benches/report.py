@@ -2,6 +2,7 @@
 import json, os, platform, subprocess, sys, datetime
 
 out, duration, loads, quick = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4] == "1"
+overload, overload_duration = sys.argv[5], sys.argv[6]
 
 def sysctl(name):
     try:
@@ -100,6 +101,27 @@ for load in loads:
           f"{t['latenessMs']['p50']:.1f} / {t['latenessMs']['p99']:.1f} | {n['kicks']} / {n['missingSteps']} | "
           f"{t['kicks']} / {t['missingSteps']} | {nc:.2f} | {tc:.2f} | {ratio} | "
           f"{ns.get('rssPerPlayerKib', 0):.1f} KiB | {ts.get('rssPerPlayerKib', 0):.1f} KiB |")
+if overload:
+    print()
+    print("## Graceful overload: admission control\n")
+    print(f"`tickcast bots --sessions S --players-per-session P --duration {overload_duration} --staggered --connect-rate 500`:")
+    print("games arrive one by one, each starting its 3 s countdown when created, until the offered players are in;")
+    print("each game is measured for the duration from its own start. `tickcast up` as it ships (refusing new games with")
+    print("503 `at_capacity` while its own lag stays over 10 ms for 250 ms) and with `--saturation-lag-ms 0` (admitting all).\n")
+    print("| offered | admission | refused | playing | kicked | missing | p50 ms | p99 ms | p99.9 ms | max ms | gateway lag p99 / max ms | server CPU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for admission in ("on", "off"):
+        try:
+            r = json.load(open(os.path.join(out, f"overload-{admission}-{overload}.json")))
+        except (OSError, ValueError):
+            print(f"| {overload} | {admission} | run failed | | | | | | | | | |")
+            continue
+        l, gl, s_ = r["latenessMs"], r.get("serverLagMs") or {}, r.get("server") or {}
+        lag = f"{gl['p99']:.0f} / {gl['max']:.0f}" if gl else "—"
+        print(f"| {r['players']:,} ({overload}) | {admission} | {r.get('refused', 0):,} | {r['connected']:,} | {r['kicks']} | "
+              f"{r['missingSteps']} | {l['p50']:.1f} | {l['p99']:.1f} | {l['p999']:.1f} | {l['max']:.1f} | {lag} | "
+              f"{s_.get('cpuPercent', 0):.0f}% |")
+
 notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
 if os.path.exists(notes):
     print()

@@ -4,10 +4,15 @@
 #   - end-to-end: `tickcast up` (release, embedded log) and `tickcast bots` on the same machine,
 #     10 Hz ticks, at growing numbers of players;
 #   - the same loads against a naive broadcaster (benches/naive: axum, a broadcast channel per
-#     session, a task per player, no log), side by side in the same run.
+#     session, a task per player, no log), side by side in the same run;
+#   - graceful overload: 14,000 players offered as games arriving one by one (staggered, 500
+#     players/s), to `tickcast up` with its admission control and with it off.
 # Usage: benches/run.sh [--quick]     (--quick: shorter runs, for a smoke test of the script)
 #        TICKCAST_BENCH_LOADS="800x10 1000x10" benches/run.sh   (other loads: sessions x players)
 #        TICKCAST_BENCH_SKIP_MICRO=1 benches/run.sh              (keep the last criterion results)
+#        TICKCAST_BENCH_OVERLOAD="1400x10" benches/run.sh        (the overload offered; "" skips it)
+# tickcast has no per-address limit on games or connections today; one that the bots (all on
+# 127.0.0.1) would trip must be turned off here when it exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +20,9 @@ quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 duration=30s
 loads="${TICKCAST_BENCH_LOADS:-500x10 800x10 1000x10 1400x10 1800x10}"
-if [ "$quick" = 1 ]; then duration=5s; loads="50x10"; fi
+overload="${TICKCAST_BENCH_OVERLOAD-1400x10}"
+overload_duration=40s
+if [ "$quick" = 1 ]; then duration=5s; loads="50x10"; overload="50x10"; overload_duration=5s; fi
 
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cargo build --release --locked -p tickcast -p tickcast-naive-broadcaster
@@ -28,7 +35,8 @@ if [ "$quick" = 0 ] && [ -z "${TICKCAST_BENCH_SKIP_MICRO:-}" ]; then
 fi
 
 # Starts a server with the command after PORT ("$@", where {port} stands for it), waits for
-# /healthz, runs the bots against it into $out/NAME-LOAD.json, and stops it.
+# /healthz, runs the bots against it (with $bots_args) into $out/NAME-LOAD.json, and stops it.
+bots_args=()
 measure() {
   local name=$1 port=$2; shift 2
   "${@//\{port\}/$port}" > /dev/null &
@@ -37,7 +45,7 @@ measure() {
   echo "== $name: $sessions sessions x $players players"
   ./target/release/tickcast bots --edge "http://127.0.0.1:$port" --sessions "$sessions" \
     --players-per-session "$players" --duration "$duration" --tick-ms 100 \
-    --server-pid "$server" --json > "$out/$name-$load.json" || true
+    --server-pid "$server" "${bots_args[@]}" --json > "$out/$name-$load.json" || true
   cat "$out/$name-$load.json"
   kill "$server"; wait "$server" 2>/dev/null || true
   server=
@@ -53,6 +61,23 @@ for load in $loads; do
   port=$((port + 2))
 done
 
-python3 benches/report.py "$out" "$duration" "$loads" $quick > BENCHMARKS.md.new
+# The overload: the same offered games with admission control (the default) and without.
+if [ -n "$overload" ]; then
+  load=$overload; sessions=${load%x*}; players=${load#*x}
+  e2e_duration=$duration
+  duration=$overload_duration
+  bots_args=(--staggered --connect-rate 500)
+  for admission in on off; do
+    data=$(mktemp -d)
+    flag=(); [ "$admission" = off ] && flag=(--saturation-lag-ms 0)
+    RUST_LOG=warn measure "overload-$admission" $port ./target/release/tickcast up --listen "127.0.0.1:{port}" \
+      --data-dir "$data" "${flag[@]}"
+    rm -rf "$data"
+    port=$((port + 1))
+  done
+  duration=$e2e_duration
+fi
+
+python3 benches/report.py "$out" "$duration" "$loads" $quick "$overload" "$overload_duration" > BENCHMARKS.md.new
 mv BENCHMARKS.md.new BENCHMARKS.md
 echo "wrote BENCHMARKS.md"

@@ -167,6 +167,10 @@ pub(crate) struct BotsArgs {
     /// Region to ask for (default: the edge decides).
     #[arg(long)]
     pub(crate) region: Option<String>,
+    /// Games arrive one by one, each starting its countdown (3 s) when created, so the load
+    /// grows while games are offered (default: all start together after the ramp).
+    #[arg(long)]
+    pub(crate) staggered: bool,
     /// PID of the server, to report its CPU per message and memory per player (Linux).
     #[arg(long)]
     pub(crate) server_pid: Option<u32>,
@@ -192,6 +196,25 @@ pub(crate) struct UpArgs {
     pub(crate) game: GameArgs,
     #[command(flatten)]
     pub(crate) latency: LatencyArgs,
+    #[command(flatten)]
+    pub(crate) admission: AdmissionArgs,
+}
+
+/// When `tickcast up` refuses new games because it is saturated (docs/operations.md).
+#[derive(Debug, Args)]
+pub(crate) struct AdmissionArgs {
+    /// A gateway lag (late timers, old fan-out queues) or tick lateness over this many ms,
+    /// lasting --saturation-sustain, saturates the process: new games and joins get 503
+    /// at_capacity. 0 admits every game.
+    #[arg(long, env = "TICKCAST_SATURATION_LAG_MS", default_value_t = 10)]
+    pub(crate) saturation_lag_ms: u64,
+    /// How long the lag must stay over --saturation-lag-ms to count as saturation.
+    #[arg(long, env = "TICKCAST_SATURATION_SUSTAIN", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub(crate) saturation_sustain: std::time::Duration,
+    /// How long the process stays saturated after its last lag over the limit (also the
+    /// Retry-After it answers).
+    #[arg(long, env = "TICKCAST_SATURATION_HOLD", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub(crate) saturation_hold: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

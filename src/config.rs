@@ -9,10 +9,12 @@ use tickcast_gateways::GatewayConfig;
 use tickcast_gateways::latency::LatencyPolicy;
 use tickcast_processors::{ArchiverConfig, TickGeneratorConfig};
 use tickcast_producers::EdgeConfig;
+use tickcast_producers::admission::Admission;
 use tickcast_producers::rules::GameDefaults;
+use tickcast_schemas::load::LagGauge;
 use tickcast_schemas::regions::{self, Region};
 
-use crate::cli::{CommonArgs, GameArgs, LatencyArgs, LogArgs, RegionArgs, RollArgs};
+use crate::cli::{AdmissionArgs, CommonArgs, GameArgs, LatencyArgs, LogArgs, RegionArgs, RollArgs};
 
 /// Opens the log of a role's flags; `group_instance_id` makes its group members static.
 pub(crate) fn open_log(
@@ -87,6 +89,23 @@ pub(crate) fn gateway_config(region: String, common: &CommonArgs, latency: &Late
     config.lag_threshold = std::time::Duration::from_millis(latency.gateway_lag_limit_ms);
     config.debug_write_delay = std::time::Duration::from_millis(latency.debug_write_delay_ms);
     config
+}
+
+/// The process's saturation gauge and the edge's admission over it; `None` when
+/// `--saturation-lag-ms 0` admits every game.
+pub(crate) fn admission(args: &AdmissionArgs) -> anyhow::Result<Option<(Arc<LagGauge>, Arc<Admission>)>> {
+    if args.saturation_lag_ms == 0 {
+        return Ok(None);
+    }
+    if args.saturation_hold < std::time::Duration::from_secs(1) {
+        bail!(
+            "--saturation-hold / TICKCAST_SATURATION_HOLD must be at least 1s (it is also the Retry-After, in whole seconds)"
+        );
+    }
+    let threshold = std::time::Duration::from_millis(args.saturation_lag_ms);
+    let gauge = Arc::new(LagGauge::sustained(threshold, args.saturation_sustain));
+    let admission = Arc::new(Admission::new(Arc::clone(&gauge), args.saturation_hold));
+    Ok(Some((gauge, admission)))
 }
 
 pub(crate) fn edge_config(game: &GameArgs, common: &CommonArgs) -> EdgeConfig {

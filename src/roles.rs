@@ -14,8 +14,8 @@ use tickcast_schemas::topics::{self, GAME_EVENTS};
 
 use crate::cli::{ArchiverArgs, EdgeArgs, GatewayArgs, LogArgs, RegionArgs, TickGeneratorArgs, UpArgs};
 use crate::config::{
-    archiver_config, check_topics, edge_config, edge_regions, gateway_config, generator_config, ids,
-    kafka_options, latency_policy, open_log, region_table,
+    admission, archiver_config, check_topics, edge_config, edge_regions, gateway_config, generator_config,
+    ids, kafka_options, latency_policy, open_log, region_table,
 };
 use crate::routes::common_routes;
 use crate::secret::{shared_signer, signer_in};
@@ -29,21 +29,29 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let url = format!("embedded://{}", args.data_dir.display());
     let log = tickcast_eventlog::open(&url).with_context(|| format!("cannot open the event log {url}"))?;
     let mut roles = Roles::new();
+    // One saturation gauge for the process: its gateways and generator report to it, the edge
+    // refuses new games while it is over.
+    let saturation = admission(&args.admission)?;
+    let mut edge_config = edge_config(&args.game, &args.common);
+    edge_config.admission = saturation.as_ref().map(|(_, admission)| Arc::clone(admission));
+    let saturation = saturation.map(|(gauge, _)| gauge);
 
-    let edge =
-        Edge::new(Arc::clone(&log), signer.clone(), table.clone(), edge_config(&args.game, &args.common));
+    let edge = Edge::new(Arc::clone(&log), signer.clone(), table.clone(), edge_config);
     roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(roles.shutdown.clone()));
 
     let mut gateways = Vec::new();
     for region in &table {
         let mut config = gateway_config(region.id.clone(), &args.common, &args.latency);
         config.latency = latency;
+        config.saturation.clone_from(&saturation);
         let gateway = Gateway::new(Arc::clone(&log), signer.clone(), config, roles.shutdown.clone());
         roles.spawn("gateway", Arc::clone(&gateway).run());
         gateways.push(gateway);
     }
 
-    let generator = TickGenerator::new(Arc::clone(&log), generator_config(&args.game, &args.common));
+    let mut generator_config = generator_config(&args.game, &args.common);
+    generator_config.saturation = saturation;
+    let generator = TickGenerator::new(Arc::clone(&log), generator_config);
     roles.spawn("tick generator", generator.run(roles.shutdown.clone()));
 
     // The archiver stops last, after the roles that write, so the archive ends where the log does.

@@ -46,6 +46,7 @@ pub(crate) async fn bots(args: BotsArgs) -> anyhow::Result<()> {
         connect_rate: args.connect_rate,
         server_pid: args.server_pid,
         region: args.region,
+        staggered: args.staggered,
         progress: !args.json && std::io::stderr().is_terminal(),
     };
     let shutdown = CancellationToken::new();

@@ -16,25 +16,37 @@ pub(crate) struct Ticket {
     pub(crate) tick_ms: i64,
 }
 
-/// Creates one game starting at `start_at` (epoch ms) and tickets for all its players.
+/// One game's tickets, and how many of its players the edge refused as at capacity.
+#[derive(Debug)]
+pub(crate) struct Game {
+    pub(crate) tickets: Vec<Ticket>,
+    pub(crate) refused: usize,
+}
+
+/// Creates one game starting at `start_at` (epoch ms) and tickets for all its players. A join
+/// refused as `at_capacity` leaves that player out; a refused start is `Error::AtCapacity`.
 pub(crate) async fn create_game(
     http: &reqwest::Client,
     config: &BotsConfig,
     session: usize,
     start_at: i64,
-) -> Result<Vec<Ticket>, Error> {
+) -> Result<Game, Error> {
     let countdown_ms = (start_at - now_us() / 1000).clamp(0, 60_000);
     let mut body = json!({ "userId": format!("bot-{session}-0"), "tickMs": config.tick_ms, "countdownMs": countdown_ms });
     if let Some(region) = &config.region {
         body["preferredRegion"] = json!(region);
     }
     let first: Ticket = post(http, &format!("{}/edge/game/start", config.edge), &body).await?;
-    let mut tickets = vec![first.clone()];
+    let mut game = Game { tickets: vec![first.clone()], refused: 0 };
     for player in 1..config.players_per_session {
         let url = format!("{}/edge/game/{}/join", config.edge, first.game_id);
-        tickets.push(post(http, &url, &json!({ "userId": format!("bot-{session}-{player}") })).await?);
+        match post(http, &url, &json!({ "userId": format!("bot-{session}-{player}") })).await {
+            Ok(ticket) => game.tickets.push(ticket),
+            Err(Error::AtCapacity { .. }) => game.refused += 1,
+            Err(error) => return Err(error),
+        }
     }
-    Ok(tickets)
+    Ok(game)
 }
 
 async fn post(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> Result<Ticket, Error> {
@@ -45,6 +57,13 @@ async fn post(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> Re
         .await
         .map_err(|source| Error::Http { url: url.to_owned(), source })?;
     let status = response.status().as_u16();
+    if status == 503 {
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if body["error"] == "at_capacity" {
+            return Err(Error::AtCapacity { url: url.to_owned() });
+        }
+        return Err(Error::Edge { url: url.to_owned(), status, body: body.to_string() });
+    }
     if status != 200 {
         let body = response.text().await.unwrap_or_default();
         return Err(Error::Edge { url: url.to_owned(), status, body });

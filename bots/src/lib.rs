@@ -58,15 +58,24 @@ pub struct BotsConfig {
     pub server_pid: Option<u32>,
     /// Region to ask the edge for (otherwise the edge decides).
     pub region: Option<String>,
+    /// Games arrive one by one: each starts its countdown when it is created, so the server's
+    /// load grows while games are still being offered (admission control is exercised). By
+    /// default every game starts together once all players are connected.
+    pub staggered: bool,
     /// Draw a progress bar on stderr.
     pub progress: bool,
 }
+
+/// The countdown of a staggered game: from its creation to its first tick.
+const STAGGERED_COUNTDOWN_MS: i64 = 3_000;
 
 /// Why a run could not be made (a player's own failures are counted, not errors).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("edge at {url} refused to create a game: {status} {body}")]
     Edge { url: String, status: u16, body: String },
+    #[error("edge at {url} is at capacity (503 at_capacity)")]
+    AtCapacity { url: String },
     #[error("cannot reach the edge at {url}: {source}")]
     Http { url: String, source: reqwest::Error },
     #[error("invalid configuration: {0}")]
@@ -95,7 +104,10 @@ pub(crate) struct Plan {
     pub(crate) ramp: Duration,
     /// Epoch ms from which CPU and messages are counted: every session has started.
     pub(crate) window_start_ms: i64,
-    /// Epoch ms at which measuring ends: the last session start plus the duration.
+    /// Epoch ms at which that window ends: every session is still running until then.
+    pub(crate) window_end_ms: i64,
+    /// Epoch ms at which this player's measuring ends: its session's start plus the duration
+    /// (all sessions start together unless staggered).
     pub(crate) measure_end_ms: i64,
 }
 
@@ -110,17 +122,37 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
     let lead = Duration::from_secs(2);
     let now_ms = now_us() / 1000;
     let first_start_ms = now_ms + (ramp + lead).as_millis() as i64;
+    if config.staggered && config.duration <= ramp {
+        return Err(Error::Config(format!(
+            "staggered games arrive over {:.1} s: --duration must be longer, so that all of them are measured together for a while",
+            ramp.as_secs_f64()
+        )));
+    }
     if first_start_ms - now_ms > 60_000 {
         return Err(Error::Config(format!(
             "ramping up {players} players at {} per second takes longer than the 60 s countdown a game allows; raise --connect-rate",
             config.connect_rate
         )));
     }
-    let plan = Plan {
-        ramp_start: Instant::now(),
-        ramp,
-        window_start_ms: first_start_ms + config.tick_ms,
-        measure_end_ms: first_start_ms + config.tick_ms + config.duration.as_millis() as i64,
+    let duration_ms = config.duration.as_millis() as i64;
+    // The window over which CPU and messages are counted is when every game runs: staggered,
+    // from the last game's (planned) start to the first one's end.
+    let plan = if config.staggered {
+        Plan {
+            ramp_start: Instant::now(),
+            ramp,
+            window_start_ms: now_ms + ramp.as_millis() as i64 + STAGGERED_COUNTDOWN_MS + config.tick_ms,
+            window_end_ms: now_ms + STAGGERED_COUNTDOWN_MS + config.tick_ms + duration_ms,
+            measure_end_ms: now_ms + STAGGERED_COUNTDOWN_MS + config.tick_ms + duration_ms,
+        }
+    } else {
+        Plan {
+            ramp_start: Instant::now(),
+            ramp,
+            window_start_ms: first_start_ms + config.tick_ms,
+            window_end_ms: first_start_ms + config.tick_ms + duration_ms,
+            measure_end_ms: first_start_ms + config.tick_ms + duration_ms,
+        }
     };
     let shared = Arc::new(Shared::default());
     let http = reqwest::Client::new();
@@ -146,7 +178,7 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
     let sampler = tokio::spawn(async move {
         sleep_until_epoch_ms(window_start_ms).await;
         let start = (proc_usage::cpu_us(None), server_pid.and_then(|p| proc_usage::cpu_us(Some(p))));
-        sleep_until_epoch_ms(plan.measure_end_ms).await;
+        sleep_until_epoch_ms(plan.window_end_ms).await;
         let end = (proc_usage::cpu_us(None), server_pid.and_then(|p| proc_usage::cpu_us(Some(p))));
         let rss = server_pid.and_then(proc_usage::rss_kib);
         (start, end, rss)
@@ -156,7 +188,7 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
     let lag_watch = {
         let (http, edge) = (http.clone(), config.edge.clone());
         let from = plan.window_start_ms;
-        let until = Instant::now() + Duration::from_millis((plan.measure_end_ms - now_ms).max(0) as u64);
+        let until = Instant::now() + Duration::from_millis((plan.window_end_ms - now_ms).max(0) as u64);
         tokio::spawn(async move {
             sleep_until_epoch_ms(from).await;
             lag::watch(http, edge, until).await
@@ -165,15 +197,31 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
 
     let mut tasks = JoinSet::new();
     let mut connect_failures = 0u64;
+    let mut refused = 0u64;
     let mut index = 0usize;
     for session in 0..config.sessions {
         if shutdown.is_cancelled() {
             break;
         }
         // Starts spread evenly over one tick, so sessions do not all tick at the same instant.
-        let start_at = first_start_ms + (session as i64 * config.tick_ms) / config.sessions as i64;
+        let start_at = if config.staggered {
+            let due = plan.ramp_start + plan.ramp.mul_f64(index as f64 / players as f64);
+            tokio::time::sleep_until(due).await;
+            now_us() / 1000 + STAGGERED_COUNTDOWN_MS
+        } else {
+            first_start_ms + (session as i64 * config.tick_ms) / config.sessions as i64
+        };
         let tickets = match create_game(&http, &config, session, start_at).await {
-            Ok(tickets) => tickets,
+            Ok(game) => {
+                refused += game.refused as u64;
+                index += game.refused;
+                game.tickets
+            }
+            Err(Error::AtCapacity { .. }) => {
+                refused += config.players_per_session as u64;
+                index += config.players_per_session;
+                continue;
+            }
             Err(error) => {
                 if session == 0 {
                     ticker.abort();
@@ -191,6 +239,12 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
             index += 1;
             let user_id = format!("bot-{session}-{player}");
             let (shared, config, shutdown) = (Arc::clone(&shared), config.clone(), shutdown.clone());
+            // A staggered game is measured over its own `duration` from its own start.
+            let plan = if config.staggered {
+                Plan { measure_end_ms: ticket.start_at + config.tick_ms + duration_ms, ..plan }
+            } else {
+                plan
+            };
             tasks.spawn(async move {
                 play(ticket, user_id, &config, plan, &shared, shutdown, index as u64).await
             });
@@ -224,7 +278,7 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
     for sample in outcomes.iter().flat_map(|o| o.server_lateness_ms.iter()) {
         server_lateness.record(i64::from(*sample) * 1000);
     }
-    let window_s = (plan.measure_end_ms - window_start_ms) as f64 / 1000.0;
+    let window_s = (plan.window_end_ms - window_start_ms) as f64 / 1000.0;
     let per_message = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) if window_messages > 0 => (b - a) as f64 / window_messages as f64,
         _ => 0.0,
@@ -258,6 +312,7 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
         jitter_ms: config.jitter.as_millis() as u64,
         connected: sum(|o| u64::from(o.connected)),
         connect_failures: connect_failures + sum(|o| u64::from(!o.connected)),
+        refused,
         expected_steps: expected,
         delivered_steps: delivered,
         missing_steps: expected - delivered,

@@ -71,7 +71,7 @@ pub(crate) async fn play(
     let mut record = StepRecord::new(last_expected);
     outcome.expected = record.expected();
     outcome.lateness_us.reserve(record.expected() as usize);
-    let (window_start_us, window_end_us) = (plan.window_start_ms * 1000, plan.measure_end_ms * 1000);
+    let (window_start_us, window_end_us) = (plan.window_start_ms * 1000, plan.window_end_ms * 1000);
     let mut unreported = 0u64;
     let ws_config = WebSocketConfig::default().read_buffer_size(1024).write_buffer_size(0);
     let Ok(stream) = TcpStream::connect(host_port(&ticket.ws_endpoint)).await else { return outcome };

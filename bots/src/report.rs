@@ -16,6 +16,8 @@ pub struct Report {
     pub jitter_ms: u64,
     pub connected: u64,
     pub connect_failures: u64,
+    /// Players the edge refused up front (503 `at_capacity`), never connected.
+    pub refused: u64,
     /// Steps expected by players that were not kicked.
     pub expected_steps: u64,
     pub delivered_steps: u64,
@@ -90,8 +92,8 @@ impl Report {
             self.jitter_ms
         );
         out += &format!(
-            "connected {} / {} (connect failures {}), kicked {}, error frames {}\n",
-            self.connected, self.players, self.connect_failures, self.kicks, self.errors
+            "connected {} / {} (refused as at capacity {}, connect failures {}), kicked {}, error frames {}\n",
+            self.connected, self.players, self.refused, self.connect_failures, self.kicks, self.errors
         );
         out += &format!(
             "steps: expected {}, delivered {}, missing {}, duplicate {}, out of order {}; {} of {} players got every step\n",

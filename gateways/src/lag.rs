@@ -3,8 +3,11 @@
 //! lags, the round trips it measures may hold its own delay, so the latency policy judges no
 //! one (`lagged_since`); overload is for admission control, not for kicks.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+
+use tickcast_schemas::load::LagGauge;
 
 use tokio_util::sync::CancellationToken;
 
@@ -16,29 +19,27 @@ const PROBE_EVERY: Duration = Duration::from_millis(50);
 /// The gateway's lag, shared by its probe, its shards and its connections.
 #[derive(Debug)]
 pub(crate) struct GatewayLag {
-    /// Lag above this means the gateway's own delay could be mistaken for a player's.
-    threshold_us: i64,
-    /// The last instant (epoch µs) a lag above the threshold was seen; `i64::MIN` for never.
-    lagging_at_us: AtomicI64,
+    /// Lag above its threshold means the gateway's own delay could be mistaken for a player's.
+    judging: LagGauge,
+    /// The process's saturation gauge (`tickcast up`: read by the edge to refuse new games),
+    /// told every lag this gateway sees.
+    saturation: Option<Arc<LagGauge>>,
     /// The largest lag (µs) reported since the probe last published it.
     worst_us: AtomicI64,
 }
 
 impl GatewayLag {
-    pub(crate) const fn new(threshold: Duration) -> Self {
-        Self {
-            threshold_us: threshold.as_micros() as i64,
-            lagging_at_us: AtomicI64::new(i64::MIN),
-            worst_us: AtomicI64::new(0),
-        }
+    pub(crate) const fn new(threshold: Duration, saturation: Option<Arc<LagGauge>>) -> Self {
+        Self { judging: LagGauge::new(threshold), saturation, worst_us: AtomicI64::new(0) }
     }
 
     /// Some part of the gateway ran `lag` late.
     pub(crate) fn report(&self, lag: Duration) {
-        let lag_us = lag.as_micros() as i64;
-        self.worst_us.fetch_max(lag_us, Ordering::Relaxed);
-        if lag_us > self.threshold_us {
-            self.lagging_at_us.fetch_max(now_us(), Ordering::Relaxed);
+        let now = now_us();
+        self.worst_us.fetch_max(lag.as_micros() as i64, Ordering::Relaxed);
+        self.judging.report(lag, now);
+        if let Some(saturation) = &self.saturation {
+            saturation.report(lag, now);
         }
     }
 
@@ -46,7 +47,7 @@ impl GatewayLag {
     /// period before it (a stall is seen only when it ends).
     pub(crate) fn lagged_since(&self, since_us: i64) -> bool {
         let margin = PROBE_EVERY.as_micros() as i64 * 2;
-        self.lagging_at_us.load(Ordering::Relaxed) >= since_us.saturating_sub(margin)
+        self.judging.over_since(since_us.saturating_sub(margin))
     }
 
     /// Measures the event loop until `stop`: how late each timer fires. Publishes the worst lag
@@ -65,7 +66,7 @@ impl GatewayLag {
                 tracing::warn!(
                     region,
                     lag_ms = worst_us / 1000,
-                    threshold_ms = self.threshold_us / 1000,
+                    threshold_ms = self.judging.threshold().as_millis() as u64,
                     "the gateway is lagging: latency samples are not judged (nobody is warned or kicked) until it catches up"
                 );
             } else if lagging && !now_lagging {
@@ -82,7 +83,7 @@ mod tests {
 
     #[test]
     fn a_lag_over_the_threshold_marks_the_time_since() {
-        let lag = GatewayLag::new(Duration::from_millis(50));
+        let lag = GatewayLag::new(Duration::from_millis(50), None);
         let before = now_us();
         lag.report(Duration::from_millis(10));
         assert!(!lag.lagged_since(before), "under the threshold");

@@ -43,6 +43,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tickcast_eventlog::{EventLog, StartFrom};
 use tickcast_schemas::event::Event;
+use tickcast_schemas::load::LagGauge;
 use tickcast_schemas::sessions::{SessionDirectory, SessionInfo};
 use tickcast_schemas::token::TokenSigner;
 use tickcast_schemas::topics::{self, GAME_EVENTS};
@@ -77,6 +78,9 @@ pub struct GatewayConfig {
     pub history: Duration,
     /// The gateway's own lag (event loop, shard queues) above which it judges no one's latency.
     pub lag_threshold: Duration,
+    /// The process's saturation gauge, told every lag the gateway sees (`tickcast up` shares
+    /// it with the edge, which refuses new games while it is over its threshold).
+    pub saturation: Option<Arc<LagGauge>>,
     /// Test-only: how long each fan-out shard blocks before forwarding a batch of frames (a
     /// gateway made slow from inside). Zero in production.
     pub debug_write_delay: Duration,
@@ -96,6 +100,7 @@ impl GatewayConfig {
             max_pending_bytes: 256 * 1024,
             history: Duration::from_secs(6 * 3600),
             lag_threshold: Duration::from_millis(50),
+            saturation: None,
             debug_write_delay: Duration::ZERO,
         }
     }
@@ -167,7 +172,7 @@ impl Gateway {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let (shards, shards_rx): (Vec<_>, Vec<_>) = (0..cores).map(|_| mpsc::unbounded_channel()).unzip();
         let gateway_id = format!("{}/{}", config.region, config.instance);
-        let config_lag = config.lag_threshold;
+        let lag = GatewayLag::new(config.lag_threshold, config.saturation.clone());
         Arc::new(Self {
             source: format!("gateway@{gateway_id}"),
             gateway_id,
@@ -182,7 +187,7 @@ impl Gateway {
             events_rx: Mutex::new(Some(events_rx)),
             connections: TaskTracker::new(),
             next_connection: AtomicU64::new(0),
-            lag: Arc::new(GatewayLag::new(config_lag)),
+            lag: Arc::new(lag),
             shutdown,
         })
     }

@@ -24,6 +24,7 @@ use tickcast_eventlog::{
     CommitPosition, Durability, EventLog, GroupConsumer, GroupEvent, NewRecord, Record, RetryHint, StartFrom,
 };
 use tickcast_schemas::event::{Countdown, EVENT_TYPES, Event, EventBody, SessionCreated, SessionEnded, Tick};
+use tickcast_schemas::load::LagGauge;
 use tickcast_schemas::topics::{self, GAME_EVENTS};
 use tokio_util::sync::CancellationToken;
 
@@ -42,11 +43,14 @@ pub struct TickGeneratorConfig {
     pub instance: String,
     /// A session with no player connected for this long after its start ends as `idle`.
     pub idle_ms: i64,
+    /// The process's saturation gauge, told how late each tick is emitted (`tickcast up`
+    /// shares it with the edge, which refuses new games while it is over its threshold).
+    pub saturation: Option<Arc<LagGauge>>,
 }
 
 impl Default for TickGeneratorConfig {
     fn default() -> Self {
-        Self { group: "tick-generator".into(), instance: "0".into(), idle_ms: 30_000 }
+        Self { group: "tick-generator".into(), instance: "0".into(), idle_ms: 30_000, saturation: None }
     }
 }
 
@@ -346,11 +350,13 @@ impl TickGenerator {
             }
             active.schedule.emit_due(now, &mut emissions);
             let created = active.schedule.created();
+            let mut newest_tick_late_ms = None;
             for emission in emissions.drain(..) {
                 let body = match emission {
                     Emission::Countdown { remaining_ms } => EventBody::Countdown(Countdown { remaining_ms }),
                     Emission::Tick { step, state, scheduled_at } => {
                         metrics::tick_lateness(emitted_at - scheduled_at);
+                        newest_tick_late_ms = Some(emitted_at - scheduled_at);
                         EventBody::Tick(Tick {
                             step,
                             value: state.value,
@@ -375,6 +381,11 @@ impl TickGenerator {
                 } else {
                     ticks.entry(active.ticks_topic.clone()).or_default().push(record);
                 }
+            }
+            // How late the newest step is, not the oldest: steps missed while no generator ran
+            // (a restart catching up) say nothing about how loaded this process is now.
+            if let (Some(late_ms), Some(saturation)) = (newest_tick_late_ms, &self.config.saturation) {
+                saturation.report(Duration::from_millis(late_ms.max(0) as u64), emitted_at * 1000);
             }
             if active.schedule.is_ended() {
                 tracing::info!(session = %id, last_step = active.schedule.last_step(), "session ended");

@@ -12,9 +12,11 @@
 //! # Layout
 //! - [`routing`]: region selection (sans-IO).
 //! - [`rules`]: request bodies, ranges and defaults.
+//! - [`admission`]: refusing new games while the process is saturated.
 //! - [`Edge`]: the HTTP handlers and the directory follower.
 //! - `metrics`: metric names.
 
+pub mod admission;
 mod metrics;
 pub mod routing;
 pub mod rules;
@@ -38,6 +40,7 @@ use tickcast_schemas::token::{Claims, TokenSigner};
 use tickcast_schemas::topics::GAME_EVENTS;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::Admission;
 use crate::routing::{RegionHints, RegionRouter, RoutingError};
 use crate::rules::{GameDefaults, JoinRequest, StartRequest, check_user_id};
 
@@ -54,6 +57,8 @@ pub struct EdgeConfig {
     /// Client-side tick mode (`USE_TICK_BROADCASTER=false`): tickets carry the seed, so clients
     /// compute the ticks themselves; nothing is secret about a game then.
     pub reveal_seed_at_start: bool,
+    /// Refuses new games and players while the process is saturated; `None` admits all.
+    pub admission: Option<Arc<Admission>>,
 }
 
 impl Default for EdgeConfig {
@@ -64,6 +69,7 @@ impl Default for EdgeConfig {
             instance: "0".into(),
             directory_history_ms: 6 * 3600 * 1000,
             reveal_seed_at_start: false,
+            admission: None,
         }
     }
 }
@@ -147,8 +153,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    now_us() / 1000
 }
 
 fn parse_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
@@ -226,6 +236,11 @@ impl Edge {
         format!("ws://{host}/ws/{}", region.id)
     }
 
+    /// Refuses a new game or player while the process is saturated.
+    fn admit(&self) -> Result<(), ApiError> {
+        self.config.admission.as_ref().map_or(Ok(()), |admission| admission.check(now_us()))
+    }
+
     /// A ticket for `user_id` to play `session`, which is in `region`.
     fn ticket(
         &self,
@@ -260,6 +275,7 @@ async fn start_game(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<GameTicket>, ApiError> {
+    edge.admit()?;
     let request: StartRequest = parse_body(body)?;
     let rules = request
         .rules(&edge.config.defaults)
@@ -333,6 +349,7 @@ async fn join_game(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<GameTicket>, ApiError> {
+    edge.admit()?;
     let request: JoinRequest = parse_body(body)?;
     check_user_id(&request.user_id)
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", m))?;

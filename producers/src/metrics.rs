@@ -1,11 +1,18 @@
 //! Metric names of the edge, in one place.
 
-use metrics::counter;
+use metrics::{counter, gauge};
 
 /// Sessions created, by region.
 pub(crate) const SESSIONS_CREATED: &str = "tickcast_edge_sessions_created_total";
 /// Requests refused, by error code.
 pub(crate) const REQUESTS_REFUSED: &str = "tickcast_edge_requests_refused_total";
+
+/// 1 while the edge refuses new games because the process is saturated, else 0.
+pub(crate) const SATURATED: &str = "tickcast_edge_saturated";
+
+pub(crate) fn saturated(saturated: bool) {
+    gauge!(SATURATED).set(f64::from(u8::from(saturated)));
+}
 
 pub(crate) fn session_created(region: &str) {
     counter!(SESSIONS_CREATED, "region" => region.to_owned()).increment(1);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Player, Seen, Server, eventually, latency_proxy, log_events};
+use crate::support::{Player, Seen, Server, eventually, keep_reading, latency_proxy, log_events};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_players_are_warned_or_kicked_and_fast_ones_never_warned() {
@@ -85,25 +85,6 @@ async fn slow_players_are_warned_or_kicked_and_fast_ones_never_warned() {
         "the warning is logged"
     );
     assert!(!events.iter().any(|e| e["type"] == "player_kicked" && e["userId"] != "kicked"));
-}
-
-/// Reads a player's frames in a task of its own, as a real client does (answering pings as they
-/// come), until `ticks` ticks arrived or the connection closed; returns the frames and the close
-/// code if it closed.
-fn keep_reading(
-    mut player: Player,
-    ticks: usize,
-) -> tokio::task::JoinHandle<(Vec<serde_json::Value>, Option<u16>)> {
-    tokio::spawn(async move {
-        let mut frames = Vec::new();
-        while frames.iter().filter(|f: &&serde_json::Value| f["type"] == "tick").count() < ticks {
-            match player.next().await {
-                Seen::Json(frame) => frames.push(frame),
-                Seen::Closed(code) => return (frames, code),
-            }
-        }
-        (frames, None)
-    })
 }
 
 /// A modified client behind a 500 ms round trip that answers its pings late but sends "fresh"

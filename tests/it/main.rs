@@ -4,6 +4,7 @@
 mod archive;
 mod bad_input;
 mod bots;
+mod capacity;
 mod cli;
 mod game;
 mod kafka;

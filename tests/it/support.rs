@@ -93,6 +93,9 @@ impl Server {
             Some(secret) => command.env("TICKCAST_TOKEN_SECRET", secret),
             None => command.env_remove("TICKCAST_TOKEN_SECRET"),
         };
+        // Debug builds side by side on two cores lag for reasons that say nothing about
+        // capacity: admission control is off unless a test turns it on with the flag.
+        command.env("TICKCAST_SATURATION_LAG_MS", "0");
         let mut child = command.env("RUST_LOG", "warn").stdout(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut addr = None;
@@ -374,4 +377,23 @@ pub(crate) async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Reads a player's frames in a task of its own, as a real client does (answering pings as they
+/// come), until `ticks` ticks arrived or the connection closed; returns the frames and the close
+/// code if it closed.
+pub(crate) fn keep_reading(
+    mut player: Player,
+    ticks: usize,
+) -> tokio::task::JoinHandle<(Vec<serde_json::Value>, Option<u16>)> {
+    tokio::spawn(async move {
+        let mut frames = Vec::new();
+        while frames.iter().filter(|f: &&serde_json::Value| f["type"] == "tick").count() < ticks {
+            match player.next().await {
+                Seen::Json(frame) => frames.push(frame),
+                Seen::Closed(code) => return (frames, code),
+            }
+        }
+        (frames, None)
+    })
 }

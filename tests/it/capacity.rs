@@ -1,0 +1,76 @@
+//! Admission control: a saturated process refuses new players up front and keeps the ones it has.
+
+use serde_json::json;
+
+use crate::support::{Player, Server, eventually, keep_reading, log_events};
+
+/// A process told it is saturated — each fan-out shard blocks 80 ms per batch of ticks, so its
+/// own lag stays over the 25 ms limit — answers new games and new players with 503
+/// `at_capacity` and a `Retry-After`, and keeps its players: they get every tick, in order, and
+/// nobody is warned or kicked for the server's own delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_server_refuses_new_games_and_keeps_its_players() {
+    let server = Server::start_with(&[
+        "--debug-write-delay-ms",
+        "80",
+        "--saturation-lag-ms",
+        "25",
+        "--saturation-sustain",
+        "200ms",
+        "--saturation-hold",
+        "5s",
+    ]);
+    // Idle, it admits.
+    let ticket = server.start_game(json!({"userId":"a","countdownMs":0,"tickMs":100})).await;
+    let game_id = ticket["gameId"].as_str().unwrap().to_owned();
+    let mut readers = Vec::new();
+    for user in ["a", "b"] {
+        let ticket = if user == "a" { ticket.clone() } else { server.join_game(&game_id, user).await };
+        readers.push(keep_reading(Player::join(&ticket, user, None).await, 60));
+    }
+
+    // Once its ticks flow, it lags and refuses.
+    let http = reqwest::Client::new();
+    let start = |http: reqwest::Client, url: String| async move {
+        let response = http.post(url).json(&json!({"userId":"late"})).send().await.unwrap();
+        let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        (response.status().as_u16(), retry_after, response.json::<serde_json::Value>().await.unwrap())
+    };
+    let (retry_after, body) = eventually("a new game refused as at capacity", || {
+        let attempt = start(http.clone(), server.url("/edge/game/start"));
+        async move {
+            let (status, retry_after, body) = attempt.await;
+            (status == 503).then_some((retry_after, body))
+        }
+    })
+    .await;
+    assert_eq!(body["error"], "at_capacity", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("retry"), "{body}");
+    assert_eq!(retry_after.as_deref(), Some("5"), "Retry-After is the hold, in seconds");
+    let (status, retry_after, body) =
+        start(http.clone(), server.url(&format!("/edge/game/{game_id}/join"))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("at_capacity")),
+        "a new player is refused too: {body}"
+    );
+    assert_eq!(retry_after.as_deref(), Some("5"));
+    assert!(server.metrics().await.contains("tickcast_edge_saturated 1"));
+
+    // The players it had keep playing: every tick from their first, nobody warned or kicked.
+    for reader in readers {
+        let (frames, closed) = reader.await.unwrap();
+        assert_eq!(closed, None, "a player was disconnected: {frames:?}");
+        assert!(!frames.iter().any(|f| f["type"] == "latency_status" || f["type"] == "kicked"), "{frames:?}");
+        let steps: Vec<i64> =
+            frames.iter().filter(|f| f["type"] == "tick").map(|f| f["step"].as_i64().unwrap()).collect();
+        let first = steps[0];
+        assert_eq!(
+            steps,
+            (first..first + steps.len() as i64).collect::<Vec<_>>(),
+            "every tick once, in order"
+        );
+    }
+    let events = log_events(&server, "game-events").await;
+    assert!(!events.iter().any(|e| e["type"] == "player_kicked" || e["type"] == "latency_warned"));
+}
