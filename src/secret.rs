@@ -96,7 +96,7 @@ pub(crate) async fn shared_signer(
         // One process owns an embedded log: the secret beside it serves it.
         return signer_in(common, Path::new(dir));
     }
-    let first = |records: Vec<tickcast_eventlog::Record>| records.into_iter().find(|r| r.key == SECRET_KEY);
+    let first = |records: Vec<tickcast_eventlog::Record>| records.into_iter().find(|r| &*r.key == SECRET_KEY);
     let mut found = first(log.read(topics::DEPLOYMENT, StartFrom::Beginning, 64).await?);
     if found.is_none() {
         let record = NewRecord {

@@ -42,7 +42,9 @@ pub struct Record {
     pub partition: u32,
     /// Position in its partition, from 0, without gaps.
     pub offset: u64,
-    pub key: String,
+    /// Shared, not copied, by every reader a record is handed to (a live record reaches
+    /// every tail of its topic).
+    pub key: Arc<str>,
     pub timestamp_ms: i64,
     pub payload: Bytes,
 }

@@ -84,7 +84,15 @@ pub struct TickGenerator {
     /// Per owned game-events partition: the offset after the last processed record.
     consumed: HashMap<u32, CommitPosition>,
     committed: HashMap<u32, CommitPosition>,
+    /// When the positions to commit last moved plus `COMMIT_EVERY`; `None` while the committed
+    /// positions are current. Commits follow moves at most this often: finding the oldest
+    /// active session scans them all, and a position committed a little late only makes the
+    /// next owner re-read a little more.
+    commit_due: Option<tokio::time::Instant>,
 }
+
+/// How long moved positions wait before they are committed, at most.
+const COMMIT_EVERY: Duration = Duration::from_millis(200);
 
 impl TickGenerator {
     #[must_use]
@@ -100,6 +108,7 @@ impl TickGenerator {
             waiting: HashMap::new(),
             consumed: HashMap::new(),
             committed: HashMap::new(),
+            commit_due: None,
         }
     }
 
@@ -107,10 +116,13 @@ impl TickGenerator {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
         let mut consumer = self.log.consume(&self.config.group, &[GAME_EVENTS], StartFrom::Beginning).await?;
         loop {
-            let sleep = match self.deadlines.peek() {
+            let mut sleep = match self.deadlines.peek() {
                 Some(Reverse((deadline, _))) => deadline.wait_from(now_ms()),
                 None => Duration::from_secs(3600),
             };
+            if let Some(due) = self.commit_due {
+                sleep = sleep.min(due.saturating_duration_since(tokio::time::Instant::now()));
+            }
             tokio::select! {
                 // Due ticks first: a steady stream of game events (a latency sample per player
                 // per second) must not delay them.
@@ -118,12 +130,13 @@ impl TickGenerator {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(sleep) => {
                     self.emit_due(now_ms()).await?;
-                    self.commit(&mut *consumer).await?;
+                    self.commit_if_due(&mut *consumer).await?;
                 }
                 event = consumer.next_event() => match event? {
                     GroupEvent::Records(records) => {
                         self.apply(records).await?;
-                        self.commit(&mut *consumer).await?;
+                        self.positions_moved();
+                        self.commit_if_due(&mut *consumer).await?;
                     }
                     GroupEvent::Assigned(partitions) => {
                         tracing::info!(?partitions, "game-events partitions assigned");
@@ -145,6 +158,9 @@ impl TickGenerator {
                     }
                 },
             }
+        }
+        if self.commit_due.is_some() {
+            self.commit(&mut *consumer).await?;
         }
         self.drain(|_| true);
         consumer.close().await;
@@ -232,6 +248,7 @@ impl TickGenerator {
                 }
                 EventBody::SessionEnded(_) => {
                     self.sessions.remove(&event.session_id);
+                    self.positions_moved();
                 }
                 EventBody::Unknown => {
                     tracing::warn!(offset = record.offset, "skipping an event of unknown type or version");
@@ -303,7 +320,7 @@ impl TickGenerator {
             let mut scan = self.log.scan(&topic, StartFrom::Timestamp(since)).await?;
             while let Some(batch) = scan.next_batch().await? {
                 for record in &batch {
-                    let Some(step) = last_steps.get_mut(&record.key) else { continue };
+                    let Some(step) = last_steps.get_mut(&*record.key) else { continue };
                     match Event::from_bytes(&record.payload) {
                         Ok(Event { body: EventBody::Tick(tick), .. }) => *step = (*step).max(tick.step),
                         // Its end is in the tick topic: it is over, whatever game-events says yet.
@@ -316,6 +333,7 @@ impl TickGenerator {
                 if last_step == ENDED {
                     tracing::info!(session = %id, "not resuming a session whose end is logged");
                     self.sessions.remove(&id);
+                    self.positions_moved();
                     continue;
                 }
                 let Some(active) = self.sessions.get_mut(&id) else {
@@ -390,6 +408,7 @@ impl TickGenerator {
             if active.schedule.is_ended() {
                 tracing::info!(session = %id, last_step = active.schedule.last_step(), "session ended");
                 self.sessions.remove(&id);
+                self.positions_moved();
             } else {
                 self.push_deadline(&id);
             }
@@ -411,7 +430,20 @@ impl TickGenerator {
         Ok(())
     }
 
+    /// The positions to commit may have moved: commit them within `COMMIT_EVERY`.
+    fn positions_moved(&mut self) {
+        self.commit_due.get_or_insert_with(|| tokio::time::Instant::now() + COMMIT_EVERY);
+    }
+
+    async fn commit_if_due(&mut self, consumer: &mut dyn GroupConsumer) -> Result<(), Error> {
+        match self.commit_due {
+            Some(due) if due <= tokio::time::Instant::now() => self.commit(consumer).await,
+            _ => Ok(()),
+        }
+    }
+
     async fn commit(&mut self, consumer: &mut dyn GroupConsumer) -> Result<(), Error> {
+        self.commit_due = None;
         let mut targets = self.consumed.clone();
         for session in self.sessions.values() {
             targets.entry(session.partition).and_modify(|t| {

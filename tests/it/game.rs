@@ -199,8 +199,9 @@ async fn a_game_survives_kill_9_of_the_server_without_a_missing_or_doubled_step(
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start_in(dir.path(), &[]);
     let ticket = server
-        .start_game(json!({"userId":"fay","tickMs":50,"countdownMs":0,"maxRounds":3,"minBreakSteps":30,"maxBreakSteps":60}))
+        .start_game(json!({"userId":"fay","tickMs":50,"countdownMs":1000,"maxRounds":3,"minBreakSteps":30,"maxBreakSteps":60}))
         .await;
+    // A join gets ticks from when it is made: the countdown lets it be made before step 0.
     let mut player = Player::join(&ticket, "fay", None).await;
     let mut steps = Vec::new();
     while steps.last().is_none_or(|s| *s < 20) {

@@ -200,7 +200,7 @@ impl Shared {
                     topic: Arc::clone(&topic),
                     partition: 0,
                     offset: row.get::<_, i64>(0)? as u64,
-                    key: row.get(1)?,
+                    key: row.get::<_, String>(1)?.into(),
                     timestamp_ms: row.get(2)?,
                     payload: Bytes::from(row.get::<_, Vec<u8>>(3)?),
                 })

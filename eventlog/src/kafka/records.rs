@@ -32,7 +32,7 @@ pub(super) fn to_record<M: Message>(
         topic,
         partition: message.partition() as u32,
         offset: message.offset() as u64,
-        key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+        key: String::from_utf8_lossy(message.key().unwrap_or_default()).into(),
         timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
         payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
     }
