@@ -53,6 +53,7 @@ if not quick:
     print()
 
 print("## End to end: `tickcast up` + `tickcast bots`, 10 Hz ticks, embedded log\n")
+print(f"`tickcast up --saturation-lag-ms 0` (every player admitted: this table measures capacity) and")
 print(f"`tickcast bots --sessions S --players-per-session P --duration {duration} --tick-ms 100 --server-pid PID --json`\n")
 print("| players | kicked | missing | dup | out of order | p50 ms | p99 ms | p99.9 ms | max ms | server-side p99 ms | gateway lag p99 / max ms | not judged | bots lag p99 / max ms | server µs/msg | server CPU | bots µs/msg | server RSS/player |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")

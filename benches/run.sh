@@ -55,7 +55,9 @@ port=18800
 for load in $loads; do
   sessions=${load%x*}; players=${load#*x}
   data=$(mktemp -d)
-  RUST_LOG=warn measure bots $port ./target/release/tickcast up --listen "127.0.0.1:{port}" --data-dir "$data"
+  # Capacity is measured with every player admitted; the overload below measures admission.
+  RUST_LOG=warn measure bots $port ./target/release/tickcast up --listen "127.0.0.1:{port}" --data-dir "$data" \
+    --saturation-lag-ms 0
   rm -rf "$data"
   measure naive $((port + 1)) ./target/release/naive-broadcaster "127.0.0.1:{port}"
   port=$((port + 2))

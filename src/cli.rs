@@ -302,9 +302,19 @@ pub(crate) struct ListenArgs {
     /// replay serve 127.0.0.1:8090].
     #[arg(long = "listen", env = "TICKCAST_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// How long a client has to send a request's headers (also how long a kept-alive
+    /// connection may sit idle); 0 for no limit.
+    #[arg(long, env = "TICKCAST_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_read_timeout: std::time::Duration,
 }
 
 impl ListenArgs {
+    pub(crate) fn http_config(&self) -> tickcast_gateways::http::HttpConfig {
+        tickcast_gateways::http::HttpConfig {
+            header_read_timeout: Some(self.header_read_timeout).filter(|t| !t.is_zero()),
+        }
+    }
+
     /// The address asked for, or 127.0.0.1 with the command's default port.
     pub(crate) fn or_port(&self, default_port: u16) -> SocketAddr {
         self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)))
@@ -404,6 +414,10 @@ pub(crate) struct GameArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct LatencyArgs {
+    /// How long an upgraded WebSocket may go without a `join` (or `resume`) before it is
+    /// closed with 1008; 0 for no limit.
+    #[arg(long, env = "JOIN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub(crate) join_timeout_ms: u64,
     /// Average RTT above which a player is kicked.
     #[arg(long, env = "MAX_LATENCY_MS", default_value_t = 150)]
     pub(crate) max_latency_ms: u64,

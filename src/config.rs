@@ -87,6 +87,7 @@ pub(crate) fn gateway_config(region: String, common: &CommonArgs, latency: &Late
     let mut config = GatewayConfig::new(region);
     config.instance = common.instance.clone();
     config.lag_threshold = std::time::Duration::from_millis(latency.gateway_lag_limit_ms);
+    config.join_timeout = std::time::Duration::from_millis(latency.join_timeout_ms);
     config.debug_write_delay = std::time::Duration::from_millis(latency.debug_write_delay_ms);
     config
 }

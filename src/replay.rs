@@ -109,8 +109,7 @@ pub(crate) async fn run(command: ReplayCommand) -> anyhow::Result<()> {
             let playback = tickcast_replay::serve::Playback::of(&history, &session)?;
             drop(out);
             let mut roles = Roles::new();
-            let addr =
-                roles.serve(listen.or_port(8090), tickcast_replay::serve::router(playback, speed)).await?;
+            let addr = roles.serve(&listen, 8090, tickcast_replay::serve::router(playback, speed)).await?;
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(
                 stdout,

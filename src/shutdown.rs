@@ -10,6 +10,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::cli::ListenArgs;
+
 /// How long roles get to finish after a shutdown signal before they are aborted: the readers
 /// that stop last share it with the roles they follow.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -81,14 +83,21 @@ impl Roles {
     }
 
     /// Binds `addr` and serves `app` until shutdown; returns the bound address.
-    pub(crate) async fn serve(&mut self, addr: SocketAddr, app: Router) -> anyhow::Result<SocketAddr> {
+    pub(crate) async fn serve(
+        &mut self,
+        listen: &ListenArgs,
+        default_port: u16,
+        app: Router,
+    ) -> anyhow::Result<SocketAddr> {
+        let addr = listen.or_port(default_port);
+        let config = listen.http_config();
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}; pick another with --listen"))?;
         let bound = listener.local_addr()?;
         let token = self.shutdown.clone();
         self.tasks.spawn(async move {
-            tickcast_gateways::http::serve(listener, app, token).await.context("HTTP server failed")
+            tickcast_gateways::http::serve(listener, app, config, token).await.context("HTTP server failed")
         });
         Ok(bound)
     }

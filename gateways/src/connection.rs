@@ -101,6 +101,10 @@ pub(crate) async fn serve(
     // Registered once: a waiter per loop turn would contend on the token's list of waiters.
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
+    // A socket that never joins would hold its file descriptor and its memory forever.
+    let join_timeout = conn.gateway.config.join_timeout;
+    let join_deadline = tokio::time::sleep(join_timeout);
+    tokio::pin!(join_deadline);
 
     let close = loop {
         let result = tokio::select! {
@@ -135,6 +139,10 @@ pub(crate) async fn serve(
                 None => break Close { code: CloseCode::Away, reason: "gateway shutting down", left: Some(LeaveReason::GatewayShutdown) },
             },
             scheduled = ping.tick() => conn.on_ping_due(scheduled, &mut socket).await,
+            () = &mut join_deadline, if conn.joined.is_none() && !join_timeout.is_zero() => {
+                metrics::join_timed_out();
+                break Close { code: CloseCode::Policy, reason: "no join in time", left: None };
+            }
         };
         match result {
             Ok(None) => {}

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -14,9 +14,29 @@ use tokio_util::task::TaskTracker;
 /// How long in-flight HTTP requests get to finish after shutdown.
 const HTTP_GRACE: Duration = Duration::from_secs(5);
 
+/// How the server treats the clients it cannot trust.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// How long a client has to send a request's headers, counted from the connection (or the
+    /// end of the previous response, for a kept-alive connection): a half-sent request
+    /// (slowloris) or an idle keep-alive connection is closed after it. `None`: no limit.
+    pub header_read_timeout: Option<Duration>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { header_read_timeout: Some(Duration::from_secs(10)) }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish (bounded).
 /// Upgraded (WebSocket) connections are not waited for here: their gateway closes them.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    config: HttpConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let connections = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -36,6 +56,10 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
         let _ = tcp.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let mut connection = hyper::server::conn::http1::Builder::new()
+            // hyper measures the header read timeout with this timer, from the accept and again
+            // whenever a kept-alive connection waits for its next request.
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout)
             .serve_connection(TokioIo::new(tcp), service)
             .with_upgrades();
         let shutdown = shutdown.clone();

@@ -70,6 +70,9 @@ pub struct GatewayConfig {
     pub resume_ticks: usize,
     /// How long a join waits for a just-created session to reach this gateway.
     pub join_wait: Duration,
+    /// How long an upgraded socket may go without joining before it is closed (1008); zero
+    /// for no limit.
+    pub join_timeout: Duration,
     /// Largest client message accepted; larger ones get an error frame and a close (1009).
     pub max_frame_bytes: usize,
     /// Bytes queued for a player's socket before it is disconnected as too slow.
@@ -96,6 +99,7 @@ impl GatewayConfig {
             ping_interval: Duration::from_secs(1),
             resume_ticks: 300,
             join_wait: Duration::from_secs(3),
+            join_timeout: Duration::from_secs(10),
             max_frame_bytes: 64 * 1024,
             max_pending_bytes: 256 * 1024,
             history: Duration::from_secs(6 * 3600),

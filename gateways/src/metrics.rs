@@ -17,6 +17,13 @@ pub(crate) const EVENTS_DROPPED: &str = "tickcast_gateway_events_dropped_total";
 /// The gateway's own lag (event loop, shard queues), worst per probe period, ms, by region.
 pub(crate) const GATEWAY_LAG_MS: &str = "tickcast_gateway_lag_ms";
 /// RTT samples measured while the gateway lagged, and so not judged.
+/// Upgraded sockets closed because they did not join within the join timeout.
+pub(crate) const JOIN_TIMEOUTS: &str = "tickcast_gateway_join_timeouts_total";
+
+pub(crate) fn join_timed_out() {
+    counter!(JOIN_TIMEOUTS).increment(1);
+}
+
 pub(crate) const SAMPLES_NOT_JUDGED: &str = "tickcast_gateway_latency_samples_not_judged_total";
 /// Records of unknown type or version, skipped.
 pub(crate) const EVENTS_UNKNOWN: &str = "tickcast_events_unknown_total";

@@ -7,6 +7,7 @@ mod bots;
 mod capacity;
 mod cli;
 mod game;
+mod hostile;
 mod kafka;
 mod latency;
 mod replay;
