@@ -197,6 +197,8 @@ pub(crate) struct UpArgs {
     #[command(flatten)]
     pub(crate) latency: LatencyArgs,
     #[command(flatten)]
+    pub(crate) sockets: SocketLimitArgs,
+    #[command(flatten)]
     pub(crate) admission: AdmissionArgs,
 }
 
@@ -268,6 +270,8 @@ pub(crate) struct GatewayArgs {
     pub(crate) common: CommonArgs,
     #[command(flatten)]
     pub(crate) latency: LatencyArgs,
+    #[command(flatten)]
+    pub(crate) sockets: SocketLimitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -306,12 +310,21 @@ pub(crate) struct ListenArgs {
     /// connection may sit idle); 0 for no limit.
     #[arg(long, env = "TICKCAST_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     header_read_timeout: std::time::Duration,
+    /// Proxies (addresses or CIDR blocks, comma-separated) whose X-Forwarded-For names the
+    /// client; limits per client address key on it. Default: none, the peer is the client.
+    #[arg(long, env = "TICKCAST_TRUSTED_PROXIES", default_value = "", value_parser = parse_trusted_proxies)]
+    trusted_proxies: tickcast_gateways::client_addr::TrustedProxies,
+}
+
+fn parse_trusted_proxies(list: &str) -> Result<tickcast_gateways::client_addr::TrustedProxies, String> {
+    tickcast_gateways::client_addr::TrustedProxies::parse(list)
 }
 
 impl ListenArgs {
     pub(crate) fn http_config(&self) -> tickcast_gateways::http::HttpConfig {
         tickcast_gateways::http::HttpConfig {
             header_read_timeout: Some(self.header_read_timeout).filter(|t| !t.is_zero()),
+            trusted_proxies: self.trusted_proxies.clone(),
         }
     }
 
@@ -407,17 +420,36 @@ pub(crate) struct GameArgs {
     /// ticks themselves (the original design's older mode; games have no secret then).
     #[arg(long, env = "USE_TICK_BROADCASTER", default_value_t = true, action = clap::ArgAction::Set)]
     pub(crate) use_tick_broadcaster: bool,
+    /// Games one client address may start per minute (a burst of as many); 0 for no limit.
+    #[arg(long, env = "TICKCAST_GAME_RATE_PER_IP", default_value_t = 30)]
+    pub(crate) game_rate_per_ip: u32,
+    /// The longest game accepted (maxRounds × maxBreakSteps × tickMs); 0 for no limit.
+    #[arg(long, env = "TICKCAST_MAX_GAME_DURATION", default_value = "6h", value_parser = humantime::parse_duration)]
+    pub(crate) max_game_duration: std::time::Duration,
     /// A session with no player connected for this long after its start ends as `idle`.
     #[arg(long, env = "TICKCAST_IDLE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(i64).range(1..))]
     pub(crate) idle_ms: i64,
 }
 
+/// What a gateway allows one client socket (SECURITY.md).
 #[derive(Debug, Args)]
-pub(crate) struct LatencyArgs {
+pub(crate) struct SocketLimitArgs {
     /// How long an upgraded WebSocket may go without a `join` (or `resume`) before it is
     /// closed with 1008; 0 for no limit.
     #[arg(long, env = "JOIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub(crate) join_timeout_ms: u64,
+    /// Messages a connection may send per second on average (bursts of twice that); more
+    /// closes it with 1008 rate_limited. 0 for no limit.
+    #[arg(long, env = "TICKCAST_MAX_MESSAGES_PER_S", default_value_t = 20)]
+    pub(crate) max_messages_per_s: u32,
+    /// Players (distinct userIds) a session may have; a join past it gets session_full and
+    /// close 4003. 0 for no limit.
+    #[arg(long, env = "TICKCAST_MAX_PLAYERS_PER_SESSION", default_value_t = 100)]
+    pub(crate) max_players_per_session: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LatencyArgs {
     /// Average RTT above which a player is kicked.
     #[arg(long, env = "MAX_LATENCY_MS", default_value_t = 150)]
     pub(crate) max_latency_ms: u64,

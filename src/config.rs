@@ -14,7 +14,9 @@ use tickcast_producers::rules::GameDefaults;
 use tickcast_schemas::load::LagGauge;
 use tickcast_schemas::regions::{self, Region};
 
-use crate::cli::{AdmissionArgs, CommonArgs, GameArgs, LatencyArgs, LogArgs, RegionArgs, RollArgs};
+use crate::cli::{
+    AdmissionArgs, CommonArgs, GameArgs, LatencyArgs, LogArgs, RegionArgs, RollArgs, SocketLimitArgs,
+};
 
 /// Opens the log of a role's flags; `group_instance_id` makes its group members static.
 pub(crate) fn open_log(
@@ -83,11 +85,18 @@ pub(crate) fn latency_policy(args: &LatencyArgs) -> anyhow::Result<LatencyPolicy
 }
 
 /// A gateway of `region`, its policy still to be set.
-pub(crate) fn gateway_config(region: String, common: &CommonArgs, latency: &LatencyArgs) -> GatewayConfig {
+pub(crate) fn gateway_config(
+    region: String,
+    common: &CommonArgs,
+    latency: &LatencyArgs,
+    sockets: &SocketLimitArgs,
+) -> GatewayConfig {
     let mut config = GatewayConfig::new(region);
     config.instance = common.instance.clone();
     config.lag_threshold = std::time::Duration::from_millis(latency.gateway_lag_limit_ms);
-    config.join_timeout = std::time::Duration::from_millis(latency.join_timeout_ms);
+    config.join_timeout = std::time::Duration::from_millis(sockets.join_timeout_ms);
+    config.max_messages_per_s = sockets.max_messages_per_s;
+    config.max_players_per_session = sockets.max_players_per_session;
     config.debug_write_delay = std::time::Duration::from_millis(latency.debug_write_delay_ms);
     config
 }
@@ -114,10 +123,12 @@ pub(crate) fn edge_config(game: &GameArgs, common: &CommonArgs) -> EdgeConfig {
         defaults: GameDefaults {
             tick_ms: game.default_tick_ms,
             countdown_ms: game.countdown_ms,
+            max_game_ms: game.max_game_duration.as_millis() as i64,
             ..GameDefaults::default()
         },
         instance: common.instance.clone(),
         reveal_seed_at_start: !game.use_tick_broadcaster,
+        game_rate_per_ip: game.game_rate_per_ip,
         ..EdgeConfig::default()
     }
 }

@@ -41,7 +41,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let mut gateways = Vec::new();
     for region in &table {
-        let mut config = gateway_config(region.id.clone(), &args.common, &args.latency);
+        let mut config = gateway_config(region.id.clone(), &args.common, &args.latency, &args.sockets);
         config.latency = latency;
         config.saturation.clone_from(&saturation);
         let gateway = Gateway::new(Arc::clone(&log), signer.clone(), config, roles.shutdown.clone());
@@ -108,7 +108,7 @@ pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         );
     }
     let mut roles = Roles::new();
-    let mut config = gateway_config(args.region, &args.common, &args.latency);
+    let mut config = gateway_config(args.region, &args.common, &args.latency, &args.sockets);
     config.latency = latency;
     let signer = shared_signer(&args.common, &args.log, log.as_ref()).await?;
     let gateway = Gateway::new(log, signer, config, roles.shutdown.clone());

@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use crate::budget::MessageBudget;
 use crate::fanout::{Command, JoinRefused, Signal};
 use crate::latency::{LatencyMonitor, Verdict};
 use crate::ping::PingTracker;
@@ -69,6 +70,8 @@ struct Connection {
     monitor: LatencyMonitor,
     /// Pings in flight, by nonce.
     pings: PingTracker,
+    /// What the client may still send before it counts as flooding.
+    budget: MessageBudget,
 }
 
 fn close_frame(code: CloseCode, reason: &'static str) -> Message {
@@ -90,6 +93,7 @@ pub(crate) async fn serve(
         connection_id: uuid::Uuid::now_v7().to_string(),
         monitor: LatencyMonitor::new(gateway.config.latency),
         pings: PingTracker::default(),
+        budget: MessageBudget::new(gateway.config.max_messages_per_s, std::time::Instant::now()),
         gateway,
         id,
         joined: None,
@@ -122,6 +126,18 @@ pub(crate) async fn serve(
                 Some(Err(error)) => {
                     tracing::debug!(%error, "connection failed");
                     break Close { code: CloseCode::Error, reason: "", left: Some(LeaveReason::Error) };
+                }
+                Some(Ok(_)) if !conn.budget.spend(std::time::Instant::now()) => {
+                    let message = ServerMessage::Error {
+                        code: ErrorCode::RateLimited,
+                        message: format!(
+                            "more than {} messages a second; disconnected",
+                            conn.gateway.config.max_messages_per_s
+                        ),
+                    };
+                    metrics::client_error(ErrorCode::RateLimited);
+                    let _ = send(&mut socket, &message).await;
+                    break Close { code: CloseCode::Policy, reason: "rate_limited", left: Some(LeaveReason::Error) };
                 }
                 Some(Ok(message)) => conn.on_message(message, &mut socket).await,
             },
@@ -195,11 +211,17 @@ impl Connection {
             }
             Message::Text(text) => self.on_text(text.as_str(), sink).await,
             Message::Binary(_) => {
-                let refusal = Refusal::keep_open(
-                    ErrorCode::UnsupportedFrame,
-                    "binary frames are not part of the protocol; send JSON text frames",
-                );
-                self.refuse(refusal, sink).await
+                let message = ServerMessage::Error {
+                    code: ErrorCode::UnsupportedFrame,
+                    message: "binary frames are not part of the protocol; send JSON text frames".into(),
+                };
+                metrics::client_error(ErrorCode::UnsupportedFrame);
+                send(sink, &message).await?;
+                Ok(Some(Close {
+                    code: CloseCode::Unsupported,
+                    reason: "binary frame",
+                    left: Some(LeaveReason::Error),
+                }))
             }
             Message::Pong(payload) => {
                 // When the kernel took the pong in, not when this task got to it.
@@ -315,6 +337,16 @@ impl Connection {
                     sink,
                 )
                 .await;
+        }
+        let limit = gateway.config.max_players_per_session;
+        if limit > 0 && !info.ended {
+            let players = info.players();
+            if players.len() >= limit && !players.contains(&user_id) {
+                let message = format!(
+                    "session {session_id} has its {limit} players (TICKCAST_MAX_PLAYERS_PER_SESSION)"
+                );
+                return self.refuse(Refusal::close(ErrorCode::SessionFull, message), sink).await;
+            }
         }
         if gateway.join(self.id, info, user_id.clone(), resume_after).await == Err(JoinRefused::Ended) {
             let message = format!("session {session_id} has ended");

@@ -5,11 +5,17 @@
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::client_addr::TrustedProxies;
 
 /// How long in-flight HTTP requests get to finish after shutdown.
 const HTTP_GRACE: Duration = Duration::from_secs(5);
@@ -21,11 +27,16 @@ pub struct HttpConfig {
     /// end of the previous response, for a kept-alive connection): a half-sent request
     /// (slowloris) or an idle keep-alive connection is closed after it. `None`: no limit.
     pub header_read_timeout: Option<Duration>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { header_read_timeout: Some(Duration::from_secs(10)) }
+        Self {
+            header_read_timeout: Some(Duration::from_secs(10)),
+            trusted_proxies: TrustedProxies::default(),
+        }
     }
 }
 
@@ -43,8 +54,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors or a connection reset before accept: not fatal. Back
                 // off briefly so an exhausted process does not spin.
@@ -54,7 +65,15 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // Every request carries its client's address (`ConnectInfo<IpAddr>`), for the limits
+        // per client address.
+        let trusted = config.trusted_proxies.clone();
+        let service =
+            TowerToHyperService::new(app.clone().map_request(move |mut request: Request<Incoming>| {
+                let client = trusted.client(peer.ip(), request.headers());
+                request.extensions_mut().insert(ConnectInfo(client));
+                request
+            }));
         let mut connection = hyper::server::conn::http1::Builder::new()
             // hyper measures the header read timeout with this timer, from the accept and again
             // whenever a kept-alive connection waits for its next request.

@@ -12,16 +12,19 @@
 //! # Layout
 //! - [`latency`]: the latency policy (sans I/O).
 //! - `fanout`: the dispatcher and the shard tasks that own the sockets' write halves and the hubs.
-//! - [`http`]: the HTTP server whose upgraded sockets the gateway takes over.
+//! - [`http`]: the HTTP server whose upgraded sockets the gateway takes over; [`client_addr`]:
+//!   who a request comes from (trusted proxies' `X-Forwarded-For`).
 //! - `hub`: per-session members and recent frames.
 //! - `stream`: the byte stream under a player's WebSocket.
-//! - `connection`: one player's socket.
+//! - `connection`: one player's socket; `budget`: its allowance of client messages.
 //! - `directory`: this region's sessions and their players, from `game-events`.
 //! - `event_writer`: player events to the log, in batches.
 //! - `upgrade`: the WebSocket handshake; [`routes`] mounts gateways at `/ws/{region}`.
 //! - `metrics`: metric names.
 //! - [`Gateway`]: the role — its configuration, state and run loop.
 
+mod budget;
+pub mod client_addr;
 mod connection;
 mod directory;
 mod event_writer;
@@ -73,6 +76,12 @@ pub struct GatewayConfig {
     /// How long an upgraded socket may go without joining before it is closed (1008); zero
     /// for no limit.
     pub join_timeout: Duration,
+    /// Client messages a connection may send per second on average (bursts of twice that);
+    /// more closes it with 1008. 0 for no limit.
+    pub max_messages_per_s: u32,
+    /// Players (distinct userIds, across every gateway) a session may have; a join past it is
+    /// refused with `session_full`. 0 for no limit.
+    pub max_players_per_session: usize,
     /// Largest client message accepted; larger ones get an error frame and a close (1009).
     pub max_frame_bytes: usize,
     /// Bytes queued for a player's socket before it is disconnected as too slow.
@@ -100,6 +109,8 @@ impl GatewayConfig {
             resume_ticks: 300,
             join_wait: Duration::from_secs(3),
             join_timeout: Duration::from_secs(10),
+            max_messages_per_s: 20,
+            max_players_per_session: 100,
             max_frame_bytes: 64 * 1024,
             max_pending_bytes: 256 * 1024,
             history: Duration::from_secs(6 * 3600),

@@ -48,13 +48,12 @@ impl Gateway {
         };
         let gateway = Arc::clone(self);
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
-        // Frames above max_frame_bytes are read and refused with an error frame and a clean
-        // close; the transport's own cap, far above, only stops a peer from exhausting memory.
-        let hard_cap = (self.config.max_frame_bytes * 16).max(1 << 20);
+        // A frame or message above max_frame_bytes is refused by the parser as soon as its
+        // header says so (an error frame and close 1009): never buffered whole.
         let config = WebSocketConfig::default()
             .read_buffer_size(2 * 1024)
-            .max_message_size(Some(hard_cap))
-            .max_frame_size(Some(hard_cap));
+            .max_message_size(Some(self.config.max_frame_bytes))
+            .max_frame_size(Some(self.config.max_frame_bytes));
         self.connections.spawn(async move {
             let upgraded = match on_upgrade.await {
                 Ok(upgraded) => upgraded,

@@ -13,21 +13,25 @@
 //! - [`routing`]: region selection (sans-IO).
 //! - [`rules`]: request bodies, ranges and defaults.
 //! - [`admission`]: refusing new games while the process is saturated.
+//! - `rate`: games started per client address.
 //! - [`Edge`]: the HTTP handlers and the directory follower.
 //! - `metrics`: metric names.
 
 pub mod admission;
 mod metrics;
+mod rate;
 pub mod routing;
 pub mod rules;
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use axum::Extension;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -41,6 +45,7 @@ use tickcast_schemas::topics::GAME_EVENTS;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::Admission;
+use crate::rate::GameRateLimit;
 use crate::routing::{RegionHints, RegionRouter, RoutingError};
 use crate::rules::{GameDefaults, JoinRequest, StartRequest, check_user_id};
 
@@ -59,6 +64,8 @@ pub struct EdgeConfig {
     pub reveal_seed_at_start: bool,
     /// Refuses new games and players while the process is saturated; `None` admits all.
     pub admission: Option<Arc<Admission>>,
+    /// Games one client address may start per minute (also the burst); 0 for no limit.
+    pub game_rate_per_ip: u32,
 }
 
 impl Default for EdgeConfig {
@@ -70,6 +77,7 @@ impl Default for EdgeConfig {
             directory_history_ms: 6 * 3600 * 1000,
             reveal_seed_at_start: false,
             admission: None,
+            game_rate_per_ip: 30,
         }
     }
 }
@@ -93,6 +101,8 @@ pub struct Edge {
     /// Sessions seen in `game-events` (and created here), for joins. Locked briefly, never
     /// across an await.
     directory: Mutex<SessionDirectory>,
+    /// Games started per client address (`game_rate_per_ip`); `None` when unlimited.
+    game_rate: Option<GameRateLimit>,
 }
 
 /// What a player gets back from start and join: where to connect and the token to present.
@@ -161,7 +171,24 @@ fn now_ms() -> i64 {
     now_us() / 1000
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+/// The request's JSON body. Only `Content-Type: application/json` is read: a browser sends that
+/// cross-origin only after a CORS preflight, which the edge does not grant, so no other web
+/// page can make a visitor's browser start games (a form's `text/plain` would be sent).
+fn parse_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let media_type = header(headers, "content-type").and_then(|v| v.split(';').next()).map(str::trim);
+    if !media_type.is_some_and(|m| m.eq_ignore_ascii_case("application/json")) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "send the body as JSON with Content-Type: application/json (got {})",
+                media_type.map_or_else(|| "no Content-Type".to_owned(), |m| format!("{m:?}"))
+            ),
+        ));
+    }
     let body = body.map_err(|e| ApiError::new(e.status(), "invalid_body", e.body_text()))?;
     serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("request body: {e}")))
@@ -183,6 +210,7 @@ impl Edge {
             log,
             signer,
             router: RegionRouter::new(regions),
+            game_rate: GameRateLimit::per_minute(config.game_rate_per_ip),
             config,
             directory: Mutex::new(SessionDirectory::default()),
         })
@@ -272,11 +300,15 @@ impl Edge {
 
 async fn start_game(
     State(edge): State<Arc<Edge>>,
+    client: Option<Extension<ConnectInfo<IpAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<GameTicket>, ApiError> {
     edge.admit()?;
-    let request: StartRequest = parse_body(body)?;
+    let request: StartRequest = parse_body(&headers, body)?;
+    if let (Some(limit), Some(Extension(ConnectInfo(ip)))) = (&edge.game_rate, client) {
+        limit.check(ip)?;
+    }
     let rules = request
         .rules(&edge.config.defaults)
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", m))?;
@@ -350,7 +382,7 @@ async fn join_game(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<GameTicket>, ApiError> {
     edge.admit()?;
-    let request: JoinRequest = parse_body(body)?;
+    let request: JoinRequest = parse_body(&headers, body)?;
     check_user_id(&request.user_id)
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", m))?;
     let info = edge.directory.lock().unwrap().get(&game_id).cloned();

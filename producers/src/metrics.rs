@@ -14,6 +14,13 @@ pub(crate) fn saturated(saturated: bool) {
     gauge!(SATURATED).set(f64::from(u8::from(saturated)));
 }
 
+/// Games refused because their client address started too many.
+pub(crate) const GAMES_RATE_LIMITED: &str = "tickcast_edge_games_rate_limited_total";
+
+pub(crate) fn game_rate_limited() {
+    counter!(GAMES_RATE_LIMITED).increment(1);
+}
+
 pub(crate) fn session_created(region: &str) {
     counter!(SESSIONS_CREATED, "region" => region.to_owned()).increment(1);
 }

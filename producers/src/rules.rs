@@ -11,11 +11,15 @@ pub struct GameDefaults {
     /// `COUNTDOWN_MS`.
     pub countdown_ms: i64,
     pub max_rounds: u64,
+    /// The longest game accepted, in ms (`maxRounds × maxBreakSteps × tickMs`, the most its
+    /// rounds can take); 0 for no limit. A game is a session that ticks, and is logged, until
+    /// it ends: without a bound one request could hold a generator for decades.
+    pub max_game_ms: i64,
 }
 
 impl Default for GameDefaults {
     fn default() -> Self {
-        Self { tick_ms: 100, countdown_ms: 3000, max_rounds: 1000 }
+        Self { tick_ms: 100, countdown_ms: 3000, max_rounds: 1000, max_game_ms: 6 * 3600 * 1000 }
     }
 }
 
@@ -87,7 +91,7 @@ impl StartRequest {
         tickcast_engine::Params { seed: 0, min_break_steps: min, max_break_steps: max }
             .check()
             .map_err(|e| e.to_string())?;
-        Ok(GameRules {
+        let rules = GameRules {
             tick_ms: in_range("tickMs", self.tick_ms.unwrap_or(defaults.tick_ms), 10, 10_000)?,
             countdown_ms: in_range(
                 "countdownMs",
@@ -98,7 +102,18 @@ impl StartRequest {
             max_rounds: in_range("maxRounds", self.max_rounds.unwrap_or(defaults.max_rounds), 1, 100_000)?,
             min_break_steps: min,
             max_break_steps: max,
-        })
+        };
+        let longest_ms = u128::from(rules.max_rounds) * u128::from(max) * rules.tick_ms as u128;
+        if defaults.max_game_ms > 0 && longest_ms > defaults.max_game_ms as u128 {
+            return Err(format!(
+                "a game may last at most {} s (TICKCAST_MAX_GAME_DURATION); maxRounds × maxBreakSteps × tickMs = {} × {max} × {} ms = {} s: lower one of them",
+                defaults.max_game_ms / 1000,
+                rules.max_rounds,
+                rules.tick_ms,
+                longest_ms / 1000
+            ));
+        }
+        Ok(rules)
     }
 }
 
@@ -125,12 +140,21 @@ mod tests {
         );
         // A min above the default max raises the default max instead of failing.
         assert_eq!(
-            request(r#"{"userId":"a","minBreakSteps":500}"#)
+            request(r#"{"userId":"a","minBreakSteps":500,"maxRounds":10}"#)
                 .rules(&GameDefaults::default())
                 .unwrap()
                 .max_break_steps,
             500
         );
+    }
+
+    #[test]
+    fn the_longest_game_is_bounded_unless_the_bound_is_off() {
+        let body = r#"{"userId":"a","tickMs":10,"maxRounds":100000,"minBreakSteps":1000000,"maxBreakSteps":1000000}"#;
+        let message = request(body).rules(&GameDefaults::default()).unwrap_err();
+        assert!(message.contains("maxRounds × maxBreakSteps × tickMs"), "{message}");
+        let unbounded = GameDefaults { max_game_ms: 0, ..GameDefaults::default() };
+        assert!(request(body).rules(&unbounded).is_ok());
     }
 
     #[test]
@@ -146,6 +170,8 @@ mod tests {
             (r#"{"userId":"a","maxBreakSteps":1000001}"#, "maxBreakSteps"),
             (r#"{"userId":"a","minBreakSteps":5,"maxBreakSteps":4}"#, "minBreakSteps"),
             (r#"{"userId":""}"#, "userId"),
+            // 1000 rounds of up to 1,000 steps of 100 ms: 27.8 h, over the 6 h default.
+            (r#"{"userId":"a","maxBreakSteps":1000}"#, "TICKCAST_MAX_GAME_DURATION"),
         ] {
             let message = request(body).rules(&GameDefaults::default()).unwrap_err();
             assert!(message.contains(field), "{body}: {message}");

@@ -120,6 +120,10 @@ pub enum ErrorCode {
     NotJoined,
     /// The player did not read frames as fast as they came and was disconnected.
     TooSlow,
+    /// The connection sent more messages than its budget allows and was disconnected.
+    RateLimited,
+    /// The session already has as many players as a session may.
+    SessionFull,
 }
 
 /// Decodes a client frame, telling malformed JSON apart from a well-formed frame with an
@@ -143,9 +147,12 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, (ErrorCode, Str
         }
     };
     if !matches!(action.as_str(), "join" | "resume" | "ping" | "leave") {
+        // Echo no more of the client's bytes than it takes to recognise them.
+        let shown: String = action.chars().take(32).collect();
+        let more = if shown.len() < action.len() { "…" } else { "" };
         return Err((
             ErrorCode::UnknownAction,
-            format!("unknown action {action:?}; expected one of join, resume, ping, leave"),
+            format!("unknown action {shown:?}{more}; expected one of join, resume, ping, leave"),
         ));
     }
     serde_json::from_value(value)

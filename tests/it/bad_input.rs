@@ -25,6 +25,12 @@ async fn the_edge_answers_bad_requests_with_json_4xx() {
         ("/edge/game/start", r#"{"userId":"a","maxBreakSteps":1000001}"#, 400, "invalid_parameter"),
         (
             "/edge/game/start",
+            r#"{"userId":"a","tickMs":10000,"maxRounds":100000,"maxBreakSteps":1000}"#,
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "/edge/game/start",
             r#"{"userId":"a","minBreakSteps":50,"maxBreakSteps":40}"#,
             400,
             "invalid_parameter",
@@ -48,6 +54,7 @@ async fn the_edge_answers_bad_requests_with_json_4xx() {
     let response = reqwest::Client::new()
         .post(server.url("/edge/game/start"))
         .header("cf-ipcountry", "JP")
+        .header("content-type", "application/json")
         .body(r#"{"userId":"a"}"#)
         .send()
         .await
@@ -57,11 +64,25 @@ async fn the_edge_answers_bad_requests_with_json_4xx() {
         .post(server.url("/edge/game/start"))
         .header("cf-ipcountry", "JP")
         .header("x-user-region", "sa-east-1")
+        .header("content-type", "application/json")
         .body(r#"{"userId":"a"}"#)
         .send()
         .await
         .unwrap();
     assert_eq!(response.json::<Value>().await.unwrap()["region"], "sa-east-1");
+    // Only JSON is read: a form or a text/plain fetch from another site gets 415.
+    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+        let mut request =
+            reqwest::Client::new().post(server.url("/edge/game/start")).body(r#"{"userId":"a"}"#);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 415, "{content_type:?}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"], "unsupported_media_type", "{answer}");
+        assert!(answer["message"].as_str().unwrap().contains("application/json"), "{answer}");
+    }
     let preferred = server.start_game(json!({"userId":"a","preferredRegion":"eu-west-1"})).await;
     assert_eq!(preferred["region"], "eu-west-1");
     assert!(
@@ -112,7 +133,6 @@ async fn bad_frames_get_error_frames_and_the_connection_stays_usable() {
         (Message::text(r#"{"action":7}"#), "invalid_message"),
         (Message::text(r#"{"action":"join","sessionId":"s"}"#), "invalid_message"),
         (Message::text(r#"{"action":"leave"}"#), "not_joined"),
-        (Message::Binary(Bytes::from_static(b"\x00\x01")), "unsupported_frame"),
     ] {
         player.send_raw(frame).await;
         expect_error(&mut player, code).await;
@@ -140,11 +160,25 @@ async fn bad_frames_get_error_frames_and_the_connection_stays_usable() {
 async fn oversized_frames_are_refused() {
     let server = Server::start();
     let ticket = server.start_game(json!({"userId":"a"})).await;
+    for frame in [Message::text("x".repeat(70 * 1024)), Message::Binary(vec![0u8; 100 * 1024].into())] {
+        let mut player = Player::connect(ticket["wsEndpoint"].as_str().unwrap()).await;
+        player.send_raw(frame).await;
+        expect_error(&mut player, "frame_too_large").await;
+        let (_, code) = player.until_closed().await;
+        assert_eq!(code, Some(1009));
+    }
+}
+
+/// Binary frames are not part of the protocol: an error frame, then close 1003.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_frames_are_closed_with_1003() {
+    let server = Server::start();
+    let ticket = server.start_game(json!({"userId":"a","countdownMs":60000})).await;
     let mut player = Player::connect(ticket["wsEndpoint"].as_str().unwrap()).await;
-    player.send_raw(Message::text("x".repeat(70 * 1024))).await;
-    expect_error(&mut player, "frame_too_large").await;
+    player.send_raw(Message::Binary(Bytes::from_static(b"\x00\x01"))).await;
+    expect_error(&mut player, "unsupported_frame").await;
     let (_, code) = player.until_closed().await;
-    assert_eq!(code, Some(1009));
+    assert_eq!(code, Some(1003));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

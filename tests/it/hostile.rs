@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{Player, Server};
+use crate::support::{Player, Server, keep_reading};
 
 /// Reads until the server closes the connection (or the deadline passes: then `None`).
 async fn closed_within(stream: &mut TcpStream, deadline: Duration) -> Option<Vec<u8>> {
@@ -68,4 +68,115 @@ async fn a_socket_that_never_joins_is_closed_with_1008() {
     while ticks < 10 {
         ticks += usize::from(player.next_json().await["type"] == "tick");
     }
+}
+
+/// A joined client that floods the gateway is closed with 1008 `rate_limited`, while a player of
+/// another game misses no step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooder_is_closed_with_1008_and_other_players_miss_no_step() {
+    let server = Server::start();
+    let calm_ticket =
+        server.start_game(serde_json::json!({"userId":"calm","countdownMs":0,"tickMs":50})).await;
+    let calm = keep_reading(Player::join(&calm_ticket, "calm", None).await, 60);
+    let flood_ticket = server
+        .start_game(
+            serde_json::json!({"userId":"flood","countdownMs":0,"preferredRegion":calm_ticket["region"]}),
+        )
+        .await;
+    let mut flooder = Player::join(&flood_ticket, "flood", None).await;
+    let (_, joined) = flooder.until("session_joined").await;
+    assert_eq!(joined["sessionId"], flood_ticket["gameId"]);
+    for i in 0..200 {
+        flooder.send(serde_json::json!({"action":"ping","clientTimestamp":i})).await;
+    }
+    let (frames, code) = flooder.until_closed().await;
+    assert_eq!(code, Some(1008), "{frames:?}");
+    let error = frames.iter().find(|f| f["type"] == "error").expect("an error frame before the close");
+    assert_eq!(error["code"], "rate_limited", "{error}");
+    let answered = frames.iter().filter(|f| f["type"] == "pong").count();
+    assert!(
+        (20..=45).contains(&answered),
+        "a burst of two seconds' worth (40) was answered, then no more: {answered}"
+    );
+
+    let (frames, closed) = calm.await.unwrap();
+    assert_eq!(closed, None);
+    let steps: Vec<i64> =
+        frames.iter().filter(|f| f["type"] == "tick").map(|f| f["step"].as_i64().unwrap()).collect();
+    assert_eq!(
+        steps,
+        (steps[0]..steps[0] + steps.len() as i64).collect::<Vec<_>>(),
+        "the calm player missed no step"
+    );
+}
+
+async fn start_from(
+    server: &Server,
+    forwarded_for: Option<&str>,
+) -> (u16, Option<String>, serde_json::Value) {
+    let mut request = reqwest::Client::new()
+        .post(server.url("/edge/game/start"))
+        .header("content-type", "application/json")
+        .body(r#"{"userId":"flood"}"#);
+    if let Some(hops) = forwarded_for {
+        request = request.header("x-forwarded-for", hops);
+    }
+    let response = request.send().await.unwrap();
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    (response.status().as_u16(), retry_after, response.json().await.unwrap())
+}
+
+/// A game flood from one address gets 429 `rate_limited` with `Retry-After` once its allowance
+/// is spent; other addresses keep theirs. Behind a trusted proxy the address is the first
+/// untrusted hop of X-Forwarded-For from the right, so a client cannot forge its way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_flood_from_one_address_gets_429_with_retry_after() {
+    let server = Server::start_with(&["--game-rate-per-ip", "5", "--trusted-proxies", "127.0.0.1"]);
+    for _ in 0..5 {
+        let (status, _, body) = start_from(&server, Some("198.51.100.1")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, retry_after, body) = start_from(&server, Some("198.51.100.1")).await;
+    assert_eq!((status, body["error"].as_str()), (429, Some("rate_limited")), "{body}");
+    let retry_after: u64 = retry_after.expect("a Retry-After").parse().unwrap();
+    assert!((1..=12).contains(&retry_after), "one game every 12 s: {retry_after}");
+    assert!(body["message"].as_str().unwrap().contains("TICKCAST_GAME_RATE_PER_IP"), "{body}");
+    // A forged hop on the left changes nothing: the proxy saw 198.51.100.1.
+    let (status, _, _) = start_from(&server, Some("203.0.113.7, 198.51.100.1")).await;
+    assert_eq!(status, 429);
+    // Another client of the proxy, and the proxy itself, have their own allowance.
+    assert_eq!(start_from(&server, Some("198.51.100.2")).await.0, 200);
+    assert_eq!(start_from(&server, None).await.0, 200);
+}
+
+/// A session holds at most `TICKCAST_MAX_PLAYERS_PER_SESSION` players; one more is refused with
+/// `session_full` and close 4003, while a player already in it may reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_session_refuses_one_more_player() {
+    let server = Server::start_with(&["--max-players-per-session", "2"]);
+    let ticket = server.start_game(serde_json::json!({"userId":"a","countdownMs":60000})).await;
+    let game_id = ticket["gameId"].as_str().unwrap().to_owned();
+    let mut players = Vec::new();
+    for user in ["a", "b"] {
+        let ticket = if user == "a" { ticket.clone() } else { server.join_game(&game_id, user).await };
+        let mut player = Player::join(&ticket, user, None).await;
+        player.until("session_joined").await;
+        players.push(player);
+    }
+    // The gateway learns of both joins from the log: once it tells a that b is there too.
+    loop {
+        let frame = players[0].next_json().await;
+        if frame["type"] == "players" && frame["players"].as_array().unwrap().len() == 2 {
+            break;
+        }
+    }
+    let third = server.join_game(&game_id, "c").await;
+    let mut player = Player::join(&third, "c", None).await;
+    let (frames, code) = player.until_closed().await;
+    let refused = (frames.iter().find(|f| f["code"] == "session_full").cloned().expect("session_full"), code);
+    assert_eq!(refused.1, Some(4003), "{refused:?}");
+    assert!(refused.0["message"].as_str().unwrap().contains("2 players"), "{refused:?}");
+    let mut again = Player::join(&ticket, "a", None).await;
+    let (_, joined) = again.until("session_joined").await;
+    assert_eq!(joined["sessionId"], game_id.as_str());
 }

@@ -96,6 +96,8 @@ impl Server {
         // Debug builds side by side on two cores lag for reasons that say nothing about
         // capacity: admission control is off unless a test turns it on with the flag.
         command.env("TICKCAST_SATURATION_LAG_MS", "0");
+        // Every test's games come from 127.0.0.1; the limit has a test of its own.
+        command.env("TICKCAST_GAME_RATE_PER_IP", "0");
         let mut child = command.env("RUST_LOG", "warn").stdout(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut addr = None;
