@@ -11,9 +11,10 @@
 #        TICKCAST_BENCH_LOADS="800x10 1000x10" benches/run.sh   (other loads: sessions x players)
 #        TICKCAST_BENCH_SKIP_MICRO=1 benches/run.sh              (keep the last criterion results)
 #        TICKCAST_BENCH_OVERLOAD="1400x10" benches/run.sh        (the overload offered; "" skips it)
-# The bots all come from 127.0.0.1: the limits per client address are turned off here
-# (TICKCAST_GAME_RATE_PER_IP=0), as any limit the load client would trip must be.
-export TICKCAST_GAME_RATE_PER_IP=0
+# The bots all come from 127.0.0.1 and offer up to 18,000 sockets: the limits per client
+# address and the cap on sockets are turned off here, as any limit the load client would trip
+# must be.
+export TICKCAST_GAME_RATE_PER_IP=0 TICKCAST_MAX_CONNECTIONS_PER_IP=0 TICKCAST_MAX_CONNECTIONS=0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
