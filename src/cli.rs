@@ -420,6 +420,9 @@ pub(crate) struct GameArgs {
     /// ticks themselves (the original design's older mode; games have no secret then).
     #[arg(long, env = "USE_TICK_BROADCASTER", default_value_t = true, action = clap::ArgAction::Set)]
     pub(crate) use_tick_broadcaster: bool,
+    /// How long a ticket (join token) stays valid, e.g. 6h, 90m; `resume` presents the same one.
+    #[arg(long, env = "TICKCAST_TICKET_TTL", default_value = "6h", value_parser = humantime::parse_duration)]
+    pub(crate) ticket_ttl: std::time::Duration,
     /// Games one client address may start per minute (a burst of as many); 0 for no limit.
     #[arg(long, env = "TICKCAST_GAME_RATE_PER_IP", default_value_t = 30)]
     pub(crate) game_rate_per_ip: u32,
@@ -446,6 +449,17 @@ pub(crate) struct SocketLimitArgs {
     /// close 4003. 0 for no limit.
     #[arg(long, env = "TICKCAST_MAX_PLAYERS_PER_SESSION", default_value_t = 100)]
     pub(crate) max_players_per_session: usize,
+    /// Game sockets this process may hold; one more is refused with 503 before the upgrade.
+    /// Keep it under the process's open-file limit. 0 for no limit.
+    #[arg(long, env = "TICKCAST_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub(crate) max_connections: usize,
+    /// Game sockets one client address may hold; one more is refused with 429. 0 for no limit.
+    #[arg(long, env = "TICKCAST_MAX_CONNECTIONS_PER_IP", default_value_t = 100)]
+    pub(crate) max_connections_per_ip: usize,
+    /// Origins whose pages may open game sockets, comma-separated (e.g.
+    /// https://play.example.com); a browser from another gets 403. Default: any.
+    #[arg(long, env = "TICKCAST_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub(crate) allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Args)]

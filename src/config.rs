@@ -7,6 +7,7 @@ use tickcast_eventlog::kafka::KafkaOptions;
 use tickcast_eventlog::{EventLog, LogOptions};
 use tickcast_gateways::GatewayConfig;
 use tickcast_gateways::latency::LatencyPolicy;
+use tickcast_gateways::socket_limits::SocketLimits;
 use tickcast_processors::{ArchiverConfig, TickGeneratorConfig};
 use tickcast_producers::EdgeConfig;
 use tickcast_producers::admission::Admission;
@@ -90,6 +91,7 @@ pub(crate) fn gateway_config(
     common: &CommonArgs,
     latency: &LatencyArgs,
     sockets: &SocketLimitArgs,
+    socket_limits: &Arc<SocketLimits>,
 ) -> GatewayConfig {
     let mut config = GatewayConfig::new(region);
     config.instance = common.instance.clone();
@@ -97,8 +99,20 @@ pub(crate) fn gateway_config(
     config.join_timeout = std::time::Duration::from_millis(sockets.join_timeout_ms);
     config.max_messages_per_s = sockets.max_messages_per_s;
     config.max_players_per_session = sockets.max_players_per_session;
+    config.allowed_origins = sockets
+        .allowed_origins
+        .iter()
+        .map(|o| o.trim().trim_end_matches('/').to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
     config.debug_write_delay = std::time::Duration::from_millis(latency.debug_write_delay_ms);
+    config.socket_limits = Arc::clone(socket_limits);
     config
+}
+
+/// The socket caps of a process, shared by all its gateways.
+pub(crate) fn socket_limits(sockets: &SocketLimitArgs) -> Arc<SocketLimits> {
+    SocketLimits::new(sockets.max_connections, sockets.max_connections_per_ip)
 }
 
 /// The process's saturation gauge and the edge's admission over it; `None` when
@@ -129,6 +143,7 @@ pub(crate) fn edge_config(game: &GameArgs, common: &CommonArgs) -> EdgeConfig {
         instance: common.instance.clone(),
         reveal_seed_at_start: !game.use_tick_broadcaster,
         game_rate_per_ip: game.game_rate_per_ip,
+        token_ttl_ms: game.ticket_ttl.as_millis() as i64,
         ..EdgeConfig::default()
     }
 }

@@ -128,7 +128,14 @@ pub(crate) async fn run(command: ReplayCommand) -> anyhow::Result<()> {
                 None => history.sessions.keys().cloned().collect(),
             };
             let (mut ticks, mut problems) = (0, Vec::new());
-            for id in &ids {
+            let running: Vec<&String> = ids.iter().filter(|id| history.seed_withheld.contains(*id)).collect();
+            for id in &running {
+                writeln!(
+                    out,
+                    "session {id} is still running in the archive: its seed is not there until it ends, so its ticks are not recomputed"
+                )?;
+            }
+            for id in ids.iter().filter(|id| !history.seed_withheld.contains(*id)) {
                 let check = tickcast_replay::verify::verify_session(id, history.session(id)?);
                 ticks += check.ticks;
                 problems.extend(check.problems);
@@ -142,7 +149,7 @@ pub(crate) async fn run(command: ReplayCommand) -> anyhow::Result<()> {
             writeln!(
                 out,
                 "verified {} session(s), {ticks} ticks: every tick matches the engine, no step is missing or doubled, every revealed seed matches its seedHash",
-                ids.len()
+                ids.len() - running.len()
             )?;
         }
     }

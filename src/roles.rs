@@ -15,7 +15,7 @@ use tickcast_schemas::topics::{self, GAME_EVENTS};
 use crate::cli::{ArchiverArgs, EdgeArgs, GatewayArgs, LogArgs, RegionArgs, TickGeneratorArgs, UpArgs};
 use crate::config::{
     admission, archiver_config, check_topics, edge_config, edge_regions, gateway_config, generator_config,
-    ids, kafka_options, latency_policy, open_log, region_table,
+    ids, kafka_options, latency_policy, open_log, region_table, socket_limits,
 };
 use crate::routes::common_routes;
 use crate::secret::{shared_signer, signer_in};
@@ -40,8 +40,10 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(roles.shutdown.clone()));
 
     let mut gateways = Vec::new();
+    let socket_limits = socket_limits(&args.sockets);
     for region in &table {
-        let mut config = gateway_config(region.id.clone(), &args.common, &args.latency, &args.sockets);
+        let mut config =
+            gateway_config(region.id.clone(), &args.common, &args.latency, &args.sockets, &socket_limits);
         config.latency = latency;
         config.saturation.clone_from(&saturation);
         let gateway = Gateway::new(Arc::clone(&log), signer.clone(), config, roles.shutdown.clone());
@@ -108,7 +110,13 @@ pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         );
     }
     let mut roles = Roles::new();
-    let mut config = gateway_config(args.region, &args.common, &args.latency, &args.sockets);
+    let mut config = gateway_config(
+        args.region,
+        &args.common,
+        &args.latency,
+        &args.sockets,
+        &socket_limits(&args.sockets),
+    );
     config.latency = latency;
     let signer = shared_signer(&args.common, &args.log, log.as_ref()).await?;
     let gateway = Gateway::new(log, signer, config, roles.shutdown.clone());

@@ -16,7 +16,8 @@
 //!   who a request comes from (trusted proxies' `X-Forwarded-For`).
 //! - `hub`: per-session members and recent frames.
 //! - `stream`: the byte stream under a player's WebSocket.
-//! - `connection`: one player's socket; `budget`: its allowance of client messages.
+//! - `connection`: one player's socket; `budget`: its allowance of client messages;
+//!   [`socket_limits`]: sockets per process and per client address.
 //! - `directory`: this region's sessions and their players, from `game-events`.
 //! - `event_writer`: player events to the log, in batches.
 //! - `upgrade`: the WebSocket handshake; [`routes`] mounts gateways at `/ws/{region}`.
@@ -35,6 +36,7 @@ mod lag;
 pub mod latency;
 mod metrics;
 mod ping;
+pub mod socket_limits;
 mod stream;
 mod upgrade;
 
@@ -57,6 +59,7 @@ use tokio_util::task::TaskTracker;
 use crate::fanout::{Command, Fanout, FanoutConfig, JoinRefused, dispatch};
 use crate::lag::GatewayLag;
 use crate::latency::LatencyPolicy;
+use crate::socket_limits::SocketLimits;
 pub use crate::upgrade::routes;
 
 /// How a gateway runs.
@@ -82,6 +85,12 @@ pub struct GatewayConfig {
     /// Players (distinct userIds, across every gateway) a session may have; a join past it is
     /// refused with `session_full`. 0 for no limit.
     pub max_players_per_session: usize,
+    /// Origins (`https://play.example.com`) whose pages may open sockets; a handshake with
+    /// another Origin header gets 403. Empty: any (clients that send none are always let in).
+    pub allowed_origins: Vec<String>,
+    /// Game sockets the process may hold, in all and per client address (shared by every
+    /// gateway of the process).
+    pub socket_limits: Arc<SocketLimits>,
     /// Largest client message accepted; larger ones get an error frame and a close (1009).
     pub max_frame_bytes: usize,
     /// Bytes queued for a player's socket before it is disconnected as too slow.
@@ -111,6 +120,8 @@ impl GatewayConfig {
             join_timeout: Duration::from_secs(10),
             max_messages_per_s: 20,
             max_players_per_session: 100,
+            allowed_origins: Vec::new(),
+            socket_limits: SocketLimits::new(0, 0),
             max_frame_bytes: 64 * 1024,
             max_pending_bytes: 256 * 1024,
             history: Duration::from_secs(6 * 3600),

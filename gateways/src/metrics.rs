@@ -17,6 +17,13 @@ pub(crate) const EVENTS_DROPPED: &str = "tickcast_gateway_events_dropped_total";
 /// The gateway's own lag (event loop, shard queues), worst per probe period, ms, by region.
 pub(crate) const GATEWAY_LAG_MS: &str = "tickcast_gateway_lag_ms";
 /// RTT samples measured while the gateway lagged, and so not judged.
+/// Upgrades refused by the socket limits, by `reason` (address_full, process_full).
+pub(crate) const SOCKETS_REFUSED: &str = "tickcast_gateway_sockets_refused_total";
+
+pub(crate) fn socket_refused(reason: &'static str) {
+    counter!(SOCKETS_REFUSED, "reason" => reason).increment(1);
+}
+
 /// Upgraded sockets closed because they did not join within the join timeout.
 pub(crate) const JOIN_TIMEOUTS: &str = "tickcast_gateway_join_timeouts_total";
 

@@ -2,12 +2,13 @@
 //! hands its write half to a fan-out shard and serves its read half as a connection.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
@@ -19,8 +20,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::fanout::Command;
+use crate::socket_limits::SocketRefused;
 use crate::stream::PlayerStream;
-use crate::{Gateway, connection, json_error};
+use crate::{Gateway, connection, json_error, metrics};
 
 impl Gateway {
     /// Upgrades an HTTP request to a WebSocket connection served by this gateway.
@@ -39,6 +41,48 @@ impl Gateway {
                 "this endpoint speaks WebSocket (version 13): send GET with Connection: Upgrade and Upgrade: websocket",
             );
         };
+        // Browsers say which page opened the socket; other clients send no Origin at all.
+        if let Some(origin) = request.headers().get(header::ORIGIN)
+            && !self.config.allowed_origins.is_empty()
+            && !origin
+                .to_str()
+                .is_ok_and(|o| self.config.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o)))
+        {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "pages from this origin may not open game sockets here (TICKCAST_ALLOWED_ORIGINS)",
+            );
+        }
+        // The HTTP server puts the client's address on every request; a request that did not
+        // come through it (a test calling the router) counts as one address.
+        let address = request
+            .extensions()
+            .get::<ConnectInfo<IpAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(ip)| *ip);
+        let permit = match self.config.socket_limits.acquire(address) {
+            Ok(permit) => permit,
+            Err(SocketRefused::AddressFull(max)) => {
+                metrics::socket_refused("address_full");
+                return json_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_connections",
+                    &format!(
+                        "this address already holds {max} game sockets here (TICKCAST_MAX_CONNECTIONS_PER_IP)"
+                    ),
+                );
+            }
+            Err(SocketRefused::ProcessFull(max)) => {
+                metrics::socket_refused("process_full");
+                return json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_connections",
+                    &format!(
+                        "this server holds its {max} game sockets (TICKCAST_MAX_CONNECTIONS); try another or later"
+                    ),
+                );
+            }
+        };
         let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
             return json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -55,6 +99,8 @@ impl Gateway {
             .max_message_size(Some(self.config.max_frame_bytes))
             .max_frame_size(Some(self.config.max_frame_bytes));
         self.connections.spawn(async move {
+            // Held for as long as the connection lives.
+            let _permit = permit;
             let upgraded = match on_upgrade.await {
                 Ok(upgraded) => upgraded,
                 Err(error) => return tracing::debug!(%error, "upgrade failed"),

@@ -54,11 +54,33 @@ pub fn load(dir: &Path) -> Result<History, Error> {
             }
         }
     }
-    for events in history.sessions.values_mut() {
+    for (session_id, events) in &mut history.sessions {
         events.sort_by_key(|l| (l.event.at, rank(&l.event.body)));
+        // The seed the archive withheld from session_created is the one session_ended revealed.
+        let revealed = events.iter().find_map(|l| match &l.event.body {
+            EventBody::SessionEnded(ended) => Some(ended.seed),
+            _ => None,
+        });
+        let withheld = events.iter_mut().find_map(|l| match &mut l.event.body {
+            EventBody::SessionCreated(created) if created.seed == WITHHELD_SEED_VALUE => Some(created),
+            _ => None,
+        });
+        if let Some(created) = withheld {
+            match revealed {
+                Some(seed) => created.seed = seed,
+                None => {
+                    history.seed_withheld.insert(session_id.clone());
+                }
+            }
+        }
     }
     Ok(history)
 }
+
+/// What a seedless `session_created` row decodes with until its session's end fills it in.
+/// (A real seed equal to it is told apart by its `session_ended`, which carries the same value.)
+const WITHHELD_SEED: &str = "0";
+const WITHHELD_SEED_VALUE: u64 = 0;
 
 /// Order among events of one millisecond: creation first, the end last, ticks by step.
 fn rank(body: &EventBody) -> (u8, i64) {
@@ -196,6 +218,10 @@ fn events(kind: &str, batch: &RecordBatch) -> Result<Vec<Event>, Error> {
                     .map_err(|e| Error::Archive(format!("an events row has bad fields: {e}")))?;
                 if let Some(object) = body.as_object_mut() {
                     object.insert("type".into(), types.value(i).into());
+                    // The archive keeps the seed out of session_created (see `load`).
+                    if types.value(i) == "session_created" && !object.contains_key("seed") {
+                        object.insert("seed".into(), WITHHELD_SEED.into());
+                    }
                 }
                 let body: EventBody = serde_json::from_value(body)
                     .map_err(|e| Error::Archive(format!("an events row is not an event: {e}")))?;

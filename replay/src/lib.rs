@@ -107,6 +107,10 @@ pub struct History {
     pub sessions: BTreeMap<String, Vec<Logged>>,
     /// Records that are not events (not JSON, or not an envelope).
     pub undecodable: Vec<Position>,
+    /// Sessions whose seed the source does not hold: the archive keeps a game's seed out of
+    /// its `session_created` and gets it with `session_ended`, so a game still running there
+    /// cannot have its ticks recomputed.
+    pub seed_withheld: std::collections::BTreeSet<String>,
 }
 
 impl History {

@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
-use crate::event::{Event, Tick};
+use crate::event::{Event, EventBody, Tick};
 
 /// Timestamps are UTC instants.
 const UTC: &str = "+00:00";
@@ -150,6 +150,11 @@ impl EventRows {
         if let Some(object) = json.as_object_mut() {
             for envelope in ["v", "id", "type", "sessionId", "at", "source"] {
                 object.remove(envelope);
+            }
+            // The analytics feed is read by more people than the log: a running game's seed
+            // must not be in it. The seed reaches it with `session_ended`, which reveals it.
+            if matches!(event.body, EventBody::SessionCreated(_)) {
+                object.remove("seed");
             }
         }
         self.session.append_value(&event.session_id);

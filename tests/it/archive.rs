@@ -34,7 +34,7 @@ print(json.dumps(out))
 }
 
 /// `tickcast replay ARGS --archive DIR`: (success, stdout + stderr).
-fn replay_archive(dir: &Path, args: &[&str]) -> (bool, String) {
+pub(crate) fn replay_archive(dir: &Path, args: &[&str]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_tickcast"))
         .arg("replay")
         .args(args)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{Player, Server, keep_reading};
+use crate::support::{Player, Server, eventually, keep_reading};
 
 /// Reads until the server closes the connection (or the deadline passes: then `None`).
 async fn closed_within(stream: &mut TcpStream, deadline: Duration) -> Option<Vec<u8>> {
@@ -179,4 +179,95 @@ async fn a_full_session_refuses_one_more_player() {
     let mut again = Player::join(&ticket, "a", None).await;
     let (_, joined) = again.until("session_joined").await;
     assert_eq!(joined["sessionId"], game_id.as_str());
+}
+
+/// With an Origin allow-list, a browser page from another origin cannot open a game socket
+/// (403 before the upgrade); the allowed origin and clients that send no Origin can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_from_another_origin_cannot_open_a_game_socket() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let server = Server::start_with(&["--allowed-origins", "https://play.example.com"]);
+    let url = format!("ws://{}/ws/us-east-1", server.addr);
+    let with_origin = |origin: &str| {
+        let mut request = url.as_str().into_client_request().unwrap();
+        request.headers_mut().insert("origin", origin.parse().unwrap());
+        request
+    };
+    match tokio_tungstenite::connect_async(with_origin("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 403);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(body.contains("origin_not_allowed"), "{body}");
+        }
+        other => panic!("another origin was let in: {:?}", other.map(|(_, r)| r.status())),
+    }
+    assert!(tokio_tungstenite::connect_async(with_origin("https://play.example.com")).await.is_ok());
+    assert!(tokio_tungstenite::connect_async(url.as_str()).await.is_ok(), "no Origin: not a browser");
+}
+
+/// Tickets live `TICKCAST_TICKET_TTL`: after that a join gets `expired_token` and close 4003.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_expires_after_its_configured_lifetime() {
+    let server = Server::start_with(&["--ticket-ttl", "1s"]);
+    let ticket = server.start_game(serde_json::json!({"userId":"a","countdownMs":60000})).await;
+    let expired = crate::support::eventually("the ticket to expire", || {
+        let ticket = ticket.clone();
+        async move {
+            let mut player = Player::join(&ticket, "a", None).await;
+            let first = player.next_json().await;
+            (first["code"] == "expired_token").then_some((first, player))
+        }
+    })
+    .await;
+    let (_, mut player) = expired;
+    assert_eq!(player.until_closed().await.1, Some(4003));
+}
+
+/// Game sockets are capped per client address (429) and in all (503), refused before the
+/// upgrade with a JSON answer; a closed socket gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_are_capped_per_address_and_in_all() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let server = Server::start_with(&[
+        "--max-connections-per-ip",
+        "2",
+        "--max-connections",
+        "3",
+        "--trusted-proxies",
+        "127.0.0.1",
+    ]);
+    let url = format!("ws://{}/ws/us-east-1", server.addr);
+    let from = |client: &str| {
+        let mut request = url.as_str().into_client_request().unwrap();
+        request.headers_mut().insert("x-forwarded-for", client.parse().unwrap());
+        request
+    };
+    let refused = |result: Result<_, tokio_tungstenite::tungstenite::Error>| match result {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned();
+            (response.status().as_u16(), body)
+        }
+        Ok(_) => panic!("a socket over the cap was accepted"),
+        Err(error) => panic!("{error}"),
+    };
+    let (first, _) = tokio_tungstenite::connect_async(from("198.51.100.1")).await.unwrap();
+    let _second = tokio_tungstenite::connect_async(from("198.51.100.1")).await.unwrap();
+    let (status, body) = refused(tokio_tungstenite::connect_async(from("198.51.100.1")).await);
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("too_many_connections") && body.contains("TICKCAST_MAX_CONNECTIONS_PER_IP"),
+        "{body}"
+    );
+    let _third = tokio_tungstenite::connect_async(from("198.51.100.2")).await.unwrap();
+    let (status, body) = refused(tokio_tungstenite::connect_async(from("198.51.100.3")).await);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("TICKCAST_MAX_CONNECTIONS"), "{body}");
+
+    drop(first);
+    eventually("the closed socket's place to come back", || async {
+        tokio_tungstenite::connect_async(from("198.51.100.3")).await.ok().map(drop)
+    })
+    .await;
 }

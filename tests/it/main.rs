@@ -12,4 +12,5 @@ mod kafka;
 mod latency;
 mod replay;
 mod restart;
+mod secrecy;
 mod support;

@@ -97,7 +97,7 @@ impl Server {
         // capacity: admission control is off unless a test turns it on with the flag.
         command.env("TICKCAST_SATURATION_LAG_MS", "0");
         // Every test's games come from 127.0.0.1; the limit has a test of its own.
-        command.env("TICKCAST_GAME_RATE_PER_IP", "0");
+        command.env("TICKCAST_GAME_RATE_PER_IP", "0").env("TICKCAST_MAX_CONNECTIONS_PER_IP", "0");
         let mut child = command.env("RUST_LOG", "warn").stdout(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut addr = None;
