@@ -217,6 +217,10 @@ pub(crate) struct AdmissionArgs {
     /// Retry-After it answers).
     #[arg(long, env = "TICKCAST_SATURATION_HOLD", default_value = "3s", value_parser = humantime::parse_duration)]
     pub(crate) saturation_hold: std::time::Duration,
+    /// Players the process must serve before its lag counts as saturation (fewer lag for
+    /// another reason: a debug build, a busy neighbour).
+    #[arg(long, env = "TICKCAST_SATURATION_MIN_PLAYERS", default_value_t = 100)]
+    pub(crate) saturation_min_players: u64,
 }
 
 #[derive(Debug, Args)]
@@ -394,9 +398,24 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 pub(crate) struct CommonArgs {
     /// Secret for join tokens (at least 16 bytes); every edge and gateway of a deployment must
     /// share it. When unset: on an embedded log, one created once in its directory
-    /// (`token-secret`, owner-only); on Kafka, the deployment's, kept in the log.
+    /// (`token-secret`, owner-only); on Kafka, an edge or gateway refuses to start unless
+    /// --allow-log-stored-secret.
     #[arg(long, env = "TICKCAST_TOKEN_SECRET", hide_env_values = true)]
     pub(crate) token_secret: Option<String>,
+    /// Secrets that signed tickets before the current one (comma-separated): their tickets
+    /// still verify until --previous-token-secrets-until, so a rotation refuses no ticket
+    /// already out.
+    #[arg(long, env = "TICKCAST_PREVIOUS_TOKEN_SECRETS", hide_env_values = true, value_delimiter = ',')]
+    pub(crate) previous_token_secrets: Vec<String>,
+    /// When tickets signed with the previous secrets stop verifying (RFC 3339, e.g.
+    /// 2026-12-01T18:00:00Z; at least the ticket lifetime after the rotation).
+    #[arg(long, env = "TICKCAST_PREVIOUS_TOKEN_SECRETS_UNTIL", value_parser = humantime::parse_rfc3339)]
+    pub(crate) previous_token_secrets_until: Option<std::time::SystemTime>,
+    /// On Kafka without TICKCAST_TOKEN_SECRET: keep the deployment's secret in the
+    /// `tickcast-deployment` topic (the first one written wins). Whoever can read that topic
+    /// can forge tickets: protect it, or configure the secret.
+    #[arg(long, env = "TICKCAST_ALLOW_LOG_STORED_SECRET")]
+    pub(crate) allow_log_stored_secret: bool,
     #[command(flatten)]
     pub(crate) regions: RegionArgs,
     /// The built web client served at `/` (`npm run build` in web/ writes web/dist).
@@ -426,6 +445,9 @@ pub(crate) struct GameArgs {
     /// Games one client address may start per minute (a burst of as many); 0 for no limit.
     #[arg(long, env = "TICKCAST_GAME_RATE_PER_IP", default_value_t = 30)]
     pub(crate) game_rate_per_ip: u32,
+    /// Games one userId may have running at once; 0 for no limit.
+    #[arg(long, env = "TICKCAST_MAX_GAMES_PER_USER", default_value_t = 5)]
+    pub(crate) max_games_per_user: usize,
     /// The longest game accepted (maxRounds × maxBreakSteps × tickMs); 0 for no limit.
     #[arg(long, env = "TICKCAST_MAX_GAME_DURATION", default_value = "6h", value_parser = humantime::parse_duration)]
     pub(crate) max_game_duration: std::time::Duration,

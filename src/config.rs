@@ -12,7 +12,7 @@ use tickcast_processors::{ArchiverConfig, TickGeneratorConfig};
 use tickcast_producers::EdgeConfig;
 use tickcast_producers::admission::Admission;
 use tickcast_producers::rules::GameDefaults;
-use tickcast_schemas::load::LagGauge;
+use tickcast_schemas::load::{LagGauge, ProcessLoad};
 use tickcast_schemas::regions::{self, Region};
 
 use crate::cli::{
@@ -117,7 +117,7 @@ pub(crate) fn socket_limits(sockets: &SocketLimitArgs) -> Arc<SocketLimits> {
 
 /// The process's saturation gauge and the edge's admission over it; `None` when
 /// `--saturation-lag-ms 0` admits every game.
-pub(crate) fn admission(args: &AdmissionArgs) -> anyhow::Result<Option<(Arc<LagGauge>, Arc<Admission>)>> {
+pub(crate) fn admission(args: &AdmissionArgs) -> anyhow::Result<Option<(Arc<ProcessLoad>, Arc<Admission>)>> {
     if args.saturation_lag_ms == 0 {
         return Ok(None);
     }
@@ -127,9 +127,17 @@ pub(crate) fn admission(args: &AdmissionArgs) -> anyhow::Result<Option<(Arc<LagG
         );
     }
     let threshold = std::time::Duration::from_millis(args.saturation_lag_ms);
-    let gauge = Arc::new(LagGauge::sustained(threshold, args.saturation_sustain));
-    let admission = Arc::new(Admission::new(Arc::clone(&gauge), args.saturation_hold));
-    Ok(Some((gauge, admission)))
+    let load = Arc::new(ProcessLoad::new(LagGauge::sustained(threshold, args.saturation_sustain)));
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    let admission = Arc::new(Admission::new(
+        Arc::clone(&load),
+        args.saturation_hold,
+        args.saturation_min_players,
+        now_us,
+    ));
+    Ok(Some((load, admission)))
 }
 
 pub(crate) fn edge_config(game: &GameArgs, common: &CommonArgs) -> EdgeConfig {
@@ -143,6 +151,7 @@ pub(crate) fn edge_config(game: &GameArgs, common: &CommonArgs) -> EdgeConfig {
         instance: common.instance.clone(),
         reveal_seed_at_start: !game.use_tick_broadcaster,
         game_rate_per_ip: game.game_rate_per_ip,
+        max_games_per_user: game.max_games_per_user,
         token_ttl_ms: game.ticket_ttl.as_millis() as i64,
         ..EdgeConfig::default()
     }

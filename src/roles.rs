@@ -18,14 +18,14 @@ use crate::config::{
     ids, kafka_options, latency_policy, open_log, region_table, socket_limits,
 };
 use crate::routes::common_routes;
-use crate::secret::{shared_signer, signer_in};
+use crate::secret::{shared_signer, signer_in, with_previous};
 use crate::shutdown::Roles;
 
 /// `tickcast up`: every role in one process on the embedded log in the data directory.
 pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let table = region_table(&args.common.regions)?;
     let latency = latency_policy(&args.latency)?;
-    let signer = signer_in(&args.common, &args.data_dir)?;
+    let signer = with_previous(&args.common, signer_in(&args.common, &args.data_dir)?)?;
     let url = format!("embedded://{}", args.data_dir.display());
     let log = tickcast_eventlog::open(&url).with_context(|| format!("cannot open the event log {url}"))?;
     let mut roles = Roles::new();
@@ -84,7 +84,7 @@ pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     let mut roles = Roles::new();
     let edge = Edge::new(
         Arc::clone(&log),
-        shared_signer(&args.common, &args.log, log.as_ref()).await?,
+        with_previous(&args.common, shared_signer(&args.common, &args.log, log.as_ref()).await?)?,
         table,
         edge_config(&args.game, &args.common),
     );
@@ -118,7 +118,7 @@ pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         &socket_limits(&args.sockets),
     );
     config.latency = latency;
-    let signer = shared_signer(&args.common, &args.log, log.as_ref()).await?;
+    let signer = with_previous(&args.common, shared_signer(&args.common, &args.log, log.as_ref()).await?)?;
     let gateway = Gateway::new(log, signer, config, roles.shutdown.clone());
     roles.spawn("gateway", Arc::clone(&gateway).run());
     let region = gateway.region().to_owned();

@@ -82,8 +82,28 @@ fn read_secret_file(path: &Path) -> anyhow::Result<TokenSigner> {
     Ok(TokenSigner::new(secret))
 }
 
-/// The join-token signer of a role that runs apart from others: the configured secret, else the
-/// deployment's, kept in the log so that every edge and gateway on it agrees.
+/// `signer`, also verifying the tickets of the previous secrets until their retirement.
+pub(crate) fn with_previous(common: &CommonArgs, signer: TokenSigner) -> anyhow::Result<TokenSigner> {
+    if common.previous_token_secrets.is_empty() {
+        return Ok(signer);
+    }
+    let Some(until) = common.previous_token_secrets_until else {
+        bail!(
+            "TICKCAST_PREVIOUS_TOKEN_SECRETS needs TICKCAST_PREVIOUS_TOKEN_SECRETS_UNTIL (--previous-token-secrets-until, RFC 3339): until when their tickets verify"
+        );
+    };
+    let retire_at_ms = until.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    common.previous_token_secrets.iter().try_fold(signer, |signer, secret| {
+        if secret.len() < 16 {
+            bail!("every TICKCAST_PREVIOUS_TOKEN_SECRETS entry must be at least 16 bytes");
+        }
+        Ok(signer.with_previous(secret.as_bytes(), retire_at_ms))
+    })
+}
+
+/// The join-token signer of a role that runs apart from others: the configured secret, else —
+/// only when the operator allowed it — the deployment's, kept in the log so that every edge and
+/// gateway on it agrees. The secret is never printed or logged.
 pub(crate) async fn shared_signer(
     common: &CommonArgs,
     args: &LogArgs,
@@ -95,6 +115,14 @@ pub(crate) async fn shared_signer(
     if let Some(dir) = args.url.strip_prefix("embedded://") {
         // One process owns an embedded log: the secret beside it serves it.
         return signer_in(common, Path::new(dir));
+    }
+    if !common.allow_log_stored_secret {
+        bail!(
+            "no token secret: set TICKCAST_TOKEN_SECRET (at least 16 bytes, the same on every edge and gateway), \
+             or pass --allow-log-stored-secret (TICKCAST_ALLOW_LOG_STORED_SECRET=true) to keep one in the \
+             {} topic, where whoever can read that topic can forge tickets",
+            topics::DEPLOYMENT
+        );
     }
     let first = |records: Vec<tickcast_eventlog::Record>| records.into_iter().find(|r| &*r.key == SECRET_KEY);
     let mut found = first(log.read(topics::DEPLOYMENT, StartFrom::Beginning, 64).await?);

@@ -8,7 +8,8 @@ use tickcast_schemas::event::{
     EventBody, LatencySampled, LatencyWarned, LeaveReason, PlayerJoined, PlayerKicked, PlayerLeft,
 };
 use tickcast_schemas::protocol::{
-    CLOSE_KICKED, CLOSE_UNAUTHORIZED, ClientMessage, ErrorCode, ServerMessage, parse_client_message,
+    CLOSE_KICKED, CLOSE_REPLACED, CLOSE_UNAUTHORIZED, ClientMessage, ErrorCode, ServerMessage,
+    parse_client_message,
 };
 use tickcast_schemas::token::TokenError;
 use tokio::sync::mpsc;
@@ -72,6 +73,9 @@ struct Connection {
     pings: PingTracker,
     /// What the client may still send before it counts as flooding.
     budget: MessageBudget,
+    /// Its own signal channel, handed to the gateway's live-connection table when it joins (so
+    /// a newer connection of the same player can replace it).
+    own_signals: mpsc::UnboundedSender<Signal>,
 }
 
 fn close_frame(code: CloseCode, reason: &'static str) -> Message {
@@ -87,9 +91,11 @@ pub(crate) async fn serve(
     gateway: Arc<Gateway>,
     mut socket: Socket,
     id: u64,
+    own_signals: mpsc::UnboundedSender<Signal>,
     mut signals: mpsc::UnboundedReceiver<Signal>,
 ) {
     let mut conn = Connection {
+        own_signals,
         connection_id: uuid::Uuid::now_v7().to_string(),
         monitor: LatencyMonitor::new(gateway.config.latency),
         pings: PingTracker::default(),
@@ -147,6 +153,14 @@ pub(crate) async fn serve(
                     let message = ServerMessage::Error { code: ErrorCode::TooSlow, message: "too slow to receive ticks; reconnect and resume".into() };
                     let _ = send(&mut socket, &message).await;
                     break Close { code: CloseCode::Policy, reason: "too slow", left: Some(LeaveReason::Error) };
+                }
+                Some(Signal::Replaced) => {
+                    let message = ServerMessage::Error {
+                        code: ErrorCode::Replaced,
+                        message: "you joined this session on another connection; this one is closed".into(),
+                    };
+                    let _ = send(&mut socket, &message).await;
+                    break Close { code: CloseCode::Library(CLOSE_REPLACED), reason: "replaced", left: Some(LeaveReason::Replaced) };
                 }
                 Some(Signal::PingWritten { nonce, at_us }) => match conn.pings.written(nonce, at_us) {
                     Some((sent_us, rtt_us)) => conn.judge(sent_us, rtt_us, &mut socket).await,
@@ -338,6 +352,10 @@ impl Connection {
                 )
                 .await;
         }
+        if info.kicked.contains(&user_id) {
+            let message = format!("{user_id:?} was kicked from session {session_id} and may not rejoin it");
+            return self.refuse(Refusal::close(ErrorCode::Kicked, message), sink).await;
+        }
         let limit = gateway.config.max_players_per_session;
         if limit > 0 && !info.ended {
             let players = info.players();
@@ -353,6 +371,10 @@ impl Connection {
             return self.refuse(Refusal::close(ErrorCode::SessionEnded, message), sink).await;
         }
         metrics::player_joined(&gateway.config.region);
+        gateway.claim_live(&session_id, &user_id, self.id, self.own_signals.clone());
+        if let Some(load) = &gateway.config.saturation {
+            load.player_joined();
+        }
         self.joined = Some(Joined { session_id: session_id.clone(), user_id: user_id.clone() });
         gateway.record(
             &session_id,
@@ -421,6 +443,7 @@ impl Connection {
             Verdict::Kick { avg_rtt_ms, jitter_ms } => {
                 metrics::player_kicked();
                 let user_id = joined.user_id.clone();
+                self.gateway.directory.lock().unwrap().mark_kicked(&session_id, &user_id);
                 let reason = format!("latency too high: average RTT {avg_rtt_ms} ms, jitter {jitter_ms} ms");
                 self.gateway.record(
                     &session_id,
@@ -446,6 +469,10 @@ impl Connection {
     fn leave(&self, reason: Option<LeaveReason>) {
         let Some(joined) = &self.joined else { return };
         metrics::player_left(&self.gateway.config.region);
+        self.gateway.release_live(&joined.session_id, &joined.user_id, self.id);
+        if let Some(load) = &self.gateway.config.saturation {
+            load.player_left();
+        }
         if let Some(reason) = reason {
             self.gateway.record(
                 &joined.session_id,

@@ -20,7 +20,8 @@ impl Gateway {
         for record in records {
             if !matches!(
                 Event::peek_type(&record.payload),
-                Some("session_created" | "session_ended" | "player_joined" | "player_left") | None
+                Some("session_created" | "session_ended" | "player_joined" | "player_kicked" | "player_left")
+                    | None
             ) {
                 continue;
             }
@@ -28,6 +29,12 @@ impl Gateway {
                 Ok(event) => {
                     if matches!(&event.body, EventBody::SessionCreated(c) if c.region != self.config.region) {
                         continue;
+                    }
+                    if let EventBody::PlayerJoined(joined) = &event.body
+                        && joined.gateway_id != self.gateway_id
+                    {
+                        // One live connection per player and session, whichever gateway has it.
+                        self.joined_elsewhere(&event.session_id, &joined.user_id);
                     }
                     if directory.apply(&event) {
                         changed_players.push(event.session_id);

@@ -129,7 +129,8 @@ pub(crate) enum Command {
     /// backlog before any live frame.
     Join {
         connection: u64,
-        session: SessionInfo,
+        /// Boxed: the directory's record of a session is large beside the other commands.
+        session: Box<SessionInfo>,
         user_id: String,
         resume_after: Option<i64>,
         reply: oneshot::Sender<Result<(), JoinRefused>>,
@@ -157,6 +158,9 @@ pub(crate) enum Signal {
     TooSlow,
     /// The ping with `nonce` was handed to the socket at `at_us` (epoch µs): its send time.
     PingWritten { nonce: u64, at_us: i64 },
+    /// A newer connection of the same player joined the same session (here or through another
+    /// gateway): this one closes with 4002.
+    Replaced,
 }
 
 /// The write side of one player's socket.

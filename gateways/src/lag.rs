@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tickcast_schemas::load::LagGauge;
+use tickcast_schemas::load::{LagGauge, ProcessLoad};
 
 use tokio_util::sync::CancellationToken;
 
@@ -23,13 +23,13 @@ pub(crate) struct GatewayLag {
     judging: LagGauge,
     /// The process's saturation gauge (`tickcast up`: read by the edge to refuse new games),
     /// told every lag this gateway sees.
-    saturation: Option<Arc<LagGauge>>,
+    saturation: Option<Arc<ProcessLoad>>,
     /// The largest lag (µs) reported since the probe last published it.
     worst_us: AtomicI64,
 }
 
 impl GatewayLag {
-    pub(crate) const fn new(threshold: Duration, saturation: Option<Arc<LagGauge>>) -> Self {
+    pub(crate) const fn new(threshold: Duration, saturation: Option<Arc<ProcessLoad>>) -> Self {
         Self { judging: LagGauge::new(threshold), saturation, worst_us: AtomicI64::new(0) }
     }
 
@@ -39,7 +39,7 @@ impl GatewayLag {
         self.worst_us.fetch_max(lag.as_micros() as i64, Ordering::Relaxed);
         self.judging.report(lag, now);
         if let Some(saturation) = &self.saturation {
-            saturation.report(lag, now);
+            saturation.lag.report(lag, now);
         }
     }
 

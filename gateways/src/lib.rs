@@ -40,6 +40,7 @@ pub mod socket_limits;
 mod stream;
 mod upgrade;
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,7 +49,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tickcast_eventlog::{EventLog, StartFrom};
 use tickcast_schemas::event::Event;
-use tickcast_schemas::load::LagGauge;
+use tickcast_schemas::load::ProcessLoad;
 use tickcast_schemas::sessions::{SessionDirectory, SessionInfo};
 use tickcast_schemas::token::TokenSigner;
 use tickcast_schemas::topics::{self, GAME_EVENTS};
@@ -56,7 +57,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::fanout::{Command, Fanout, FanoutConfig, JoinRefused, dispatch};
+use crate::fanout::{Command, Fanout, FanoutConfig, JoinRefused, Signal, dispatch};
 use crate::lag::GatewayLag;
 use crate::latency::LatencyPolicy;
 use crate::socket_limits::SocketLimits;
@@ -99,9 +100,9 @@ pub struct GatewayConfig {
     pub history: Duration,
     /// The gateway's own lag (event loop, shard queues) above which it judges no one's latency.
     pub lag_threshold: Duration,
-    /// The process's saturation gauge, told every lag the gateway sees (`tickcast up` shares
-    /// it with the edge, which refuses new games while it is over its threshold).
-    pub saturation: Option<Arc<LagGauge>>,
+    /// The process's load, told every lag the gateway sees and every player it serves
+    /// (`tickcast up` shares it with the edge, which refuses new games while it is saturated).
+    pub saturation: Option<Arc<ProcessLoad>>,
     /// Test-only: how long each fan-out shard blocks before forwarding a batch of frames (a
     /// gateway made slow from inside). Zero in production.
     pub debug_write_delay: Duration,
@@ -141,6 +142,9 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A player's live connection in a session: its id, and the channel that tells it it was replaced.
+type LiveConnection = (u64, mpsc::UnboundedSender<Signal>);
+
 /// One region's gateway.
 #[derive(Debug)]
 pub struct Gateway {
@@ -168,6 +172,9 @@ pub struct Gateway {
     next_connection: AtomicU64,
     /// How far behind the gateway's own work runs; while it lags, latency is not judged.
     lag: Arc<GatewayLag>,
+    /// The one live connection of each (session, userId) on this gateway and the channel that
+    /// tells it it was replaced; a newer join of the same player takes the entry.
+    live: Mutex<HashMap<(String, String), LiveConnection>>,
     /// Cancelled when the process shuts down.
     shutdown: CancellationToken,
 }
@@ -214,6 +221,7 @@ impl Gateway {
             connections: TaskTracker::new(),
             next_connection: AtomicU64::new(0),
             lag: Arc::new(lag),
+            live: Mutex::new(HashMap::new()),
             shutdown,
         })
     }
@@ -291,7 +299,7 @@ impl Gateway {
         resume_after: Option<i64>,
     ) -> Result<(), JoinRefused> {
         let (reply, answer) = oneshot::channel();
-        let command = Command::Join { connection, session, user_id, resume_after, reply };
+        let command = Command::Join { connection, session: Box::new(session), user_id, resume_after, reply };
         if self.shard(connection).send(command).is_err() {
             return Err(JoinRefused::Ended);
         }
@@ -300,6 +308,42 @@ impl Gateway {
 
     fn detach(&self, connection: u64) {
         let _ = self.shard(connection).send(Command::Detach { connection });
+    }
+
+    /// Makes `connection` the live one of `user_id` in `session_id`; an older one of the same
+    /// player there is told it was replaced.
+    pub(crate) fn claim_live(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        connection: u64,
+        signals: mpsc::UnboundedSender<Signal>,
+    ) {
+        let key = (session_id.to_owned(), user_id.to_owned());
+        if let Some((older, older_signals)) = self.live.lock().unwrap().insert(key, (connection, signals))
+            && older != connection
+        {
+            let _ = older_signals.send(Signal::Replaced);
+        }
+    }
+
+    /// `connection` ended: it is no longer `user_id`'s live one in `session_id` (unless a newer
+    /// one already took its place).
+    pub(crate) fn release_live(&self, session_id: &str, user_id: &str, connection: u64) {
+        let key = (session_id.to_owned(), user_id.to_owned());
+        let mut live = self.live.lock().unwrap();
+        if live.get(&key).is_some_and(|(id, _)| *id == connection) {
+            live.remove(&key);
+        }
+    }
+
+    /// A player joined `session_id` through another gateway: its connection here, if any, is
+    /// replaced.
+    pub(crate) fn joined_elsewhere(&self, session_id: &str, user_id: &str) {
+        let key = (session_id.to_owned(), user_id.to_owned());
+        if let Some((_, signals)) = self.live.lock().unwrap().remove(&key) {
+            let _ = signals.send(Signal::Replaced);
+        }
     }
 
     fn shard(&self, connection: u64) -> &mpsc::UnboundedSender<Command> {

@@ -115,12 +115,13 @@ impl Gateway {
             let _ = tcp.set_nodelay(true);
             let (read, write) = tcp.into_split();
             let (signals, signals_rx) = mpsc::unbounded_channel();
+            let own_signals = signals.clone();
             if gateway.shard(id).send(Command::Attach { connection: id, write, signals }).is_err() {
                 return;
             }
             let stream = PlayerStream::new(parts.read_buf, read, id, gateway.shard(id).clone());
             let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
-            connection::serve(gateway, socket, id, signals_rx).await;
+            connection::serve(gateway, socket, id, own_signals, signals_rx).await;
         });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)

@@ -24,7 +24,7 @@ use tickcast_eventlog::{
     CommitPosition, Durability, EventLog, GroupConsumer, GroupEvent, NewRecord, Record, RetryHint, StartFrom,
 };
 use tickcast_schemas::event::{Countdown, EVENT_TYPES, Event, EventBody, SessionCreated, SessionEnded, Tick};
-use tickcast_schemas::load::LagGauge;
+use tickcast_schemas::load::ProcessLoad;
 use tickcast_schemas::topics::{self, GAME_EVENTS};
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,7 @@ pub struct TickGeneratorConfig {
     pub idle_ms: i64,
     /// The process's saturation gauge, told how late each tick is emitted (`tickcast up`
     /// shares it with the edge, which refuses new games while it is over its threshold).
-    pub saturation: Option<Arc<LagGauge>>,
+    pub saturation: Option<Arc<ProcessLoad>>,
 }
 
 impl Default for TickGeneratorConfig {
@@ -403,7 +403,7 @@ impl TickGenerator {
             // How late the newest step is, not the oldest: steps missed while no generator ran
             // (a restart catching up) say nothing about how loaded this process is now.
             if let (Some(late_ms), Some(saturation)) = (newest_tick_late_ms, &self.config.saturation) {
-                saturation.report(Duration::from_millis(late_ms.max(0) as u64), emitted_at * 1000);
+                saturation.lag.report(Duration::from_millis(late_ms.max(0) as u64), emitted_at * 1000);
             }
             if active.schedule.is_ended() {
                 tracing::info!(session = %id, last_step = active.schedule.last_step(), "session ended");

@@ -66,6 +66,8 @@ pub struct EdgeConfig {
     pub admission: Option<Arc<Admission>>,
     /// Games one client address may start per minute (also the burst); 0 for no limit.
     pub game_rate_per_ip: u32,
+    /// Games one userId may have running at once; 0 for no limit.
+    pub max_games_per_user: usize,
 }
 
 impl Default for EdgeConfig {
@@ -78,6 +80,7 @@ impl Default for EdgeConfig {
             reveal_seed_at_start: false,
             admission: None,
             game_rate_per_ip: 30,
+            max_games_per_user: 5,
         }
     }
 }
@@ -136,6 +139,10 @@ pub struct ApiError {
 
 /// What a client is told to wait before retrying a game the log refused for a passing reason.
 const LOG_RETRY_AFTER_S: u32 = 2;
+
+/// What a user with too many games running is told to wait (a game ends when its rounds are
+/// over, or 30 s after its last player left).
+const USER_RETRY_AFTER_S: u32 = 10;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -306,6 +313,19 @@ async fn start_game(
 ) -> Result<Json<GameTicket>, ApiError> {
     edge.admit()?;
     let request: StartRequest = parse_body(&headers, body)?;
+    let max_games = edge.config.max_games_per_user;
+    if max_games > 0 && edge.directory.lock().unwrap().running_games_of(&request.user_id) >= max_games {
+        metrics::game_rate_limited("user");
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "{:?} already has {max_games} games running (TICKCAST_MAX_GAMES_PER_USER); retry once one has ended",
+                request.user_id
+            ),
+        )
+        .retry_after(USER_RETRY_AFTER_S));
+    }
     if let (Some(limit), Some(Extension(ConnectInfo(ip)))) = (&edge.game_rate, client) {
         limit.check(ip)?;
     }

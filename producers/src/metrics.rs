@@ -14,11 +14,12 @@ pub(crate) fn saturated(saturated: bool) {
     gauge!(SATURATED).set(f64::from(u8::from(saturated)));
 }
 
-/// Games refused because their client address started too many.
+/// Games refused because their client address started too many in a minute (`by=address`) or
+/// their userId has too many running (`by=user`).
 pub(crate) const GAMES_RATE_LIMITED: &str = "tickcast_edge_games_rate_limited_total";
 
-pub(crate) fn game_rate_limited() {
-    counter!(GAMES_RATE_LIMITED).increment(1);
+pub(crate) fn game_rate_limited(by: &'static str) {
+    counter!(GAMES_RATE_LIMITED, "by" => by).increment(1);
 }
 
 pub(crate) fn session_created(region: &str) {

@@ -38,7 +38,7 @@ impl GameRateLimit {
         self.limiter.check_key(&ip).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
             let retry_after_s = wait.as_secs_f64().ceil().max(1.0) as u32;
-            crate::metrics::game_rate_limited();
+            crate::metrics::game_rate_limited("address");
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",

@@ -269,6 +269,8 @@ pub struct PlayerKicked {
 pub enum LeaveReason {
     Closed,
     Kicked,
+    /// A newer connection of the same player joined the same session.
+    Replaced,
     GatewayShutdown,
     Error,
 }

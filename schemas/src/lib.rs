@@ -16,7 +16,7 @@
 //! - [`token`]: HMAC-signed join tokens issued by the edge and checked by gateways.
 //! - [`regions`]: the region table and the eight default regions.
 //! - [`sessions`]: the session directory, the one projection several roles keep in memory.
-//! - [`load`]: how late a process runs ([`load::LagGauge`]), shared by the roles that measure it
+//! - [`load`]: how late a process runs ([`load::LagGauge`], [`load::ProcessLoad`]), shared by the roles that measure it
 //!   and the edge that refuses games while it is saturated.
 
 #[cfg(feature = "arrow")]

@@ -2,8 +2,9 @@
 //! last reported a lag over a threshold, and when such lags last lasted (one streak of them,
 //! counting each lag's own length) at least a given time. The gateway keeps one to know when it
 //! must not judge latency (any lag counts); `tickcast up` keeps one shared by its gateways and
-//! its tick generator, which the edge reads to refuse new games while the process is saturated
-//! (admission control: a lone spike is not saturation, a sustained lag is).
+//! its tick generator (with the number of players it serves: [`ProcessLoad`]), which the edge
+//! reads to refuse new games while the process is saturated (admission control: a lone spike is
+//! not saturation, a sustained lag is).
 //!
 //! Sans I/O: callers pass the time (epoch µs), so the gauge is the same in tests and in use.
 
@@ -87,6 +88,36 @@ impl LagGauge {
     #[must_use]
     pub fn sustained_since(&self, since_us: i64) -> bool {
         self.sustained_at_us.load(Ordering::Relaxed) >= since_us
+    }
+}
+
+/// A process's load as admission control sees it: how late its parts run, and how many
+/// players it serves (a process with a handful of players that lags is slow for some other
+/// reason — a debug build, a busy neighbour — and refusing games would not help it).
+#[derive(Debug)]
+pub struct ProcessLoad {
+    pub lag: LagGauge,
+    /// Players connected and joined, in every gateway of the process.
+    players: AtomicI64,
+}
+
+impl ProcessLoad {
+    #[must_use]
+    pub const fn new(lag: LagGauge) -> Self {
+        Self { lag, players: AtomicI64::new(0) }
+    }
+
+    pub fn player_joined(&self) {
+        self.players.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn player_left(&self) {
+        self.players.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    #[must_use]
+    pub fn players(&self) -> u64 {
+        self.players.load(Ordering::Relaxed).max(0) as u64
     }
 }
 

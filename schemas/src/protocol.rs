@@ -93,6 +93,8 @@ impl ServerMessage {
 
 /// WebSocket close code sent after `kicked`.
 pub const CLOSE_KICKED: u16 = 4001;
+/// Close code of a connection replaced by a newer one of the same player in the same session.
+pub const CLOSE_REPLACED: u16 = 4002;
 /// WebSocket close code sent after a refused join (bad token, unknown session).
 pub const CLOSE_UNAUTHORIZED: u16 = 4003;
 
@@ -124,6 +126,10 @@ pub enum ErrorCode {
     RateLimited,
     /// The session already has as many players as a session may.
     SessionFull,
+    /// The player was kicked from this session and may not rejoin it.
+    Kicked,
+    /// A newer connection of the same player joined the same session.
+    Replaced,
 }
 
 /// Decodes a client frame, telling malformed JSON apart from a well-formed frame with an

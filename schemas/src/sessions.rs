@@ -23,8 +23,12 @@ pub struct SessionInfo {
     /// The engine's parameters besides the seed, so a client can check the ticks at the end.
     pub min_break_steps: u64,
     pub max_break_steps: u64,
+    /// The userId that started it.
+    pub created_by: String,
     /// Set once `session_ended` is seen.
     pub ended: bool,
+    /// Players kicked from it (`player_kicked`), who may not rejoin it.
+    pub kicked: std::collections::BTreeSet<String>,
     /// Connected players, from `player_joined` / `player_left`: connection id → user id.
     pub connections: std::collections::BTreeMap<String, String>,
 }
@@ -47,8 +51,14 @@ pub struct SessionDirectory {
 }
 
 impl SessionDirectory {
-    /// Applies one event (`session_created`, `session_ended`, `player_joined`, `player_left`;
-    /// others are ignored). Returns whether the session's players changed.
+    /// How many games `user_id` started that have not ended.
+    #[must_use]
+    pub fn running_games_of(&self, user_id: &str) -> usize {
+        self.sessions.values().filter(|info| !info.ended && info.created_by == user_id).count()
+    }
+
+    /// Applies one event (`session_created`, `session_ended`, `player_joined`, `player_kicked`,
+    /// `player_left`; others are ignored). Returns whether the session's players changed.
     pub fn apply(&mut self, event: &Event) -> bool {
         match &event.body {
             EventBody::SessionCreated(created) => {
@@ -62,6 +72,8 @@ impl SessionDirectory {
                     seed: created.seed,
                     min_break_steps: created.min_break_steps,
                     max_break_steps: created.max_break_steps,
+                    created_by: created.created_by.clone(),
+                    kicked: std::collections::BTreeSet::new(),
                     ended: false,
                     connections: std::collections::BTreeMap::new(),
                 });
@@ -76,6 +88,12 @@ impl SessionDirectory {
             EventBody::PlayerJoined(joined) => self.sessions.get_mut(&event.session_id).is_some_and(|info| {
                 info.connections.insert(joined.connection_id.clone(), joined.user_id.clone()).is_none()
             }),
+            EventBody::PlayerKicked(kicked) => {
+                if let Some(info) = self.sessions.get_mut(&event.session_id) {
+                    info.kicked.insert(kicked.user_id.clone());
+                }
+                false
+            }
             EventBody::PlayerLeft(left) => self
                 .sessions
                 .get_mut(&event.session_id)
@@ -87,6 +105,14 @@ impl SessionDirectory {
     #[must_use]
     pub fn get(&self, session_id: &str) -> Option<&SessionInfo> {
         self.sessions.get(session_id)
+    }
+
+    /// Marks `user_id` kicked from `session_id` at once, before its `player_kicked` comes back
+    /// from the log.
+    pub fn mark_kicked(&mut self, session_id: &str, user_id: &str) {
+        if let Some(info) = self.sessions.get_mut(session_id) {
+            info.kicked.insert(user_id.to_owned());
+        }
     }
 
     /// Forgets ended sessions whose start is before `before` (epoch ms), to bound memory.

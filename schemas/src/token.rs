@@ -1,12 +1,17 @@
 //! Join tokens: the edge signs (sessionId, userId, region, expiry) with HMAC-SHA256; gateways
 //! check the signature, the expiry and that the token is for the session being joined.
 //!
-//! Format: `base64url(claims JSON) "." base64url(HMAC-SHA256(secret, claims JSON))`.
+//! Format: `kid "." base64url(claims JSON) "." base64url(HMAC-SHA256(secret, kid "." claims
+//! JSON))`. The key id is derived from the secret, so every process with the same secret agrees
+//! on it without configuration. A signer signs with its current key and verifies with it and
+//! with previous keys until each one's retirement: a secret is rotated without refusing the
+//! tickets already out. Tokens of the older two-part format (no key id) verify with the current
+//! key only.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -33,17 +38,51 @@ pub enum TokenError {
     BadSignature,
     #[error("token expired")]
     Expired,
+    #[error(
+        "token was signed with a key this server does not know (from another deployment, or retired long ago)"
+    )]
+    UnknownKey,
+    #[error("token was signed with a retired key; ask the edge for a new one")]
+    RetiredKey,
 }
 
-/// Signs and verifies tokens with one secret (`TICKCAST_TOKEN_SECRET`).
+/// One signing key and its id.
+#[derive(Clone)]
+struct Key {
+    id: String,
+    mac: HmacSha256,
+}
+
+impl Key {
+    fn new(secret: &[u8]) -> Self {
+        let mut id = Sha256::new();
+        id.update(b"tickcast token key id\0");
+        id.update(secret);
+        let id: String = id.finalize().iter().take(4).map(|b| format!("{b:02x}")).collect();
+        Self { id, mac: HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length") }
+    }
+
+    fn mac(&self, signed: &[&[u8]]) -> HmacSha256 {
+        let mut mac = self.mac.clone();
+        for part in signed {
+            mac.update(part);
+        }
+        mac
+    }
+}
+
+/// Signs with the current secret (`TICKCAST_TOKEN_SECRET`) and verifies with it and with the
+/// previous ones until their retirement (`TICKCAST_PREVIOUS_TOKEN_SECRETS`).
 #[derive(Clone)]
 pub struct TokenSigner {
-    key: HmacSha256,
+    current: Key,
+    /// Keys that still verify, each until an instant (epoch ms).
+    previous: Vec<(Key, i64)>,
 }
 
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenSigner { .. }")
+        write!(f, "TokenSigner {{ current: {}, previous: {} }}", self.current.id, self.previous.len())
     }
 }
 
@@ -51,28 +90,64 @@ impl TokenSigner {
     /// A signer for `secret` (any length).
     #[must_use]
     pub fn new(secret: &[u8]) -> Self {
-        Self { key: HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length") }
+        Self { current: Key::new(secret), previous: Vec::new() }
+    }
+
+    /// The same signer, also verifying tokens signed with `secret` until `retire_at_ms`.
+    #[must_use]
+    pub fn with_previous(mut self, secret: &[u8], retire_at_ms: i64) -> Self {
+        self.previous.push((Key::new(secret), retire_at_ms));
+        self
+    }
+
+    /// The id of the key that signs.
+    #[must_use]
+    pub fn key_id(&self) -> &str {
+        &self.current.id
     }
 
     /// A token for `claims`.
     #[must_use]
     pub fn sign(&self, claims: &Claims) -> String {
         let payload = serde_json::to_vec(claims).expect("claims serialize infallibly");
-        let mut mac = self.key.clone();
-        mac.update(&payload);
-        let signature = mac.finalize().into_bytes();
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(signature))
+        let key = &self.current;
+        let signature = key.mac(&[key.id.as_bytes(), b".", &payload]).finalize().into_bytes();
+        format!("{}.{}.{}", key.id, URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(signature))
     }
 
-    /// The claims of a token signed with this secret and not expired at `now_ms`.
+    /// The claims of a token signed with a key of this signer and not expired at `now_ms`.
     pub fn verify(&self, token: &str, now_ms: i64) -> Result<Claims, TokenError> {
-        let (payload, signature) = token.split_once('.').ok_or(TokenError::Malformed)?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
-        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
-        let mut mac = self.key.clone();
-        mac.update(&payload);
+        let mut parts = token.split('.');
+        let (first, second, third) = (parts.next(), parts.next(), parts.next());
+        if parts.next().is_some() {
+            return Err(TokenError::Malformed);
+        }
+        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed);
+        let (payload, mac) = match (first, second, third) {
+            (Some(kid), Some(payload), Some(signature)) => {
+                let key = if kid == self.current.id {
+                    &self.current
+                } else {
+                    let (key, retire_at_ms) =
+                        self.previous.iter().find(|(key, _)| key.id == kid).ok_or(TokenError::UnknownKey)?;
+                    if now_ms >= *retire_at_ms {
+                        return Err(TokenError::RetiredKey);
+                    }
+                    key
+                };
+                let payload = decode(payload)?;
+                let mac = key.mac(&[kid.as_bytes(), b".", &payload]);
+                (payload, (mac, decode(signature)?))
+            }
+            (Some(payload), Some(signature), None) => {
+                let payload = decode(payload)?;
+                let mac = self.current.mac(&[&payload]);
+                (payload, (mac, decode(signature)?))
+            }
+            _ => return Err(TokenError::Malformed),
+        };
         // verify_slice compares in constant time.
-        mac.verify_slice(&signature).map_err(|_| TokenError::BadSignature)?;
+        mac.0.verify_slice(&mac.1).map_err(|_| TokenError::BadSignature)?;
         let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
         if claims.expires_at <= now_ms {
             return Err(TokenError::Expired);
@@ -106,15 +181,50 @@ mod tests {
     fn forged_tokens_are_refused() {
         let token = TokenSigner::new(b"other").sign(&claims());
         let signer = TokenSigner::new(b"secret");
-        assert_eq!(signer.verify(&token, 0), Err(TokenError::BadSignature));
+        assert_eq!(signer.verify(&token, 0), Err(TokenError::UnknownKey));
+        // Another secret's signature under this key's id.
+        let (_, rest) = token.split_once('.').unwrap();
+        assert_eq!(signer.verify(&format!("{}.{rest}", signer.key_id()), 0), Err(TokenError::BadSignature));
         // Changing the claims breaks the signature.
-        let (_, sig) =
-            signer.sign(&claims()).split_once('.').map(|(a, b)| (a.to_owned(), b.to_owned())).unwrap();
+        let token = signer.sign(&claims());
+        let mut parts = token.split('.');
+        let (kid, _, sig) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
         let mut forged_claims = claims();
         forged_claims.user_id = "u2".into();
-        let forged = format!("{}.{sig}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged_claims).unwrap()));
+        let forged =
+            format!("{kid}.{}.{sig}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged_claims).unwrap()));
         assert_eq!(signer.verify(&forged, 0), Err(TokenError::BadSignature));
         assert_eq!(signer.verify("garbage", 0), Err(TokenError::Malformed));
-        assert_eq!(signer.verify("a.b.c", 0), Err(TokenError::Malformed));
+        assert_eq!(signer.verify(&format!("{kid}.b.c"), 0), Err(TokenError::Malformed));
+        assert_eq!(signer.verify("a.b.c.d", 0), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn a_rotated_out_key_verifies_until_its_retirement() {
+        let old = TokenSigner::new(b"old secret");
+        let token = old.sign(&claims());
+        let rotated = TokenSigner::new(b"new secret").with_previous(b"old secret", 1_500);
+        assert_ne!(rotated.key_id(), old.key_id());
+        assert_eq!(rotated.verify(&token, 1_000), Ok(claims()), "in its grace period");
+        assert_eq!(rotated.verify(&token, 1_500), Err(TokenError::RetiredKey));
+        assert_eq!(TokenSigner::new(b"new secret").verify(&token, 1_000), Err(TokenError::UnknownKey));
+        // New tokens are signed with the new key.
+        let fresh = rotated.sign(&claims());
+        assert!(fresh.starts_with(rotated.key_id()));
+        assert_eq!(rotated.verify(&fresh, 1_999), Ok(claims()));
+    }
+
+    #[test]
+    fn tokens_of_the_two_part_format_verify_with_the_current_key() {
+        let payload = serde_json::to_vec(&claims()).unwrap();
+        let mut mac = HmacSha256::new_from_slice(b"secret").unwrap();
+        mac.update(&payload);
+        let legacy = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        );
+        assert_eq!(TokenSigner::new(b"secret").verify(&legacy, 0), Ok(claims()));
+        assert_eq!(TokenSigner::new(b"other").verify(&legacy, 0), Err(TokenError::BadSignature));
     }
 }

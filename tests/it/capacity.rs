@@ -19,6 +19,8 @@ async fn a_saturated_server_refuses_new_games_and_keeps_its_players() {
         "200ms",
         "--saturation-hold",
         "5s",
+        "--saturation-min-players",
+        "2",
     ]);
     // Idle, it admits.
     let ticket = server.start_game(json!({"userId":"a","countdownMs":0,"tickMs":100})).await;
@@ -26,10 +28,11 @@ async fn a_saturated_server_refuses_new_games_and_keeps_its_players() {
     let mut readers = Vec::new();
     for user in ["a", "b"] {
         let ticket = if user == "a" { ticket.clone() } else { server.join_game(&game_id, user).await };
-        readers.push(keep_reading(Player::join(&ticket, user, None).await, 60));
+        // 20 s of ticks: past the 10 s after its start in which a process is not judged.
+        readers.push(keep_reading(Player::join(&ticket, user, None).await, 200));
     }
 
-    // Once its ticks flow, it lags and refuses.
+    // Once its ticks flow (and its startup is behind it), it lags and refuses.
     let http = reqwest::Client::new();
     let start = |http: reqwest::Client, url: String| async move {
         let response = http.post(url).json(&json!({"userId":"late"})).send().await.unwrap();

@@ -271,3 +271,112 @@ async fn sockets_are_capped_per_address_and_in_all() {
     })
     .await;
 }
+
+/// One userId may have `TICKCAST_MAX_GAMES_PER_USER` games running; one more gets 429
+/// `rate_limited` with `Retry-After`, and another user still starts games.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_with_too_many_games_running_gets_429() {
+    let server = Server::start_with(&["--max-games-per-user", "2"]);
+    for _ in 0..2 {
+        server.start_game(serde_json::json!({"userId":"greedy","countdownMs":60000})).await;
+    }
+    let response = reqwest::Client::new()
+        .post(server.url("/edge/game/start"))
+        .json(&serde_json::json!({"userId":"greedy"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("TICKCAST_MAX_GAMES_PER_USER"), "{body}");
+    server.start_game(serde_json::json!({"userId":"modest"})).await;
+}
+
+/// One ticket on two sockets never plays twice: the second join replaces the first, which gets
+/// `replaced` and close 4002; the second plays on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ticket_on_two_sockets_never_plays_twice() {
+    let server = Server::start();
+    let ticket = server.start_game(serde_json::json!({"userId":"twin","countdownMs":0})).await;
+    let mut first = Player::join(&ticket, "twin", None).await;
+    first.until("tick").await;
+    let mut second = Player::join(&ticket, "twin", None).await;
+    let (frames, code) = first.until_closed().await;
+    assert_eq!(code, Some(4002), "{frames:?}");
+    assert!(frames.iter().any(|f| f["type"] == "error" && f["code"] == "replaced"), "{frames:?}");
+    let mut ticks = 0;
+    while ticks < 5 {
+        ticks += usize::from(second.next_json().await["type"] == "tick");
+    }
+    // The log says the first connection left as replaced.
+    let left = eventually("the first connection's player_left", || async {
+        crate::support::log_events(&server, "game-events")
+            .await
+            .into_iter()
+            .find(|e| e["type"] == "player_left" && e["reason"] == "replaced")
+    })
+    .await;
+    assert_eq!(left["userId"], "twin");
+}
+
+/// A player kicked from a session cannot rejoin it with its ticket (`kicked`, close 4003).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kicked_player_cannot_rejoin_with_its_ticket() {
+    let server = Server::start();
+    let ticket = server.start_game(serde_json::json!({"userId":"slow","countdownMs":0})).await;
+    let proxy = crate::support::latency_proxy(server.addr, Duration::from_millis(200)).await;
+    let mut player = Player::join(&ticket, "slow", Some(proxy)).await;
+    let (_, code) = player.until_closed().await;
+    assert_eq!(code, Some(4001), "kicked for its round trip");
+    let mut again = Player::join(&ticket, "slow", None).await;
+    let (frames, code) = again.until_closed().await;
+    assert_eq!(code, Some(4003), "{frames:?}");
+    assert!(frames.iter().any(|f| f["code"] == "kicked"), "{frames:?}");
+}
+
+/// After a rotation, tickets signed with the previous secret still open games until the
+/// previous secret's retirement, and are refused after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_of_a_rotated_out_key_are_refused_after_the_grace_period() {
+    use tickcast_schemas::token::{Claims, TokenSigner};
+
+    const OLD: &str = "the secret before the rotation";
+    let rfc3339 = |offset_s: i64| {
+        let now = std::time::SystemTime::now();
+        let at = if offset_s >= 0 {
+            now + Duration::from_secs(offset_s.unsigned_abs())
+        } else {
+            now - Duration::from_secs(offset_s.unsigned_abs())
+        };
+        humantime::format_rfc3339_seconds(at).to_string()
+    };
+    for (until, opens) in [(rfc3339(3600), true), (rfc3339(-1), false)] {
+        let server =
+            Server::start_with(&["--previous-token-secrets", OLD, "--previous-token-secrets-until", &until]);
+        let ticket = server.start_game(serde_json::json!({"userId":"a","countdownMs":60000})).await;
+        let claims = Claims {
+            session_id: ticket["gameId"].as_str().unwrap().to_owned(),
+            user_id: "a".into(),
+            region: ticket["region"].as_str().unwrap().to_owned(),
+            expires_at: i64::MAX / 2,
+        };
+        let old_ticket = serde_json::json!({
+            "wsEndpoint": ticket["wsEndpoint"], "gameId": ticket["gameId"],
+            "token": TokenSigner::new(OLD.as_bytes()).sign(&claims),
+        });
+        let mut player = Player::join(&old_ticket, "a", None).await;
+        let first = player.next_json().await;
+        if opens {
+            assert_eq!(first["type"], "session_joined", "until {until}: {first}");
+        } else {
+            assert_eq!(first["code"], "invalid_token", "after {until}: {first}");
+            assert!(first["message"].as_str().unwrap().contains("retired"), "{first}");
+            assert_eq!(player.until_closed().await.1, Some(4003));
+        }
+        // The edge signs with the current key: not the old one's id.
+        let old_id = TokenSigner::new(OLD.as_bytes()).key_id().to_owned();
+        assert!(!ticket["token"].as_str().unwrap().starts_with(&old_id));
+    }
+}

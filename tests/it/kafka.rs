@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::restart::collect_steps;
 use crate::support::{
     Player, Process, Seen, TOKEN_SECRET, assert_every_step_once_from, assert_no_tick_after_the_end, churn,
-    eventually, records_between_start_and_end, topic_events,
+    eventually, records_between_start_and_end, relax_limits, topic_events,
 };
 
 fn broker() -> String {
@@ -26,32 +26,54 @@ struct Role {
     process: Process,
     /// What it printed as its address (edge, gateway).
     url: Option<String>,
+    /// Everything it printed, stdout and stderr (stderr is also passed on to the test's).
+    output: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Role {
-    /// Starts `tickcast ARGS`; waits for a stdout line starting with `listening` (then keeps
-    /// the rest of the line as its URL).
+    /// Starts `tickcast ARGS` with the tests' secret; waits for a stdout line starting with
+    /// `listening` (then keeps the rest of the line as its URL).
     fn start(args: &[&str], listening: Option<&str>) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
-            .args(args)
-            .env("TICKCAST_TOKEN_SECRET", TOKEN_SECRET)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tickcast"));
+        command.env("TICKCAST_TOKEN_SECRET", TOKEN_SECRET);
+        Self::spawn(command.args(args), listening)
+    }
+
+    /// Starts `command` as a role; everything it prints (stdout and stderr) is kept in `output`.
+    fn spawn(command: &mut Command, listening: Option<&str>) -> Self {
+        let mut child = relax_limits(command)
             .env("RUST_LOG", std::env::var("TICKCAST_TEST_ROLE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let keep = std::sync::Arc::clone(&output);
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                keep.lock().unwrap().push_str(&line);
+            }
+        });
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut url = None;
         if let Some(prefix) = listening {
             for line in lines.by_ref() {
-                if let Some(rest) = line.unwrap().strip_prefix(prefix) {
+                let line = line.unwrap();
+                output.lock().unwrap().push_str(&line);
+                if let Some(rest) = line.strip_prefix(prefix) {
                     url = Some(rest.trim().to_owned());
                     break;
                 }
             }
-            assert!(url.is_some(), "tickcast {args:?} exited before it listened");
+            assert!(url.is_some(), "a role exited before it listened: {}", output.lock().unwrap());
         }
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { process: Process(child), url }
+        let keep = std::sync::Arc::clone(&output);
+        std::thread::spawn(move || {
+            lines.map_while(Result::ok).for_each(|l| keep.lock().unwrap().push_str(&l))
+        });
+        Self { process: Process(child), url, output }
     }
 }
 
@@ -201,6 +223,69 @@ async fn a_game_through_edge_gateway_and_generators_on_kafka() {
     }
 }
 
+/// Without `TICKCAST_TOKEN_SECRET`, split roles on Kafka refuse to start unless told to keep
+/// the deployment's secret in the log; told so, an edge and a gateway started apart agree on it
+/// (a ticket from one opens the other), and neither prints it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_roles_keep_their_secret_in_the_log_only_when_told_to() {
+    let cluster = Cluster::start(1);
+    let refused = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["edge", "--log", &cluster.log, "--listen", "127.0.0.1:0"])
+        .env_remove("TICKCAST_TOKEN_SECRET")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("TICKCAST_TOKEN_SECRET") && stderr.contains("--allow-log-stored-secret"),
+        "{stderr}"
+    );
+
+    let unconfigured = |args: &[&str], listening: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tickcast"));
+        command.args(args).arg("--allow-log-stored-secret").env_remove("TICKCAST_TOKEN_SECRET");
+        Role::spawn(&mut command, Some(listening))
+    };
+    let gateway = unconfigured(
+        &["gateway", "--log", &cluster.log, "--region", REGION, "--listen", "127.0.0.1:0"],
+        "gateway listening on ",
+    );
+    let gateway_url = gateway.url.clone().unwrap();
+    let edge = unconfigured(
+        &[
+            "edge",
+            "--log",
+            &cluster.log,
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway",
+            &format!("{REGION}={gateway_url}"),
+        ],
+        "edge listening on ",
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{}/edge/game/start", edge.url.as_ref().unwrap()))
+        .json(&json!({"userId":"ana","countdownMs":0,"preferredRegion":REGION}))
+        .send()
+        .await
+        .unwrap();
+    let ticket: Value = response.json().await.unwrap();
+    let mut player = Player::join(&ticket, "ana", None).await;
+    let (_, joined) = player.until("session_joined").await;
+    assert_eq!(joined["sessionId"], ticket["gameId"], "the gateway accepts the edge's ticket");
+
+    let log = tickcast_eventlog::open(&cluster.log).unwrap();
+    let stored = log
+        .read(tickcast_schemas::topics::DEPLOYMENT, tickcast_eventlog::StartFrom::Beginning, 16)
+        .await
+        .unwrap();
+    let secret =
+        String::from_utf8(stored.first().expect("the secret is in the log").payload.to_vec()).unwrap();
+    for role in [&gateway, &edge] {
+        assert!(!role.output.lock().unwrap().contains(&secret), "a role printed the secret");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_without_its_topics_says_how_to_create_them() {
     let output = Command::new(env!("CARGO_BIN_EXE_tickcast"))
@@ -317,7 +402,7 @@ async fn a_generator_hand_over_keeps_every_game_correct() {
     let long = cluster
         .post(
             "/edge/game/start",
-            json!({"userId":"p0","tickMs":50,"countdownMs":0,"maxRounds":100_000,"preferredRegion":REGION}),
+            json!({"userId":"p0","tickMs":50,"countdownMs":0,"maxRounds":4_000,"preferredRegion":REGION}),
         )
         .await;
     let long_id = long["gameId"].as_str().unwrap().to_owned();

@@ -63,6 +63,18 @@ pub(crate) struct Server {
     http: reqwest::Client,
 }
 
+/// Turns off the limits the tests trip by design, each of which has a test of its own that turns
+/// it on with its flag (a flag beats the environment): admission control (debug builds side by
+/// side on two cores lag for reasons that say nothing about capacity) and the limits per client
+/// address (every test is one client, 127.0.0.1) and per user.
+pub(crate) fn relax_limits(command: &mut Command) -> &mut Command {
+    command
+        .env("TICKCAST_SATURATION_LAG_MS", "0")
+        .env("TICKCAST_GAME_RATE_PER_IP", "0")
+        .env("TICKCAST_MAX_CONNECTIONS_PER_IP", "0")
+        .env("TICKCAST_MAX_GAMES_PER_USER", "0")
+}
+
 impl Server {
     pub(crate) fn start() -> Self {
         Self::start_with(&[])
@@ -93,11 +105,7 @@ impl Server {
             Some(secret) => command.env("TICKCAST_TOKEN_SECRET", secret),
             None => command.env_remove("TICKCAST_TOKEN_SECRET"),
         };
-        // Debug builds side by side on two cores lag for reasons that say nothing about
-        // capacity: admission control is off unless a test turns it on with the flag.
-        command.env("TICKCAST_SATURATION_LAG_MS", "0");
-        // Every test's games come from 127.0.0.1; the limit has a test of its own.
-        command.env("TICKCAST_GAME_RATE_PER_IP", "0").env("TICKCAST_MAX_CONNECTIONS_PER_IP", "0");
+        relax_limits(&mut command);
         let mut child = command.env("RUST_LOG", "warn").stdout(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut addr = None;

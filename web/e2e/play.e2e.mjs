@@ -55,40 +55,44 @@ const stepOf = (page) => page.locator("[data-testid=step]").innerText().then(Num
 test("start a game, share it, watch it tick, drop the connection and resume without a hole", async () => {
   // Alice plays through a proxy, so the test can take her network away.
   const aliceNetwork = await startProxy(base);
-  const alice = await (await browser.newContext()).newPage();
-  await alice.goto(aliceNetwork.url + "/");
-  await alice.getByRole("button", { name: "Start Game" }).click();
-  await alice.locator("[data-testid=countdown]").waitFor({ timeout: 10_000 });
-  await alice.waitForFunction(() => Number(document.querySelector("[data-testid=step]")?.textContent) >= 5, null, { timeout: 20_000, polling: 100 });
+  // Closed whatever happens: an open proxy would keep the test process alive.
+  try {
+    const alice = await (await browser.newContext()).newPage();
+    await alice.goto(aliceNetwork.url + "/");
+    await alice.getByRole("button", { name: "Start Game" }).click();
+    await alice.locator("[data-testid=countdown]").waitFor({ timeout: 10_000 });
+    await alice.waitForFunction(() => Number(document.querySelector("[data-testid=step]")?.textContent) >= 5, null, { timeout: 20_000, polling: 100 });
 
-  // A second player, in a context of its own, joins through the share link.
-  const link = await alice.locator("[data-testid=share-link]").getAttribute("href");
-  const bob = await (await browser.newContext()).newPage();
-  await bob.goto(link.replace(aliceNetwork.url, base));
-  await bob.waitForFunction(() => Number(document.querySelector("[data-testid=step]")?.textContent) >= 25, null, { timeout: 20_000, polling: 100 });
-  // Each sees both players.
-  for (const page of [alice, bob]) {
-    await page.waitForFunction(() => (document.querySelector("[data-testid=players]")?.textContent ?? "").includes(","), null, { timeout: 10_000, polling: 100 });
+    // A second player, in a context of its own, joins through the share link.
+    const link = await alice.locator("[data-testid=share-link]").getAttribute("href");
+    const bob = await (await browser.newContext()).newPage();
+    await bob.goto(link.replace(aliceNetwork.url, base));
+    await bob.waitForFunction(() => Number(document.querySelector("[data-testid=step]")?.textContent) >= 25, null, { timeout: 20_000, polling: 100 });
+    // Each sees both players.
+    for (const page of [alice, bob]) {
+      await page.waitForFunction(() => (document.querySelector("[data-testid=players]")?.textContent ?? "").includes(","), null, { timeout: 10_000, polling: 100 });
+    }
+    // Both see the same steps with the same values.
+    const recent = async (page) =>
+      new Map((await page.locator("[data-testid=chart]").getAttribute("data-recent")).split(" ").map((t) => [t.split(":")[0], t]));
+    const [seenByAlice, seenByBob] = [await recent(alice), await recent(bob)];
+    const common = [...seenByBob.keys()].filter((step) => seenByAlice.has(step));
+    assert.ok(common.length >= 5, `both players saw the same recent steps (${common.length} in common)`);
+    for (const step of common) assert.equal(seenByBob.get(step), seenByAlice.get(step), `step ${step}`);
+
+    // Drop Alice's connection: the page reconnects, resumes from its last step, shows no hole.
+    const before = await stepOf(alice);
+    aliceNetwork.drop();
+    await alice.waitForFunction((s) => Number(document.querySelector("[data-testid=step]")?.textContent) >= s + 10, before, { timeout: 20_000, polling: 100 });
+    const latency = alice.locator("[data-testid=latency]");
+    assert.equal(await latency.getAttribute("data-missing"), "0", "no step missing after the resume");
+    assert.equal(await latency.getAttribute("data-first-step"), "0", "the chart starts at step 0");
+    assert.match(await latency.innerText(), /RTT \d+ ms/);
+    assert.ok(Number(await alice.locator("[data-testid=chart]").getAttribute("data-points")) > 10);
+    await alice.screenshot({ path: path.join(artifacts, "play.png"), fullPage: true });
+  } finally {
+    aliceNetwork.close();
   }
-  // Both see the same steps with the same values.
-  const recent = async (page) =>
-    new Map((await page.locator("[data-testid=chart]").getAttribute("data-recent")).split(" ").map((t) => [t.split(":")[0], t]));
-  const [seenByAlice, seenByBob] = [await recent(alice), await recent(bob)];
-  const common = [...seenByBob.keys()].filter((step) => seenByAlice.has(step));
-  assert.ok(common.length >= 5, `both players saw the same recent steps (${common.length} in common)`);
-  for (const step of common) assert.equal(seenByBob.get(step), seenByAlice.get(step), `step ${step}`);
-
-  // Drop Alice's connection: the page reconnects, resumes from its last step, shows no hole.
-  const before = await stepOf(alice);
-  aliceNetwork.drop();
-  await alice.waitForFunction((s) => Number(document.querySelector("[data-testid=step]")?.textContent) >= s + 10, before, { timeout: 20_000, polling: 100 });
-  const latency = alice.locator("[data-testid=latency]");
-  assert.equal(await latency.getAttribute("data-missing"), "0", "no step missing after the resume");
-  assert.equal(await latency.getAttribute("data-first-step"), "0", "the chart starts at step 0");
-  assert.match(await latency.innerText(), /RTT \d+ ms/);
-  assert.ok(Number(await alice.locator("[data-testid=chart]").getAttribute("data-points")) > 10);
-  await alice.screenshot({ path: path.join(artifacts, "play.png"), fullPage: true });
-  aliceNetwork.close();
 });
 
 /** Polls `check` every 100 ms until it returns a value, or fails after `ms`. */
