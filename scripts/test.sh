@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of tickcast: formatting, lints, unit, integration and end-to-end tests.
+# Runs every test of tickcast: formatting, lints, unit, integration and end-to-end tests, and a
+# bounded run of every fuzz target.
 # Needs the Rust toolchain, gcc (bundled SQLite, zstd, librdkafka), zlib's headers, node/npm
 # and python3 with pip. It installs what the tests use: pyarrow into target/test-venv (to read the exported
 # Parquet files back) and tansu, a Kafka-API broker (built once into ~/.cache/tickcast, about
@@ -50,6 +51,11 @@ echo "== web client"
 
 echo "== tests"
 cargo test --workspace --all-targets --locked
+
+echo "== fuzzing"
+# Every cargo-fuzz target of fuzz/ for 30 s from the committed corpus (cargo-fuzz is installed
+# once into ~/.cache/tickcast).
+scripts/fuzz.sh 30
 
 echo "== browser tests"
 # The player page in real headless Chromium against a real `tickcast up` (the debug binary the
