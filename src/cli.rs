@@ -310,6 +310,10 @@ pub(crate) struct ListenArgs {
     /// replay serve 127.0.0.1:8090].
     #[arg(long = "listen", env = "TICKCAST_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Serve `/metrics` (and `/healthz`) on this address instead, e.g. 127.0.0.1:9090, so the
+    /// public listener does not show it.
+    #[arg(long, env = "TICKCAST_ADMIN_LISTEN", value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
     /// How long a client has to send a request's headers (also how long a kept-alive
     /// connection may sit idle); 0 for no limit.
     #[arg(long, env = "TICKCAST_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -325,6 +329,11 @@ fn parse_trusted_proxies(list: &str) -> Result<tickcast_gateways::client_addr::T
 }
 
 impl ListenArgs {
+    /// The admin listener's address, if `/metrics` is moved there.
+    pub(crate) const fn admin(&self) -> Option<SocketAddr> {
+        self.admin_listen
+    }
+
     pub(crate) fn http_config(&self) -> tickcast_gateways::http::HttpConfig {
         tickcast_gateways::http::HttpConfig {
             header_read_timeout: Some(self.header_read_timeout).filter(|t| !t.is_zero()),

@@ -64,7 +64,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let app = edge
         .routes()
         .merge(tickcast_gateways::routes(&gateways))
-        .merge(common_routes(roles.prometheus.clone(), &args.common.web_dir));
+        .merge(common_routes(roles.metrics_on(&args.listen), &args.common.web_dir));
     let addr = roles.serve(&args.listen, 8080, app).await?;
     let banner = format!(
         "tickcast is up on the embedded log at {} (Parquet archive in {})\n  open        http://{addr}/\n  start game  curl -s -XPOST http://{addr}/edge/game/start -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'\n  gateways    ws://{addr}/ws/<region>   ({})\n  Ctrl-C stops it cleanly.\n",
@@ -90,7 +90,7 @@ pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     );
     let token = roles.shutdown.clone();
     roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(token));
-    let app = edge.routes().merge(common_routes(roles.prometheus.clone(), &args.common.web_dir));
+    let app = edge.routes().merge(common_routes(roles.metrics_on(&args.listen), &args.common.web_dir));
     let addr = roles.serve(&args.listen, 8080, app).await?;
     announce(&format!("edge listening on http://{addr}"));
     roles.wait().await
@@ -123,7 +123,7 @@ pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     roles.spawn("gateway", Arc::clone(&gateway).run());
     let region = gateway.region().to_owned();
     let app = tickcast_gateways::routes(&[gateway])
-        .merge(common_routes(roles.prometheus.clone(), &args.common.web_dir));
+        .merge(common_routes(roles.metrics_on(&args.listen), &args.common.web_dir));
     let addr = roles.serve(&args.listen, 8081, app).await?;
     announce(&format!("gateway listening on ws://{addr}/ws/{region}"));
     roles.wait().await

@@ -9,16 +9,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 /// The common routes. The player page is the built web client in `web_dir` (`index.html` and
 /// `assets/`); without a build, `/` says how to make one. `/lite` is a minimal page that needs
-/// no build.
-pub(crate) fn common_routes(prometheus: Option<PrometheusHandle>, web_dir: &std::path::Path) -> Router {
+/// no build. `/metrics` is here unless it was moved to an admin listener (`metrics` is `None`).
+pub(crate) fn common_routes(metrics: Option<PrometheusHandle>, web_dir: &std::path::Path) -> Router {
     let index = web_dir.join("index.html");
-    let router = Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
-        .route(
-            "/metrics",
-            get(move || std::future::ready(prometheus.as_ref().map(|p| p.render()).unwrap_or_default())),
-        )
-        .route("/lite", get(|| async { Html(include_str!("play.html")) }));
+    let router = admin_routes(metrics).route("/lite", get(|| async { Html(include_str!("play.html")) }));
     let router = if index.is_file() {
         router
             .route_service("/", tower_http::services::ServeFile::new(index))
@@ -27,11 +21,25 @@ pub(crate) fn common_routes(prometheus: Option<PrometheusHandle>, web_dir: &std:
         let page = include_str!("unbuilt.html").replace("{web_dir}", &web_dir.display().to_string());
         router.route("/", get(move || std::future::ready(Html(page.clone()))))
     };
-    router.fallback(|| async {
-        (
-            StatusCode::NOT_FOUND,
-            axum::Json(serde_json::json!({ "error": "not_found", "message": "no such endpoint" })),
-        )
-            .into_response()
-    })
+    router.fallback(not_found)
+}
+
+/// `/healthz`, and `/metrics` (Prometheus text) when `metrics` is given: what an admin listener
+/// serves.
+pub(crate) fn admin_routes(metrics: Option<PrometheusHandle>) -> Router {
+    let router =
+        Router::new().route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }));
+    let router = match metrics {
+        Some(handle) => router.route("/metrics", get(move || std::future::ready(handle.render()))),
+        None => router,
+    };
+    router.fallback(not_found)
+}
+
+async fn not_found() -> axum::response::Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({ "error": "not_found", "message": "no such endpoint" })),
+    )
+        .into_response()
 }

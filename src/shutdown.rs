@@ -28,7 +28,7 @@ pub(crate) struct Roles {
     /// Cancelled once `tasks` have finished (or the grace is over): the stop of `last`.
     last_stop: CancellationToken,
     /// Renders `/metrics`; `None` if another recorder was installed first.
-    pub(crate) prometheus: Option<PrometheusHandle>,
+    prometheus: Option<PrometheusHandle>,
 }
 
 impl Roles {
@@ -82,6 +82,12 @@ impl Roles {
         self.last.spawn(async move { task.await.with_context(|| format!("{name} failed")) });
     }
 
+    /// What renders `/metrics` on the main listener: nothing when `listen` moves it to an admin
+    /// listener of its own.
+    pub(crate) fn metrics_on(&self, listen: &ListenArgs) -> Option<PrometheusHandle> {
+        if listen.admin().is_some() { None } else { self.prometheus.clone() }
+    }
+
     /// Binds `addr` and serves `app` until shutdown; returns the bound address.
     pub(crate) async fn serve(
         &mut self,
@@ -91,6 +97,22 @@ impl Roles {
     ) -> anyhow::Result<SocketAddr> {
         let addr = listen.or_port(default_port);
         let config = listen.http_config();
+        if let Some(admin) = listen.admin() {
+            let listener = tokio::net::TcpListener::bind(admin)
+                .await
+                .with_context(|| format!("cannot listen on {admin}; pick another with --admin-listen"))?;
+            crate::roles::announce(&format!(
+                "admin (/metrics, /healthz) on http://{}",
+                listener.local_addr()?
+            ));
+            let (app, config, token) =
+                (crate::routes::admin_routes(self.prometheus.clone()), config.clone(), self.shutdown.clone());
+            self.tasks.spawn(async move {
+                tickcast_gateways::http::serve(listener, app, config, token)
+                    .await
+                    .context("admin HTTP server failed")
+            });
+        }
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}; pick another with --listen"))?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::http::uri::Scheme;
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -66,12 +67,15 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         // Every request carries its client's address (`ConnectInfo<IpAddr>`), for the limits
-        // per client address.
+        // per client address, and the scheme the client used (a trusted proxy may say https),
+        // for the URLs handed back to it.
         let trusted = config.trusted_proxies.clone();
         let service =
             TowerToHyperService::new(app.clone().map_request(move |mut request: Request<Incoming>| {
                 let client = trusted.client(peer.ip(), request.headers());
+                let https = trusted.forwarded_https(peer.ip(), request.headers());
                 request.extensions_mut().insert(ConnectInfo(client));
+                request.extensions_mut().insert(if https { Scheme::HTTPS } else { Scheme::HTTP });
                 request
             }));
         let mut connection = hyper::server::conn::http1::Builder::new()

@@ -32,6 +32,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, State};
+use axum::http::uri::Scheme;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -262,13 +263,15 @@ impl Edge {
         }
     }
 
-    fn ws_endpoint(region: &Region, headers: &HeaderMap) -> String {
+    fn ws_endpoint(region: &Region, headers: &HeaderMap, scheme: Option<&Scheme>) -> String {
         if !region.ws_endpoint.is_empty() {
             return region.ws_endpoint.clone();
         }
-        // Served from this process (`tickcast up`): the gateway is on the host the player used.
+        // Served from this process (`tickcast up`): the gateway is on the host the player used,
+        // over TLS if the player's request was (as a trusted proxy in front says).
         let host = header(headers, "host").unwrap_or("127.0.0.1:8080");
-        format!("ws://{host}/ws/{}", region.id)
+        let ws = if scheme == Some(&Scheme::HTTPS) { "wss" } else { "ws" };
+        format!("{ws}://{host}/ws/{}", region.id)
     }
 
     /// Refuses a new game or player while the process is saturated.
@@ -283,6 +286,7 @@ impl Edge {
         region: &Region,
         user_id: String,
         headers: &HeaderMap,
+        scheme: Option<&Scheme>,
     ) -> GameTicket {
         let token = self.signer.sign(&Claims {
             session_id: session.session_id.clone(),
@@ -293,7 +297,7 @@ impl Edge {
         GameTicket {
             game_id: session.session_id.clone(),
             region: region.id.clone(),
-            ws_endpoint: Self::ws_endpoint(region, headers),
+            ws_endpoint: Self::ws_endpoint(region, headers, scheme),
             token,
             start_at: session.start_at,
             tick_ms: session.tick_ms,
@@ -308,6 +312,7 @@ impl Edge {
 async fn start_game(
     State(edge): State<Arc<Edge>>,
     client: Option<Extension<ConnectInfo<IpAddr>>>,
+    scheme: Option<Extension<Scheme>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<GameTicket>, ApiError> {
@@ -392,12 +397,13 @@ async fn start_game(
     };
     metrics::session_created(&region.id);
     tracing::info!(game_id, region = %region.id, "session created");
-    Ok(Json(edge.ticket(&info, region, request.user_id, &headers)))
+    Ok(Json(edge.ticket(&info, region, request.user_id, &headers, scheme.as_ref().map(|Extension(s)| s))))
 }
 
 async fn join_game(
     State(edge): State<Arc<Edge>>,
     Path(game_id): Path<String>,
+    scheme: Option<Extension<Scheme>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<GameTicket>, ApiError> {
@@ -423,7 +429,7 @@ async fn join_game(
             format!("region {} is not configured here", info.region),
         ));
     };
-    Ok(Json(edge.ticket(&info, region, request.user_id, &headers)))
+    Ok(Json(edge.ticket(&info, region, request.user_id, &headers, scheme.as_ref().map(|Extension(s)| s))))
 }
 
 async fn list_regions(State(edge): State<Arc<Edge>>) -> Json<serde_json::Value> {

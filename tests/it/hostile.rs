@@ -380,3 +380,35 @@ async fn tickets_of_a_rotated_out_key_are_refused_after_the_grace_period() {
         assert!(!ticket["token"].as_str().unwrap().starts_with(&old_id));
     }
 }
+
+/// `--admin-listen` moves `/metrics` off the public listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_move_to_an_admin_listener() {
+    let server = Server::start_with(&["--admin-listen", "127.0.0.1:0"]);
+    let admin = server.admin.expect("the admin listener's address is printed");
+    let public = reqwest::get(server.url("/metrics")).await.unwrap();
+    assert_eq!(public.status().as_u16(), 404, "no metrics on the public listener");
+    server.start_game(serde_json::json!({"userId":"a"})).await;
+    let text = reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(text.contains("tickcast_edge_sessions_created_total"), "{text}");
+    assert_eq!(reqwest::get(format!("http://{admin}/healthz")).await.unwrap().status().as_u16(), 200);
+}
+
+/// Behind a trusted proxy that says the client used HTTPS, tickets point at `wss://`; the same
+/// header from anyone else changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_say_wss_behind_a_trusted_tls_proxy() {
+    let start = |server: &Server| {
+        reqwest::Client::new()
+            .post(server.url("/edge/game/start"))
+            .header("x-forwarded-proto", "https")
+            .json(&serde_json::json!({"userId":"a"}))
+            .send()
+    };
+    let behind_proxy = Server::start_with(&["--trusted-proxies", "127.0.0.1"]);
+    let ticket: serde_json::Value = start(&behind_proxy).await.unwrap().json().await.unwrap();
+    assert!(ticket["wsEndpoint"].as_str().unwrap().starts_with("wss://"), "{ticket}");
+    let direct = Server::start();
+    let ticket: serde_json::Value = start(&direct).await.unwrap().json().await.unwrap();
+    assert!(ticket["wsEndpoint"].as_str().unwrap().starts_with("ws://"), "{ticket}");
+}

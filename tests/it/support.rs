@@ -57,6 +57,8 @@ pub(crate) fn test_python() -> String {
 pub(crate) struct Server {
     child: Process,
     pub(crate) addr: SocketAddr,
+    /// The admin listener (`--admin-listen`), if it has one.
+    pub(crate) admin: Option<SocketAddr>,
     pub(crate) data_dir: std::path::PathBuf,
     /// Removes the data directory when the last server using it is dropped.
     _owner: Option<std::sync::Arc<tempfile::TempDir>>,
@@ -108,9 +110,12 @@ impl Server {
         relax_limits(&mut command);
         let mut child = command.env("RUST_LOG", "warn").stdout(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut addr = None;
+        let (mut addr, mut admin) = (None, None);
         for line in lines.by_ref() {
             let line = line.unwrap();
+            if let Some(rest) = line.trim().strip_prefix("admin (/metrics, /healthz) on http://") {
+                admin = Some(rest.parse().unwrap());
+            }
             if let Some(rest) = line.trim().strip_prefix("open        http://") {
                 addr = Some(rest.trim_end_matches('/').parse().unwrap());
                 break;
@@ -121,6 +126,7 @@ impl Server {
         Self {
             child: Process(child),
             addr,
+            admin,
             data_dir: data_dir.to_owned(),
             _owner: None,
             http: reqwest::Client::new(),
