@@ -324,6 +324,13 @@ pub(crate) struct ListenArgs {
     trusted_proxies: tickcast_gateways::client_addr::TrustedProxies,
 }
 
+fn parse_ticket_ttl(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text).map_err(|e| e.to_string())? {
+        ttl if ttl.is_zero() => Err("a ticket must live longer than 0 s (e.g. 6h)".into()),
+        ttl => Ok(ttl),
+    }
+}
+
 fn parse_trusted_proxies(list: &str) -> Result<tickcast_gateways::client_addr::TrustedProxies, String> {
     tickcast_gateways::client_addr::TrustedProxies::parse(list)
 }
@@ -449,7 +456,7 @@ pub(crate) struct GameArgs {
     #[arg(long, env = "USE_TICK_BROADCASTER", default_value_t = true, action = clap::ArgAction::Set)]
     pub(crate) use_tick_broadcaster: bool,
     /// How long a ticket (join token) stays valid, e.g. 6h, 90m; `resume` presents the same one.
-    #[arg(long, env = "TICKCAST_TICKET_TTL", default_value = "6h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "TICKCAST_TICKET_TTL", default_value = "6h", value_parser = parse_ticket_ttl)]
     pub(crate) ticket_ttl: std::time::Duration,
     /// Games one client address may start per minute (a burst of as many); 0 for no limit.
     #[arg(long, env = "TICKCAST_GAME_RATE_PER_IP", default_value_t = 30)]

@@ -25,13 +25,14 @@ use crate::shutdown::Roles;
 pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let table = region_table(&args.common.regions)?;
     let latency = latency_policy(&args.latency)?;
+    // Flags that cannot work are refused before anything is made on disk.
+    let saturation = admission(&args.admission)?;
     let signer = with_previous(&args.common, signer_in(&args.common, &args.data_dir)?)?;
     let url = format!("embedded://{}", args.data_dir.display());
     let log = tickcast_eventlog::open(&url).with_context(|| format!("cannot open the event log {url}"))?;
     let mut roles = Roles::new();
     // One saturation gauge for the process: its gateways and generator report to it, the edge
     // refuses new games while it is over.
-    let saturation = admission(&args.admission)?;
     let mut edge_config = edge_config(&args.game, &args.common);
     edge_config.admission = saturation.as_ref().map(|(_, admission)| Arc::clone(admission));
     let saturation = saturation.map(|(gauge, _)| gauge);

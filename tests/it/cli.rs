@@ -4,8 +4,12 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// `tickcast ARGS` in a directory of its own (a command that gets as far as making its data
+/// directory makes it there, not in the repository).
 fn tickcast(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_tickcast")).args(args).output().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_tickcast")).args(args).current_dir(dir.path()).output().unwrap();
     (
         output.status.success(),
         String::from_utf8(output.stdout).unwrap(),
@@ -65,6 +69,14 @@ fn bad_flags_say_what_to_fix() {
         (&["edge", "--gateway", "eu-west-1=http://h:1"], "ws:// or wss://"),
         (&["archiver", "--log", "embedded:///tmp/tickcast-cli-test"], "--archive DIR"),
         (&["replay", "verify", "--log", "embedded:///tmp/tickcast-cli-test"], "--session"),
+        // Limits and secrets that cannot work say so.
+        (&["up", "--ticket-ttl", "0s"], "longer than 0 s"),
+        (&["up", "--trusted-proxies", "10.0.0.0/33"], "--trusted-proxies"),
+        (
+            &["up", "--previous-token-secrets", "an old secret, long enough"],
+            "TICKCAST_PREVIOUS_TOKEN_SECRETS_UNTIL",
+        ),
+        (&["up", "--saturation-hold", "0s"], "--saturation-hold"),
     ];
     for (args, mention) in cases {
         let (ok, _, err) = tickcast(args);
