@@ -16,6 +16,22 @@ use crate::{metrics, now_us};
 /// How often the event-loop probe wakes.
 const PROBE_EVERY: Duration = Duration::from_millis(50);
 
+/// When a probe of this process last said in the log that it started lagging, and that it
+/// caught up (epoch µs). The gateways of one process (`tickcast up` runs one per region) share
+/// its event loop and see the same lag: one line per change is enough, whichever gateway sees it
+/// first.
+static LAST_LAGGING_SAID_US: AtomicI64 = AtomicI64::new(i64::MIN);
+static LAST_CAUGHT_UP_SAID_US: AtomicI64 = AtomicI64::new(i64::MIN);
+
+/// Whether this probe should say a change in the log: none of the process's other probes said
+/// the same within the last few periods.
+fn first_to_say(last_said_us: &AtomicI64, now_us: i64) -> bool {
+    let quiet_us = PROBE_EVERY.as_micros() as i64 * 4;
+    let last = last_said_us.load(Ordering::Relaxed);
+    now_us.saturating_sub(last) > quiet_us
+        && last_said_us.compare_exchange(last, now_us, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+}
+
 /// The gateway's lag, shared by its probe, its shards and its connections.
 #[derive(Debug)]
 pub(crate) struct GatewayLag {
@@ -61,15 +77,16 @@ impl GatewayLag {
             self.report(scheduled.elapsed());
             let worst_us = self.worst_us.swap(0, Ordering::Relaxed);
             metrics::gateway_lag(region, worst_us as f64 / 1000.0);
-            let now_lagging = self.lagged_since(now_us());
-            if now_lagging && !lagging {
+            let now = now_us();
+            let now_lagging = self.lagged_since(now);
+            if now_lagging && !lagging && first_to_say(&LAST_LAGGING_SAID_US, now) {
                 tracing::warn!(
                     region,
                     lag_ms = worst_us / 1000,
                     threshold_ms = self.judging.threshold().as_millis() as u64,
                     "the gateway is lagging: latency samples are not judged (nobody is warned or kicked) until it catches up"
                 );
-            } else if lagging && !now_lagging {
+            } else if lagging && !now_lagging && first_to_say(&LAST_CAUGHT_UP_SAID_US, now) {
                 tracing::info!(region, "the gateway caught up: latency samples are judged again");
             }
             lagging = now_lagging;
