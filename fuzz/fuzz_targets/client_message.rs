@@ -4,12 +4,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tickcast_schemas::protocol::parse_client_message;
+use tickcast_schemas::protocol::{MAX_ERROR_MESSAGE_LEN, parse_client_message};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     if let Err((_, message)) = parse_client_message(text) {
         assert!(!message.is_empty());
-        assert!(message.len() <= 1024 + 256, "an error echoes at most a bounded part of the frame");
+        assert!(message.len() <= MAX_ERROR_MESSAGE_LEN, "an error echoes at most a bounded part of the frame");
     }
 });

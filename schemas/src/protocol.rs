@@ -136,7 +136,7 @@ pub enum ErrorCode {
 /// unknown action or missing fields, so the player gets an error that says what to fix.
 pub fn parse_client_message(text: &str) -> Result<ClientMessage, (ErrorCode, String)> {
     let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| (ErrorCode::MalformedJson, format!("frame is not valid JSON: {e}")))?;
+        .map_err(|e| (ErrorCode::MalformedJson, bounded(format!("frame is not valid JSON: {e}"))))?;
     let Some(object) = value.as_object() else {
         return Err((
             ErrorCode::InvalidMessage,
@@ -162,5 +162,22 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, (ErrorCode, Str
         ));
     }
     serde_json::from_value(value)
-        .map_err(|e| (ErrorCode::InvalidMessage, format!("invalid {action} frame: {e}")))
+        .map_err(|e| (ErrorCode::InvalidMessage, bounded(format!("invalid {action} frame: {e}"))))
+}
+
+/// The longest error message sent back for a client frame.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 256;
+
+/// `message`, cut to `MAX_ERROR_MESSAGE_LEN` bytes: a decoder's message can quote the client's
+/// value (`invalid type: string "…"`), and a frame of 64 KiB must not come back whole.
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_ERROR_MESSAGE_LEN {
+        let mut end = MAX_ERROR_MESSAGE_LEN - '…'.len_utf8();
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
 }

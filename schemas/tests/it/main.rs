@@ -160,6 +160,26 @@ fn client_messages_round_trip_and_bad_frames_say_what_is_wrong() {
     assert_eq!(parse_client_message(r#"{"action":"join"}"#).unwrap_err().0, ErrorCode::InvalidMessage);
 }
 
+/// Found by the `client_message` fuzz target: a decoder's message quoted the client's value
+/// whole (`invalid type: string "[[[[9999…"`), so a 64 KiB frame came back in its error.
+#[test]
+fn an_error_message_never_echoes_more_than_a_bounded_part_of_the_frame() {
+    use tickcast_schemas::protocol::MAX_ERROR_MESSAGE_LEN;
+    let found = include_bytes!("fuzz-regressions/client_message-long-echo");
+    let huge = format!(
+        r#"{{"action":"resume","sessionId":"s","userId":"u","token":"t","lastStep":"{}"}}"#,
+        "é".repeat(30_000)
+    );
+    for text in [std::str::from_utf8(found).unwrap(), &huge] {
+        let (_, message) = parse_client_message(text).unwrap_err();
+        assert!(message.len() <= MAX_ERROR_MESSAGE_LEN, "{} bytes: {message}", message.len());
+        assert!(
+            message.starts_with("invalid resume frame") || message.starts_with("frame is not valid JSON"),
+            "{message}"
+        );
+    }
+}
+
 #[test]
 fn server_messages_use_the_protocol_field_names() {
     let tick = ServerMessage::Tick {
