@@ -164,11 +164,12 @@ test("a slow connection: the page shows the warning, then the kick, plainly", as
     await page.goto(network.url + "/");
     await page.getByRole("button", { name: "Start Game" }).click();
     const latency = page.locator("[data-testid=latency]");
-    await page.locator("[data-testid=latency].latency-warning").waitFor({ timeout: 30_000 });
+    // Deadlines, not paces: samples taken while the debug server lags are not judged.
+    await page.locator("[data-testid=latency].latency-warning").waitFor({ timeout: 60_000 });
     assert.match(await latency.innerText(), /warning: your connection is slow/);
     assert.equal(await page.locator("[data-testid=phase]").innerText(), "running", "warned, still playing");
     network.setDelay(250);
-    await page.locator("[data-testid=latency].latency-kicked").waitFor({ timeout: 30_000 });
+    await page.locator("[data-testid=latency].latency-kicked").waitFor({ timeout: 60_000 });
     assert.match(await latency.innerText(), /removed from the game \(latency too high/);
     assert.equal(await page.locator("[data-testid=phase]").innerText(), "kicked");
     await page.screenshot({ path: path.join(artifacts, "kicked.png"), fullPage: true });
