@@ -86,6 +86,19 @@ async fn send(sink: &mut Sink, message: &ServerMessage) -> Result<(), WsError> {
     sink.send(Message::text(message.to_json())).await
 }
 
+/// Tells the player why its connection is closing (an `error` frame; if that write fails the
+/// connection closes all the same), and how it closes.
+async fn error_then_close(
+    sink: &mut Sink,
+    code: ErrorCode,
+    message: String,
+    close: CloseCode,
+    reason: &'static str,
+) -> Close {
+    let _ = send(sink, &ServerMessage::Error { code, message }).await;
+    Close { code: close, reason, left: Some(LeaveReason::Error) }
+}
+
 /// Serves one connection until it closes or the gateway shuts down.
 pub(crate) async fn serve(
     gateway: Arc<Gateway>,
@@ -122,45 +135,30 @@ pub(crate) async fn serve(
             incoming = socket.next() => match incoming {
                 None | Some(Ok(Message::Close(_))) => break Close { code: CloseCode::Normal, reason: "", left: Some(LeaveReason::Closed) },
                 Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
-                    let message = ServerMessage::Error {
-                        code: ErrorCode::FrameTooLarge,
-                        message: format!("frame of {size} bytes refused; frames are limited to {max_size} bytes"),
-                    };
-                    let _ = send(&mut socket, &message).await;
-                    break Close { code: CloseCode::Size, reason: "frame too large", left: Some(LeaveReason::Error) };
+                    let message = format!("frame of {size} bytes refused; frames are limited to {max_size} bytes");
+                    break error_then_close(&mut socket, ErrorCode::FrameTooLarge, message, CloseCode::Size, "frame too large").await;
                 }
                 Some(Err(error)) => {
                     tracing::debug!(%error, "connection failed");
                     break Close { code: CloseCode::Error, reason: "", left: Some(LeaveReason::Error) };
                 }
                 Some(Ok(_)) if !conn.budget.spend(std::time::Instant::now()) => {
-                    let message = ServerMessage::Error {
-                        code: ErrorCode::RateLimited,
-                        message: format!(
-                            "more than {} messages a second; disconnected",
-                            conn.gateway.config.max_messages_per_s
-                        ),
-                    };
                     metrics::client_error(ErrorCode::RateLimited);
-                    let _ = send(&mut socket, &message).await;
-                    break Close { code: CloseCode::Policy, reason: "rate_limited", left: Some(LeaveReason::Error) };
+                    let message = format!("more than {} messages a second; disconnected", conn.gateway.config.max_messages_per_s);
+                    break error_then_close(&mut socket, ErrorCode::RateLimited, message, CloseCode::Policy, "rate_limited").await;
                 }
                 Some(Ok(message)) => conn.on_message(message, &mut socket).await,
             },
             signal = signals.recv() => match signal {
                 Some(Signal::Ended) => break Close { code: CloseCode::Normal, reason: "session ended", left: Some(LeaveReason::Closed) },
                 Some(Signal::TooSlow) => {
-                    let message = ServerMessage::Error { code: ErrorCode::TooSlow, message: "too slow to receive ticks; reconnect and resume".into() };
-                    let _ = send(&mut socket, &message).await;
-                    break Close { code: CloseCode::Policy, reason: "too slow", left: Some(LeaveReason::Error) };
+                    let message = "too slow to receive ticks; reconnect and resume".to_owned();
+                    break error_then_close(&mut socket, ErrorCode::TooSlow, message, CloseCode::Policy, "too slow").await;
                 }
                 Some(Signal::Replaced) => {
-                    let message = ServerMessage::Error {
-                        code: ErrorCode::Replaced,
-                        message: "you joined this session on another connection; this one is closed".into(),
-                    };
-                    let _ = send(&mut socket, &message).await;
-                    break Close { code: CloseCode::Library(CLOSE_REPLACED), reason: "replaced", left: Some(LeaveReason::Replaced) };
+                    let message = "you joined this session on another connection; this one is closed".to_owned();
+                    let close = error_then_close(&mut socket, ErrorCode::Replaced, message, CloseCode::Library(CLOSE_REPLACED), "replaced").await;
+                    break Close { left: Some(LeaveReason::Replaced), ..close };
                 }
                 Some(Signal::PingWritten { nonce, at_us }) => match conn.pings.written(nonce, at_us) {
                     Some((sent_us, rtt_us)) => conn.judge(sent_us, rtt_us, &mut socket).await,
@@ -207,35 +205,21 @@ impl Connection {
     /// Handles one frame from the player; `Some` ends the connection.
     async fn on_message(&mut self, message: Message, sink: &mut Sink) -> Result<Option<Close>, WsError> {
         match message {
-            Message::Text(text) if text.len() > self.gateway.config.max_frame_bytes => {
-                let message = ServerMessage::Error {
-                    code: ErrorCode::FrameTooLarge,
-                    message: format!(
-                        "frame of {} bytes refused; frames are limited to {} bytes",
-                        text.len(),
-                        self.gateway.config.max_frame_bytes
-                    ),
-                };
-                send(sink, &message).await?;
-                Ok(Some(Close {
-                    code: CloseCode::Size,
-                    reason: "frame too large",
-                    left: Some(LeaveReason::Error),
-                }))
-            }
+            // Frames over max_frame_bytes never get here: the parser refuses them (see `serve`).
             Message::Text(text) => self.on_text(text.as_str(), sink).await,
             Message::Binary(_) => {
-                let message = ServerMessage::Error {
-                    code: ErrorCode::UnsupportedFrame,
-                    message: "binary frames are not part of the protocol; send JSON text frames".into(),
-                };
                 metrics::client_error(ErrorCode::UnsupportedFrame);
-                send(sink, &message).await?;
-                Ok(Some(Close {
-                    code: CloseCode::Unsupported,
-                    reason: "binary frame",
-                    left: Some(LeaveReason::Error),
-                }))
+                let message = "binary frames are not part of the protocol; send JSON text frames".to_owned();
+                Ok(Some(
+                    error_then_close(
+                        sink,
+                        ErrorCode::UnsupportedFrame,
+                        message,
+                        CloseCode::Unsupported,
+                        "binary frame",
+                    )
+                    .await,
+                ))
             }
             Message::Pong(payload) => {
                 // When the kernel took the pong in, not when this task got to it.

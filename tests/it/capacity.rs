@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{Player, Server, eventually, keep_reading, log_events};
+use crate::support::{Server, eventually, log_events, players_reading};
 
 /// A process told it is saturated — each fan-out shard blocks 80 ms per batch of ticks, so its
 /// own lag stays over the 25 ms limit — answers new games and new players with 503
@@ -25,12 +25,8 @@ async fn a_saturated_server_refuses_new_games_and_keeps_its_players() {
     // Idle, it admits.
     let ticket = server.start_game(json!({"userId":"a","countdownMs":0,"tickMs":100})).await;
     let game_id = ticket["gameId"].as_str().unwrap().to_owned();
-    let mut readers = Vec::new();
-    for user in ["a", "b"] {
-        let ticket = if user == "a" { ticket.clone() } else { server.join_game(&game_id, user).await };
-        // 20 s of ticks: past the 10 s after its start in which a process is not judged.
-        readers.push(keep_reading(Player::join(&ticket, user, None).await, 200));
-    }
+    // 20 s of ticks: past the 10 s after its start in which a process is not judged.
+    let readers = players_reading(&server, &ticket, &["a", "b"], 200).await;
 
     // Once its ticks flow (and its startup is behind it), it lags and refuses.
     let http = reqwest::Client::new();

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Player, Seen, Server, eventually, keep_reading, latency_proxy, log_events};
+use crate::support::{Player, Seen, Server, eventually, latency_proxy, log_events, players_reading};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_players_are_warned_or_kicked_and_fast_ones_never_warned() {
@@ -188,12 +188,7 @@ async fn close_code_of_raw_frames(socket: &mut tokio::net::TcpStream) -> Option<
 async fn pauses_of_the_gateway_process_warn_and_kick_nobody() {
     let server = Server::start();
     let ticket = server.start_game(json!({"userId":"a","countdownMs":0,"tickMs":50})).await;
-    let game_id = ticket["gameId"].as_str().unwrap().to_owned();
-    let mut readers = Vec::new();
-    for user in ["a", "b", "c"] {
-        let ticket = if user == "a" { ticket.clone() } else { server.join_game(&game_id, user).await };
-        readers.push(keep_reading(Player::join(&ticket, user, None).await, usize::MAX));
-    }
+    let readers = players_reading(&server, &ticket, &["a", "b", "c"], usize::MAX).await;
     for _ in 0..6 {
         // The pauses are what the test does to the server, not a wait for something to happen.
         tokio::time::sleep(Duration::from_millis(1_400)).await;
@@ -233,12 +228,7 @@ async fn pauses_of_the_gateway_process_warn_and_kick_nobody() {
 async fn a_slow_gateway_reports_its_lag_and_warns_nobody() {
     let server = Server::start_with(&["--debug-write-delay-ms", "80"]);
     let ticket = server.start_game(json!({"userId":"a","countdownMs":0,"tickMs":100})).await;
-    let game_id = ticket["gameId"].as_str().unwrap().to_owned();
-    let mut readers = Vec::new();
-    for user in ["a", "b"] {
-        let ticket = if user == "a" { ticket.clone() } else { server.join_game(&game_id, user).await };
-        readers.push(keep_reading(Player::join(&ticket, user, None).await, 80));
-    }
+    let readers = players_reading(&server, &ticket, &["a", "b"], 80).await;
     let lag = eventually("the gateway's lag on /metrics", || async {
         let text = server.metrics().await;
         text.lines()

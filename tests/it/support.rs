@@ -395,6 +395,23 @@ pub(crate) async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
+/// The players `users` of the game `ticket` started (its starter first, the others joining it),
+/// each read by `keep_reading` until `ticks` ticks.
+pub(crate) async fn players_reading(
+    server: &Server,
+    ticket: &Value,
+    users: &[&str],
+    ticks: usize,
+) -> Vec<tokio::task::JoinHandle<(Vec<Value>, Option<u16>)>> {
+    let game_id = ticket["gameId"].as_str().unwrap();
+    let mut readers = Vec::new();
+    for (i, user) in users.iter().enumerate() {
+        let ticket = if i == 0 { ticket.clone() } else { server.join_game(game_id, user).await };
+        readers.push(keep_reading(Player::join(&ticket, user, None).await, ticks));
+    }
+    readers
+}
+
 /// Reads a player's frames in a task of its own, as a real client does (answering pings as they
 /// come), until `ticks` ticks arrived or the connection closed; returns the frames and the close
 /// code if it closed.
