@@ -134,7 +134,12 @@ impl GroupContext {
         let mut by_time = TopicPartitionList::new();
         let mut skip = self.next_offsets.lock().unwrap();
         for element in committed.elements() {
-            let Offset::Offset(offset) = element.offset() else { continue };
+            let Offset::Offset(offset) = element.offset() else {
+                if self.starts_at_end {
+                    self.start_at_end(consumer, &mut starts, &mut skip, element.topic(), element.partition());
+                }
+                continue;
+            };
             let key = (element.topic().to_owned(), element.partition());
             skip.set(&key.0, key.1, offset);
             match parse_commit_metadata(element.metadata()) {
@@ -159,6 +164,28 @@ impl GroupContext {
             }
         }
         starts
+    }
+
+    /// Starts a partition the group has no offset for at the end it has now. Left to the
+    /// group's `latest` reset, the end would be looked up only once fetching begins: a record
+    /// appended after the member was told it had caught up could fall before that end and
+    /// never reach it.
+    fn start_at_end(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        starts: &mut TopicPartitionList,
+        skip: &mut NextOffsets,
+        topic: &str,
+        partition: i32,
+    ) {
+        match consumer.fetch_watermarks(topic, partition, LOOKUP_TIMEOUT) {
+            Ok((_, high)) => {
+                skip.set(topic, partition, high);
+                let _ = starts.set_partition_offset(topic, partition, Offset::Offset(high));
+            }
+            // The group's `latest` reset still applies, with the race above.
+            Err(error) => tracing::warn!(%error, topic, partition, "could not read the end to start at"),
+        }
     }
 }
 

@@ -51,6 +51,12 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn a_member_from_the_end_misses_nothing_appended_after_catching_up() {
+        let (_dir, log) = fresh();
+        suite::a_member_from_the_end_misses_nothing_appended_after_catching_up(log).await;
+    }
+
+    #[tokio::test]
     async fn a_group_consumes_several_topics() {
         let (_dir, log) = fresh();
         suite::a_group_consumes_several_topics(log).await;
@@ -146,6 +152,12 @@ mod kafka {
     async fn group_offsets_survive_reopen() {
         let (url, _) = fresh(&["t"], 1).await;
         suite::group_offsets_survive_reopen(|| open_with(&url, &options()).unwrap()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_from_the_end_misses_nothing_appended_after_catching_up() {
+        let (_, log) = fresh(&["t"], 1).await;
+        suite::a_member_from_the_end_misses_nothing_appended_after_catching_up(log).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
