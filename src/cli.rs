@@ -322,6 +322,13 @@ pub(crate) struct ListenArgs {
     /// client; limits per client address key on it. Default: none, the peer is the client.
     #[arg(long, env = "TICKCAST_TRUSTED_PROXIES", default_value = "", value_parser = parse_trusted_proxies)]
     trusted_proxies: tickcast_gateways::client_addr::TrustedProxies,
+    /// PEM certificate chain (leaf first): serve HTTPS and WSS on every listener of this
+    /// process with it (needs --tls-key).
+    #[arg(long, env = "TICKCAST_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "TICKCAST_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 fn parse_ticket_ttl(text: &str) -> Result<std::time::Duration, String> {
@@ -341,11 +348,26 @@ impl ListenArgs {
         self.admin_listen
     }
 
-    pub(crate) fn http_config(&self) -> tickcast_gateways::http::HttpConfig {
-        tickcast_gateways::http::HttpConfig {
+    pub(crate) fn http_config(&self) -> anyhow::Result<tickcast_gateways::http::HttpConfig> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(tickcast_gateways::tls::server_config(cert, key)?),
+            _ => None,
+        };
+        Ok(tickcast_gateways::http::HttpConfig {
             header_read_timeout: Some(self.header_read_timeout).filter(|t| !t.is_zero()),
             trusted_proxies: self.trusted_proxies.clone(),
-        }
+            tls,
+        })
+    }
+
+    /// `https` with --tls-cert, else `http`: how this process's own addresses are printed.
+    pub(crate) const fn scheme(&self) -> &'static str {
+        if self.tls_cert.is_some() { "https" } else { "http" }
+    }
+
+    /// `wss` with --tls-cert, else `ws`.
+    pub(crate) const fn ws_scheme(&self) -> &'static str {
+        if self.tls_cert.is_some() { "wss" } else { "ws" }
     }
 
     /// The address asked for, or 127.0.0.1 with the command's default port.

@@ -113,7 +113,8 @@ pub(crate) async fn run(command: ReplayCommand) -> anyhow::Result<()> {
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(
                 stdout,
-                "replaying session {session} at {speed}x on ws://{addr}/ws (send join to watch)"
+                "replaying session {session} at {speed}x on {}://{addr}/ws (send join to watch)",
+                listen.ws_scheme()
             );
             let _ = stdout.flush();
             drop(stdout);

@@ -67,8 +67,9 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
         .merge(tickcast_gateways::routes(&gateways))
         .merge(common_routes(roles.metrics_on(&args.listen), &args.common.web_dir));
     let addr = roles.serve(&args.listen, 8080, app).await?;
+    let (http, ws) = (args.listen.scheme(), args.listen.ws_scheme());
     let banner = format!(
-        "tickcast is up on the embedded log at {} (Parquet archive in {})\n  open        http://{addr}/\n  start game  curl -s -XPOST http://{addr}/edge/game/start -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'\n  gateways    ws://{addr}/ws/<region>   ({})\n  Ctrl-C stops it cleanly.\n",
+        "tickcast is up on the embedded log at {} (Parquet archive in {})\n  open        {http}://{addr}/\n  start game  curl -s -XPOST {http}://{addr}/edge/game/start -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'\n  gateways    {ws}://{addr}/ws/<region>   ({})\n  Ctrl-C stops it cleanly.\n",
         args.data_dir.display(),
         archive.display(),
         ids(&table)
@@ -93,7 +94,7 @@ pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(token));
     let app = edge.routes().merge(common_routes(roles.metrics_on(&args.listen), &args.common.web_dir));
     let addr = roles.serve(&args.listen, 8080, app).await?;
-    announce(&format!("edge listening on http://{addr}"));
+    announce(&format!("edge listening on {}://{addr}", args.listen.scheme()));
     roles.wait().await
 }
 
@@ -126,7 +127,7 @@ pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let app = tickcast_gateways::routes(&[gateway])
         .merge(common_routes(roles.metrics_on(&args.listen), &args.common.web_dir));
     let addr = roles.serve(&args.listen, 8081, app).await?;
-    announce(&format!("gateway listening on ws://{addr}/ws/{region}"));
+    announce(&format!("gateway listening on {}://{addr}/ws/{region}", args.listen.ws_scheme()));
     roles.wait().await
 }
 

@@ -96,13 +96,14 @@ impl Roles {
         app: Router,
     ) -> anyhow::Result<SocketAddr> {
         let addr = listen.or_port(default_port);
-        let config = listen.http_config();
+        let config = listen.http_config()?;
         if let Some(admin) = listen.admin() {
             let listener = tokio::net::TcpListener::bind(admin)
                 .await
                 .with_context(|| format!("cannot listen on {admin}; pick another with --admin-listen"))?;
             crate::roles::announce(&format!(
-                "admin (/metrics, /healthz) on http://{}",
+                "admin (/metrics, /healthz) on {}://{}",
+                listen.scheme(),
                 listener.local_addr()?
             ));
             let (app, config, token) =

@@ -14,7 +14,6 @@ use tickcast_eventlog::{Record, Tail};
 use tickcast_schemas::event::{Event, EventBody};
 use tickcast_schemas::protocol::ServerMessage;
 use tickcast_schemas::sessions::SessionInfo;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -23,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::hub::SessionHub;
 use crate::lag::GatewayLag;
 use crate::ping::ping_frame;
+use crate::stream::SocketWriter;
 use crate::{metrics, now_ms, now_us};
 
 /// Tick records forwarded between two yields to the scheduler.
@@ -122,7 +122,7 @@ pub(crate) enum Command {
     /// Write a ping with `nonce` and tell the connection when it was written (`PingWritten`).
     Ping { connection: u64, nonce: u64 },
     /// A new connection: from now on the fan-out owns its write half.
-    Attach { connection: u64, write: OwnedWriteHalf, signals: mpsc::UnboundedSender<Signal> },
+    Attach { connection: u64, write: SocketWriter, signals: mpsc::UnboundedSender<Signal> },
     /// Bytes the connection's WebSocket wants written (complete frames, in order).
     Write { connection: u64, bytes: Bytes },
     /// Join (or resume) a session; the fan-out writes `session_joined`, the countdown and the
@@ -166,7 +166,8 @@ pub(crate) enum Signal {
 /// The write side of one player's socket.
 #[derive(Debug)]
 struct PlayerSocket {
-    write: Arc<OwnedWriteHalf>,
+    /// Shared with the task that waits for the socket to become writable.
+    write: Arc<SocketWriter>,
     /// Bytes the socket did not take yet, oldest first; the front may be partly written.
     pending: VecDeque<Bytes>,
     pending_bytes: usize,
@@ -292,8 +293,9 @@ impl Fanout {
             }
             Command::Detach { connection } => {
                 self.flush(connection);
-                if let Some(socket) = self.sockets.remove(&connection)
-                    && let Some(session) = socket.session
+                let Some(socket) = self.sockets.remove(&connection) else { return };
+                socket.write.close();
+                if let Some(session) = socket.session
                     && let Some(hub) = self.hubs.get_mut(&session)
                 {
                     hub.leave(connection);
@@ -469,16 +471,25 @@ fn write_to(
 }
 
 /// Writes queued bytes until the socket would block; then a task waits for it to be writable.
+/// A TLS socket may hold encrypted bytes after the queue is empty: they are sent the same way.
 fn drain(socket: &mut PlayerSocket, commands: &mpsc::UnboundedSender<Command>, connection: u64) {
-    while let Some(front) = socket.pending.front_mut() {
-        match socket.write.try_write(front) {
-            Ok(n) if n == front.len() => {
-                socket.pending_bytes -= n;
-                socket.pending.pop_front();
-            }
+    loop {
+        let written = match socket.pending.front() {
+            Some(front) => socket.write.try_write(front),
+            None => match socket.write.flush() {
+                Ok(()) => return,
+                Err(error) => Err(error),
+            },
+        };
+        match written {
             Ok(n) => {
+                let front = socket.pending.front_mut().expect("only a queued frame is written");
                 socket.pending_bytes -= n;
-                let _ = front.split_to(n);
+                if n == front.len() {
+                    socket.pending.pop_front();
+                } else {
+                    let _ = front.split_to(n);
+                }
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
                 if !socket.waiting {

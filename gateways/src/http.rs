@@ -1,7 +1,9 @@
-//! The HTTP/1.1 server every tickcast process uses. Unlike a generic server, it hands upgraded
-//! connections over as the plain `TcpStream` they are, so the gateway's fan-out can write to
-//! player sockets directly.
+//! The HTTP/1.1 server every tickcast process uses, in plain text or TLS. Unlike a generic
+//! server, it hands upgraded connections over as the `TcpStream` they are (with their TLS
+//! session), so the gateway's fan-out can write to player sockets directly.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -12,6 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -30,13 +33,20 @@ pub struct HttpConfig {
     pub header_read_timeout: Option<Duration>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
+    /// TLS for every connection (`https`, `wss`), or plain text.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
+
+/// How long a TLS handshake may take when no header read timeout is set: a client that opens a
+/// connection and never says hello must not hold it forever.
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             header_read_timeout: Some(Duration::from_secs(10)),
             trusted_proxies: TrustedProxies::default(),
+            tls: None,
         }
     }
 }
@@ -50,6 +60,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let connections = TaskTracker::new();
+    let tls = config.tls.clone().map(TlsAcceptor::from);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -66,41 +77,63 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        // Every request carries its client's address (`ConnectInfo<IpAddr>`), for the limits
-        // per client address, and the scheme the client used (a trusted proxy may say https),
-        // for the URLs handed back to it.
-        let trusted = config.trusted_proxies.clone();
-        let service =
-            TowerToHyperService::new(app.clone().map_request(move |mut request: Request<Incoming>| {
-                let client = trusted.client(peer.ip(), request.headers());
-                let https = trusted.forwarded_https(peer.ip(), request.headers());
-                request.extensions_mut().insert(ConnectInfo(client));
-                request.extensions_mut().insert(if https { Scheme::HTTPS } else { Scheme::HTTP });
-                request
-            }));
-        let mut connection = hyper::server::conn::http1::Builder::new()
-            // hyper measures the header read timeout with this timer, from the accept and again
-            // whenever a kept-alive connection waits for its next request.
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.header_read_timeout)
-            .serve_connection(TokioIo::new(tcp), service)
-            .with_upgrades();
-        let shutdown = shutdown.clone();
+        let (app, config, shutdown, tls) = (app.clone(), config.clone(), shutdown.clone(), tls.clone());
         connections.spawn(async move {
-            let result = tokio::select! {
-                result = &mut connection => result,
-                () = shutdown.cancelled() => {
-                    // Finish the request in flight, then close; idle keep-alive connections close now.
-                    std::pin::Pin::new(&mut connection).graceful_shutdown();
-                    connection.await
-                }
+            let Some(acceptor) = tls else {
+                return serve_connection(tcp, peer, false, app, &config, shutdown).await;
             };
-            if let Err(error) = result {
-                tracing::debug!(%error, "HTTP connection ended with an error");
+            // The handshake counts against the header read timeout: a silent client is closed.
+            let deadline = config.header_read_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT);
+            match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => serve_connection(stream, peer, true, app, &config, shutdown).await,
+                Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
     }
     connections.close();
     let _ = tokio::time::timeout(HTTP_GRACE, connections.wait()).await;
     Ok(())
+}
+
+/// Serves the requests of one connection (plain TCP or TLS over it) until it closes.
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    tls: bool,
+    app: Router,
+    config: &HttpConfig,
+    shutdown: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // Every request carries its client's address (`ConnectInfo<IpAddr>`), for the limits per
+    // client address, and the scheme the client used (our TLS, or a trusted proxy's), for the
+    // URLs handed back to it.
+    let trusted = config.trusted_proxies.clone();
+    let service = TowerToHyperService::new(app.map_request(move |mut request: Request<Incoming>| {
+        let client = trusted.client(peer.ip(), request.headers());
+        let https = tls || trusted.forwarded_https(peer.ip(), request.headers());
+        request.extensions_mut().insert(ConnectInfo(client));
+        request.extensions_mut().insert(if https { Scheme::HTTPS } else { Scheme::HTTP });
+        request
+    }));
+    let mut connection = hyper::server::conn::http1::Builder::new()
+        // hyper measures the header read timeout with this timer, from the accept and again
+        // whenever a kept-alive connection waits for its next request.
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    let result = tokio::select! {
+        result = &mut connection => result,
+        () = shutdown.cancelled() => {
+            // Finish the request in flight, then close; idle keep-alive connections close now.
+            std::pin::Pin::new(&mut connection).graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "HTTP connection ended with an error");
+    }
 }

@@ -38,6 +38,7 @@ mod metrics;
 mod ping;
 pub mod socket_limits;
 mod stream;
+pub mod tls;
 mod upgrade;
 
 use std::collections::HashMap;
@@ -261,6 +262,8 @@ impl Gateway {
             let (gateway, stop) = (Arc::clone(&self), fanout_stop.clone());
             tokio::spawn(async move { gateway.lag.probe(&gateway.config.region, stop).await })
         };
+        // A finished task's handle must not be awaited again.
+        let mut fanout_finished = false;
         let result = loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => break Ok(()),
@@ -268,11 +271,14 @@ impl Gateway {
                     Ok(records) => self.follow_sessions(&records),
                     Err(e) => break Err(e),
                 },
-                finished = &mut fanout => break match finished {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(tickcast_eventlog::Error::Closed),
-                },
+                finished = &mut fanout => {
+                    fanout_finished = true;
+                    break match finished {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(tickcast_eventlog::Error::Closed),
+                    };
+                }
             }
         };
         if result.is_err() {
@@ -283,7 +289,9 @@ impl Gateway {
         self.connections.close();
         self.connections.wait().await;
         fanout_stop.cancel();
-        let _ = fanout.await;
+        if !fanout_finished {
+            let _ = fanout.await;
+        }
         shard_tasks.join_all().await;
         let _ = probe.await;
         let _ = writer.await;

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
@@ -15,13 +15,14 @@ use axum::routing::get;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::fanout::Command;
 use crate::socket_limits::SocketRefused;
-use crate::stream::PlayerStream;
+use crate::stream::{PlayerStream, SocketWriter};
 use crate::{Gateway, connection, json_error, metrics};
 
 impl Gateway {
@@ -105,21 +106,27 @@ impl Gateway {
                 Ok(upgraded) => upgraded,
                 Err(error) => return tracing::debug!(%error, "upgrade failed"),
             };
-            // Served by our own TCP listener: take the socket back from the HTTP server, so the
-            // fan-out can write to it directly.
-            let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
-                Ok(parts) => parts,
-                Err(_) => return tracing::error!("upgraded connection is not a TCP stream; closing it"),
+            // Served by our own TCP listener: take the socket (and its TLS session) back from
+            // the HTTP server, so the fan-out can write to it directly.
+            let (tcp, tls, read_buf) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => (parts.io.into_inner(), None, parts.read_buf),
+                Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+                    Ok(parts) => {
+                        let (tcp, session) = parts.io.into_inner().into_inner();
+                        (tcp, Some(Arc::new(Mutex::new(session))), parts.read_buf)
+                    }
+                    Err(_) => return tracing::error!("upgraded connection is not a TCP stream; closing it"),
+                },
             };
-            let tcp = parts.io.into_inner();
             let _ = tcp.set_nodelay(true);
             let (read, write) = tcp.into_split();
             let (signals, signals_rx) = mpsc::unbounded_channel();
             let own_signals = signals.clone();
+            let write = SocketWriter::new(write, tls.clone());
             if gateway.shard(id).send(Command::Attach { connection: id, write, signals }).is_err() {
                 return;
             }
-            let stream = PlayerStream::new(parts.read_buf, read, id, gateway.shard(id).clone());
+            let stream = PlayerStream::new(read_buf, read, id, gateway.shard(id).clone(), tls);
             let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
             connection::serve(gateway, socket, id, own_signals, signals_rx).await;
         });

@@ -268,7 +268,7 @@ impl Edge {
             return region.ws_endpoint.clone();
         }
         // Served from this process (`tickcast up`): the gateway is on the host the player used,
-        // over TLS if the player's request was (as a trusted proxy in front says).
+        // over TLS if the player's request was (our own TLS, or a trusted proxy in front).
         let host = header(headers, "host").unwrap_or("127.0.0.1:8080");
         let ws = if scheme == Some(&Scheme::HTTPS) { "wss" } else { "ws" };
         format!("{ws}://{host}/ws/{}", region.id)

@@ -77,6 +77,11 @@ fn bad_flags_say_what_to_fix() {
             "TICKCAST_PREVIOUS_TOKEN_SECRETS_UNTIL",
         ),
         (&["up", "--saturation-hold", "0s"], "--saturation-hold"),
+        (&["up", "--tls-cert", "cert.pem"], "--tls-key"),
+        (
+            &["up", "--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"],
+            "cannot read the TLS certificate chain /nonexistent/cert.pem",
+        ),
     ];
     for (args, mention) in cases {
         let (ok, _, err) = tickcast(args);

@@ -14,3 +14,4 @@ mod replay;
 mod restart;
 mod secrecy;
 mod support;
+mod tls;

@@ -60,6 +60,8 @@ pub(crate) struct Server {
     /// The admin listener (`--admin-listen`), if it has one.
     pub(crate) admin: Option<SocketAddr>,
     pub(crate) data_dir: std::path::PathBuf,
+    /// `https` when it serves TLS (`--tls-cert`), else `http`.
+    scheme: &'static str,
     /// Removes the data directory when the last server using it is dropped.
     _owner: Option<std::sync::Arc<tempfile::TempDir>>,
     http: reqwest::Client,
@@ -116,25 +118,30 @@ impl Server {
             if let Some(rest) = line.trim().strip_prefix("admin (/metrics, /healthz) on http://") {
                 admin = Some(rest.parse().unwrap());
             }
-            if let Some(rest) = line.trim().strip_prefix("open        http://") {
-                addr = Some(rest.trim_end_matches('/').parse().unwrap());
+            if let Some(rest) = line.trim().strip_prefix("open        ") {
+                let (scheme, rest) = rest.split_once("://").unwrap();
+                addr = Some((
+                    if scheme == "https" { "https" } else { "http" },
+                    rest.trim_end_matches('/').to_owned(),
+                ));
                 break;
             }
         }
-        let addr = addr.expect("tickcast up printed its address");
+        let (scheme, addr) = addr.expect("tickcast up printed its address");
         std::thread::spawn(move || lines.for_each(drop));
         Self {
             child: Process(child),
-            addr,
+            addr: addr.parse().unwrap(),
             admin,
             data_dir: data_dir.to_owned(),
+            scheme,
             _owner: None,
             http: reqwest::Client::new(),
         }
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// POSTs a JSON body; returns the status and the JSON answer.
@@ -201,6 +208,15 @@ pub(crate) enum Seen {
 impl Player {
     pub(crate) async fn connect(url: &str) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Self { ws }
+    }
+
+    /// Connects over TLS with `config` (which trusts the server's certificate).
+    pub(crate) async fn connect_tls(url: &str, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        let connector = tokio_tungstenite::Connector::Rustls(config);
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
+            .await
+            .unwrap();
         Self { ws }
     }
 
