@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The C libraries the build links (librdkafka's zlib and OpenSSL).
+scripts/system-packages.sh zlib1g-dev libssl-dev pkg-config
+
 if [[ ! -f web/dist/index.html ]] || [[ -n "$(find web/src web/index.html web/package.json -newer web/dist/index.html -print -quit)" ]]; then
     echo "building the player page (web/dist)…" >&2
     (cd web && npm ci --no-audit --no-fund && npm run build)

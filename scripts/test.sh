@@ -10,15 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== system packages"
-# librdkafka (built from source by rdkafka-sys) needs zlib's headers; the web client's browser
-# tests drive Debian's Chromium.
-missing=()
-dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
-[[ -x /usr/bin/chromium ]] || missing+=(chromium)
-if (( ${#missing[@]} )); then
-  sudo=""; [[ "$(id -u)" == 0 ]] || sudo="sudo"
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
-fi
+# The C libraries the build links, and Debian's Chromium for the web client's browser tests.
+scripts/system-packages.sh zlib1g-dev libssl-dev pkg-config chromium
 
 echo "== format"
 cargo fmt --all -- --check

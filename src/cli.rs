@@ -423,6 +423,27 @@ pub(crate) struct LogArgs {
     /// linger.ms=5 (repeatable).
     #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub(crate) kafka_options: Vec<(String, String)>,
+    /// How Kafka clients reach the brokers (librdkafka's security.protocol) [default:
+    /// plaintext; sasl_ssl with --kafka-sasl-mechanism].
+    #[arg(long, env = "TICKCAST_KAFKA_SECURITY_PROTOCOL", value_name = "PROTOCOL",
+          value_parser = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"])]
+    pub(crate) kafka_security_protocol: Option<String>,
+    /// PEM file of the CA certificates the brokers' certificates must chain to
+    /// (ssl.ca.location) [default: the system's CAs].
+    #[arg(long, env = "TICKCAST_KAFKA_CA", value_name = "FILE")]
+    pub(crate) kafka_ca: Option<std::path::PathBuf>,
+    /// SASL mechanism to authenticate to the brokers with; needs TICKCAST_KAFKA_SASL_USERNAME and
+    /// TICKCAST_KAFKA_SASL_PASSWORD.
+    #[arg(long, env = "TICKCAST_KAFKA_SASL_MECHANISM", value_name = "MECHANISM",
+          value_parser = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])]
+    pub(crate) kafka_sasl_mechanism: Option<String>,
+    /// SASL user name.
+    #[arg(long, env = "TICKCAST_KAFKA_SASL_USERNAME", value_name = "NAME")]
+    pub(crate) kafka_sasl_username: Option<String>,
+    /// SASL password: give it in the environment (a flag's value shows in the process list);
+    /// never printed.
+    #[arg(long, env = "TICKCAST_KAFKA_SASL_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    pub(crate) kafka_sasl_password: Option<String>,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {

@@ -24,13 +24,60 @@ pub(crate) fn open_log(
     args: &LogArgs,
     group_instance_id: Option<String>,
 ) -> anyhow::Result<Arc<dyn EventLog>> {
-    let options = LogOptions { kafka: kafka_options(args, group_instance_id) };
+    let options = LogOptions { kafka: kafka_options(args, group_instance_id)? };
     tickcast_eventlog::open_with(&args.url, &options)
         .with_context(|| format!("cannot open the event log {}", args.url))
 }
 
-pub(crate) fn kafka_options(args: &LogArgs, group_instance_id: Option<String>) -> KafkaOptions {
-    KafkaOptions { client: args.kafka_options.clone(), group_instance_id }
+/// The Kafka clients' settings: TLS and SASL from their flags, then every `--kafka-option`
+/// (which may override them).
+pub(crate) fn kafka_options(
+    args: &LogArgs,
+    group_instance_id: Option<String>,
+) -> anyhow::Result<KafkaOptions> {
+    let mut client = Vec::new();
+    let mut set = |key: &str, value: &str| client.push((key.to_owned(), value.to_owned()));
+    let protocol = match (&args.kafka_security_protocol, &args.kafka_sasl_mechanism) {
+        (Some(protocol), _) => Some(protocol.as_str()),
+        (None, Some(_)) => Some("sasl_ssl"),
+        (None, None) => None,
+    };
+    if let Some(protocol) = protocol {
+        set("security.protocol", protocol);
+    }
+    if let Some(ca) = &args.kafka_ca {
+        if !ca.is_file() {
+            bail!(
+                "--kafka-ca / TICKCAST_KAFKA_CA: {} is not a file (give the PEM file of the brokers' CA)",
+                ca.display()
+            );
+        }
+        set("ssl.ca.location", &ca.display().to_string());
+    }
+    match &args.kafka_sasl_mechanism {
+        Some(mechanism) => {
+            if protocol.is_some_and(|p| !p.starts_with("sasl_")) {
+                bail!("--kafka-sasl-mechanism needs --kafka-security-protocol sasl_ssl or sasl_plaintext");
+            }
+            let (Some(user), Some(password)) = (&args.kafka_sasl_username, &args.kafka_sasl_password) else {
+                bail!(
+                    "--kafka-sasl-mechanism needs TICKCAST_KAFKA_SASL_USERNAME and TICKCAST_KAFKA_SASL_PASSWORD"
+                );
+            };
+            set("sasl.mechanism", mechanism);
+            set("sasl.username", user);
+            set("sasl.password", password);
+        }
+        None if protocol.is_some_and(|p| p.starts_with("sasl_")) => {
+            bail!(
+                "--kafka-security-protocol {} needs --kafka-sasl-mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)",
+                protocol.unwrap_or_default()
+            );
+        }
+        None => {}
+    }
+    client.extend(args.kafka_options.iter().cloned());
+    Ok(KafkaOptions { client, group_instance_id })
 }
 
 /// Fails with what to run when a topic the role needs is missing.

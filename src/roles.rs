@@ -172,7 +172,7 @@ pub(crate) async fn create_topics(
         );
     };
     // Creating topics writes no records: the administration needs no producer.
-    let kafka = KafkaLog::open_read_only(&args.url, rest, kafka_options(args, None))
+    let kafka = KafkaLog::open_read_only(&args.url, rest, kafka_options(args, None)?)
         .with_context(|| format!("cannot open the event log {}", args.url))?;
     let names = needed_topics(&region_table(regions)?);
     let mut created = kafka.create_topics(&names, partitions, replication).await?;

@@ -42,8 +42,24 @@ pub enum Error {
 
 impl Error {
     /// A librdkafka failure while doing `context` (e.g. "producing to game-events").
+    /// A Kafka call's failure. One that timed out says what the brokers last answered (a
+    /// refused certificate or password, a broker down), which is why it timed out.
     pub(crate) fn kafka(context: impl Into<String>, source: KafkaError) -> Self {
-        Self::Kafka { context: context.into(), source }
+        let mut context = context.into();
+        let timed_out = source.rdkafka_error_code().is_some_and(|code| {
+            matches!(
+                code,
+                RDKafkaErrorCode::OperationTimedOut
+                    | RDKafkaErrorCode::MessageTimedOut
+                    | RDKafkaErrorCode::RequestTimedOut
+                    | RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::BrokerTransportFailure
+            )
+        });
+        if timed_out && let Some(last) = crate::kafka::config::last_client_error() {
+            context = format!("{context} (the brokers last answered: {last})");
+        }
+        Self::Kafka { context, source }
     }
 
     /// Whether trying the same call again can succeed.

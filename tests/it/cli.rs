@@ -79,6 +79,22 @@ fn bad_flags_say_what_to_fix() {
         (&["up", "--saturation-hold", "0s"], "--saturation-hold"),
         (&["up", "--tls-cert", "cert.pem"], "--tls-key"),
         (
+            &["topics", "create", "--log", "kafka://127.0.0.1:1", "--kafka-sasl-mechanism", "PLAIN"],
+            "TICKCAST_KAFKA_SASL_USERNAME",
+        ),
+        (
+            &["topics", "create", "--log", "kafka://127.0.0.1:1", "--kafka-security-protocol", "sasl_ssl"],
+            "--kafka-sasl-mechanism",
+        ),
+        (
+            &["topics", "create", "--log", "kafka://127.0.0.1:1", "--kafka-ca", "/nonexistent/ca.pem"],
+            "not a file",
+        ),
+        (
+            &["topics", "create", "--log", "kafka://127.0.0.1:1", "--kafka-security-protocol", "tls"],
+            "sasl_ssl",
+        ),
+        (
             &["up", "--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"],
             "cannot read the TLS certificate chain /nonexistent/cert.pem",
         ),

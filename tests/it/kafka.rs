@@ -22,7 +22,7 @@ fn broker() -> String {
 }
 
 /// One tickcast role as a child process; killed on drop.
-struct Role {
+pub(crate) struct Role {
     process: Process,
     /// What it printed as its address (edge, gateway).
     url: Option<String>,
@@ -33,7 +33,7 @@ struct Role {
 impl Role {
     /// Starts `tickcast ARGS` with the tests' secret; waits for a stdout line starting with
     /// `listening` (then keeps the rest of the line as its URL).
-    fn start(args: &[&str], listening: Option<&str>) -> Self {
+    pub(crate) fn start(args: &[&str], listening: Option<&str>) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tickcast"));
         command.env("TICKCAST_TOKEN_SECRET", TOKEN_SECRET);
         Self::spawn(command.args(args), listening)
@@ -78,8 +78,10 @@ impl Role {
 }
 
 /// Topics under a fresh prefix, one gateway (eu-west-1), the edge, and tick generators.
-struct Cluster {
+pub(crate) struct Cluster {
     log: String,
+    /// Flags every role and `topics create` get beside `--log` (how to reach the broker).
+    log_flags: Vec<String>,
     edge: Role,
     gateway: Role,
     generators: Vec<Role>,
@@ -87,7 +89,7 @@ struct Cluster {
     http: reqwest::Client,
 }
 
-const REGION: &str = "eu-west-1";
+pub(crate) const REGION: &str = "eu-west-1";
 
 impl Cluster {
     fn start(generators: usize) -> Self {
@@ -96,39 +98,42 @@ impl Cluster {
 
     /// `partitions` per topic; `generator_flags` for every tick generator.
     fn start_with(generators: usize, partitions: u32, generator_flags: &[&str]) -> Self {
-        Self::start_on(&broker(), generators, partitions, generator_flags)
+        Self::start_on(&broker(), &[], generators, partitions, generator_flags)
     }
 
-    /// The same on the broker at `broker` (HOST:PORT).
-    fn start_on(broker: &str, generators: usize, partitions: u32, generator_flags: &[&str]) -> Self {
+    /// The same on the broker at `broker` (HOST:PORT), reached with `log_flags`.
+    pub(crate) fn start_on(
+        broker: &str,
+        log_flags: &[&str],
+        generators: usize,
+        partitions: u32,
+        generator_flags: &[&str],
+    ) -> Self {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let log = format!("kafka://{broker}?prefix=it{}-{}-", std::process::id(), nanos % 1_000_000_000);
-        let status = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        let output = Command::new(env!("CARGO_BIN_EXE_tickcast"))
             .args(["topics", "create", "--log", &log, "--partitions", &partitions.to_string()])
-            .stdout(Stdio::null())
-            .status()
+            .args(log_flags)
+            .output()
             .unwrap();
-        assert!(status.success(), "topics create failed");
-        let gateway = Role::start(
-            &["gateway", "--log", &log, "--region", REGION, "--listen", "127.0.0.1:0"],
-            Some("gateway listening on "),
-        );
+        assert!(output.status.success(), "topics create failed: {}", String::from_utf8_lossy(&output.stderr));
+        let role = |args: &[&str], listening| {
+            let mut args = args.to_vec();
+            args.extend(["--log", &log]);
+            args.extend(log_flags);
+            Role::start(&args, listening)
+        };
+        let gateway =
+            role(&["gateway", "--region", REGION, "--listen", "127.0.0.1:0"], Some("gateway listening on "));
         let gateway_url = gateway.url.clone().unwrap();
-        let edge = Role::start(
-            &[
-                "edge",
-                "--log",
-                &log,
-                "--listen",
-                "127.0.0.1:0",
-                "--gateway",
-                &format!("{REGION}={gateway_url}"),
-            ],
+        let edge = role(
+            &["edge", "--listen", "127.0.0.1:0", "--gateway", &format!("{REGION}={gateway_url}")],
             Some("edge listening on "),
         );
         let generator_flags = generator_flags.iter().map(|f| (*f).to_owned()).collect();
         let mut cluster = Self {
             log,
+            log_flags: log_flags.iter().map(|f| (*f).to_owned()).collect(),
             edge,
             gateway,
             generators: Vec::new(),
@@ -145,11 +150,12 @@ impl Cluster {
     fn add_generator(&mut self) {
         let instance = format!("gen-{}", self.generators.len() + 1);
         let mut args = vec!["tick-generator", "--log", &self.log, "--instance-id", &instance];
+        args.extend(self.log_flags.iter().map(String::as_str));
         args.extend(self.generator_flags.iter().map(String::as_str));
         self.generators.push(Role::start(&args, None));
     }
 
-    async fn post(&self, path: &str, body: Value) -> Value {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Value {
         let url = format!("{}{path}", self.edge.url.as_deref().unwrap());
         let response = self.http.post(url).json(&body).send().await.unwrap();
         let status = response.status();
@@ -184,7 +190,7 @@ fn record_ticks(mut player: Player, stop: Instant) -> (Received, tokio::task::Jo
     (received, task)
 }
 
-fn assert_every_step_once_in_order(who: &str, steps: &[i64]) {
+pub(crate) fn assert_every_step_once_in_order(who: &str, steps: &[i64]) {
     assert!(!steps.is_empty(), "{who} received no tick");
     for (expected, step) in (0..).zip(steps) {
         assert_eq!(*step, expected, "{who}: step {expected} missing, doubled or out of order (got {step})");
@@ -479,18 +485,22 @@ async fn a_generator_hand_over_keeps_every_game_correct() {
 
 /// A broker of this test's own (tansu, `TICKCAST_TEST_TANSU`), so pausing it stalls no other test.
 fn own_broker() -> (Process, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    own_broker_on(port, port)
+}
+
+/// tansu listening on `port` and telling clients to connect to `advertised` (a proxy in front).
+pub(crate) fn own_broker_on(port: u16, advertised: u16) -> (Process, String) {
     let bin = std::env::var("TICKCAST_TEST_TANSU").unwrap_or_else(|_| {
         panic!("set TICKCAST_TEST_TANSU (the tansu binary) or run ./scripts/test.sh, which provides it")
     });
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = format!("tcp://127.0.0.1:{port}");
     let child = Command::new(bin)
         .args([
             "broker",
             "--listener-url",
-            &url,
+            &format!("tcp://127.0.0.1:{port}"),
             "--advertised-listener-url",
-            &url,
+            &format!("tcp://127.0.0.1:{advertised}"),
             "--storage-engine",
             "memory://tansu/",
         ])
@@ -516,7 +526,7 @@ async fn a_ten_second_broker_pause_loses_nothing() {
     // A session timeout above the pause, so the pause is no rebalance: tansu 0.6 keeps a member
     // that vanished during a pause as the group's leader and never completes the rebalance
     // (docs/operations.md), where Apache Kafka would expire it.
-    let mut cluster = Cluster::start_on(&address, 1, 6, &["--kafka-option", "session.timeout.ms=30000"]);
+    let mut cluster = Cluster::start_on(&address, &[], 1, 6, &["--kafka-option", "session.timeout.ms=30000"]);
     let stop = Instant::now() + Duration::from_secs(120);
     let mut players = Vec::new();
     let mut tickets = Vec::new();

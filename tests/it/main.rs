@@ -9,6 +9,7 @@ mod cli;
 mod game;
 mod hostile;
 mod kafka;
+mod kafka_tls;
 mod latency;
 mod replay;
 mod restart;

@@ -37,7 +37,7 @@ async fn https_post(server: &Server, client: &Arc<rustls::ClientConfig>, path: &
 
 /// A self-signed certificate for 127.0.0.1 written as PEM files, and a client configuration
 /// that trusts it (and nothing else).
-fn self_signed(dir: &std::path::Path) -> (String, String, Arc<rustls::ClientConfig>) {
+pub(crate) fn self_signed(dir: &std::path::Path) -> (String, String, Arc<rustls::ClientConfig>) {
     let certified =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));

@@ -1,19 +1,37 @@
 //! Client settings: tickcast's defaults per kind of client, the operator's `--kafka-option`s
 //! over them, and librdkafka's log and client errors routed to `tracing`.
 
+use std::sync::Mutex;
+
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// Settings of a Kafka log beyond its URL.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct KafkaOptions {
     /// librdkafka settings applied to every client of the log, after tickcast's own defaults
     /// (e.g. `linger.ms=5`, `session.timeout.ms=6000`, `security.protocol=ssl`).
     pub client: Vec<(String, String)>,
     /// Static group membership: the `group.instance.id` of this process's group members.
     pub group_instance_id: Option<String>,
+}
+
+/// Passwords and keys never reach a log line through `{:?}`.
+impl std::fmt::Debug for KafkaOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |key: &str| ["password", "secret", ".pem", "key"].iter().any(|s| key.contains(s));
+        let client: Vec<(&str, &str)> = self
+            .client
+            .iter()
+            .map(|(key, value)| (key.as_str(), if secret(key) { "<redacted>" } else { value.as_str() }))
+            .collect();
+        f.debug_struct("KafkaOptions")
+            .field("client", &client)
+            .field("group_instance_id", &self.group_instance_id)
+            .finish()
+    }
 }
 
 /// Where a Kafka log lives: `kafka://HOST:PORT[,HOST:PORT][?prefix=P]`.
@@ -103,6 +121,10 @@ pub(super) fn client_config(
     for (key, value) in options.client.iter().filter(|(key, _)| applies_to(key, kind)) {
         config.set(key, value);
     }
+    // librdkafka's warnings (a broker refused, a certificate rejected) reach tracing; its
+    // debug lines when the operator asked for some (`debug=…`).
+    let debug = options.client.iter().any(|(key, _)| key == "debug");
+    config.set_log_level(if debug { RDKafkaLogLevel::Debug } else { RDKafkaLogLevel::Warning });
     config
 }
 
@@ -122,16 +144,34 @@ impl ClientContext for ReaderContext {
 
 impl ConsumerContext for ReaderContext {}
 
+/// The newest client-wide error a Kafka client of this process reported (a refused TLS
+/// certificate, failed SASL, an unreachable broker): librdkafka retries those by itself, so a
+/// call that then times out knows only that it timed out; its error quotes this instead.
+/// Process-wide, as the brokers and their settings are.
+static LAST_CLIENT_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
 /// librdkafka's client-wide errors. Most are transient (it reconnects by itself); the end of a
 /// partition is news for a scan, not an error.
 pub(super) fn client_error(error: &KafkaError, reason: &str) {
     if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
         tracing::warn!(target: "librdkafka", %error, "{reason}");
+        *LAST_CLIENT_ERROR.lock().unwrap() = Some(reason.to_owned());
     }
+}
+
+/// What the brokers last answered, for the message of a call that timed out.
+pub(crate) fn last_client_error() -> Option<String> {
+    LAST_CLIENT_ERROR.lock().unwrap().clone()
 }
 
 /// librdkafka's own log lines, as tracing events.
 pub(super) fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    // Why a broker could not be reached or logged in to: what a timed-out call should quote.
+    let connection_trouble = matches!(facility, "FAIL" | "SSL" | "SASL" | "SASLAUTH" | "AUTH" | "ERROR");
+    let serious = !matches!(level, RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info | RDKafkaLogLevel::Debug);
+    if connection_trouble && serious {
+        *LAST_CLIENT_ERROR.lock().unwrap() = Some(message.to_owned());
+    }
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
@@ -159,6 +199,21 @@ mod tests {
         assert!(!applies_to("session.timeout.ms", ClientKind::Producer));
         assert!(applies_to("security.protocol", ClientKind::Producer));
         assert!(applies_to("security.protocol", ClientKind::Consumer));
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let options = KafkaOptions {
+            client: vec![
+                ("sasl.password".into(), "hunter2".into()),
+                ("ssl.key.pem".into(), "-----BEGIN".into()),
+                ("sasl.username".into(), "ops".into()),
+            ],
+            group_instance_id: None,
+        };
+        let printed = format!("{options:?}");
+        assert!(!printed.contains("hunter2") && !printed.contains("BEGIN"), "{printed}");
+        assert!(printed.contains("ops"), "{printed}");
     }
 
     #[test]

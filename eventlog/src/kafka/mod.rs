@@ -23,7 +23,7 @@
 //! - [`reader`]: tails and scans.
 //! - [`group`]: consumer-group members.
 
-mod config;
+pub(crate) mod config;
 mod group;
 mod reader;
 mod records;
@@ -34,7 +34,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -115,14 +114,22 @@ impl KafkaLog {
         partitions: u32,
         replication: u32,
     ) -> Result<Vec<String>> {
-        let admin: AdminClient<DefaultClientContext> =
-            self.config(&[]).create().map_err(|e| Error::kafka("creating the Kafka admin client", e))?;
+        let probe = self
+            .config(&[])
+            .create_with_context(ReaderContext)
+            .map_err(|e| Error::kafka("creating a metadata client", e))?;
+        reach_brokers(probe).await?;
+        let admin: AdminClient<ReaderContext> = self
+            .config(&[])
+            .create_with_context(ReaderContext)
+            .map_err(|e| Error::kafka("creating the Kafka admin client", e))?;
         let names: Vec<String> = topics.iter().map(|t| self.address.full_name(t)).collect();
         let new: Vec<NewTopic<'_>> = names
             .iter()
             .map(|name| NewTopic::new(name, partitions as i32, TopicReplication::Fixed(replication as i32)))
             .collect();
-        let options = AdminOptions::new().operation_timeout(Some(LOOKUP_TIMEOUT));
+        let options =
+            AdminOptions::new().operation_timeout(Some(LOOKUP_TIMEOUT)).request_timeout(Some(LOOKUP_TIMEOUT));
         let results =
             admin.create_topics(&new, &options).await.map_err(|e| Error::kafka("creating topics", e))?;
         let mut created = Vec::new();
@@ -158,15 +165,42 @@ impl KafkaLog {
     }
 }
 
+/// Hands the client's queued errors and log lines to its context: librdkafka queues why it
+/// could not reach a broker (a refused certificate, a failed login) until the client is
+/// polled, and a call that failed should say it.
+fn serve_client_events<C: ConsumerContext>(consumer: &BaseConsumer<C>) {
+    // A poll that served a log line answers `None` as an empty queue does, so the queue is
+    // served for a short while rather than until the first `None`; a client that keeps
+    // failing keeps queueing, so it is bounded in time.
+    let until = std::time::Instant::now() + Duration::from_millis(200);
+    while std::time::Instant::now() < until {
+        let _ = consumer.poll(Duration::from_millis(20));
+    }
+}
+
+/// Fails with why the brokers cannot be reached, if they cannot: an admin client's own
+/// failure would say only that it timed out.
+async fn reach_brokers(consumer: BaseConsumer<ReaderContext>) -> Result<()> {
+    tokio::task::spawn_blocking(move || {
+        consumer.fetch_metadata(None, LOOKUP_TIMEOUT).map(drop).map_err(|e| {
+            serve_client_events(&consumer);
+            Error::kafka("reaching the brokers", e)
+        })
+    })
+    .await
+    .map_err(|e| Error::KafkaClient(format!("metadata task failed: {e}")))?
+}
+
 /// The partitions of `name`, or [`Error::MissingTopic`].
 fn partitions_of<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     name: &str,
     topic: &str,
 ) -> Result<Vec<i32>> {
-    let metadata = consumer
-        .fetch_metadata(Some(name), LOOKUP_TIMEOUT)
-        .map_err(|e| Error::kafka(format!("reading metadata of {name}"), e))?;
+    let metadata = consumer.fetch_metadata(Some(name), LOOKUP_TIMEOUT).map_err(|e| {
+        serve_client_events(consumer);
+        Error::kafka(format!("reading metadata of {name}"), e)
+    })?;
     let Some(found) = metadata.topics().iter().find(|t| t.name() == name) else {
         return Err(Error::MissingTopic(topic.to_owned()));
     };
