@@ -486,11 +486,12 @@ async fn a_generator_hand_over_keeps_every_game_correct() {
 /// A broker of this test's own (tansu, `TICKCAST_TEST_TANSU`), so pausing it stalls no other test.
 fn own_broker() -> (Process, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    own_broker_on(port, port)
+    own_broker_on(port, port, &[])
 }
 
-/// tansu listening on `port` and telling clients to connect to `advertised` (a proxy in front).
-pub(crate) fn own_broker_on(port: u16, advertised: u16) -> (Process, String) {
+/// tansu listening on `port` and telling clients to connect to `advertised` (a proxy in front),
+/// with `extra` flags (e.g. `--authentication`).
+pub(crate) fn own_broker_on(port: u16, advertised: u16, extra: &[&str]) -> (Process, String) {
     let bin = std::env::var("TICKCAST_TEST_TANSU").unwrap_or_else(|_| {
         panic!("set TICKCAST_TEST_TANSU (the tansu binary) or run ./scripts/test.sh, which provides it")
     });
@@ -504,6 +505,7 @@ pub(crate) fn own_broker_on(port: u16, advertised: u16) -> (Process, String) {
             "--storage-engine",
             "memory://tansu/",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

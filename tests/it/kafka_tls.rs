@@ -1,7 +1,11 @@
-//! Kafka over TLS: the split roles reach their broker through TLS alone and check its
+//! Kafka over TLS and SASL: the split roles reach their broker through TLS alone and check its
 //! certificate against `--kafka-ca`. tansu 0.6 cannot serve TLS from its command line (its
 //! `--cert` and `--key` exclude each other), so a TLS front sits before it, and tansu tells
-//! clients to connect to the front.
+//! clients to connect to the front. A broker that requires a login (`--authentication`)
+//! refuses clients that do not log in, and a SASL client says what the broker answered; a
+//! login that succeeds is not shown: tansu offers only SCRAM there, and its users cannot be
+//! created on a broker that requires a login (`user create` does not log in) while its storage
+//! is memory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,7 +14,7 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::kafka::{Cluster, REGION, assert_every_step_once_in_order, own_broker_on};
-use crate::support::Player;
+use crate::support::{Player, Process};
 use crate::tls::self_signed;
 
 /// Accepts TLS on `front` and forwards the plain bytes to `upstream`; counts handshakes.
@@ -32,29 +36,66 @@ fn tls_front(front: TcpListener, upstream: String, config: Arc<rustls::ServerCon
     handshakes
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn roles_play_a_game_through_a_tls_broker_they_verify() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key, _) = self_signed(dir.path());
+/// `tickcast topics create` on the broker at `address` with `flags`: whether it worked, and
+/// what it printed on stderr.
+fn topics_create(address: &str, flags: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["topics", "create", "--log", &format!("kafka://{address}?prefix=refused-")])
+        .args(flags)
+        .env_remove("TICKCAST_KAFKA_SASL_PASSWORD")
+        .output()
+        .unwrap();
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// A tansu with `extra` flags behind a TLS front with the certificate in `dir`: the broker, the
+/// front's address, and how many TLS handshakes the front completed.
+async fn tls_broker(dir: &std::path::Path, extra: &[&str]) -> (Process, String, Arc<AtomicUsize>) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let front_port = front.local_addr().unwrap().port();
     let broker_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (_broker, upstream) = own_broker_on(broker_port, front_port);
-    let config = tickcast_gateways::tls::server_config(cert.as_ref(), key.as_ref()).unwrap();
-    let handshakes = tls_front(front, upstream, config);
-    let address = format!("127.0.0.1:{front_port}");
+    let (broker, upstream) = own_broker_on(broker_port, front_port, extra);
+    let config = tickcast_gateways::tls::server_config(&cert, &key).unwrap();
+    (broker, format!("127.0.0.1:{front_port}"), tls_front(front, upstream, config))
+}
 
-    // A client that does not trust the broker's certificate (the system's CAs) is refused,
-    // and says why.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
-        .args(["topics", "create", "--log", &format!("kafka://{address}?prefix=untrusted-")])
-        .args(["--kafka-security-protocol", "ssl"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "an untrusted broker was used");
+/// Clients that cannot trust the broker, or do not log in to one that requires it, are
+/// refused and say why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_broker_or_a_missing_login_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _, _) = self_signed(dir.path());
+    let (_broker, address, _) = tls_broker(dir.path(), &["--authentication"]).await;
+    let (created, stderr) = topics_create(&address, &["--kafka-security-protocol", "ssl"]);
+    assert!(!created, "an untrusted broker was used");
     assert!(stderr.contains("certificate"), "the refusal names the certificate: {stderr}");
+    let (created, stderr) =
+        topics_create(&address, &["--kafka-security-protocol", "ssl", "--kafka-ca", &cert]);
+    assert!(!created, "a broker that requires a login let a client in without one: {stderr}");
+    let (created, stderr) = topics_create(
+        &address,
+        &[
+            "--kafka-ca",
+            &cert,
+            "--kafka-sasl-mechanism",
+            "PLAIN",
+            "--kafka-sasl-username",
+            "ops",
+            "--kafka-sasl-password",
+            "pw",
+        ],
+    );
+    assert!(!created, "tansu does not take PLAIN: {stderr}");
+    assert!(stderr.contains("SASL PLAIN"), "the refusal says which login failed: {stderr}");
+    assert!(!stderr.contains("pw\""), "the password is not printed: {stderr}");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_play_a_game_through_a_tls_broker_they_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _, _) = self_signed(dir.path());
+    let (_broker, address, handshakes) = tls_broker(dir.path(), &[]).await;
     let cluster =
         Cluster::start_on(&address, &["--kafka-security-protocol", "ssl", "--kafka-ca", &cert], 1, 1, &[]);
     let ticket = cluster
