@@ -34,20 +34,7 @@ start)
     "$bin" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
         --storage-engine memory://tansu/ >"$dir/tansu.log" 2>&1 &
     echo $! >"$dir/tansu.pid"
-    for _ in $(seq 1 100); do
-        if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "tansu listening on 127.0.0.1:$port (pid $(cat "$dir/tansu.pid"))" >&2
-            exit 0
-        fi
-        if ! kill -0 "$(cat "$dir/tansu.pid")" 2>/dev/null; then
-            cat "$dir/tansu.log" >&2
-            echo "tansu exited before listening" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-    echo "tansu did not listen on 127.0.0.1:$port within 10 s; see $dir/tansu.log" >&2
-    exit 1
+    exec "$(dirname "$0")/wait-for-port.sh" tansu "$port" "$dir/tansu.pid" "$dir/tansu.log"
     ;;
 *)
     echo "usage: tansu.sh install | start PORT DIR" >&2

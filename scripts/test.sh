@@ -37,6 +37,14 @@ export TICKCAST_TEST_KAFKA="127.0.0.1:$kafka_port"
 TICKCAST_TEST_TANSU="$(scripts/tansu.sh install)"
 export TICKCAST_TEST_TANSU
 
+# moto's server, the AWS API (DynamoDB) the projection store's tests run against, with
+# static test credentials; stopped when this script exits.
+moto_port="${TICKCAST_TEST_MOTO_PORT:-19500}"
+scripts/moto.sh start "$moto_port" target/moto
+trap 'kill "$(cat target/tansu/tansu.pid)" "$(cat target/moto/moto.pid)" 2>/dev/null || true' EXIT
+export TICKCAST_TEST_DYNAMODB="http://127.0.0.1:$moto_port"
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+
 echo "== web client"
 # The player page: its tests (the JS engine against the golden vectors, the protocol reducer)
 # and its build, which the end-to-end tests serve.

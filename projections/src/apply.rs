@@ -1,0 +1,316 @@
+//! The fold: how each event of `game-events` changes the items, written once for every store.
+//!
+//! Each item is read, changed and written back only if the stored one has not already seen
+//! this event (its `position` is below the event's); the write is conditional on the same, so
+//! two projectors racing during a hand-over never apply an event twice nor go backwards. That
+//! is enough because every projector applies one partition's events in order: when it reaches
+//! an event, every earlier event of the same item has been applied, by it or by another.
+
+use std::collections::HashMap;
+
+use tickcast_schemas::event::{Event, EventBody, LatencyStatus};
+
+use crate::model::{ConnectionItem, ConnectionState, LatencyItem, Phase, RTT_WINDOW, SessionItem};
+use crate::{ProjectionStore, Result};
+
+/// An event and its position in the log (its offset in `game-events`).
+#[derive(Debug, Clone)]
+pub struct Positioned {
+    pub position: u64,
+    pub event: Event,
+}
+
+/// What one batch did, for metrics and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Item writes that changed something.
+    pub written: usize,
+    /// Item changes skipped because the item had seen the event already.
+    pub skipped: usize,
+}
+
+/// Applies events to a store. Keeps the items it has read or written during one batch, so a
+/// session's many events cost one read of each item.
+#[derive(Debug)]
+pub struct Fold<'a> {
+    store: &'a dyn ProjectionStore,
+    /// How long items outlive their session's end (seconds).
+    ttl_s: i64,
+    sessions: HashMap<String, Option<SessionItem>>,
+    connections: HashMap<String, Option<ConnectionItem>>,
+    latency: Vec<LatencyItem>,
+    applied: Applied,
+}
+
+impl<'a> Fold<'a> {
+    #[must_use]
+    pub fn new(store: &'a dyn ProjectionStore, ttl_s: i64) -> Self {
+        Self {
+            store,
+            ttl_s,
+            sessions: HashMap::new(),
+            connections: HashMap::new(),
+            latency: Vec::new(),
+            applied: Applied::default(),
+        }
+    }
+
+    /// Applies `events` (in log order) and writes what they change.
+    pub async fn apply(mut self, events: &[Positioned]) -> Result<Applied> {
+        for positioned in events {
+            self.apply_one(positioned).await?;
+        }
+        let latency = std::mem::take(&mut self.latency);
+        if !latency.is_empty() {
+            // Samples are facts keyed by when they were taken: writing one twice writes the same.
+            self.store.put_latency(&latency).await?;
+            self.applied.written += latency.len();
+        }
+        Ok(self.applied)
+    }
+
+    async fn apply_one(&mut self, positioned: &Positioned) -> Result<()> {
+        let Positioned { position, event } = positioned;
+        let (position, at, session_id) = (*position, event.at, event.session_id.as_str());
+        match &event.body {
+            EventBody::SessionCreated(created) => {
+                let mut item = SessionItem {
+                    session_id: session_id.to_owned(),
+                    region: created.region.clone(),
+                    phase: Phase::Open,
+                    created_at: at,
+                    start_at: created.start_at,
+                    tick_ms: created.tick_ms,
+                    countdown_ms: created.countdown_ms,
+                    min_break_steps: created.min_break_steps,
+                    max_break_steps: created.max_break_steps,
+                    max_rounds: created.max_rounds,
+                    seed_hash: created.seed_hash.clone(),
+                    created_by: created.created_by.clone(),
+                    connected: std::collections::BTreeMap::new(),
+                    ended_at: None,
+                    end_reason: None,
+                    last_step: None,
+                    seed: None,
+                    position,
+                    expires_at: 0,
+                };
+                item.expires_at = self.expires_at(item.latest_end_ms());
+                match self.session(session_id).await? {
+                    Some(existing) if existing.position >= position => self.applied.skipped += 1,
+                    _ => self.write_session(item).await?,
+                }
+            }
+            EventBody::PlayerJoined(joined) => {
+                let session = self.session(session_id).await?;
+                let started = session.as_ref().is_none_or(|s| at >= s.start_at);
+                let end_ms = session.as_ref().map_or(at, SessionItem::latest_end_ms);
+                let item = ConnectionItem {
+                    connection_id: joined.connection_id.clone(),
+                    session_id: session_id.to_owned(),
+                    user_id: joined.user_id.clone(),
+                    gateway_id: joined.gateway_id.clone(),
+                    region: joined.region.clone(),
+                    state: if started { ConnectionState::Playing } else { ConnectionState::Ready },
+                    joined_at: at,
+                    left_at: None,
+                    leave_reason: None,
+                    recent_rtt_ms: Vec::new(),
+                    avg_rtt_ms: None,
+                    jitter_ms: None,
+                    latency_status: LatencyStatus::Ok,
+                    kicked: false,
+                    kick_reason: None,
+                    position,
+                    expires_at: self.expires_at(end_ms.max(at)),
+                };
+                match self.connection(&joined.connection_id).await? {
+                    Some(existing) if existing.position >= position => self.applied.skipped += 1,
+                    _ => self.write_connection(item).await?,
+                }
+                let (connection, user) = (joined.connection_id.clone(), joined.user_id.clone());
+                self.update_session(session_id, position, |s| {
+                    s.connected.insert(connection, user);
+                })
+                .await?;
+            }
+            EventBody::LatencySampled(sample) => {
+                let expires_at = match self.connection(&sample.connection_id).await? {
+                    Some(connection) => connection.expires_at,
+                    None => self.expires_at(at),
+                };
+                self.latency.push(LatencyItem {
+                    connection_id: sample.connection_id.clone(),
+                    at,
+                    rtt_ms: sample.rtt_ms,
+                    session_id: session_id.to_owned(),
+                    expires_at,
+                });
+                let rtt = sample.rtt_ms;
+                self.update_connection(&sample.connection_id, position, |c| {
+                    c.recent_rtt_ms.push(rtt);
+                    let excess = c.recent_rtt_ms.len().saturating_sub(RTT_WINDOW);
+                    c.recent_rtt_ms.drain(..excess);
+                    let (avg, jitter) = figures(&c.recent_rtt_ms);
+                    (c.avg_rtt_ms, c.jitter_ms) = (Some(avg), Some(jitter));
+                })
+                .await?;
+            }
+            EventBody::LatencyWarned(warned) => {
+                let (status, avg, jitter) = (warned.status, warned.avg_rtt_ms, warned.jitter_ms);
+                self.update_connection(&warned.connection_id, position, |c| {
+                    c.latency_status = status;
+                    (c.avg_rtt_ms, c.jitter_ms) = (Some(avg), Some(jitter));
+                })
+                .await?;
+            }
+            EventBody::PlayerKicked(kicked) => {
+                let (reason, avg, jitter) = (kicked.reason.clone(), kicked.avg_rtt_ms, kicked.jitter_ms);
+                self.update_connection(&kicked.connection_id, position, |c| {
+                    c.kicked = true;
+                    c.kick_reason = Some(reason);
+                    (c.avg_rtt_ms, c.jitter_ms) = (Some(avg), Some(jitter));
+                })
+                .await?;
+            }
+            EventBody::PlayerLeft(left) => {
+                let reason = left.reason;
+                self.update_connection(&left.connection_id, position, |c| {
+                    c.state = ConnectionState::Disconnected;
+                    c.left_at = Some(at);
+                    c.leave_reason = Some(reason);
+                })
+                .await?;
+                let connection = left.connection_id.clone();
+                self.update_session(session_id, position, |s| {
+                    s.connected.remove(&connection);
+                })
+                .await?;
+            }
+            EventBody::SessionEnded(ended) => {
+                let expires_at = self.expires_at(at);
+                let (reason, last_step, seed) = (ended.reason, ended.last_step, ended.seed.to_string());
+                self.update_session(session_id, position, |s| {
+                    s.phase = Phase::Ended;
+                    s.ended_at = Some(at);
+                    s.end_reason = Some(reason);
+                    s.last_step = Some(last_step);
+                    s.seed = Some(seed);
+                    s.expires_at = expires_at;
+                })
+                .await?;
+            }
+            // Ticks and countdowns are recomputed from the engine, never projected.
+            EventBody::Countdown(_) | EventBody::Tick(_) | EventBody::Unknown => {}
+        }
+        Ok(())
+    }
+
+    /// Epoch seconds `ttl` after `at_ms`.
+    const fn expires_at(&self, at_ms: i64) -> i64 {
+        at_ms.div_euclid(1000).saturating_add(self.ttl_s)
+    }
+
+    async fn session(&mut self, id: &str) -> Result<Option<SessionItem>> {
+        if let Some(cached) = self.sessions.get(id) {
+            return Ok(cached.clone());
+        }
+        let item = self.store.session(id).await?;
+        self.sessions.insert(id.to_owned(), item.clone());
+        Ok(item)
+    }
+
+    async fn connection(&mut self, id: &str) -> Result<Option<ConnectionItem>> {
+        if let Some(cached) = self.connections.get(id) {
+            return Ok(cached.clone());
+        }
+        let item = self.store.connection(id).await?;
+        self.connections.insert(id.to_owned(), item.clone());
+        Ok(item)
+    }
+
+    async fn update_session(
+        &mut self,
+        id: &str,
+        position: u64,
+        change: impl FnOnce(&mut SessionItem),
+    ) -> Result<()> {
+        match self.session(id).await? {
+            // No `session_created` projected (older than the log, or not in it): nothing to change.
+            None => {}
+            Some(existing) if existing.position >= position => self.applied.skipped += 1,
+            Some(mut item) => {
+                change(&mut item);
+                item.position = position;
+                self.write_session(item).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn update_connection(
+        &mut self,
+        id: &str,
+        position: u64,
+        change: impl FnOnce(&mut ConnectionItem),
+    ) -> Result<()> {
+        match self.connection(id).await? {
+            None => {}
+            Some(existing) if existing.position >= position => self.applied.skipped += 1,
+            Some(mut item) => {
+                change(&mut item);
+                item.position = position;
+                self.write_connection(item).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_session(&mut self, item: SessionItem) -> Result<()> {
+        let id = item.session_id.clone();
+        if self.store.put_session(&item).await? {
+            self.applied.written += 1;
+            self.sessions.insert(id, Some(item));
+        } else {
+            // Another projector wrote a newer version: it had applied this event already.
+            self.applied.skipped += 1;
+            self.sessions.remove(&id);
+        }
+        Ok(())
+    }
+
+    async fn write_connection(&mut self, item: ConnectionItem) -> Result<()> {
+        let id = item.connection_id.clone();
+        if self.store.put_connection(&item).await? {
+            self.applied.written += 1;
+            self.connections.insert(id, Some(item));
+        } else {
+            self.applied.skipped += 1;
+            self.connections.remove(&id);
+        }
+        Ok(())
+    }
+}
+
+/// Mean RTT and jitter (mean absolute difference of consecutive samples) of `samples`.
+fn figures(samples: &[u64]) -> (u64, u64) {
+    if samples.is_empty() {
+        return (0, 0);
+    }
+    let mean = samples.iter().sum::<u64>() / samples.len() as u64;
+    let steps = samples.windows(2).map(|w| w[0].abs_diff(w[1])).collect::<Vec<_>>();
+    let jitter = if steps.is_empty() { 0 } else { steps.iter().sum::<u64>() / steps.len() as u64 };
+    (mean, jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::figures;
+
+    #[test]
+    fn figures_are_the_mean_and_the_mean_step() {
+        assert_eq!(figures(&[]), (0, 0));
+        assert_eq!(figures(&[40]), (40, 0));
+        assert_eq!(figures(&[10, 30, 20]), (20, 15));
+    }
+}

@@ -1,0 +1,256 @@
+//! The SQLite store: `DIR/projections.sqlite`, beside the embedded log, with tables named as
+//! DynamoDB's (`sessions`, `connections`, `latency`). An item is kept whole as its JSON beside
+//! the columns it is found by; a write is an upsert that happens only when the stored row's
+//! position is below the item's. Expired rows are deleted by [`ProjectionStore::expire`],
+//! which the projector calls.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::{ConnectionItem, LatencyItem, Phase, SessionItem};
+use crate::{Error, ProjectionStore, Result};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    phase TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    item TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_phase ON sessions (phase, created_at);
+CREATE TABLE IF NOT EXISTS connections (
+    connection_id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    joined_at INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    item TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS connections_by_session ON connections (session_id, joined_at);
+CREATE TABLE IF NOT EXISTS latency (
+    connection_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    rtt_ms INTEGER NOT NULL,
+    session_id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (connection_id, at)
+);
+";
+
+/// The SQLite projection store.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    /// One connection: SQLite serializes writers anyway, and reads are short. Used from
+    /// blocking tasks only, never across an await.
+    db: Arc<Mutex<Connection>>,
+}
+
+impl EmbeddedStore {
+    /// Opens (creating) `dir/projections.sqlite` with its tables.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
+        let db = Connection::open(dir.join("projections.sqlite"))?;
+        // A committed write survives the process (the projector commits its log offsets after
+        // its writes); the tables can be rebuilt from the log, so an OS crash may lose some.
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        db.execute_batch(SCHEMA)?;
+        Ok(Self { db: Arc::new(Mutex::new(db)) })
+    }
+
+    /// The item `sql` finds by its key `id`.
+    async fn item<T: DeserializeOwned + Send + 'static>(
+        &self,
+        sql: &'static str,
+        id: &str,
+    ) -> Result<Option<T>> {
+        let id = id.to_owned();
+        self.run(move |db| {
+            let text: Option<String> =
+                db.prepare_cached(sql)?.query_row(params![id], |row| row.get(0)).optional()?;
+            text.map(|t| from_json(&t)).transpose()
+        })
+        .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || work(&db.lock().unwrap())).await.map_err(|_| Error::Closed)?
+    }
+}
+
+fn to_json<T: Serialize>(item: &T) -> Result<String> {
+    serde_json::to_string(item).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn from_json<T: DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+fn items<T: DeserializeOwned>(db: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<T>> {
+    let mut statement = db.prepare_cached(sql)?;
+    let rows = statement.query_map(params, |row| row.get::<_, String>(0))?;
+    rows.map(|row| from_json(&row?)).collect()
+}
+
+#[async_trait]
+impl ProjectionStore for EmbeddedStore {
+    async fn create_tables(&self) -> Result<()> {
+        self.run(|db| Ok(db.execute_batch(SCHEMA)?)).await
+    }
+
+    async fn expiry_enabled(&self) -> Result<bool> {
+        Ok(true)
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<SessionItem>> {
+        self.item("SELECT item FROM sessions WHERE session_id = ?1", id).await
+    }
+
+    async fn connection(&self, id: &str) -> Result<Option<ConnectionItem>> {
+        self.item("SELECT item FROM connections WHERE connection_id = ?1", id).await
+    }
+
+    async fn put_session(&self, item: &SessionItem) -> Result<bool> {
+        let (json, item) = (to_json(item)?, item.clone());
+        self.run(move |db| {
+            let changed = db
+                .prepare_cached(
+                    "INSERT INTO sessions (session_id, phase, created_at, position, expires_at, item)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (session_id) DO UPDATE SET phase = excluded.phase,
+                   created_at = excluded.created_at, position = excluded.position,
+                   expires_at = excluded.expires_at, item = excluded.item
+                 WHERE excluded.position > sessions.position",
+                )?
+                .execute(params![
+                    item.session_id,
+                    item.phase.as_str(),
+                    item.created_at,
+                    item.position as i64,
+                    item.expires_at,
+                    json
+                ])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn put_connection(&self, item: &ConnectionItem) -> Result<bool> {
+        let (json, item) = (to_json(item)?, item.clone());
+        self.run(move |db| {
+            let changed = db.prepare_cached(
+                "INSERT INTO connections (connection_id, session_id, joined_at, position, expires_at, item)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (connection_id) DO UPDATE SET session_id = excluded.session_id,
+                   joined_at = excluded.joined_at, position = excluded.position,
+                   expires_at = excluded.expires_at, item = excluded.item
+                 WHERE excluded.position > connections.position",
+            )?
+            .execute(params![
+                item.connection_id,
+                item.session_id,
+                item.joined_at,
+                item.position as i64,
+                item.expires_at,
+                json
+            ])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn put_latency(&self, items: &[LatencyItem]) -> Result<()> {
+        let items = items.to_vec();
+        self.run(move |db| {
+            let tx = db.unchecked_transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO latency (connection_id, at, rtt_ms, session_id, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for item in &items {
+                    insert.execute(params![
+                        item.connection_id,
+                        item.at,
+                        item.rtt_ms as i64,
+                        item.session_id,
+                        item.expires_at
+                    ])?;
+                }
+            }
+            Ok(tx.commit()?)
+        })
+        .await
+    }
+
+    async fn sessions(&self, phase: Phase, limit: usize) -> Result<Vec<SessionItem>> {
+        self.run(move |db| {
+            items(
+                db,
+                "SELECT item FROM sessions WHERE phase = ?1 ORDER BY created_at DESC, session_id DESC LIMIT ?2",
+                params![phase.as_str(), limit as i64],
+            )
+        })
+        .await
+    }
+
+    async fn connections_of(&self, session_id: &str) -> Result<Vec<ConnectionItem>> {
+        let id = session_id.to_owned();
+        self.run(move |db| {
+            items(
+                db,
+                "SELECT item FROM connections WHERE session_id = ?1 ORDER BY joined_at, connection_id",
+                params![id],
+            )
+        })
+        .await
+    }
+
+    async fn latency_of(&self, connection_id: &str, limit: usize) -> Result<Vec<LatencyItem>> {
+        let id = connection_id.to_owned();
+        self.run(move |db| {
+            let mut statement = db.prepare_cached(
+                "SELECT connection_id, at, rtt_ms, session_id, expires_at FROM latency
+                 WHERE connection_id = ?1 ORDER BY at DESC LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![id, limit as i64], |row| {
+                Ok(LatencyItem {
+                    connection_id: row.get(0)?,
+                    at: row.get(1)?,
+                    rtt_ms: row.get::<_, i64>(2)? as u64,
+                    session_id: row.get(3)?,
+                    expires_at: row.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn expire(&self, now_s: i64) -> Result<u64> {
+        self.run(move |db| {
+            let tx = db.unchecked_transaction()?;
+            let mut deleted = 0;
+            for table in ["sessions", "connections", "latency"] {
+                deleted +=
+                    tx.execute(&format!("DELETE FROM {table} WHERE expires_at < ?1"), params![now_s])?;
+            }
+            tx.commit()?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+}

@@ -1,0 +1,74 @@
+//! The original design's tables — sessions, connections, latency — as projections of the log:
+//! rebuilt from `game-events` at any time, written idempotently, never the source of truth.
+//!
+//! This crate owns the items ([`model`]), how each event changes them ([`apply::Fold`], written
+//! once for every store), and the [`ProjectionStore`] trait with its backends, chosen by URL
+//! ([`open`]): `embedded://DIR` (SQLite, `DIR/projections.sqlite`) and
+//! `dynamodb://PREFIX?region=R[&endpoint=URL]` (DynamoDB tables `PREFIX-sessions`,
+//! `PREFIX-connections`, `PREFIX-latency`). It reads no log and serves no HTTP: the projector
+//! role feeds it, the edge reads it.
+//!
+//! # Layout
+//! - [`model`]: the items, as the read API shows them.
+//! - [`apply`]: the fold from events to item writes.
+//! - [`embedded`], [`dynamodb`]: the stores.
+
+pub mod apply;
+pub mod dynamodb;
+pub mod embedded;
+mod error;
+pub mod model;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use error::{Error, Result};
+use model::{ConnectionItem, LatencyItem, Phase, SessionItem};
+
+/// Where the projections live. Every write of a session or connection is conditional: it
+/// happens only if the stored item has not seen a later event (`position`), and says whether it
+/// happened.
+#[async_trait]
+pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
+    /// Creates the tables (and on DynamoDB their indexes and TTL) if they are missing.
+    async fn create_tables(&self) -> Result<()>;
+    /// Whether expired items are deleted (DynamoDB: TTL enabled on every table).
+    async fn expiry_enabled(&self) -> Result<bool>;
+
+    async fn session(&self, id: &str) -> Result<Option<SessionItem>>;
+    async fn connection(&self, id: &str) -> Result<Option<ConnectionItem>>;
+    /// Writes `item` unless the stored one's position is at or past `item.position`.
+    async fn put_session(&self, item: &SessionItem) -> Result<bool>;
+    /// Writes `item` unless the stored one's position is at or past `item.position`.
+    async fn put_connection(&self, item: &ConnectionItem) -> Result<bool>;
+    /// Writes latency samples (facts: writing one again writes the same item).
+    async fn put_latency(&self, items: &[LatencyItem]) -> Result<()>;
+
+    /// Sessions in `phase`, newest (`createdAt`) first.
+    async fn sessions(&self, phase: Phase, limit: usize) -> Result<Vec<SessionItem>>;
+    /// A session's connections, by `joinedAt`.
+    async fn connections_of(&self, session_id: &str) -> Result<Vec<ConnectionItem>>;
+    /// A connection's newest latency samples, newest first.
+    async fn latency_of(&self, connection_id: &str, limit: usize) -> Result<Vec<LatencyItem>>;
+
+    /// Deletes items whose `expiresAt` (epoch s) is before `now_s`, where the store does not do
+    /// it itself (DynamoDB's TTL does); returns how many.
+    async fn expire(&self, now_s: i64) -> Result<u64>;
+}
+
+/// Opens the store at `url`: `embedded://DIR` or `dynamodb://PREFIX?region=R[&endpoint=URL]`.
+pub async fn open(url: &str) -> Result<Arc<dyn ProjectionStore>> {
+    let bad = |reason: &str| Error::BadUrl { url: url.to_owned(), reason: reason.to_owned() };
+    if let Some(dir) = url.strip_prefix("embedded://") {
+        if dir.is_empty() {
+            return Err(bad("expected embedded://DIR, e.g. embedded://./data"));
+        }
+        return Ok(Arc::new(embedded::EmbeddedStore::open(std::path::Path::new(dir))?));
+    }
+    if let Some(rest) = url.strip_prefix("dynamodb://") {
+        let address = dynamodb::DynamoAddress::parse(url, rest)?;
+        return Ok(Arc::new(dynamodb::DynamoStore::connect(address).await));
+    }
+    Err(bad("unknown scheme; use embedded://DIR or dynamodb://PREFIX?region=R[&endpoint=URL]"))
+}

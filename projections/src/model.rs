@@ -1,0 +1,169 @@
+//! The items of the three tables, as the read API shows them (camelCase JSON, the DynamoDB
+//! attribute names too).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tickcast_schemas::event::{EndReason, LatencyStatus, LeaveReason};
+
+/// Where a session is in its life, as stored: `open` until `session_ended`. Whether an open
+/// session is `waiting` or `running` depends on the clock ([`SessionItem::state`]), which no
+/// event marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Open,
+    Ended,
+}
+
+impl Phase {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Ended => "ended",
+        }
+    }
+}
+
+/// A session's state as the read API says it: `waiting` before `startAt`, `running`, `ended`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Waiting,
+    Running,
+    Ended,
+}
+
+impl SessionState {
+    /// The phase sessions in this state are stored under.
+    #[must_use]
+    pub const fn phase(self) -> Phase {
+        match self {
+            Self::Waiting | Self::Running => Phase::Open,
+            Self::Ended => Phase::Ended,
+        }
+    }
+}
+
+/// `PREFIX-sessions`, keyed by `sessionId`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionItem {
+    pub session_id: String,
+    pub region: String,
+    pub phase: Phase,
+    pub created_at: i64,
+    pub start_at: i64,
+    pub tick_ms: i64,
+    pub countdown_ms: i64,
+    pub min_break_steps: u64,
+    pub max_break_steps: u64,
+    pub max_rounds: u64,
+    pub seed_hash: String,
+    pub created_by: String,
+    /// The connections open now: connectionId → userId (a player replaced by a newer
+    /// connection of its own is connected once).
+    pub connected: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<EndReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_step: Option<i64>,
+    /// The seed (decimal), only once the session has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
+    /// The log position (offset in `game-events`) of the last event applied to this item.
+    pub position: u64,
+    /// Epoch seconds after which the item may be deleted (DynamoDB TTL).
+    pub expires_at: i64,
+}
+
+impl SessionItem {
+    /// `waiting`, `running` or `ended` at `now_ms`.
+    #[must_use]
+    pub const fn state(&self, now_ms: i64) -> SessionState {
+        match self.phase {
+            Phase::Ended => SessionState::Ended,
+            Phase::Open if now_ms < self.start_at => SessionState::Waiting,
+            Phase::Open => SessionState::Running,
+        }
+    }
+
+    /// The distinct players connected now, sorted.
+    #[must_use]
+    pub fn players(&self) -> Vec<String> {
+        let mut players: Vec<String> = self.connected.values().cloned().collect();
+        players.sort();
+        players.dedup();
+        players
+    }
+
+    /// The latest a session of these parameters can end (epoch ms): every round at its longest.
+    #[must_use]
+    pub const fn latest_end_ms(&self) -> i64 {
+        let steps = self.max_rounds.saturating_mul(self.max_break_steps);
+        self.start_at.saturating_add((steps as i64).saturating_mul(self.tick_ms))
+    }
+}
+
+/// A connection's state, as far as the log can tell it: a socket that has not joined writes no
+/// event, so `connecting` is never seen; `ready` is joined before the session's start (the read
+/// API says `playing` once the start has passed), `disconnected` after it left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    Connecting,
+    Ready,
+    Playing,
+    Disconnected,
+}
+
+/// How many recent RTT samples a connection's figures are computed over.
+pub const RTT_WINDOW: usize = 10;
+
+/// `PREFIX-connections`, keyed by `connectionId`, indexed by `sessionId`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionItem {
+    pub connection_id: String,
+    pub session_id: String,
+    pub user_id: String,
+    pub gateway_id: String,
+    pub region: String,
+    pub state: ConnectionState,
+    pub joined_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leave_reason: Option<LeaveReason>,
+    /// The newest RTT samples, oldest first (at most [`RTT_WINDOW`]).
+    #[serde(default)]
+    pub recent_rtt_ms: Vec<u64>,
+    /// Mean of `recentRttMs`, or what the gateway's policy said last (a warning or a kick).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avg_rtt_ms: Option<u64>,
+    /// Mean difference between consecutive samples of `recentRttMs`, or the policy's figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<u64>,
+    /// The gateway policy's latest verdict: `ok` until it warned.
+    pub latency_status: LatencyStatus,
+    pub kicked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kick_reason: Option<String>,
+    pub position: u64,
+    pub expires_at: i64,
+}
+
+/// `PREFIX-latency`, keyed by (`connectionId`, `at`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencyItem {
+    pub connection_id: String,
+    /// Epoch ms of the sample.
+    pub at: i64,
+    pub rtt_ms: u64,
+    pub session_id: String,
+    pub expires_at: i64,
+}
