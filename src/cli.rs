@@ -37,6 +37,12 @@ pub(crate) enum Command {
     /// Manage the log's topics (Kafka).
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// Run the projector alone: `game-events` as the sessions, connections and latency tables
+    /// of a projection store.
+    Projector(ProjectorArgs),
+    /// Manage the projection store's tables (DynamoDB).
+    #[command(subcommand)]
+    Tables(TablesCommand),
     /// Load bots: create games through an edge, connect one WebSocket per player and measure
     /// every tick they receive. Exits 2 when a step was missing, doubled or out of order.
     Bots(BotsArgs),
@@ -59,6 +65,50 @@ pub(crate) enum TopicsCommand {
         #[command(flatten)]
         regions: RegionArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TablesCommand {
+    /// Create `PREFIX-sessions`, `PREFIX-connections` and `PREFIX-latency` with their indexes
+    /// and TTL; tables that exist are left as they are.
+    Create {
+        /// The projection store: dynamodb://PREFIX?region=R[&endpoint=URL] (or embedded://DIR).
+        #[arg(long = "store", env = "TICKCAST_STORE", value_name = "URL")]
+        store: String,
+    },
+}
+
+/// `--store`, `--store-ttl`: where the projections live and how long they outlive a game.
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    /// Projection store: embedded://DIR (SQLite) or dynamodb://PREFIX?region=R[&endpoint=URL]
+    /// [default for up: embedded://DATA_DIR].
+    #[arg(long = "store", env = "TICKCAST_STORE", value_name = "URL")]
+    pub(crate) store: Option<String>,
+    /// How long the items of a game are kept after it ends (TTL), e.g. 7d.
+    #[arg(long, env = "TICKCAST_STORE_TTL", default_value = "7d", value_parser = parse_store_ttl)]
+    pub(crate) store_ttl: std::time::Duration,
+}
+
+fn parse_store_ttl(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text).map_err(|e| e.to_string())? {
+        ttl if ttl.as_secs() == 0 => Err("items must be kept at least 1 s (e.g. 7d)".into()),
+        ttl => Ok(ttl),
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProjectorArgs {
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Empty the store, project every event the log holds now, and exit (stop the running
+    /// projectors first).
+    #[arg(long)]
+    pub(crate) rebuild: bool,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,6 +250,8 @@ pub(crate) struct UpArgs {
     pub(crate) sockets: SocketLimitArgs,
     #[command(flatten)]
     pub(crate) admission: AdmissionArgs,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
 }
 
 /// When `tickcast up` refuses new games because it is saturated (docs/operations.md).
@@ -259,6 +311,10 @@ pub(crate) struct EdgeArgs {
     pub(crate) common: CommonArgs,
     #[command(flatten)]
     pub(crate) game: GameArgs,
+    /// The read API (`/edge/sessions`) and joins of any game the log knows come from this
+    /// projection store (a projector must feed it).
+    #[arg(long = "store", env = "TICKCAST_STORE", value_name = "URL")]
+    pub(crate) store: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -484,6 +540,10 @@ pub(crate) struct CommonArgs {
     /// id of a tick generator).
     #[arg(long, visible_alias = "instance-id", env = "TICKCAST_INSTANCE", default_value = "0")]
     pub(crate) instance: String,
+    /// How far back the edge reads `game-events` into its session directory at start; joins
+    /// of older games are answered from the projection store (--store), when it has one.
+    #[arg(long, env = "TICKCAST_DIRECTORY_HISTORY", default_value = "6h", value_parser = humantime::parse_duration)]
+    pub(crate) directory_history: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -80,6 +80,11 @@ pub(crate) fn kafka_options(
     Ok(KafkaOptions { client, group_instance_id })
 }
 
+/// Opens the projection store at `url`.
+pub(crate) async fn open_store(url: &str) -> anyhow::Result<Arc<dyn tickcast_projections::ProjectionStore>> {
+    tickcast_projections::open(url).await.with_context(|| format!("cannot open the projection store {url}"))
+}
+
 /// Fails with what to run when a topic the role needs is missing.
 pub(crate) async fn check_topics(log: &dyn EventLog, needed: &[String]) -> anyhow::Result<()> {
     log.check_topics(needed).await.context("the event log is not ready for this role")
@@ -200,6 +205,7 @@ pub(crate) fn edge_config(game: &GameArgs, common: &CommonArgs) -> EdgeConfig {
         game_rate_per_ip: game.game_rate_per_ip,
         max_games_per_user: game.max_games_per_user,
         token_ttl_ms: game.ticket_ttl.as_millis() as i64,
+        directory_history_ms: common.directory_history.as_millis() as i64,
         ..EdgeConfig::default()
     }
 }

@@ -58,7 +58,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {
-    use cli::{Command, TopicsCommand};
+    use cli::{Command, TablesCommand, TopicsCommand};
     match cli.command {
         Command::Engine(args) => tools::engine(&args),
         Command::Bots(args) => tools::bots(args).await,
@@ -71,5 +71,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Topics(TopicsCommand::Create { log, partitions, replication, regions }) => {
             roles::create_topics(&log, partitions, replication, &regions).await
         }
+        Command::Projector(args) => roles::projector(args).await,
+        Command::Tables(TablesCommand::Create { store }) => roles::create_tables(&store).await,
     }
 }

@@ -7,15 +7,18 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use tickcast_eventlog::kafka::KafkaLog;
 use tickcast_gateways::Gateway;
-use tickcast_processors::{Archiver, TickGenerator};
+use tickcast_processors::{Archiver, Projector, ProjectorConfig, TickGenerator};
 use tickcast_producers::Edge;
 use tickcast_schemas::regions::Region;
 use tickcast_schemas::topics::{self, GAME_EVENTS};
 
-use crate::cli::{ArchiverArgs, EdgeArgs, GatewayArgs, LogArgs, RegionArgs, TickGeneratorArgs, UpArgs};
+use crate::cli::{
+    ArchiverArgs, EdgeArgs, GatewayArgs, LogArgs, ProjectorArgs, RegionArgs, StoreArgs, TickGeneratorArgs,
+    UpArgs,
+};
 use crate::config::{
     admission, archiver_config, check_topics, edge_config, edge_regions, gateway_config, generator_config,
-    ids, kafka_options, latency_policy, open_log, region_table, socket_limits,
+    ids, kafka_options, latency_policy, open_log, open_store, region_table, socket_limits,
 };
 use crate::routes::common_routes;
 use crate::secret::{shared_signer, signer_in, with_previous};
@@ -36,6 +39,14 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut edge_config = edge_config(&args.game, &args.common);
     edge_config.admission = saturation.as_ref().map(|(_, admission)| Arc::clone(admission));
     let saturation = saturation.map(|(gauge, _)| gauge);
+    // The projections, in the data directory unless --store says otherwise: the projector
+    // feeds them, the edge answers the read API and joins from them.
+    let store_url =
+        args.store.store.clone().unwrap_or_else(|| format!("embedded://{}", args.data_dir.display()));
+    let store = open_store(&store_url).await?;
+    edge_config.store = Some(Arc::clone(&store));
+    let projector = Projector::new(Arc::clone(&log), store, projector_config(&args.store));
+    roles.spawn("projector", projector.run(roles.shutdown.clone()));
 
     let edge = Edge::new(Arc::clone(&log), signer.clone(), table.clone(), edge_config);
     roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(roles.shutdown.clone()));
@@ -84,11 +95,15 @@ pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     let log = open_log(&args.log, None)?;
     check_topics(log.as_ref(), &[GAME_EVENTS.to_owned()]).await?;
     let mut roles = Roles::new();
+    let mut config = edge_config(&args.game, &args.common);
+    if let Some(url) = &args.store {
+        config.store = Some(open_store(url).await?);
+    }
     let edge = Edge::new(
         Arc::clone(&log),
         with_previous(&args.common, shared_signer(&args.common, &args.log, log.as_ref()).await?)?,
         table,
-        edge_config(&args.game, &args.common),
+        config,
     );
     let token = roles.shutdown.clone();
     roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(token));
@@ -142,6 +157,43 @@ pub(crate) async fn tick_generator(args: TickGeneratorArgs) -> anyhow::Result<()
     let token = roles.shutdown.clone();
     roles.spawn("tick generator", generator.run(token));
     roles.wait().await
+}
+
+/// How the projector keeps the items.
+fn projector_config(store: &StoreArgs) -> ProjectorConfig {
+    ProjectorConfig { ttl: store.store_ttl, ..ProjectorConfig::default() }
+}
+
+/// `tickcast projector`: `game-events` as the projection store's tables; `--rebuild` rebuilds
+/// them from the log and exits.
+pub(crate) async fn projector(args: ProjectorArgs) -> anyhow::Result<()> {
+    let Some(url) = &args.store.store else {
+        bail!(
+            "the projector needs a store to write: --store URL or TICKCAST_STORE (embedded://DIR or dynamodb://PREFIX?region=R)"
+        );
+    };
+    let log = open_log(&args.log, None)?;
+    check_topics(log.as_ref(), &[GAME_EVENTS.to_owned()]).await?;
+    let store = open_store(url).await?;
+    if args.rebuild {
+        let read =
+            tickcast_processors::projector::rebuild(log.as_ref(), store.as_ref(), args.store.store_ttl)
+                .await?;
+        announce(&format!("rebuilt the projections in {url} from {read} events"));
+        return Ok(());
+    }
+    let mut roles = Roles::new();
+    let projector = Projector::new(log, store, projector_config(&args.store));
+    roles.spawn("projector", projector.run(roles.shutdown.clone()));
+    roles.wait().await
+}
+
+/// `tickcast tables create`: the projection store's tables, indexes and TTL.
+pub(crate) async fn create_tables(url: &str) -> anyhow::Result<()> {
+    let store = open_store(url).await?;
+    store.create_tables().await.with_context(|| format!("cannot create the tables of {url}"))?;
+    announce(&format!("the tables of {url} exist, with their indexes and TTL"));
+    Ok(())
 }
 
 /// `tickcast archiver`: the log as Parquet files.

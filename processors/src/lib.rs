@@ -1,22 +1,26 @@
 //! Processors: the roles that consume the log and derive something from it.
 //!
 //! This crate owns the tick generator — the per-session schedule (sans I/O) and the consumer
-//! that turns it into countdown, tick and session_ended events — and the archiver, which writes
-//! the log to Parquet files. It must not talk to players (gateways do) and must not keep state
+//! that turns it into countdown, tick and session_ended events — the archiver, which writes
+//! the log to Parquet files, and the projector, which folds `game-events` into the projection
+//! store. It must not talk to players (gateways do) and must not keep state
 //! that cannot be rebuilt from the log.
 //!
 //! # Layout
 //! - [`schedule`]: one session's deadlines, engine stepper and end conditions (sans I/O).
 //! - [`tick_generator`]: the consumer-group adapter over the event log.
 //! - [`archiver`]: the log as Parquet files, partitioned by kind, date and region.
+//! - [`projector`]: `game-events` as the sessions, connections and latency tables.
 //! - `metrics`: metric names.
 
 pub mod archiver;
 mod metrics;
+pub mod projector;
 pub mod schedule;
 pub mod tick_generator;
 
 pub use archiver::{Archiver, ArchiverConfig};
+pub use projector::{Projector, ProjectorConfig};
 pub use tick_generator::{TickGenerator, TickGeneratorConfig};
 
 /// Errors of the processors.
@@ -30,6 +34,8 @@ pub enum Error {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("archive: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    #[error("projection store: {0}")]
+    Store(#[from] tickcast_projections::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

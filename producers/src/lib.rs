@@ -18,6 +18,7 @@
 //! - `metrics`: metric names.
 
 pub mod admission;
+pub mod lobby;
 mod metrics;
 mod rate;
 pub mod routing;
@@ -69,6 +70,9 @@ pub struct EdgeConfig {
     pub game_rate_per_ip: u32,
     /// Games one userId may have running at once; 0 for no limit.
     pub max_games_per_user: usize,
+    /// The projection store the read API answers from, and joins of games the directory does
+    /// not hold; `None`: no read API, joins from the directory alone.
+    pub store: Option<Arc<dyn tickcast_projections::ProjectionStore>>,
 }
 
 impl Default for EdgeConfig {
@@ -82,6 +86,7 @@ impl Default for EdgeConfig {
             admission: None,
             game_rate_per_ip: 30,
             max_games_per_user: 5,
+            store: None,
         }
     }
 }
@@ -230,6 +235,8 @@ impl Edge {
             .route("/edge/game/start", post(start_game))
             .route("/edge/game/{game_id}/join", post(join_game))
             .route("/edge/regions", get(list_regions))
+            .route("/edge/sessions", get(lobby::list_sessions))
+            .route("/edge/sessions/{session_id}", get(lobby::session_detail))
             .with_state(Arc::clone(self))
     }
 
@@ -411,7 +418,11 @@ async fn join_game(
     let request: JoinRequest = parse_body(&headers, body)?;
     check_user_id(&request.user_id)
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", m))?;
-    let info = edge.directory.lock().unwrap().get(&game_id).cloned();
+    let known = edge.directory.lock().unwrap().get(&game_id).cloned();
+    let info = match known {
+        Some(info) => Some(info),
+        None => edge.session_from_store(&game_id).await?,
+    };
     let Some(info) = info else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -423,6 +423,25 @@ impl ProjectionStore for DynamoStore {
         .await
     }
 
+    async fn clear(&self) -> Result<()> {
+        // Deleting a table is one call where deleting its items is one per item.
+        for table in self.tables() {
+            match self.client.delete_table().table_name(table).send().await {
+                Ok(_) => {}
+                Err(error) if error.code() == Some("ResourceNotFoundException") => continue,
+                Err(error) => return Err(sdk_error(&format!("deleting table {table}"), &error)),
+            }
+            self.client.wait_until_table_not_exists().table_name(table).wait(TABLE_READY).await.map_err(
+                |e| Error::Dynamo {
+                    context: format!("waiting for table {table} to go"),
+                    message: DisplayErrorContext(&e).to_string(),
+                    transient: true,
+                },
+            )?;
+        }
+        self.create_tables().await
+    }
+
     async fn expire(&self, _now_s: i64) -> Result<u64> {
         Ok(0) // DynamoDB's TTL deletes expired items itself
     }

@@ -240,6 +240,13 @@ impl ProjectionStore for EmbeddedStore {
         .await
     }
 
+    async fn clear(&self) -> Result<()> {
+        self.run(|db| {
+            Ok(db.execute_batch("DELETE FROM sessions; DELETE FROM connections; DELETE FROM latency;")?)
+        })
+        .await
+    }
+
     async fn expire(&self, now_s: i64) -> Result<u64> {
         self.run(move |db| {
             let tx = db.unchecked_transaction()?;

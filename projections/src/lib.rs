@@ -14,6 +14,7 @@
 //! - [`embedded`], [`dynamodb`]: the stores.
 
 pub mod apply;
+#[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod embedded;
 mod error;
@@ -55,6 +56,9 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     /// Deletes items whose `expiresAt` (epoch s) is before `now_s`, where the store does not do
     /// it itself (DynamoDB's TTL does); returns how many.
     async fn expire(&self, now_s: i64) -> Result<u64>;
+
+    /// Removes every item (a rebuild from the log starts here).
+    async fn clear(&self) -> Result<()>;
 }
 
 /// Opens the store at `url`: `embedded://DIR` or `dynamodb://PREFIX?region=R[&endpoint=URL]`.
@@ -67,8 +71,15 @@ pub async fn open(url: &str) -> Result<Arc<dyn ProjectionStore>> {
         return Ok(Arc::new(embedded::EmbeddedStore::open(std::path::Path::new(dir))?));
     }
     if let Some(rest) = url.strip_prefix("dynamodb://") {
-        let address = dynamodb::DynamoAddress::parse(url, rest)?;
-        return Ok(Arc::new(dynamodb::DynamoStore::connect(address).await));
+        #[cfg(feature = "dynamodb")]
+        {
+            let address = dynamodb::DynamoAddress::parse(url, rest)?;
+            return Ok(Arc::new(dynamodb::DynamoStore::connect(address).await));
+        }
+        #[cfg(not(feature = "dynamodb"))]
+        return Err(bad(&format!(
+            "this build has no DynamoDB store (feature `dynamodb`); {rest:?} cannot open"
+        )));
     }
     Err(bad("unknown scheme; use embedded://DIR or dynamodb://PREFIX?region=R[&endpoint=URL]"))
 }

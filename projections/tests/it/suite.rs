@@ -159,6 +159,16 @@ pub(crate) async fn a_recorded_game_is_projected_once_however_often_it_is_applie
     assert_eq!(store.session("s-1").await.unwrap().unwrap(), session);
     assert_eq!(store.connections_of("s-1").await.unwrap(), connections);
     assert_eq!(store.latency_of("c-alice", 10).await.unwrap(), samples);
+
+    // Cleared (a rebuild), then applied again: the same tables.
+    store.clear().await.unwrap();
+    assert!(
+        store.session("s-1").await.unwrap().is_none()
+            && store.connections_of("s-1").await.unwrap().is_empty()
+    );
+    apply(&store, &game).await;
+    assert_eq!(store.session("s-1").await.unwrap().unwrap(), session);
+    assert_eq!(store.connections_of("s-1").await.unwrap(), connections);
 }
 
 pub(crate) async fn events_out_of_order_never_take_an_item_backwards(store: Arc<dyn ProjectionStore>) {
