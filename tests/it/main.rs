@@ -11,6 +11,7 @@ mod hostile;
 mod kafka;
 mod kafka_tls;
 mod latency;
+mod projections;
 mod replay;
 mod restart;
 mod secrecy;

@@ -158,6 +158,13 @@ impl Server {
         (status, response.json().await.unwrap())
     }
 
+    /// GETs `path`; returns the status and the JSON answer.
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
     pub(crate) async fn start_game(&self, body: Value) -> Value {
         let (status, ticket) = self.post("/edge/game/start", &body.to_string()).await;
         assert_eq!(status, 200, "{ticket}");
