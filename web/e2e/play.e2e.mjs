@@ -203,3 +203,33 @@ test("after a restart of tickcast up the page resumes the game by itself, withou
     second?.proc.kill("SIGTERM");
   }
 });
+
+test("the lobby lists the games waiting and running, and one click joins one", async () => {
+  const startGame = (userId) =>
+    fetch(`${base}/edge/game/start`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ userId, countdownMs: 20000 }),
+    }).then((r) => r.json());
+  const first = await startGame("lobby-ann");
+  const second = await startGame("lobby-ben");
+  const page = await (await browser.newContext()).newPage();
+  await page.goto(base + "/");
+  const row = (game) => page.locator(`[data-testid=lobby-game][data-game-id="${game.gameId}"]`);
+  for (const game of [first, second]) await row(game).waitFor({ timeout: 20_000 });
+  assert.match(await row(first).innerText(), /waiting/);
+  assert.match(await row(first).innerText(), /lobby-ann/);
+  await row(second).getByRole("button", { name: "Join" }).click();
+  await page.locator("[data-testid=countdown]").waitFor({ timeout: 10_000 });
+  assert.ok(page.url().includes(`join=${second.gameId}`), page.url());
+  // The lobby, refreshed, shows the player now in that game.
+  const other = await (await browser.newContext()).newPage();
+  await other.goto(base + "/");
+  await other.waitForFunction(
+    (id) => (document.querySelector(`[data-testid=lobby-game][data-game-id="${id}"]`)?.textContent ?? "").includes("playing:"),
+    second.gameId,
+    { timeout: 20_000, polling: 200 },
+  );
+  await page.screenshot({ path: path.join(artifacts, "lobby-joined.png") });
+  await other.screenshot({ path: path.join(artifacts, "lobby.png") });
+});

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useReducer, useState } from "react";
 import { useConnection } from "./connection";
 import { post, spectatorTicket, type Ticket } from "./edge";
 import { Chart } from "./Chart";
+import { Lobby } from "./Lobby";
 import { initialState, missingSteps, reduce, rttStats } from "./protocol";
 import { verifyGame } from "./verify";
 
@@ -45,16 +46,25 @@ export function App() {
     verifyGame(revealed, state.ticks).then(setVerdict);
   }, [state.ended, state.ticks, state.seedHash, state.breakSteps, ticket]);
 
-  const start = useCallback(() => {
+  // Into a game, from a start or a join: its ticket, and a page address to share or reload.
+  const enter = useCallback((request: Promise<Ticket>) => {
     setVerdict(null);
-    post("/edge/game/start", region ? { userId, preferredRegion: region } : { userId }).then(
+    request.then(
       (t) => {
         setTicket(t);
         history.replaceState(null, "", `?join=${t.gameId}`);
       },
       (e) => dispatch({ type: "failed", error: String(e.message ?? e) }),
     );
-  }, [userId, region]);
+  }, []);
+  const start = useCallback(
+    () => enter(post("/edge/game/start", region ? { userId, preferredRegion: region } : { userId })),
+    [enter, userId, region],
+  );
+  const join = useCallback(
+    (gameId: string) => enter(post(`/edge/game/${encodeURIComponent(gameId)}/join`, { userId })),
+    [enter, userId],
+  );
 
   const shareLink = ticket ? `${location.origin}/?join=${ticket.gameId}` : null;
   const latest = state.ticks[state.ticks.length - 1];
@@ -81,6 +91,7 @@ export function App() {
           <button onClick={start}>Start Game</button>
         </section>
       )}
+      {!ticket && <Lobby onJoin={join} />}
       {state.error && <p className="error" role="alert">{state.error}</p>}
       {ticket?.spectator && <p className="share">Watching a recorded game from {ticket.wsEndpoint}</p>}
       {ticket?.seed && <p className="share" data-testid="local-mode">Ticks computed in this page from the seed (client-side tick mode)</p>}
