@@ -146,3 +146,25 @@ async fn bad_read_api_queries_get_a_clear_answer() {
         assert!(answer["message"].as_str().unwrap().contains(mention), "{path}: {answer}");
     }
 }
+
+/// `tickcast tables create` makes the DynamoDB tables with their TTL, and again leaves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_create_makes_the_dynamodb_tables_once() {
+    let store = dynamodb_store();
+    for _ in 0..2 {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+            .args(["tables", "create", "--store", &store])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(String::from_utf8_lossy(&output.stdout).contains("TTL"));
+    }
+    let opened = tickcast_projections::open(&store).await.unwrap();
+    assert!(opened.expiry_enabled().await.unwrap(), "TTL is on for every table");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["tables", "create", "--store", "cassandra://x"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("dynamodb://PREFIX"));
+}
