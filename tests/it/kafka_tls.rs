@@ -2,10 +2,10 @@
 //! certificate against `--kafka-ca`. tansu 0.6 cannot serve TLS from its command line (its
 //! `--cert` and `--key` exclude each other), so a TLS front sits before it, and tansu tells
 //! clients to connect to the front. A broker that requires a login (`--authentication`)
-//! refuses clients that do not log in, and a SASL client says what the broker answered; a
-//! login that succeeds is not shown: tansu offers only SCRAM there, and its users cannot be
-//! created on a broker that requires a login (`user create` does not log in) while its storage
-//! is memory.
+//! refuses clients that do not log in, and a SASL client says what the broker answered (for
+//! SCRAM, its verdict on the user); a login that succeeds is not shown: tansu's users cannot be
+//! created on a broker that requires a login (`user create` does not log in), and on its S3
+//! storage (moto) a user created before a restart with `--authentication` is unknown after it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -89,6 +89,24 @@ async fn an_untrusted_broker_or_a_missing_login_is_refused_with_the_reason() {
     assert!(!created, "tansu does not take PLAIN: {stderr}");
     assert!(stderr.contains("SASL PLAIN"), "the refusal says which login failed: {stderr}");
     assert!(!stderr.contains("pw\""), "the password is not printed: {stderr}");
+    // SCRAM, which it takes: the exchange runs to the broker's verdict on the user.
+    let (created, stderr) = topics_create(
+        &address,
+        &[
+            "--kafka-ca",
+            &cert,
+            "--kafka-sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--kafka-sasl-username",
+            "ops",
+            "--kafka-sasl-password",
+            "pw",
+        ],
+    );
+    assert!(!created, "tansu knows no user: {stderr}");
+    assert!(stderr.contains("unknown-user"), "the broker's verdict reaches the operator: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("SCRAM"), "the error itself says why the brokers could not be reached: {last}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -155,7 +155,10 @@ static LAST_CLIENT_ERROR: Mutex<Option<String>> = Mutex::new(None);
 pub(super) fn client_error(error: &KafkaError, reason: &str) {
     if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
         tracing::warn!(target: "librdkafka", %error, "{reason}");
-        *LAST_CLIENT_ERROR.lock().unwrap() = Some(reason.to_owned());
+        // "All brokers are down" sums up the failures; it is not why they failed.
+        if !matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
+            *LAST_CLIENT_ERROR.lock().unwrap() = Some(reason.to_owned());
+        }
     }
 }
 
