@@ -37,7 +37,7 @@ export TICKCAST_TEST_KAFKA="127.0.0.1:$kafka_port"
 TICKCAST_TEST_TANSU="$(scripts/tansu.sh install)"
 export TICKCAST_TEST_TANSU
 
-# moto's server, the AWS API (DynamoDB) the projection store's tests run against, with
+# moto's server, the AWS API (DynamoDB) the projection store's and the shard leases' tests run against, with
 # static test credentials; stopped when this script exits.
 moto_port="${TICKCAST_TEST_MOTO_PORT:-19500}"
 scripts/moto.sh start "$moto_port" target/moto

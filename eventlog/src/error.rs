@@ -30,6 +30,10 @@ pub enum Error {
     /// A Kafka client's own thread or task could not be started or stopped early.
     #[error("Kafka: {0}")]
     KafkaClient(String),
+    /// An AWS call (Kinesis, the lease table in DynamoDB) failed; `transient` when a retry can
+    /// succeed (throttling, a timeout, a dropped connection).
+    #[error("AWS: {context}: {message}")]
+    Aws { context: String, message: String, transient: bool },
     #[error(
         "topic {0:?} does not exist; create the topics with `tickcast topics create --log URL --partitions N`"
     )]
@@ -71,6 +75,7 @@ impl Error {
             }
             Self::Kafka { source, .. } => source.rdkafka_error_code().is_some_and(kafka_code_is_transient),
             Self::KafkaClient(_) => true,
+            Self::Aws { transient, .. } => *transient,
             Self::BadUrl { .. }
             | Self::Sqlite(_)
             | Self::Io { .. }

@@ -16,6 +16,8 @@
 pub mod embedded;
 mod error;
 pub mod kafka;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
 
 pub use error::{Error, Result, RetryHint};
 

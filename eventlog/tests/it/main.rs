@@ -1,6 +1,7 @@
 //! The event log contract, written once and run against each backend, plus the embedded
 //! backend's crash test.
 
+mod leases;
 mod suite;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,0 +1,407 @@
+//! Shard leases in DynamoDB, as the Kinesis Client Library keeps them: one item per (group and
+//! stream, shard) in `PREFIX-leases` with its owner, a counter the owner bumps to say it is
+//! alive, and the checkpoint (the sequence number of the last record processed). Every change is
+//! a conditional write on the counter (and the owner), so two members never both think they
+//! hold a lease. A lease whose counter has not moved for the failover time, as this member
+//! sees it (no clocks are compared), is expired and may be taken; a member holding fewer than
+//! its share steals one lease at a time from the most loaded member, until the shards are
+//! balanced ([`LeaseTaker`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+
+use crate::{Error, Result};
+
+/// Where a shard without a checkpoint starts.
+pub const TRIM_HORIZON: &str = "TRIM_HORIZON";
+/// The checkpoint of a shard read to its end (a parent after a reshard): its children may start.
+pub const SHARD_END: &str = "SHARD_END";
+
+/// One shard's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The consumer group and stream it belongs to (`group/stream`): the table's hash key.
+    pub group: String,
+    /// The shard: the table's range key.
+    pub shard: String,
+    pub owner: Option<String>,
+    /// Bumped by every take and renewal: a lease whose counter stands still is not renewed.
+    pub counter: u64,
+    /// The sequence number of the last record processed, [`TRIM_HORIZON`] or [`SHARD_END`].
+    pub checkpoint: String,
+    /// The shards this one was split or merged from, read to their end before it.
+    pub parents: Vec<String>,
+}
+
+/// The lease table.
+#[derive(Debug, Clone)]
+pub struct LeaseTable {
+    client: Client,
+    table: String,
+}
+
+fn aws_error<E, R>(context: &str, error: &SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let transient = match error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(_) => matches!(
+            error.code(),
+            Some(
+                "ProvisionedThroughputExceededException"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "InternalServerError"
+            )
+        ),
+        _ => false,
+    };
+    Error::Aws { context: context.to_owned(), message: DisplayErrorContext(error).to_string(), transient }
+}
+
+fn string(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn lease_of(item: &HashMap<String, AttributeValue>) -> Result<Lease> {
+    let corrupt = |what: &str| Error::Aws {
+        context: "reading a lease".into(),
+        message: format!("a lease item without {what}"),
+        transient: false,
+    };
+    Ok(Lease {
+        group: string(item, "leaseGroup").ok_or_else(|| corrupt("leaseGroup"))?,
+        shard: string(item, "shardId").ok_or_else(|| corrupt("shardId"))?,
+        owner: string(item, "leaseOwner"),
+        counter: item
+            .get("leaseCounter")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| corrupt("leaseCounter"))?,
+        checkpoint: string(item, "checkpoint").ok_or_else(|| corrupt("checkpoint"))?,
+        parents: item
+            .get("parentShardIds")
+            .and_then(|v| v.as_l().ok())
+            .map_or_else(Vec::new, |list| list.iter().filter_map(|v| v.as_s().ok().cloned()).collect()),
+    })
+}
+
+fn key(lease: &Lease) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("leaseGroup".to_owned(), AttributeValue::S(lease.group.clone())),
+        ("shardId".to_owned(), AttributeValue::S(lease.shard.clone())),
+    ])
+}
+
+impl LeaseTable {
+    #[must_use]
+    pub const fn new(client: Client, table: String) -> Self {
+        Self { client, table }
+    }
+
+    /// Creates the table (on-demand) if it is missing, and waits until it is active.
+    pub async fn create(&self) -> Result<()> {
+        let element =
+            |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+        let definition = |name: &str| {
+            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
+        };
+        let built = (|| -> std::result::Result<_, aws_sdk_dynamodb::error::BuildError> {
+            Ok((
+                element("leaseGroup", KeyType::Hash)?,
+                element("shardId", KeyType::Range)?,
+                definition("leaseGroup")?,
+                definition("shardId")?,
+            ))
+        })();
+        let (hash, range, group, shard) = built.map_err(|e| Error::Aws {
+            context: "describing the lease table".into(),
+            message: e.to_string(),
+            transient: false,
+        })?;
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(hash)
+            .key_schema(range)
+            .attribute_definitions(group)
+            .attribute_definitions(shard)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(error) if error.code() == Some("ResourceInUseException") => {}
+            Err(error) => return Err(aws_error(&format!("creating table {}", self.table), &error)),
+        }
+        self.client
+            .wait_until_table_exists()
+            .table_name(&self.table)
+            .wait(Duration::from_secs(120))
+            .await
+            .map_err(|e| Error::Aws {
+                context: format!("waiting for table {}", self.table),
+                message: DisplayErrorContext(&e).to_string(),
+                transient: true,
+            })?;
+        Ok(())
+    }
+
+    /// Adds an unowned lease for `shard` unless it has one; returns whether it was added.
+    pub async fn ensure(&self, group: &str, shard: &str, parents: &[String]) -> Result<bool> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("leaseGroup", AttributeValue::S(group.to_owned()))
+            .item("shardId", AttributeValue::S(shard.to_owned()))
+            .item("leaseCounter", AttributeValue::N("0".into()))
+            .item("checkpoint", AttributeValue::S(TRIM_HORIZON.into()))
+            .condition_expression("attribute_not_exists(shardId)");
+        if !parents.is_empty() {
+            put = put.item(
+                "parentShardIds",
+                AttributeValue::L(parents.iter().cloned().map(AttributeValue::S).collect()),
+            );
+        }
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(error) => Err(aws_error("adding a lease", &error)),
+        }
+    }
+
+    /// Every lease of `group`, by shard.
+    pub async fn list(&self, group: &str) -> Result<Vec<Lease>> {
+        let mut leases = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("leaseGroup = :group")
+                .expression_attribute_values(":group", AttributeValue::S(group.to_owned()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| aws_error("listing leases", &e))?;
+            for item in page.items() {
+                leases.push(lease_of(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(leases);
+            }
+        }
+    }
+
+    /// Changes `lease` as `expression` says if nobody changed it since it was read (its counter
+    /// and owner); returns the lease as written, or `None` if someone had.
+    async fn change(
+        &self,
+        lease: &Lease,
+        expression: &str,
+        values: Vec<(&str, AttributeValue)>,
+        next: Lease,
+    ) -> Result<Option<Lease>> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(lease)))
+            .update_expression(expression)
+            .expression_attribute_values(":counter", AttributeValue::N(lease.counter.to_string()))
+            .expression_attribute_values(":next", AttributeValue::N(next.counter.to_string()));
+        update = match &lease.owner {
+            Some(owner) => update
+                .condition_expression("leaseCounter = :counter AND leaseOwner = :owner")
+                .expression_attribute_values(":owner", AttributeValue::S(owner.clone())),
+            None => {
+                update.condition_expression("leaseCounter = :counter AND attribute_not_exists(leaseOwner)")
+            }
+        };
+        for (name, value) in values {
+            update = update.expression_attribute_values(name, value);
+        }
+        match update.send().await {
+            Ok(_) => Ok(Some(next)),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(None),
+            Err(error) => Err(aws_error("changing a lease", &error)),
+        }
+    }
+
+    /// Takes `lease` (as read) for `me`: `None` if another member changed it first.
+    pub async fn take(&self, lease: &Lease, me: &str) -> Result<Option<Lease>> {
+        let next = Lease { owner: Some(me.to_owned()), counter: lease.counter + 1, ..lease.clone() };
+        let values = vec![(":me", AttributeValue::S(me.to_owned()))];
+        self.change(lease, "SET leaseOwner = :me, leaseCounter = :next", values, next).await
+    }
+
+    /// Renews a lease `me` holds: `None` if it was lost (taken by another member).
+    pub async fn renew(&self, lease: &Lease) -> Result<Option<Lease>> {
+        let next = Lease { counter: lease.counter + 1, ..lease.clone() };
+        self.change(lease, "SET leaseCounter = :next", Vec::new(), next).await
+    }
+
+    /// Records `checkpoint` on a lease `me` holds, renewing it: `None` if it was lost (the
+    /// checkpoint is then not written: the new owner's counts).
+    pub async fn checkpoint(&self, lease: &Lease, checkpoint: &str) -> Result<Option<Lease>> {
+        let next = Lease { counter: lease.counter + 1, checkpoint: checkpoint.to_owned(), ..lease.clone() };
+        let values = vec![(":checkpoint", AttributeValue::S(checkpoint.to_owned()))];
+        self.change(lease, "SET leaseCounter = :next, checkpoint = :checkpoint", values, next).await
+    }
+
+    /// Lets a lease go (on shutdown), so another member takes it at once rather than after the
+    /// failover time: `None` if it was lost already.
+    pub async fn release(&self, lease: &Lease) -> Result<Option<Lease>> {
+        let next = Lease { owner: None, counter: lease.counter + 1, ..lease.clone() };
+        self.change(lease, "SET leaseCounter = :next REMOVE leaseOwner", Vec::new(), next).await
+    }
+}
+
+/// One member's judgement of which leases to take: those expired or unowned, up to its share,
+/// else one stolen from the most loaded member while the difference is more than one lease.
+#[derive(Debug)]
+pub struct LeaseTaker {
+    me: String,
+    failover: Duration,
+    /// Shard → (owner, counter) last seen and since when: a lease whose owner and counter stay
+    /// the same for the failover time is expired.
+    seen: HashMap<String, (Option<String>, u64, Instant)>,
+}
+
+impl LeaseTaker {
+    #[must_use]
+    pub fn new(me: impl Into<String>, failover: Duration) -> Self {
+        Self { me: me.into(), failover, seen: HashMap::new() }
+    }
+
+    /// The leases to try to take now, given every lease of the group as just read.
+    pub fn choose(&mut self, leases: &[Lease], now: Instant) -> Vec<Lease> {
+        self.seen.retain(|shard, _| leases.iter().any(|l| &l.shard == shard));
+        let mut expired = Vec::new();
+        let mut held: BTreeMap<&str, Vec<&Lease>> = BTreeMap::new();
+        for lease in leases {
+            if lease.checkpoint == SHARD_END {
+                continue; // read to its end: nothing to take
+            }
+            let entry =
+                self.seen.entry(lease.shard.clone()).or_insert((lease.owner.clone(), lease.counter, now));
+            if entry.0 != lease.owner || entry.1 != lease.counter {
+                *entry = (lease.owner.clone(), lease.counter, now);
+            }
+            match &lease.owner {
+                None => expired.push(lease.clone()),
+                Some(owner) if owner != &self.me && now.duration_since(entry.2) >= self.failover => {
+                    expired.push(lease.clone());
+                }
+                Some(owner) => held.entry(owner.as_str()).or_default().push(lease),
+            }
+        }
+        let live = leases.iter().filter(|l| l.checkpoint != SHARD_END).count();
+        let members = held.keys().filter(|o| **o != self.me).count() + 1;
+        let target = live.div_ceil(members);
+        let mine = held.get(self.me.as_str()).map_or(0, Vec::len);
+        if mine >= target {
+            return Vec::new();
+        }
+        if !expired.is_empty() {
+            expired.truncate(target - mine);
+            return expired;
+        }
+        // Nothing free: steal one from the most loaded member, if that evens things out.
+        let most = held.iter().filter(|(owner, _)| **owner != self.me).max_by_key(|(_, leases)| leases.len());
+        match most {
+            Some((_, theirs)) if theirs.len() > mine + 1 => vec![(*theirs[0]).clone()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(shard: &str, owner: Option<&str>, counter: u64) -> Lease {
+        Lease {
+            group: "g/s".into(),
+            shard: shard.into(),
+            owner: owner.map(str::to_owned),
+            counter,
+            checkpoint: TRIM_HORIZON.into(),
+            parents: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn unowned_leases_are_taken_up_to_a_share() {
+        let mut taker = LeaseTaker::new("a", Duration::from_secs(10));
+        let leases = vec![
+            lease("1", None, 0),
+            lease("2", None, 0),
+            lease("3", Some("b"), 4),
+            lease("4", Some("b"), 4),
+        ];
+        let chosen = taker.choose(&leases, Instant::now());
+        assert_eq!(chosen.iter().map(|l| l.shard.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+    }
+
+    #[test]
+    fn a_lease_not_renewed_for_the_failover_time_is_taken() {
+        let mut taker = LeaseTaker::new("a", Duration::from_secs(10));
+        let start = Instant::now();
+        let leases = vec![lease("1", Some("b"), 7), lease("2", Some("a"), 3)];
+        assert!(taker.choose(&leases, start).is_empty(), "b renewed a moment ago");
+        assert!(taker.choose(&leases, start + Duration::from_secs(9)).is_empty());
+        let renewed = vec![lease("1", Some("b"), 8), lease("2", Some("a"), 4)];
+        assert!(
+            taker.choose(&renewed, start + Duration::from_secs(11)).is_empty(),
+            "a renewal restarts the clock"
+        );
+        let chosen = taker.choose(&renewed, start + Duration::from_secs(22));
+        assert_eq!(chosen.iter().map(|l| l.shard.as_str()).collect::<Vec<_>>(), ["1"]);
+    }
+
+    #[test]
+    fn a_newcomer_steals_one_at_a_time_until_balanced() {
+        let now = Instant::now();
+        let mut shards: Vec<Lease> = (1..=5).map(|i| lease(&i.to_string(), Some("a"), 1)).collect();
+        let mut taker = LeaseTaker::new("b", Duration::from_secs(10));
+        let mut steals = 0;
+        loop {
+            let chosen = taker.choose(&shards, now);
+            assert!(chosen.len() <= 1, "one steal at a time");
+            let Some(stolen) = chosen.first() else { break };
+            let held = shards.iter_mut().find(|l| l.shard == stolen.shard).unwrap();
+            (held.owner, held.counter) = (Some("b".into()), held.counter + 1);
+            steals += 1;
+        }
+        assert_eq!(steals, 2, "5 shards: 3 and 2");
+        assert_eq!(shards.iter().filter(|l| l.owner.as_deref() == Some("b")).count(), 2);
+    }
+
+    #[test]
+    fn shards_read_to_their_end_are_nobody_s_share() {
+        let mut taker = LeaseTaker::new("a", Duration::from_secs(10));
+        let mut ended = lease("0", None, 9);
+        ended.checkpoint = SHARD_END.into();
+        let leases = vec![ended, lease("1", Some("b"), 1), lease("2", Some("b"), 1)];
+        assert_eq!(
+            taker.choose(&leases, Instant::now()).len(),
+            1,
+            "one of b's two: 2 live shards, 2 members"
+        );
+    }
+}
