@@ -4,9 +4,12 @@
 //! this event (its `position` is below the event's); the write is conditional on the same, so
 //! two projectors racing during a hand-over never apply an event twice nor go backwards. That
 //! is enough because every projector applies one partition's events in order: when it reaches
-//! an event, every earlier event of the same item has been applied, by it or by another.
+//! an event, every earlier event of the same item has been applied, by it or by another. An
+//! event of one item reads another only for what never changes after `session_created` (a
+//! connection's session's start and longest end), so no item depends on another's version.
+//! Each item is written once per batch, in its latest version.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use tickcast_schemas::event::{Event, EventBody, LatencyStatus};
 
@@ -36,8 +39,12 @@ pub struct Fold<'a> {
     store: &'a dyn ProjectionStore,
     /// How long items outlive their session's end (seconds).
     ttl_s: i64,
+    /// Items as read from the store or changed by this batch (`None`: not in the store).
     sessions: HashMap<String, Option<SessionItem>>,
     connections: HashMap<String, Option<ConnectionItem>>,
+    /// Keys of the items this batch changed, written once each at the end.
+    dirty_sessions: BTreeSet<String>,
+    dirty_connections: BTreeSet<String>,
     latency: Vec<LatencyItem>,
     applied: Applied,
 }
@@ -50,22 +57,38 @@ impl<'a> Fold<'a> {
             ttl_s,
             sessions: HashMap::new(),
             connections: HashMap::new(),
+            dirty_sessions: BTreeSet::new(),
+            dirty_connections: BTreeSet::new(),
             latency: Vec::new(),
             applied: Applied::default(),
         }
     }
 
-    /// Applies `events` (in log order) and writes what they change.
+    /// Applies `events` (in log order) and writes what they change: each item once, in its
+    /// latest version, conditional on the position it was read at being below that version's.
+    /// Should another projector have written some of these events meanwhile, this version (the
+    /// same fold over the same events) still holds them all.
     pub async fn apply(mut self, events: &[Positioned]) -> Result<Applied> {
         for positioned in events {
             self.apply_one(positioned).await?;
         }
-        let latency = std::mem::take(&mut self.latency);
-        if !latency.is_empty() {
-            // Samples are facts keyed by when they were taken: writing one twice writes the same.
-            self.store.put_latency(&latency).await?;
-            self.applied.written += latency.len();
+        let mut batch = crate::Batch::default();
+        for id in std::mem::take(&mut self.dirty_sessions) {
+            if let Some(Some(item)) = self.sessions.remove(&id) {
+                batch.sessions.push(item);
+            }
         }
+        for id in std::mem::take(&mut self.dirty_connections) {
+            if let Some(Some(item)) = self.connections.remove(&id) {
+                batch.connections.push(item);
+            }
+        }
+        // Samples are facts keyed by when they were taken: writing one twice writes the same.
+        batch.latency = std::mem::take(&mut self.latency);
+        let items = batch.sessions.len() + batch.connections.len();
+        let written = self.store.write(&batch).await?;
+        self.applied.written += written + batch.latency.len();
+        self.applied.skipped += items - written;
         Ok(self.applied)
     }
 
@@ -98,7 +121,7 @@ impl<'a> Fold<'a> {
                 item.expires_at = self.expires_at(item.latest_end_ms());
                 match self.session(session_id).await? {
                     Some(existing) if existing.position >= position => self.applied.skipped += 1,
-                    _ => self.write_session(item).await?,
+                    _ => self.write_session(item),
                 }
             }
             EventBody::PlayerJoined(joined) => {
@@ -126,7 +149,7 @@ impl<'a> Fold<'a> {
                 };
                 match self.connection(&joined.connection_id).await? {
                     Some(existing) if existing.position >= position => self.applied.skipped += 1,
-                    _ => self.write_connection(item).await?,
+                    _ => self.write_connection(item),
                 }
                 let (connection, user) = (joined.connection_id.clone(), joined.user_id.clone());
                 self.update_session(session_id, position, |s| {
@@ -242,7 +265,7 @@ impl<'a> Fold<'a> {
             Some(mut item) => {
                 change(&mut item);
                 item.position = position;
-                self.write_session(item).await?;
+                self.write_session(item);
             }
         }
         Ok(())
@@ -260,35 +283,22 @@ impl<'a> Fold<'a> {
             Some(mut item) => {
                 change(&mut item);
                 item.position = position;
-                self.write_connection(item).await?;
+                self.write_connection(item);
             }
         }
         Ok(())
     }
 
-    async fn write_session(&mut self, item: SessionItem) -> Result<()> {
-        let id = item.session_id.clone();
-        if self.store.put_session(&item).await? {
-            self.applied.written += 1;
-            self.sessions.insert(id, Some(item));
-        } else {
-            // Another projector wrote a newer version: it had applied this event already.
-            self.applied.skipped += 1;
-            self.sessions.remove(&id);
-        }
-        Ok(())
+    /// Keeps `item` as the session's latest version, to write at the end of the batch.
+    fn write_session(&mut self, item: SessionItem) {
+        self.dirty_sessions.insert(item.session_id.clone());
+        self.sessions.insert(item.session_id.clone(), Some(item));
     }
 
-    async fn write_connection(&mut self, item: ConnectionItem) -> Result<()> {
-        let id = item.connection_id.clone();
-        if self.store.put_connection(&item).await? {
-            self.applied.written += 1;
-            self.connections.insert(id, Some(item));
-        } else {
-            self.applied.skipped += 1;
-            self.connections.remove(&id);
-        }
-        Ok(())
+    /// Keeps `item` as the connection's latest version, to write at the end of the batch.
+    fn write_connection(&mut self, item: ConnectionItem) {
+        self.dirty_connections.insert(item.connection_id.clone());
+        self.connections.insert(item.connection_id.clone(), Some(item));
     }
 }
 

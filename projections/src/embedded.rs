@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::model::{ConnectionItem, LatencyItem, Phase, SessionItem};
-use crate::{Error, ProjectionStore, Result};
+use crate::{Batch, Error, ProjectionStore, Result};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
@@ -105,6 +105,68 @@ fn items<T: DeserializeOwned>(db: &Connection, sql: &str, params: impl rusqlite:
     rows.map(|row| from_json(&row?)).collect()
 }
 
+/// Writes a session unless the stored one is at or past its position; whether it wrote.
+fn upsert_session(db: &Connection, item: &SessionItem, json: &str) -> Result<bool> {
+    let changed = db
+        .prepare_cached(
+            "INSERT INTO sessions (session_id, phase, created_at, position, expires_at, item)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (session_id) DO UPDATE SET phase = excluded.phase,
+               created_at = excluded.created_at, position = excluded.position,
+               expires_at = excluded.expires_at, item = excluded.item
+             WHERE excluded.position > sessions.position",
+        )?
+        .execute(params![
+            item.session_id,
+            item.phase.as_str(),
+            item.created_at,
+            item.position as i64,
+            item.expires_at,
+            json
+        ])?;
+    Ok(changed == 1)
+}
+
+/// Writes a connection unless the stored one is at or past its position; whether it wrote.
+fn upsert_connection(db: &Connection, item: &ConnectionItem, json: &str) -> Result<bool> {
+    let changed = db
+        .prepare_cached(
+            "INSERT INTO connections (connection_id, session_id, joined_at, position, expires_at, item)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (connection_id) DO UPDATE SET session_id = excluded.session_id,
+               joined_at = excluded.joined_at, position = excluded.position,
+               expires_at = excluded.expires_at, item = excluded.item
+             WHERE excluded.position > connections.position",
+        )?
+        .execute(params![
+            item.connection_id,
+            item.session_id,
+            item.joined_at,
+            item.position as i64,
+            item.expires_at,
+            json
+        ])?;
+    Ok(changed == 1)
+}
+
+/// Inserts latency samples; one already there is the same fact.
+fn insert_latency(db: &Connection, items: &[LatencyItem]) -> Result<()> {
+    let mut insert = db.prepare_cached(
+        "INSERT OR IGNORE INTO latency (connection_id, at, rtt_ms, session_id, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for item in items {
+        insert.execute(params![
+            item.connection_id,
+            item.at,
+            item.rtt_ms as i64,
+            item.session_id,
+            item.expires_at
+        ])?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ProjectionStore for EmbeddedStore {
     async fn create_tables(&self) -> Result<()> {
@@ -125,49 +187,33 @@ impl ProjectionStore for EmbeddedStore {
 
     async fn put_session(&self, item: &SessionItem) -> Result<bool> {
         let (json, item) = (to_json(item)?, item.clone());
-        self.run(move |db| {
-            let changed = db
-                .prepare_cached(
-                    "INSERT INTO sessions (session_id, phase, created_at, position, expires_at, item)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (session_id) DO UPDATE SET phase = excluded.phase,
-                   created_at = excluded.created_at, position = excluded.position,
-                   expires_at = excluded.expires_at, item = excluded.item
-                 WHERE excluded.position > sessions.position",
-                )?
-                .execute(params![
-                    item.session_id,
-                    item.phase.as_str(),
-                    item.created_at,
-                    item.position as i64,
-                    item.expires_at,
-                    json
-                ])?;
-            Ok(changed == 1)
-        })
-        .await
+        self.run(move |db| upsert_session(db, &item, &json)).await
     }
 
     async fn put_connection(&self, item: &ConnectionItem) -> Result<bool> {
         let (json, item) = (to_json(item)?, item.clone());
+        self.run(move |db| upsert_connection(db, &item, &json)).await
+    }
+
+    async fn write(&self, batch: &Batch) -> Result<usize> {
+        let sessions =
+            batch.sessions.iter().map(|i| Ok((i.clone(), to_json(i)?))).collect::<Result<Vec<_>>>()?;
+        let connections =
+            batch.connections.iter().map(|i| Ok((i.clone(), to_json(i)?))).collect::<Result<Vec<_>>>()?;
+        let latency = batch.latency.clone();
+        // One transaction for the batch: one commit where there would be one per item.
         self.run(move |db| {
-            let changed = db.prepare_cached(
-                "INSERT INTO connections (connection_id, session_id, joined_at, position, expires_at, item)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (connection_id) DO UPDATE SET session_id = excluded.session_id,
-                   joined_at = excluded.joined_at, position = excluded.position,
-                   expires_at = excluded.expires_at, item = excluded.item
-                 WHERE excluded.position > connections.position",
-            )?
-            .execute(params![
-                item.connection_id,
-                item.session_id,
-                item.joined_at,
-                item.position as i64,
-                item.expires_at,
-                json
-            ])?;
-            Ok(changed == 1)
+            let tx = db.unchecked_transaction()?;
+            let mut written = 0;
+            for (item, json) in &sessions {
+                written += usize::from(upsert_session(&tx, item, json)?);
+            }
+            for (item, json) in &connections {
+                written += usize::from(upsert_connection(&tx, item, json)?);
+            }
+            insert_latency(&tx, &latency)?;
+            tx.commit()?;
+            Ok(written)
         })
         .await
     }
@@ -176,21 +222,7 @@ impl ProjectionStore for EmbeddedStore {
         let items = items.to_vec();
         self.run(move |db| {
             let tx = db.unchecked_transaction()?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO latency (connection_id, at, rtt_ms, session_id, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                for item in &items {
-                    insert.execute(params![
-                        item.connection_id,
-                        item.at,
-                        item.rtt_ms as i64,
-                        item.session_id,
-                        item.expires_at
-                    ])?;
-                }
-            }
+            insert_latency(&tx, &items)?;
             Ok(tx.commit()?)
         })
         .await

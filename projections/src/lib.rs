@@ -27,6 +27,14 @@ use async_trait::async_trait;
 pub use error::{Error, Result};
 use model::{ConnectionItem, LatencyItem, Phase, SessionItem};
 
+/// The items one batch of events changed, each in its latest version.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub sessions: Vec<SessionItem>,
+    pub connections: Vec<ConnectionItem>,
+    pub latency: Vec<LatencyItem>,
+}
+
 /// Where the projections live. Every write of a session or connection is conditional: it
 /// happens only if the stored item has not seen a later event (`position`), and says whether it
 /// happened.
@@ -45,6 +53,24 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     async fn put_connection(&self, item: &ConnectionItem) -> Result<bool>;
     /// Writes latency samples (facts: writing one again writes the same item).
     async fn put_latency(&self, items: &[LatencyItem]) -> Result<()>;
+
+    /// Writes a batch: each session and connection as [`Self::put_session`] and
+    /// [`Self::put_connection`] do, and the samples. Returns how many sessions and connections
+    /// were written (the others had seen their events already). A store that can write them
+    /// together (SQLite: one transaction) does.
+    async fn write(&self, batch: &Batch) -> Result<usize> {
+        let mut written = 0;
+        for item in &batch.sessions {
+            written += usize::from(self.put_session(item).await?);
+        }
+        for item in &batch.connections {
+            written += usize::from(self.put_connection(item).await?);
+        }
+        if !batch.latency.is_empty() {
+            self.put_latency(&batch.latency).await?;
+        }
+        Ok(written)
+    }
 
     /// Sessions in `phase`, newest (`createdAt`) first.
     async fn sessions(&self, phase: Phase, limit: usize) -> Result<Vec<SessionItem>>;

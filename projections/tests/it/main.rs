@@ -39,6 +39,12 @@ mod embedded {
     async fn sessions_are_listed_newest_first_and_connections_by_session() {
         suite::sessions_are_listed_newest_first_and_connections_by_session(fresh().1).await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_projectors_racing_end_where_one_would() {
+        let ((_a, racing), (_b, alone)) = (fresh(), fresh());
+        suite::two_projectors_racing_end_where_one_would(racing, alone).await;
+    }
 }
 
 mod dynamodb {
@@ -73,6 +79,11 @@ mod dynamodb {
     #[tokio::test]
     async fn sessions_are_listed_newest_first_and_connections_by_session() {
         suite::sessions_are_listed_newest_first_and_connections_by_session(fresh().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_projectors_racing_end_where_one_would() {
+        suite::two_projectors_racing_end_where_one_would(fresh().await, fresh().await).await;
     }
 
     #[tokio::test]

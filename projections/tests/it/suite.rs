@@ -246,3 +246,26 @@ pub(crate) async fn sessions_are_listed_newest_first_and_connections_by_session(
     assert!(store.connections_of("nobody").await.unwrap().is_empty());
     assert!(store.session("nobody").await.unwrap().is_none());
 }
+
+/// Two projectors applying overlapping stretches of the log at once (a hand-over: the old owner
+/// still at its batch, the new one from the committed offset, before which everything was
+/// written) end where one projector applying it all would.
+pub(crate) async fn two_projectors_racing_end_where_one_would(
+    store: Arc<dyn ProjectionStore>,
+    alone: Arc<dyn ProjectionStore>,
+) {
+    let game = recorded_game("s-4");
+    apply(&store, &game[..2]).await; // written, then committed
+    let (early, late) = (&game[2..6], &game[2..]);
+    let (a, b) = tokio::join!(
+        Fold::new(store.as_ref(), TTL_S).apply(early),
+        Fold::new(store.as_ref(), TTL_S).apply(late)
+    );
+    a.unwrap();
+    b.unwrap();
+    // Whichever wrote last, what is missing is replayed (a restarted projector): the same tables.
+    apply(&store, &game).await;
+    apply(&alone, &game).await;
+    assert_eq!(store.session("s-4").await.unwrap(), alone.session("s-4").await.unwrap());
+    assert_eq!(store.connections_of("s-4").await.unwrap(), alone.connections_of("s-4").await.unwrap());
+}
