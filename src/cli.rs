@@ -81,8 +81,9 @@ pub(crate) enum TablesCommand {
 /// `--store`, `--store-ttl`: where the projections live and how long they outlive a game.
 #[derive(Debug, Args)]
 pub(crate) struct StoreArgs {
-    /// Projection store: embedded://DIR (SQLite) or dynamodb://PREFIX?region=R[&endpoint=URL]
-    /// [default for up: embedded://DATA_DIR].
+    /// Projection store: embedded://DIR (SQLite) or dynamodb://PREFIX?region=R[&endpoint=URL];
+    /// for up, `none` runs no projector (no read API, no lobby) [default for up:
+    /// embedded://DATA_DIR].
     #[arg(long = "store", env = "TICKCAST_STORE", value_name = "URL")]
     pub(crate) store: Option<String>,
     /// How long the items of a game are kept after it ends (TTL), e.g. 7d.

@@ -40,13 +40,16 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     edge_config.admission = saturation.as_ref().map(|(_, admission)| Arc::clone(admission));
     let saturation = saturation.map(|(gauge, _)| gauge);
     // The projections, in the data directory unless --store says otherwise: the projector
-    // feeds them, the edge answers the read API and joins from them.
+    // feeds them, the edge answers the read API and joins from them. `--store none` runs
+    // without (no read API, no lobby): what the load benchmarks compare against.
     let store_url =
         args.store.store.clone().unwrap_or_else(|| format!("embedded://{}", args.data_dir.display()));
-    let store = open_store(&store_url).await?;
-    edge_config.store = Some(Arc::clone(&store));
-    let projector = Projector::new(Arc::clone(&log), store, projector_config(&args.store));
-    roles.spawn("projector", projector.run(roles.shutdown.clone()));
+    if store_url != "none" {
+        let store = open_store(&store_url).await?;
+        edge_config.store = Some(Arc::clone(&store));
+        let projector = Projector::new(Arc::clone(&log), store, projector_config(&args.store));
+        roles.spawn("projector", projector.run(roles.shutdown.clone()));
+    }
 
     let edge = Edge::new(Arc::clone(&log), signer.clone(), table.clone(), edge_config);
     roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(roles.shutdown.clone()));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tickcast_eventlog::{CommitPosition, EventLog, GroupConsumer, GroupEvent, Record, StartFrom};
 use tickcast_projections::ProjectionStore;
-use tickcast_projections::apply::{Applied, Fold, Positioned};
+use tickcast_projections::apply::{Applied, Fold, Positioned, SessionEnds};
 use tickcast_schemas::event::Event;
 use tickcast_schemas::topics::GAME_EVENTS;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +60,7 @@ impl Projector {
 
     /// Runs until `shutdown`, committing what it projected.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let mut ends = SessionEnds::default();
         self.store.create_tables().await?;
         let mut consumer = self.log.consume(&self.config.group, &[GAME_EVENTS], StartFrom::Beginning).await?;
         let mut expire = tokio::time::interval(self.config.expire_every);
@@ -75,7 +76,7 @@ impl Projector {
                 }
                 event = consumer.next_event() => match event? {
                     GroupEvent::Records(records) => {
-                        let Some(applied) = self.project_until_done(&records, &shutdown).await? else { break };
+                        let Some(applied) = self.project_until_done(&records, &mut ends, &shutdown).await? else { break };
                         tracing::debug!(records = records.len(), ?applied, "projected");
                         commit(&mut *consumer, &records).await?;
                     }
@@ -95,12 +96,13 @@ impl Projector {
     async fn project_until_done(
         &self,
         records: &[Record],
+        ends: &mut SessionEnds,
         shutdown: &CancellationToken,
     ) -> Result<Option<Applied>, Error> {
         let events = decode(records);
         let mut wait = FIRST_RETRY_WAIT;
         loop {
-            match project(self.store.as_ref(), &events, self.config.ttl).await {
+            match project(self.store.as_ref(), &events, self.config.ttl, ends).await {
                 Ok(applied) => return Ok(Some(applied)),
                 Err(error) if error.is_transient() => {
                     tracing::warn!(%error, retry_in = ?wait, "the projection store refused a write; retrying");
@@ -121,8 +123,9 @@ pub async fn project(
     store: &dyn ProjectionStore,
     events: &[Positioned],
     ttl: Duration,
+    ends: &mut SessionEnds,
 ) -> tickcast_projections::Result<Applied> {
-    Fold::new(store, i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)).apply(events).await
+    Fold::new(store, i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX), ends).apply(events).await
 }
 
 /// The events of `records` with their positions; undecodable ones are skipped (and said).
@@ -162,10 +165,10 @@ pub async fn rebuild(log: &dyn EventLog, store: &dyn ProjectionStore, ttl: Durat
     store.create_tables().await?;
     store.clear().await?;
     let mut scan = log.scan(GAME_EVENTS, StartFrom::Beginning).await?;
-    let mut read = 0;
+    let (mut read, mut ends) = (0, SessionEnds::default());
     while let Some(batch) = scan.next_batch().await? {
         read += batch.len() as u64;
-        project(store, &decode(&batch), ttl).await?;
+        project(store, &decode(&batch), ttl, &mut ends).await?;
     }
     Ok(read)
 }

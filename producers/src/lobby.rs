@@ -9,7 +9,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tickcast_projections::ProjectionStore;
-use tickcast_projections::model::{ConnectionItem, ConnectionState, Phase, SessionItem, SessionState};
+use tickcast_projections::model::{
+    ConnectionItem, ConnectionState, Phase, RTT_WINDOW, SessionItem, SessionState,
+};
 use tickcast_schemas::sessions::SessionInfo;
 
 use crate::{ApiError, Edge, now_ms};
@@ -169,12 +171,15 @@ pub(crate) async fn session_detail(
     };
     let now = now_ms();
     let session = SessionView::of(item, now);
-    let mut connections = store.connections_of(&id).await.map_err(store_error)?;
-    // No event marks the start: a connection that joined before it is playing once it passed.
-    for connection in &mut connections {
+    let mut connections = Vec::new();
+    for connection in store.connections_of(&id).await.map_err(store_error)? {
+        let samples = store.latency_of(&connection.connection_id, RTT_WINDOW).await.map_err(store_error)?;
+        let mut connection = connection.measured(&samples);
+        // No event marks the start: a connection that joined before it is playing once it passed.
         if connection.state == ConnectionState::Ready && session.state == SessionState::Running {
             connection.state = ConnectionState::Playing;
         }
+        connections.push(connection);
     }
     Ok(Json(SessionDetail { session, connections }))
 }

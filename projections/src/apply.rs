@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use tickcast_schemas::event::{Event, EventBody, LatencyStatus};
 
-use crate::model::{ConnectionItem, ConnectionState, LatencyItem, Phase, RTT_WINDOW, SessionItem};
+use crate::model::{ConnectionItem, ConnectionState, LatencyItem, Phase, SessionItem};
 use crate::{ProjectionStore, Result};
 
 /// An event and its position in the log (its offset in `game-events`).
@@ -32,11 +32,22 @@ pub struct Applied {
     pub skipped: usize,
 }
 
+/// The latest end (epoch ms) of the sessions a projector has seen, kept across batches: a
+/// latency sample lasts as long as its session's items, and looking that up in the store for
+/// every batch would cost a read per session per batch. Only `session_created` fields are kept,
+/// which never change.
+#[derive(Debug, Default)]
+pub struct SessionEnds(HashMap<String, i64>);
+
+/// Sessions remembered at most; past it the oldest half is forgotten (read again if needed).
+const MAX_SESSION_ENDS: usize = 100_000;
+
 /// Applies events to a store. Keeps the items it has read or written during one batch, so a
 /// session's many events cost one read of each item.
 #[derive(Debug)]
 pub struct Fold<'a> {
     store: &'a dyn ProjectionStore,
+    ends: &'a mut SessionEnds,
     /// How long items outlive their session's end (seconds).
     ttl_s: i64,
     /// Items as read from the store or changed by this batch (`None`: not in the store).
@@ -51,9 +62,10 @@ pub struct Fold<'a> {
 
 impl<'a> Fold<'a> {
     #[must_use]
-    pub fn new(store: &'a dyn ProjectionStore, ttl_s: i64) -> Self {
+    pub fn new(store: &'a dyn ProjectionStore, ttl_s: i64, ends: &'a mut SessionEnds) -> Self {
         Self {
             store,
+            ends,
             ttl_s,
             sessions: HashMap::new(),
             connections: HashMap::new(),
@@ -119,6 +131,7 @@ impl<'a> Fold<'a> {
                     expires_at: 0,
                 };
                 item.expires_at = self.expires_at(item.latest_end_ms());
+                self.remember_end(session_id, item.latest_end_ms());
                 match self.session(session_id).await? {
                     Some(existing) if existing.position >= position => self.applied.skipped += 1,
                     _ => self.write_session(item),
@@ -158,26 +171,23 @@ impl<'a> Fold<'a> {
                 .await?;
             }
             EventBody::LatencySampled(sample) => {
-                let expires_at = match self.connection(&sample.connection_id).await? {
-                    Some(connection) => connection.expires_at,
-                    None => self.expires_at(at),
+                // A fact of its own: no rewrite of the connection (its figures are computed
+                // from the samples when read). It lasts as long as its session's items.
+                let end_ms = match self.ends.0.get(session_id) {
+                    Some(end) => *end,
+                    None => {
+                        let end = self.session(session_id).await?.map_or(at, |s| s.latest_end_ms());
+                        self.remember_end(session_id, end);
+                        end
+                    }
                 };
                 self.latency.push(LatencyItem {
                     connection_id: sample.connection_id.clone(),
                     at,
                     rtt_ms: sample.rtt_ms,
                     session_id: session_id.to_owned(),
-                    expires_at,
+                    expires_at: self.expires_at(end_ms.max(at)),
                 });
-                let rtt = sample.rtt_ms;
-                self.update_connection(&sample.connection_id, position, |c| {
-                    c.recent_rtt_ms.push(rtt);
-                    let excess = c.recent_rtt_ms.len().saturating_sub(RTT_WINDOW);
-                    c.recent_rtt_ms.drain(..excess);
-                    let (avg, jitter) = figures(&c.recent_rtt_ms);
-                    (c.avg_rtt_ms, c.jitter_ms) = (Some(avg), Some(jitter));
-                })
-                .await?;
             }
             EventBody::LatencyWarned(warned) => {
                 let (status, avg, jitter) = (warned.status, warned.avg_rtt_ms, warned.jitter_ms);
@@ -227,6 +237,17 @@ impl<'a> Fold<'a> {
             EventBody::Countdown(_) | EventBody::Tick(_) | EventBody::Unknown => {}
         }
         Ok(())
+    }
+
+    fn remember_end(&mut self, session_id: &str, end_ms: i64) {
+        if self.ends.0.len() >= MAX_SESSION_ENDS {
+            // Sessions that ended first go first; the rest are read again when sampled.
+            let mut ends: Vec<i64> = self.ends.0.values().copied().collect();
+            ends.sort_unstable();
+            let cut = ends[ends.len() / 2];
+            self.ends.0.retain(|_, end| *end > cut);
+        }
+        self.ends.0.insert(session_id.to_owned(), end_ms);
     }
 
     /// Epoch seconds `ttl` after `at_ms`.
@@ -299,28 +320,5 @@ impl<'a> Fold<'a> {
     fn write_connection(&mut self, item: ConnectionItem) {
         self.dirty_connections.insert(item.connection_id.clone());
         self.connections.insert(item.connection_id.clone(), Some(item));
-    }
-}
-
-/// Mean RTT and jitter (mean absolute difference of consecutive samples) of `samples`.
-fn figures(samples: &[u64]) -> (u64, u64) {
-    if samples.is_empty() {
-        return (0, 0);
-    }
-    let mean = samples.iter().sum::<u64>() / samples.len() as u64;
-    let steps = samples.windows(2).map(|w| w[0].abs_diff(w[1])).collect::<Vec<_>>();
-    let jitter = if steps.is_empty() { 0 } else { steps.iter().sum::<u64>() / steps.len() as u64 };
-    (mean, jitter)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::figures;
-
-    #[test]
-    fn figures_are_the_mean_and_the_mean_step() {
-        assert_eq!(figures(&[]), (0, 0));
-        assert_eq!(figures(&[40]), (40, 0));
-        assert_eq!(figures(&[10, 30, 20]), (20, 15));
     }
 }

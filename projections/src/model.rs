@@ -138,13 +138,15 @@ pub struct ConnectionItem {
     pub left_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leave_reason: Option<LeaveReason>,
-    /// The newest RTT samples, oldest first (at most [`RTT_WINDOW`]).
+    /// The newest RTT samples, oldest first (at most [`RTT_WINDOW`]): not stored (the latency
+    /// table holds them), filled in by [`ConnectionItem::measured`] when read.
     #[serde(default)]
     pub recent_rtt_ms: Vec<u64>,
-    /// Mean of `recentRttMs`, or what the gateway's policy said last (a warning or a kick).
+    /// What the gateway's policy said last (a warning or a kick), else the mean of
+    /// `recentRttMs` when read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avg_rtt_ms: Option<u64>,
-    /// Mean difference between consecutive samples of `recentRttMs`, or the policy's figure.
+    /// The policy's figure, else the mean difference between consecutive `recentRttMs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter_ms: Option<u64>,
     /// The gateway policy's latest verdict: `ok` until it warned.
@@ -154,6 +156,45 @@ pub struct ConnectionItem {
     pub kick_reason: Option<String>,
     pub position: u64,
     pub expires_at: i64,
+}
+
+impl ConnectionItem {
+    /// The connection with its newest samples (`newest_first`, as
+    /// [`crate::ProjectionStore::latency_of`] gives them): `recentRttMs`, and the mean and
+    /// jitter of them where the gateway's policy has said none. A sample costs one row of the
+    /// latency table, not also a rewrite of its connection.
+    #[must_use]
+    pub fn measured(mut self, newest_first: &[LatencyItem]) -> Self {
+        self.recent_rtt_ms = newest_first.iter().take(RTT_WINDOW).rev().map(|s| s.rtt_ms).collect();
+        if self.avg_rtt_ms.is_none() && !self.recent_rtt_ms.is_empty() {
+            let (avg, jitter) = figures(&self.recent_rtt_ms);
+            (self.avg_rtt_ms, self.jitter_ms) = (Some(avg), Some(jitter));
+        }
+        self
+    }
+}
+
+/// Mean RTT and jitter (mean absolute difference of consecutive samples) of `samples`.
+fn figures(samples: &[u64]) -> (u64, u64) {
+    if samples.is_empty() {
+        return (0, 0);
+    }
+    let mean = samples.iter().sum::<u64>() / samples.len() as u64;
+    let steps = samples.windows(2).map(|w| w[0].abs_diff(w[1])).collect::<Vec<_>>();
+    let jitter = if steps.is_empty() { 0 } else { steps.iter().sum::<u64>() / steps.len() as u64 };
+    (mean, jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::figures;
+
+    #[test]
+    fn figures_are_the_mean_and_the_mean_step() {
+        assert_eq!(figures(&[]), (0, 0));
+        assert_eq!(figures(&[40]), (40, 0));
+        assert_eq!(figures(&[10, 30, 20]), (20, 15));
+    }
 }
 
 /// `PREFIX-latency`, keyed by (`connectionId`, `at`).

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tickcast_projections::ProjectionStore;
-use tickcast_projections::apply::{Fold, Positioned};
+use tickcast_projections::apply::{Fold, Positioned, SessionEnds};
 use tickcast_projections::model::{ConnectionState, Phase, SessionState};
 use tickcast_schemas::event::{
     EndReason, Event, EventBody, LatencySampled, LatencyStatus, LatencyWarned, LeaveReason, PlayerJoined,
@@ -112,7 +112,7 @@ async fn apply(
     store: &Arc<dyn ProjectionStore>,
     events: &[Positioned],
 ) -> tickcast_projections::apply::Applied {
-    Fold::new(store.as_ref(), TTL_S).apply(events).await.unwrap()
+    Fold::new(store.as_ref(), TTL_S, &mut SessionEnds::default()).apply(events).await.unwrap()
 }
 
 pub(crate) async fn a_recorded_game_is_projected_once_however_often_it_is_applied(
@@ -140,8 +140,14 @@ pub(crate) async fn a_recorded_game_is_projected_once_however_often_it_is_applie
     assert_eq!(users, ["alice", "bob"], "by joinedAt");
     let (alice, bob) = (&connections[0], &connections[1]);
     assert_eq!(alice.state, ConnectionState::Disconnected);
-    assert_eq!(alice.recent_rtt_ms, [20, 40]);
-    assert_eq!((alice.avg_rtt_ms, alice.jitter_ms), (Some(30), Some(20)));
+    assert_eq!(
+        (alice.avg_rtt_ms, alice.jitter_ms),
+        (None, None),
+        "no policy figure: from the samples when read"
+    );
+    let measured = alice.clone().measured(&store.latency_of("c-alice", 10).await.unwrap());
+    assert_eq!(measured.recent_rtt_ms, [20, 40]);
+    assert_eq!((measured.avg_rtt_ms, measured.jitter_ms), (Some(30), Some(20)));
     assert_eq!(
         (bob.latency_status, bob.avg_rtt_ms, bob.jitter_ms),
         (LatencyStatus::Warning, Some(170), Some(12))
@@ -257,9 +263,10 @@ pub(crate) async fn two_projectors_racing_end_where_one_would(
     let game = recorded_game("s-4");
     apply(&store, &game[..2]).await; // written, then committed
     let (early, late) = (&game[2..6], &game[2..]);
+    let (mut ends_a, mut ends_b) = (SessionEnds::default(), SessionEnds::default());
     let (a, b) = tokio::join!(
-        Fold::new(store.as_ref(), TTL_S).apply(early),
-        Fold::new(store.as_ref(), TTL_S).apply(late)
+        Fold::new(store.as_ref(), TTL_S, &mut ends_a).apply(early),
+        Fold::new(store.as_ref(), TTL_S, &mut ends_b).apply(late)
     );
     a.unwrap();
     b.unwrap();
