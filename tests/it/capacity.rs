@@ -29,7 +29,7 @@ async fn a_saturated_server_refuses_new_games_and_keeps_its_players() {
     let readers = players_reading(&server, &ticket, &["a", "b"], 200).await;
 
     // Once its ticks flow (and its startup is behind it), it lags and refuses.
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     let start = |http: reqwest::Client, url: String| async move {
         let response = http.post(url).json(&json!({"userId":"late"})).send().await.unwrap();
         let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());

@@ -138,7 +138,7 @@ impl Cluster {
             gateway,
             generators: Vec::new(),
             generator_flags,
-            http: reqwest::Client::new(),
+            http: crate::support::http_client(),
         };
         for _ in 0..generators {
             cluster.add_generator();

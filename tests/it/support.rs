@@ -67,6 +67,13 @@ pub(crate) struct Server {
     http: reqwest::Client,
 }
 
+/// An HTTP client for a test's whole run: it lets a pooled connection go after 5 s idle, before
+/// the server closes it (its keep-alive idle limit is the header read timeout, 10 s), so no
+/// request is sent on a connection the server is closing at that moment.
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(5)).build().unwrap()
+}
+
 /// Turns off the limits the tests trip by design, each of which has a test of its own that turns
 /// it on with its flag (a flag beats the environment): admission control (debug builds side by
 /// side on two cores lag for reasons that say nothing about capacity) and the limits per client
@@ -136,7 +143,7 @@ impl Server {
             data_dir: data_dir.to_owned(),
             scheme,
             _owner: None,
-            http: reqwest::Client::new(),
+            http: http_client(),
         }
     }
 
