@@ -20,10 +20,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::model::{ConnectionItem, LatencyItem, Phase, SessionItem};
-use crate::{Error, ProjectionStore, Result};
+use crate::{Batch, Error, ProjectionStore, Result};
 
 /// How long `create_tables` waits for a new table to become active.
 const TABLE_READY: Duration = Duration::from_secs(120);
+/// Conditional writes of one batch in flight at once.
+const WRITES_IN_FLIGHT: usize = 16;
 /// Attempts at writing the samples DynamoDB left unprocessed (throttled) in a batch.
 const BATCH_ATTEMPTS: u32 = 8;
 
@@ -325,6 +327,26 @@ impl ProjectionStore for DynamoStore {
 
     async fn put_connection(&self, item: &ConnectionItem) -> Result<bool> {
         self.put_if_newer(&self.connections, "connectionId", item, item.position).await
+    }
+
+    async fn write(&self, batch: &Batch) -> Result<usize> {
+        // Items are independent, so their conditional writes go out together, a few at a time.
+        let mut written = 0;
+        for chunk in batch.sessions.chunks(WRITES_IN_FLIGHT) {
+            let puts =
+                chunk.iter().map(|item| self.put_if_newer(&self.sessions, "sessionId", item, item.position));
+            written += futures_util::future::try_join_all(puts).await?.into_iter().filter(|w| *w).count();
+        }
+        for chunk in batch.connections.chunks(WRITES_IN_FLIGHT) {
+            let puts = chunk
+                .iter()
+                .map(|item| self.put_if_newer(&self.connections, "connectionId", item, item.position));
+            written += futures_util::future::try_join_all(puts).await?.into_iter().filter(|w| *w).count();
+        }
+        if !batch.latency.is_empty() {
+            self.put_latency(&batch.latency).await?;
+        }
+        Ok(written)
     }
 
     async fn put_latency(&self, items: &[LatencyItem]) -> Result<()> {
