@@ -293,9 +293,17 @@ impl LeaseTaker {
         self.seen.retain(|shard, _| leases.iter().any(|l| &l.shard == shard));
         let mut expired = Vec::new();
         let mut held: BTreeMap<&str, Vec<&Lease>> = BTreeMap::new();
+        // After a reshard a child is read only once its parents are read to their end, so a
+        // session's events keep their order across the split or merge.
+        let unfinished_parent = |lease: &Lease| {
+            lease.parents.iter().any(|p| leases.iter().any(|l| &l.shard == p && l.checkpoint != SHARD_END))
+        };
         for lease in leases {
             if lease.checkpoint == SHARD_END {
                 continue; // read to its end: nothing to take
+            }
+            if lease.owner.is_none() && unfinished_parent(lease) {
+                continue; // not yet: its parents first
             }
             let entry =
                 self.seen.entry(lease.shard.clone()).or_insert((lease.owner.clone(), lease.counter, now));
@@ -390,6 +398,19 @@ mod tests {
         }
         assert_eq!(steals, 2, "5 shards: 3 and 2");
         assert_eq!(shards.iter().filter(|l| l.owner.as_deref() == Some("b")).count(), 2);
+    }
+
+    #[test]
+    fn children_wait_until_their_parents_are_read_to_their_end() {
+        let mut taker = LeaseTaker::new("a", Duration::from_secs(10));
+        let child = |shard: &str| Lease { parents: vec!["0".into()], ..lease(shard, None, 0) };
+        let parent = lease("0", Some("b"), 5);
+        let leases = vec![parent.clone(), child("1"), child("2")];
+        let chosen = taker.choose(&leases, Instant::now());
+        assert!(chosen.iter().all(|l| l.shard == "0"), "only the parent, never a child first: {chosen:?}");
+        let ended = Lease { checkpoint: SHARD_END.into(), owner: None, ..parent };
+        let chosen = taker.choose(&[ended, child("1"), child("2")], Instant::now());
+        assert_eq!(chosen.iter().map(|l| l.shard.as_str()).collect::<Vec<_>>(), ["1", "2"]);
     }
 
     #[test]
