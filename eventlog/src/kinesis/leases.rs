@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 
+use super::aws_error;
 use crate::{Error, Result};
 
 /// Where a shard without a checkpoint starts.
@@ -45,27 +46,6 @@ pub struct Lease {
 pub struct LeaseTable {
     client: Client,
     table: String,
-}
-
-fn aws_error<E, R>(context: &str, error: &SdkError<E, R>) -> Error
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let transient = match error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-        SdkError::ServiceError(_) => matches!(
-            error.code(),
-            Some(
-                "ProvisionedThroughputExceededException"
-                    | "ThrottlingException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-            )
-        ),
-        _ => false,
-    };
-    Error::Aws { context: context.to_owned(), message: DisplayErrorContext(error).to_string(), transient }
 }
 
 fn string(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {

@@ -7,14 +7,7 @@ use std::time::{Duration, Instant};
 use tickcast_eventlog::kinesis::leases::{Lease, LeaseTable, LeaseTaker};
 
 async fn table() -> LeaseTable {
-    let endpoint = std::env::var("TICKCAST_TEST_DYNAMODB").unwrap_or_else(|_| {
-        panic!("set TICKCAST_TEST_DYNAMODB (a DynamoDB endpoint, e.g. moto's server) or run ./scripts/test.sh, which provides it")
-    });
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .load()
-        .await;
+    let config = crate::aws_test_config().await;
     let table = LeaseTable::new(
         aws_sdk_dynamodb::Client::new(&config),
         format!("t{}-leases", uuid::Uuid::now_v7().simple()),

@@ -2,6 +2,20 @@
 //! backend's crash test.
 
 mod leases;
+mod streams;
+
+/// The AWS configuration of the tests: moto's server (`TICKCAST_TEST_DYNAMODB`, one endpoint
+/// for DynamoDB and Kinesis), with the static credentials the test script sets.
+pub(crate) async fn aws_test_config() -> aws_config::SdkConfig {
+    let endpoint = std::env::var("TICKCAST_TEST_DYNAMODB").unwrap_or_else(|_| {
+        panic!("set TICKCAST_TEST_DYNAMODB (an AWS endpoint, e.g. moto's server) or run ./scripts/test.sh, which provides it")
+    });
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
 mod suite;
 
 use std::io::{BufRead, BufReader, Write};
