@@ -43,6 +43,9 @@ pub(crate) enum Command {
     /// Manage the projection store's tables (DynamoDB).
     #[command(subcommand)]
     Tables(TablesCommand),
+    /// Manage a Kinesis log's streams and lease table.
+    #[command(subcommand)]
+    Streams(StreamsCommand),
     /// Load bots: create games through an edge, connect one WebSocket per player and measure
     /// every tick they receive. Exits 2 when a step was missing, doubled or out of order.
     Bots(BotsArgs),
@@ -62,6 +65,23 @@ pub(crate) enum TopicsCommand {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
         replication: u32,
         /// Which `ticks.<region>` topics to create: those of the region table.
+        #[command(flatten)]
+        regions: RegionArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StreamsCommand {
+    /// Create `PREFIX-game-events`, `PREFIX-ticks-<region>` for every configured region, the
+    /// deployment's secrets stream and the lease table `PREFIX-leases`; those that exist are
+    /// left as they are.
+    Create {
+        /// The Kinesis log: kinesis://PREFIX?region=R[&endpoint=URL].
+        #[arg(long = "log", env = "TICKCAST_LOG", value_name = "URL")]
+        log: String,
+        /// Shards per stream.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        shards: u32,
         #[command(flatten)]
         regions: RegionArgs,
     },

@@ -58,7 +58,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {
-    use cli::{Command, TablesCommand, TopicsCommand};
+    use cli::{Command, StreamsCommand, TablesCommand, TopicsCommand};
     match cli.command {
         Command::Engine(args) => tools::engine(&args),
         Command::Bots(args) => tools::bots(args).await,
@@ -73,5 +73,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         }
         Command::Projector(args) => roles::projector(args).await,
         Command::Tables(TablesCommand::Create { store }) => roles::create_tables(&store).await,
+        Command::Streams(StreamsCommand::Create { log, shards, regions }) => {
+            roles::create_streams(&log, shards, &regions).await
+        }
     }
 }

@@ -244,6 +244,37 @@ pub(crate) async fn create_topics(
     Ok(())
 }
 
+/// `tickcast streams create`: every stream a Kinesis deployment needs, and its lease table.
+pub(crate) async fn create_streams(url: &str, shards: u32, regions: &RegionArgs) -> anyhow::Result<()> {
+    use tickcast_eventlog::kinesis::{KinesisAddress, connect, leases::LeaseTable, streams::KinesisStreams};
+    let Some(rest) = url.strip_prefix("kinesis://") else {
+        bail!("streams create is for a Kinesis log (kinesis://PREFIX?region=R); for Kafka use topics create");
+    };
+    let address = KinesisAddress::parse(url, rest)?;
+    let (kinesis, dynamodb) = connect(&address).await;
+    let streams = KinesisStreams::new(kinesis, address.prefix.clone());
+    let mut wanted: Vec<(String, u32)> =
+        needed_topics(&region_table(regions)?).into_iter().map(|topic| (topic, shards)).collect();
+    // One shard: "the first record wins" needs one order.
+    wanted.push((topics::DEPLOYMENT.to_owned(), 1));
+    for (topic, shards) in wanted {
+        let name = streams.stream_name(&topic);
+        let shards = i32::try_from(shards).unwrap_or(i32::MAX);
+        if streams.create(&topic, shards).await.with_context(|| format!("cannot create stream {name}"))? {
+            announce(&format!("created  {name} ({shards} shards)"));
+        } else {
+            announce(&format!("exists   {name} (left as it is)"));
+        }
+    }
+    let table = address.lease_table();
+    LeaseTable::new(dynamodb, table.clone())
+        .create()
+        .await
+        .with_context(|| format!("cannot create table {table}"))?;
+    announce(&format!("ready    {table} (shard leases)"));
+    Ok(())
+}
+
 /// `game-events` and the tick topic of every region.
 fn needed_topics(table: &[Region]) -> Vec<String> {
     let mut needed = vec![GAME_EVENTS.to_owned()];

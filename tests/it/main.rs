@@ -10,6 +10,7 @@ mod game;
 mod hostile;
 mod kafka;
 mod kafka_tls;
+mod kinesis;
 mod latency;
 mod projections;
 mod replay;
