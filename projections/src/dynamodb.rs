@@ -215,6 +215,56 @@ impl DynamoStore {
         }
     }
 
+    /// Writes latency samples in batches of 25, retrying what DynamoDB leaves unprocessed.
+    async fn put_latency(&self, items: &[LatencyItem]) -> Result<()> {
+        // A batch holds 25 writes and no two of one key.
+        let mut unique: Vec<&LatencyItem> = items.iter().collect();
+        unique.sort_by(|a, b| (&a.connection_id, a.at).cmp(&(&b.connection_id, b.at)));
+        unique.dedup_by(|a, b| a.connection_id == b.connection_id && a.at == b.at);
+        for chunk in unique.chunks(25) {
+            let mut requests = chunk
+                .iter()
+                .map(|item| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(to_item(item)?))
+                        .build()
+                        .map_err(|e| build_error("a put", &e))?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut attempt = 0;
+            while !requests.is_empty() {
+                attempt += 1;
+                let written = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.latency, requests)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(&format!("writing {}", self.latency), &e))?;
+                requests = written
+                    .unprocessed_items
+                    .and_then(|mut left| left.remove(&self.latency))
+                    .unwrap_or_default();
+                if !requests.is_empty() {
+                    if attempt >= BATCH_ATTEMPTS {
+                        return Err(Error::Dynamo {
+                            context: format!("writing {}", self.latency),
+                            message: format!(
+                                "{} samples still unprocessed after {attempt} attempts",
+                                requests.len()
+                            ),
+                            transient: true,
+                        });
+                    }
+                    // Throttled: back off before the rest, as DynamoDB asks.
+                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every item a query finds, page after page, at most `limit`.
     async fn query<T: DeserializeOwned>(
         &self,
@@ -321,14 +371,6 @@ impl ProjectionStore for DynamoStore {
         self.get(&self.connections, "connectionId", id).await
     }
 
-    async fn put_session(&self, item: &SessionItem) -> Result<bool> {
-        self.put_if_newer(&self.sessions, "sessionId", item, item.position).await
-    }
-
-    async fn put_connection(&self, item: &ConnectionItem) -> Result<bool> {
-        self.put_if_newer(&self.connections, "connectionId", item, item.position).await
-    }
-
     async fn write(&self, batch: &Batch) -> Result<usize> {
         // Items are independent, so their conditional writes go out together, a few at a time.
         let mut written = 0;
@@ -347,55 +389,6 @@ impl ProjectionStore for DynamoStore {
             self.put_latency(&batch.latency).await?;
         }
         Ok(written)
-    }
-
-    async fn put_latency(&self, items: &[LatencyItem]) -> Result<()> {
-        // A batch holds 25 writes and no two of one key.
-        let mut unique: Vec<&LatencyItem> = items.iter().collect();
-        unique.sort_by(|a, b| (&a.connection_id, a.at).cmp(&(&b.connection_id, b.at)));
-        unique.dedup_by(|a, b| a.connection_id == b.connection_id && a.at == b.at);
-        for chunk in unique.chunks(25) {
-            let mut requests = chunk
-                .iter()
-                .map(|item| {
-                    let put = PutRequest::builder()
-                        .set_item(Some(to_item(item)?))
-                        .build()
-                        .map_err(|e| build_error("a put", &e))?;
-                    Ok(WriteRequest::builder().put_request(put).build())
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let mut attempt = 0;
-            while !requests.is_empty() {
-                attempt += 1;
-                let written = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.latency, requests)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(&format!("writing {}", self.latency), &e))?;
-                requests = written
-                    .unprocessed_items
-                    .and_then(|mut left| left.remove(&self.latency))
-                    .unwrap_or_default();
-                if !requests.is_empty() {
-                    if attempt >= BATCH_ATTEMPTS {
-                        return Err(Error::Dynamo {
-                            context: format!("writing {}", self.latency),
-                            message: format!(
-                                "{} samples still unprocessed after {attempt} attempts",
-                                requests.len()
-                            ),
-                            transient: true,
-                        });
-                    }
-                    // Throttled: back off before the rest, as DynamoDB asks.
-                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
-                }
-            }
-        }
-        Ok(())
     }
 
     async fn sessions(&self, phase: Phase, limit: usize) -> Result<Vec<SessionItem>> {

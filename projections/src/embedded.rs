@@ -185,16 +185,6 @@ impl ProjectionStore for EmbeddedStore {
         self.item("SELECT item FROM connections WHERE connection_id = ?1", id).await
     }
 
-    async fn put_session(&self, item: &SessionItem) -> Result<bool> {
-        let (json, item) = (to_json(item)?, item.clone());
-        self.run(move |db| upsert_session(db, &item, &json)).await
-    }
-
-    async fn put_connection(&self, item: &ConnectionItem) -> Result<bool> {
-        let (json, item) = (to_json(item)?, item.clone());
-        self.run(move |db| upsert_connection(db, &item, &json)).await
-    }
-
     async fn write(&self, batch: &Batch) -> Result<usize> {
         let sessions =
             batch.sessions.iter().map(|i| Ok((i.clone(), to_json(i)?))).collect::<Result<Vec<_>>>()?;
@@ -214,16 +204,6 @@ impl ProjectionStore for EmbeddedStore {
             insert_latency(&tx, &latency)?;
             tx.commit()?;
             Ok(written)
-        })
-        .await
-    }
-
-    async fn put_latency(&self, items: &[LatencyItem]) -> Result<()> {
-        let items = items.to_vec();
-        self.run(move |db| {
-            let tx = db.unchecked_transaction()?;
-            insert_latency(&tx, &items)?;
-            Ok(tx.commit()?)
         })
         .await
     }

@@ -36,8 +36,7 @@ pub struct Batch {
 }
 
 /// Where the projections live. Every write of a session or connection is conditional: it
-/// happens only if the stored item has not seen a later event (`position`), and says whether it
-/// happened.
+/// happens only if the stored item has not seen a later event (`position`).
 #[async_trait]
 pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     /// Creates the tables (and on DynamoDB their indexes and TTL) if they are missing.
@@ -47,30 +46,11 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
 
     async fn session(&self, id: &str) -> Result<Option<SessionItem>>;
     async fn connection(&self, id: &str) -> Result<Option<ConnectionItem>>;
-    /// Writes `item` unless the stored one's position is at or past `item.position`.
-    async fn put_session(&self, item: &SessionItem) -> Result<bool>;
-    /// Writes `item` unless the stored one's position is at or past `item.position`.
-    async fn put_connection(&self, item: &ConnectionItem) -> Result<bool>;
-    /// Writes latency samples (facts: writing one again writes the same item).
-    async fn put_latency(&self, items: &[LatencyItem]) -> Result<()>;
-
-    /// Writes a batch: each session and connection as [`Self::put_session`] and
-    /// [`Self::put_connection`] do, and the samples. Returns how many sessions and connections
-    /// were written (the others had seen their events already). A store that can write them
-    /// together (SQLite: one transaction) does.
-    async fn write(&self, batch: &Batch) -> Result<usize> {
-        let mut written = 0;
-        for item in &batch.sessions {
-            written += usize::from(self.put_session(item).await?);
-        }
-        for item in &batch.connections {
-            written += usize::from(self.put_connection(item).await?);
-        }
-        if !batch.latency.is_empty() {
-            self.put_latency(&batch.latency).await?;
-        }
-        Ok(written)
-    }
+    /// Writes a batch: each session and connection unless the stored one's position is at or
+    /// past the item's, and the latency samples (facts: writing one again writes the same
+    /// item). Returns how many sessions and connections were written (the others had seen
+    /// their events already).
+    async fn write(&self, batch: &Batch) -> Result<usize>;
 
     /// Sessions in `phase`, newest (`createdAt`) first.
     async fn sessions(&self, phase: Phase, limit: usize) -> Result<Vec<SessionItem>>;
