@@ -17,6 +17,9 @@ use crate::kafka::{Cluster, REGION, assert_every_step_once_in_order, own_broker_
 use crate::support::{Player, Process};
 use crate::tls::self_signed;
 
+/// A password no message should ever quote.
+const PASSWORD: &str = "never-printed-7f3a";
+
 /// Accepts TLS on `front` and forwards the plain bytes to `upstream`; counts handshakes.
 fn tls_front(front: TcpListener, upstream: String, config: Arc<rustls::ServerConfig>) -> Arc<AtomicUsize> {
     let handshakes = Arc::new(AtomicUsize::new(0));
@@ -83,12 +86,12 @@ async fn an_untrusted_broker_or_a_missing_login_is_refused_with_the_reason() {
             "--kafka-sasl-username",
             "ops",
             "--kafka-sasl-password",
-            "pw",
+            PASSWORD,
         ],
     );
     assert!(!created, "tansu does not take PLAIN: {stderr}");
     assert!(stderr.contains("SASL PLAIN"), "the refusal says which login failed: {stderr}");
-    assert!(!stderr.contains("pw\""), "the password is not printed: {stderr}");
+    assert!(!stderr.contains(PASSWORD), "the password is not printed: {stderr}");
     // SCRAM, which it takes: the exchange runs to the broker's verdict on the user.
     let (created, stderr) = topics_create(
         &address,
@@ -100,10 +103,11 @@ async fn an_untrusted_broker_or_a_missing_login_is_refused_with_the_reason() {
             "--kafka-sasl-username",
             "ops",
             "--kafka-sasl-password",
-            "pw",
+            PASSWORD,
         ],
     );
     assert!(!created, "tansu knows no user: {stderr}");
+    assert!(!stderr.contains(PASSWORD), "the password is not printed: {stderr}");
     assert!(stderr.contains("unknown-user"), "the broker's verdict reaches the operator: {stderr}");
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.contains("SCRAM"), "the error itself says why the brokers could not be reached: {last}");
