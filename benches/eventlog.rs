@@ -102,7 +102,7 @@ fn read_back(c: &mut Criterion, runtime: &tokio::runtime::Runtime, log: &Arc<Emb
                 loop {
                     let batch = log.read("read", StartFrom::Offset(from), 4096).await.unwrap();
                     let Some(last) = batch.last() else { break };
-                    from = last.offset + 1;
+                    from = last.position.offset().expect("the embedded log has offsets") + 1;
                 }
                 assert_eq!(from, 100_000);
             }

@@ -38,6 +38,9 @@ pub enum Error {
         "topic {0:?} does not exist; create the topics with `tickcast topics create --log URL --partitions N`"
     )]
     MissingTopic(String),
+    /// A position from another kind of log (a Kinesis sequence number given to an offset log).
+    #[error("{0} is not a position in this log")]
+    ForeignPosition(crate::Position),
     #[error("the event log was opened read-only")]
     ReadOnly,
     #[error("the event log is shut down")]
@@ -81,6 +84,7 @@ impl Error {
             | Self::Io { .. }
             | Self::WriteFailed(_)
             | Self::MissingTopic(_)
+            | Self::ForeignPosition(_)
             | Self::ReadOnly
             | Self::Closed => false,
         };

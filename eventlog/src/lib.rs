@@ -18,8 +18,10 @@ mod error;
 pub mod kafka;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+mod position;
 
 pub use error::{Error, Result, RetryHint};
+pub use position::Position;
 
 use std::fmt;
 use std::sync::Arc;
@@ -42,8 +44,8 @@ pub struct NewRecord {
 pub struct Record {
     pub topic: Arc<str>,
     pub partition: u32,
-    /// Position in its partition, from 0, without gaps.
-    pub offset: u64,
+    /// Its place in its partition (an offset, from 0 without gaps, except on Kinesis).
+    pub position: Position,
     /// Shared, not copied, by every reader a record is handed to (a live record reaches
     /// every tail of its topic).
     pub key: Arc<str>,
@@ -68,6 +70,7 @@ pub enum StartFrom {
     Beginning,
     /// After the last record present when the reader starts.
     End,
+    /// Every partition from this offset (not on Kinesis, which has none).
     Offset(u64),
     /// The first record with a timestamp at or after this instant (epoch ms).
     Timestamp(i64),
@@ -77,8 +80,14 @@ pub enum StartFrom {
 /// all the tasks of a process.
 #[async_trait]
 pub trait EventLog: Send + Sync + fmt::Debug {
-    /// Appends `records` to `topic` in order and returns their offsets, once as durable as asked.
-    async fn append(&self, topic: &str, records: Vec<NewRecord>, durability: Durability) -> Result<Vec<u64>>;
+    /// Appends `records` to `topic` in order and returns their positions, once as durable as
+    /// asked.
+    async fn append(
+        &self,
+        topic: &str,
+        records: Vec<NewRecord>,
+        durability: Durability,
+    ) -> Result<Vec<Position>>;
 
     /// Up to `max` records of `topic` from `from`, without waiting for new ones.
     async fn read(&self, topic: &str, from: StartFrom, max: usize) -> Result<Vec<Record>>;
@@ -148,12 +157,14 @@ pub enum GroupEvent {
 }
 
 /// Where a group resumes a partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitPosition {
-    pub next_offset: u64,
-    /// At or before the timestamp of the record at `next_offset` (or of any later record):
+    /// Where the next record to process is: a record's position (the tick generator resumes at
+    /// a session's creation) or just after one ([`Position::next`]).
+    pub next: Position,
+    /// At or before the timestamp of the record at `next` (or of any later record):
     /// lets a backend that cannot start inside a batch of records start earlier, by time, and
-    /// skip what is before `next_offset`.
+    /// skip what is before `next`.
     pub not_after_ms: i64,
 }
 
@@ -180,7 +191,7 @@ pub trait GroupConsumer: Send + fmt::Debug {
     async fn next_event(&mut self) -> Result<GroupEvent>;
 
     /// Records that the group has processed `topic`/`partition` up to, not including,
-    /// `position.next_offset`: the member that gets the partition next resumes there. A backend
+    /// `position.next`: the member that gets the partition next resumes there. A backend
     /// may make it durable after it returns; a lost commit only means reading more again.
     async fn commit(&mut self, topic: &str, partition: u32, position: CommitPosition) -> Result<()>;
 

@@ -41,7 +41,7 @@ impl Gateway {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(offset = record.offset, %error, "skipping undecodable game event")
+                    tracing::warn!(position = %record.position, %error, "skipping undecodable game event")
                 }
             }
         }

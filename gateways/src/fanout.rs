@@ -55,7 +55,7 @@ pub(crate) fn decode(records: &[Record]) -> Vec<Outgoing> {
         let event = match Event::from_bytes(&record.payload) {
             Ok(event) => event,
             Err(error) => {
-                tracing::warn!(offset = record.offset, %error, "skipping undecodable tick record");
+                tracing::warn!(position = %record.position, %error, "skipping undecodable tick record");
                 continue;
             }
         };

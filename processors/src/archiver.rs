@@ -25,7 +25,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use tickcast_eventlog::{CommitPosition, EventLog, GroupConsumer, GroupEvent, Record, StartFrom};
+use tickcast_eventlog::{CommitPosition, EventLog, GroupConsumer, GroupEvent, Position, Record, StartFrom};
 use tickcast_schemas::arrow::{EventRows, TickRows};
 use tickcast_schemas::event::{Event, EventBody};
 use tickcast_schemas::topics::{GAME_EVENTS, TICKS_PREFIX};
@@ -139,7 +139,7 @@ pub struct Archiver {
     config: ArchiverConfig,
     files: HashMap<FileKey, OpenFile>,
     consumed: HashMap<(String, u32), CommitPosition>,
-    committed: HashMap<(String, u32), u64>,
+    committed: HashMap<(String, u32), Position>,
 }
 
 impl std::fmt::Debug for Archiver {
@@ -221,15 +221,16 @@ impl Archiver {
     fn archive(&mut self, records: Vec<Record>) -> Result<(), Error> {
         for record in records {
             let tp = (record.topic.to_string(), record.partition);
-            let position = CommitPosition { next_offset: record.offset, not_after_ms: record.timestamp_ms };
+            let position =
+                CommitPosition { next: record.position.clone(), not_after_ms: record.timestamp_ms };
             self.consumed.insert(
                 tp.clone(),
-                CommitPosition { next_offset: record.offset + 1, not_after_ms: record.timestamp_ms },
+                CommitPosition { next: record.position.next(), not_after_ms: record.timestamp_ms },
             );
             let event = match Event::from_bytes(&record.payload) {
                 Ok(event) if !matches!(event.body, EventBody::Unknown) => event,
                 _ => {
-                    tracing::warn!(topic = %record.topic, offset = record.offset, "not archived: undecodable or unknown event");
+                    tracing::warn!(topic = %record.topic, position = %record.position, "not archived: undecodable or unknown event");
                     continue;
                 }
             };
@@ -287,17 +288,17 @@ impl Archiver {
 
     async fn commit(&mut self, consumer: &mut dyn GroupConsumer) -> Result<(), Error> {
         for (tp, consumed) in &self.consumed {
-            let mut target = *consumed;
+            let mut target = consumed;
             for file in self.files.values() {
                 if let Some(first) = file.first.get(tp)
-                    && first.next_offset < target.next_offset
+                    && first.next < target.next
                 {
-                    target = *first;
+                    target = first;
                 }
             }
-            if self.committed.get(tp) != Some(&target.next_offset) {
-                consumer.commit(&tp.0, tp.1, target).await?;
-                self.committed.insert(tp.clone(), target.next_offset);
+            if self.committed.get(tp) != Some(&target.next) {
+                consumer.commit(&tp.0, tp.1, target.clone()).await?;
+                self.committed.insert(tp.clone(), target.next.clone());
             }
         }
         Ok(())

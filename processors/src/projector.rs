@@ -133,9 +133,9 @@ pub fn decode(records: &[Record]) -> Vec<Positioned> {
     records
         .iter()
         .filter_map(|record| match Event::from_bytes(&record.payload) {
-            Ok(event) => Some(Positioned { position: record.offset, event }),
+            Ok(event) => Some(Positioned { position: record.position.order_key(), event }),
             Err(error) => {
-                tracing::warn!(offset = record.offset, %error, "skipping an undecodable event");
+                tracing::warn!(position = %record.position, %error, "skipping an undecodable event");
                 None
             }
         })
@@ -150,7 +150,7 @@ async fn commit(consumer: &mut dyn GroupConsumer, records: &[Record]) -> Result<
     }
     for ((topic, partition), record) in last {
         let position = CommitPosition {
-            next_offset: record.offset + 1,
+            next: record.position.next(),
             not_after_ms: record.timestamp_ms - COMMIT_TIME_SLACK_MS,
         };
         consumer.commit(topic, partition, position).await?;

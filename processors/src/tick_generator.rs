@@ -189,14 +189,13 @@ impl TickGenerator {
     async fn apply(&mut self, records: Vec<Record>) -> Result<(), Error> {
         let mut resumed = Vec::new();
         for record in records {
-            let position =
-                CommitPosition { next_offset: record.offset + 1, not_after_ms: record.timestamp_ms };
+            let position = CommitPosition { next: record.position.next(), not_after_ms: record.timestamp_ms };
             self.consumed.insert(record.partition, position);
             match Event::peek_type(&record.payload) {
                 Some("session_created" | "player_joined" | "player_left" | "session_ended") | None => {}
                 Some(kind) if EVENT_TYPES.contains(&kind) => continue,
                 Some(kind) => {
-                    tracing::warn!(offset = record.offset, kind, "skipping an event of unknown type");
+                    tracing::warn!(position = %record.position, kind, "skipping an event of unknown type");
                     metrics::unknown_event();
                     continue;
                 }
@@ -204,7 +203,7 @@ impl TickGenerator {
             let event = match Event::from_bytes(&record.payload) {
                 Ok(event) => event,
                 Err(error) => {
-                    tracing::warn!(offset = record.offset, %error, "skipping undecodable game event");
+                    tracing::warn!(position = %record.position, %error, "skipping undecodable game event");
                     continue;
                 }
             };
@@ -224,7 +223,7 @@ impl TickGenerator {
                     // partition's history is complete (it may have ended since).
                     let running = now_ms() >= created.start_at;
                     let position =
-                        CommitPosition { next_offset: record.offset, not_after_ms: record.timestamp_ms };
+                        CommitPosition { next: record.position.clone(), not_after_ms: record.timestamp_ms };
                     let id = event.session_id;
                     self.start_session(id.clone(), event.at, record.partition, position, created, !running);
                     if running {
@@ -251,7 +250,7 @@ impl TickGenerator {
                     self.positions_moved();
                 }
                 EventBody::Unknown => {
-                    tracing::warn!(offset = record.offset, "skipping an event of unknown type or version");
+                    tracing::warn!(position = %record.position, "skipping an event of unknown type or version");
                     metrics::unknown_event();
                 }
                 _ => {}
@@ -447,14 +446,14 @@ impl TickGenerator {
         let mut targets = self.consumed.clone();
         for session in self.sessions.values() {
             targets.entry(session.partition).and_modify(|t| {
-                if session.created.next_offset < t.next_offset {
-                    *t = session.created;
+                if session.created.next < t.next {
+                    *t = session.created.clone();
                 }
             });
         }
         for (partition, target) in targets {
             if self.committed.get(&partition) != Some(&target) {
-                match consumer.commit(GAME_EVENTS, partition, target).await {
+                match consumer.commit(GAME_EVENTS, partition, target.clone()).await {
                     Ok(()) => {
                         self.committed.insert(partition, target);
                     }

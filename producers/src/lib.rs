@@ -262,7 +262,7 @@ impl Edge {
                         directory.apply(&event);
                     }
                     Err(error) => {
-                        tracing::warn!(offset = record.offset, %error, "skipping undecodable game event")
+                        tracing::warn!(position = %record.position, %error, "skipping undecodable game event")
                     }
                 }
             }

@@ -16,10 +16,11 @@ use tickcast_schemas::event::{Event, EventBody, LatencyStatus};
 use crate::model::{ConnectionItem, ConnectionState, LatencyItem, Phase, SessionItem};
 use crate::{ProjectionStore, Result};
 
-/// An event and its position in the log (its offset in `game-events`).
+/// An event and its position in the log, as a string whose byte order is the log's order
+/// within a session (`game-events` keeps a session's events in one partition).
 #[derive(Debug, Clone)]
 pub struct Positioned {
-    pub position: u64,
+    pub position: String,
     pub event: Event,
 }
 
@@ -106,7 +107,7 @@ impl<'a> Fold<'a> {
 
     async fn apply_one(&mut self, positioned: &Positioned) -> Result<()> {
         let Positioned { position, event } = positioned;
-        let (position, at, session_id) = (*position, event.at, event.session_id.as_str());
+        let (position, at, session_id) = (position.as_str(), event.at, event.session_id.as_str());
         match &event.body {
             EventBody::SessionCreated(created) => {
                 let mut item = SessionItem {
@@ -127,13 +128,13 @@ impl<'a> Fold<'a> {
                     end_reason: None,
                     last_step: None,
                     seed: None,
-                    position,
+                    position: position.to_owned(),
                     expires_at: 0,
                 };
                 item.expires_at = self.expires_at(item.latest_end_ms());
                 self.remember_end(session_id, item.latest_end_ms());
                 match self.session(session_id).await? {
-                    Some(existing) if existing.position >= position => self.applied.skipped += 1,
+                    Some(existing) if existing.position.as_str() >= position => self.applied.skipped += 1,
                     _ => self.write_session(item),
                 }
             }
@@ -157,11 +158,11 @@ impl<'a> Fold<'a> {
                     latency_status: LatencyStatus::Ok,
                     kicked: false,
                     kick_reason: None,
-                    position,
+                    position: position.to_owned(),
                     expires_at: self.expires_at(end_ms.max(at)),
                 };
                 match self.connection(&joined.connection_id).await? {
-                    Some(existing) if existing.position >= position => self.applied.skipped += 1,
+                    Some(existing) if existing.position.as_str() >= position => self.applied.skipped += 1,
                     _ => self.write_connection(item),
                 }
                 let (connection, user) = (joined.connection_id.clone(), joined.user_id.clone());
@@ -276,16 +277,16 @@ impl<'a> Fold<'a> {
     async fn update_session(
         &mut self,
         id: &str,
-        position: u64,
+        position: &str,
         change: impl FnOnce(&mut SessionItem),
     ) -> Result<()> {
         match self.session(id).await? {
             // No `session_created` projected (older than the log, or not in it): nothing to change.
             None => {}
-            Some(existing) if existing.position >= position => self.applied.skipped += 1,
+            Some(existing) if existing.position.as_str() >= position => self.applied.skipped += 1,
             Some(mut item) => {
                 change(&mut item);
-                item.position = position;
+                item.position = position.to_owned();
                 self.write_session(item);
             }
         }
@@ -295,15 +296,15 @@ impl<'a> Fold<'a> {
     async fn update_connection(
         &mut self,
         id: &str,
-        position: u64,
+        position: &str,
         change: impl FnOnce(&mut ConnectionItem),
     ) -> Result<()> {
         match self.connection(id).await? {
             None => {}
-            Some(existing) if existing.position >= position => self.applied.skipped += 1,
+            Some(existing) if existing.position.as_str() >= position => self.applied.skipped += 1,
             Some(mut item) => {
                 change(&mut item);
-                item.position = position;
+                item.position = position.to_owned();
                 self.write_connection(item);
             }
         }

@@ -195,7 +195,7 @@ impl DynamoStore {
         table: &str,
         key: &str,
         item: &T,
-        position: u64,
+        position: &str,
     ) -> Result<bool> {
         let written = self
             .client
@@ -205,7 +205,7 @@ impl DynamoStore {
             .condition_expression("attribute_not_exists(#key) OR #position < :position")
             .expression_attribute_names("#key", key)
             .expression_attribute_names("#position", "position")
-            .expression_attribute_values(":position", AttributeValue::N(position.to_string()))
+            .expression_attribute_values(":position", AttributeValue::S(position.to_owned()))
             .send()
             .await;
         match written {
@@ -376,13 +376,13 @@ impl ProjectionStore for DynamoStore {
         let mut written = 0;
         for chunk in batch.sessions.chunks(WRITES_IN_FLIGHT) {
             let puts =
-                chunk.iter().map(|item| self.put_if_newer(&self.sessions, "sessionId", item, item.position));
+                chunk.iter().map(|item| self.put_if_newer(&self.sessions, "sessionId", item, &item.position));
             written += futures_util::future::try_join_all(puts).await?.into_iter().filter(|w| *w).count();
         }
         for chunk in batch.connections.chunks(WRITES_IN_FLIGHT) {
             let puts = chunk
                 .iter()
-                .map(|item| self.put_if_newer(&self.connections, "connectionId", item, item.position));
+                .map(|item| self.put_if_newer(&self.connections, "connectionId", item, &item.position));
             written += futures_util::future::try_join_all(puts).await?.into_iter().filter(|w| *w).count();
         }
         if !batch.latency.is_empty() {

@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     session_id TEXT PRIMARY KEY,
     phase TEXT NOT NULL,
     created_at INTEGER NOT NULL,
-    position INTEGER NOT NULL,
+    position TEXT NOT NULL,
     expires_at INTEGER NOT NULL,
     item TEXT NOT NULL
 );
@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS connections (
     connection_id TEXT PRIMARY KEY,
     session_id TEXT NOT NULL,
     joined_at INTEGER NOT NULL,
-    position INTEGER NOT NULL,
+    position TEXT NOT NULL,
     expires_at INTEGER NOT NULL,
     item TEXT NOT NULL
 );
@@ -57,7 +57,21 @@ impl EmbeddedStore {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
-        let db = Connection::open(dir.join("projections.sqlite"))?;
+        let path = dir.join("projections.sqlite");
+        let db = Connection::open(&path)?;
+        // Positions were numbers before Kinesis (whose sequence numbers no integer holds): a
+        // file of that format is made again from the log rather than misread.
+        let position_type: Option<String> = db
+            .query_row("SELECT type FROM pragma_table_info('sessions') WHERE name = 'position'", [], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        if position_type.as_deref() == Some("INTEGER") {
+            return Err(Error::Corrupt(format!(
+                "{} holds projections in an older format (positions as numbers): delete it and run `tickcast projector --rebuild` to make them again from the log",
+                path.display()
+            )));
+        }
         // A committed write survives the process (the projector commits its log offsets after
         // its writes); the tables can be rebuilt from the log, so an OS crash may lose some.
         db.pragma_update(None, "journal_mode", "WAL")?;
@@ -120,7 +134,7 @@ fn upsert_session(db: &Connection, item: &SessionItem, json: &str) -> Result<boo
             item.session_id,
             item.phase.as_str(),
             item.created_at,
-            item.position as i64,
+            item.position,
             item.expires_at,
             json
         ])?;
@@ -142,7 +156,7 @@ fn upsert_connection(db: &Connection, item: &ConnectionItem, json: &str) -> Resu
             item.connection_id,
             item.session_id,
             item.joined_at,
-            item.position as i64,
+            item.position,
             item.expires_at,
             json
         ])?;
@@ -271,5 +285,21 @@ impl ProjectionStore for EmbeddedStore {
             Ok(deleted as u64)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_of_the_older_format_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        Connection::open(dir.path().join("projections.sqlite"))
+            .unwrap()
+            .execute_batch("CREATE TABLE sessions (session_id TEXT PRIMARY KEY, position INTEGER NOT NULL)")
+            .unwrap();
+        let refused = EmbeddedStore::open(dir.path()).unwrap_err().to_string();
+        assert!(refused.contains("older format") && refused.contains("--rebuild"), "{refused}");
     }
 }

@@ -74,8 +74,9 @@ pub struct SessionItem {
     /// The seed (decimal), only once the session has ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<String>,
-    /// The log position (offset in `game-events`) of the last event applied to this item.
-    pub position: u64,
+    /// The log position of the last event applied to this item, as an order key (byte order
+    /// is log order; the log's offset or Kinesis sequence number inside).
+    pub position: String,
     /// Epoch seconds after which the item may be deleted (DynamoDB TTL).
     pub expires_at: i64,
 }
@@ -154,7 +155,8 @@ pub struct ConnectionItem {
     pub kicked: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kick_reason: Option<String>,
-    pub position: u64,
+    /// As [`SessionItem::position`].
+    pub position: String,
     pub expires_at: i64,
 }
 

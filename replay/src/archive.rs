@@ -44,7 +44,7 @@ pub fn load(dir: &Path) -> Result<History, Error> {
                 };
                 row += 1;
                 if fresh {
-                    let position = Position { topic: format!("archive:{kind}").into(), offset: row };
+                    let position = Position { topic: format!("archive:{kind}").into(), at: row.into() };
                     history
                         .sessions
                         .entry(event.session_id.clone())

@@ -52,12 +52,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Position {
     /// Shared by every event read from one topic.
     pub topic: std::sync::Arc<str>,
-    pub offset: u64,
+    /// Its place in the topic's partition (an archive's row number, for archived events).
+    pub at: tickcast_eventlog::Position,
 }
 
 impl std::fmt::Display for Position {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}@{}", self.topic, self.offset)
+        write!(f, "{}@{}", self.topic, self.at)
     }
 }
 
@@ -77,8 +78,8 @@ pub fn session_created(events: &[Logged]) -> Option<&SessionCreated> {
     })
 }
 
-/// Records decoded: each offset with its event, or `None` when it is not an event.
-type Decoded = Vec<(u64, Option<Event>)>;
+/// Records decoded: each position with its event, or `None` when it is not an event.
+type Decoded = Vec<(tickcast_eventlog::Position, Option<Event>)>;
 
 /// Decodes `records`, split over the machine's cores.
 fn decode(records: Vec<tickcast_eventlog::Record>) -> Decoded {
@@ -89,7 +90,9 @@ fn decode(records: Vec<tickcast_eventlog::Record>) -> Decoded {
             .chunks(per_thread)
             .map(|part| {
                 scope.spawn(move || {
-                    part.iter().map(|r| (r.offset, Event::from_bytes(&r.payload).ok())).collect::<Decoded>()
+                    part.iter()
+                        .map(|r| (r.position.clone(), Event::from_bytes(&r.payload).ok()))
+                        .collect::<Decoded>()
                 })
             })
             .collect();
@@ -194,8 +197,8 @@ impl History {
 
     fn add(&mut self, topic: &str, decoded: Decoded) {
         let topic: std::sync::Arc<str> = topic.into();
-        for (offset, event) in decoded {
-            let position = Position { topic: std::sync::Arc::clone(&topic), offset };
+        for (at, event) in decoded {
+            let position = Position { topic: std::sync::Arc::clone(&topic), at };
             match event {
                 Some(event) => match self.sessions.get_mut(&event.session_id) {
                     Some(events) => events.push(Logged { position, event }),

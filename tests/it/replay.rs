@@ -236,7 +236,11 @@ async fn fixture_log() -> tempfile::TempDir {
         )
         .await
         .unwrap();
-        assert_eq!(offsets, [row["offset"].as_u64().unwrap()], "the fixture's offsets are reproduced");
+        assert_eq!(
+            offsets,
+            [tickcast_eventlog::Position::Offset(row["offset"].as_u64().unwrap())],
+            "the fixture's offsets are reproduced"
+        );
     }
     dir
 }

@@ -34,7 +34,7 @@ use self::readers::{EmbeddedConsumer, EmbeddedScan, EmbeddedTail};
 use self::state::{SCHEMA, Shared, TopicState, open_connection};
 use self::writer::{WriteRequest, Writer};
 use crate::{
-    Durability, Error, EventLog, GroupConsumer, NewRecord, Record, Result, Scan, StartFrom, Tail,
+    Durability, Error, EventLog, GroupConsumer, NewRecord, Position, Record, Result, Scan, StartFrom, Tail,
     TopicPartition,
 };
 
@@ -149,7 +149,12 @@ impl EmbeddedLog {
 
 #[async_trait]
 impl EventLog for EmbeddedLog {
-    async fn append(&self, topic: &str, records: Vec<NewRecord>, durability: Durability) -> Result<Vec<u64>> {
+    async fn append(
+        &self,
+        topic: &str,
+        records: Vec<NewRecord>,
+        durability: Durability,
+    ) -> Result<Vec<Position>> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
@@ -169,7 +174,7 @@ impl EventLog for EmbeddedLog {
                 .map(|(r, offset)| Record {
                     topic: Arc::clone(&state.name),
                     partition: 0,
-                    offset,
+                    position: Position::Offset(offset),
                     key: r.key.into(),
                     timestamp_ms: r.timestamp_ms,
                     payload: r.payload,
@@ -180,7 +185,7 @@ impl EventLog for EmbeddedLog {
             if visible {
                 state.publish(&stored);
             }
-            let offsets = stored.iter().map(|r| r.offset).collect();
+            let offsets = stored.iter().map(|r| r.position.clone()).collect();
             let request = WriteRequest::Append {
                 topic: topic.to_owned(),
                 records: stored,
@@ -259,5 +264,13 @@ impl EventLog for EmbeddedLog {
     async fn sync(&self) -> Result<()> {
         self.check_failed()?;
         self.request(|reply| WriteRequest::Sync { reply }).await
+    }
+}
+
+/// The offset of a record of this log, which numbers every record it stores.
+fn offset_of(record: &Record) -> u64 {
+    match &record.position {
+        Position::Offset(offset) => *offset,
+        Position::Sequence { .. } => unreachable!("the embedded log makes offsets only"),
     }
 }

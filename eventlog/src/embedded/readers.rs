@@ -29,7 +29,7 @@ impl Scan for EmbeddedScan {
         let wanted = (self.end - self.position).min(MAX_BATCH as u64) as usize;
         let records = self.shared.fetch(&self.topic, self.position, wanted).await?;
         let Some(last) = records.last() else { return Ok(None) };
-        self.position = last.offset + 1;
+        self.position = super::offset_of(last) + 1;
         Ok(Some(records))
     }
 }
@@ -53,7 +53,7 @@ impl EmbeddedTail {
     async fn take_available(&mut self) -> Result<Vec<Record>> {
         let records = self.shared.fetch(&self.topic, self.position, MAX_BATCH).await?;
         if let Some(last) = records.last() {
-            self.position = last.offset + 1;
+            self.position = super::offset_of(last) + 1;
         }
         Ok(records)
     }
@@ -123,7 +123,8 @@ impl GroupConsumer for EmbeddedConsumer {
     }
 
     async fn commit(&mut self, topic: &str, partition: u32, position: CommitPosition) -> Result<()> {
-        let next_offset = position.next_offset;
+        let next_offset =
+            position.next.offset().ok_or_else(|| Error::ForeignPosition(position.next.clone()))?;
         let (reply, response) = oneshot::channel();
         let request = WriteRequest::Commit {
             group: self.group.clone(),

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
 use super::{MAX_BATCH, RECENT_RECORDS};
-use crate::{Error, Record, Result, StartFrom};
+use crate::{Error, Position, Record, Result, StartFrom};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
@@ -71,7 +71,7 @@ impl TopicState {
     pub(super) fn publish(&mut self, records: &[Record]) {
         let before = self.end;
         for record in records {
-            if record.offset == self.end {
+            if super::offset_of(record) == self.end {
                 self.end += 1;
                 self.recent.push_back(record.clone());
             }
@@ -179,9 +179,9 @@ impl Shared {
                 return Ok(Vec::new());
             };
             if let Some(first) = state.recent.front()
-                && from >= first.offset
+                && from >= super::offset_of(first)
             {
-                let skip = (from - first.offset) as usize;
+                let skip = (from - super::offset_of(first)) as usize;
                 return Ok(state.recent.iter().skip(skip).take(max).cloned().collect());
             }
             state.end
@@ -199,7 +199,7 @@ impl Shared {
                 Ok(Record {
                     topic: Arc::clone(&topic),
                     partition: 0,
-                    offset: row.get::<_, i64>(0)? as u64,
+                    position: Position::Offset(row.get::<_, i64>(0)? as u64),
                     key: row.get::<_, String>(1)?.into(),
                     timestamp_ms: row.get(2)?,
                     payload: Bytes::from(row.get::<_, Vec<u8>>(3)?),

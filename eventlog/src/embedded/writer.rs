@@ -168,7 +168,7 @@ impl Writer {
                         for r in records {
                             insert.execute(params![
                                 topic,
-                                r.offset as i64,
+                                super::offset_of(r) as i64,
                                 r.key,
                                 r.timestamp_ms,
                                 &r.payload[..]

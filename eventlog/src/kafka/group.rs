@@ -372,11 +372,13 @@ impl GroupConsumer for KafkaGroupConsumer {
 
     async fn commit(&mut self, topic: &str, partition: u32, position: CommitPosition) -> Result<()> {
         let Some(consumer) = &self.consumer else { return Err(Error::Closed) };
+        let next_offset =
+            position.next.offset().ok_or_else(|| Error::ForeignPosition(position.next.clone()))?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(
             &format!("{}{topic}", self.prefix),
             partition as i32,
-            Offset::Offset(position.next_offset as i64),
+            Offset::Offset(next_offset as i64),
         )
         .map_err(|e| Error::kafka("commit", e))?;
         for mut element in tpl.elements() {

@@ -45,7 +45,9 @@ pub use self::config::KafkaOptions;
 use self::config::{ClientKind, KafkaAddress, ReaderContext, client_config};
 use self::group::{EVENTS_AHEAD, GroupContext, KafkaGroupConsumer, poll_group};
 use self::reader::{AssignedConsumer, SCAN_AHEAD, TAIL_AHEAD};
-use crate::{Durability, Error, EventLog, GroupConsumer, NewRecord, Record, Result, Scan, StartFrom, Tail};
+use crate::{
+    Durability, Error, EventLog, GroupConsumer, NewRecord, Position, Record, Result, Scan, StartFrom, Tail,
+};
 
 /// How long a metadata or offset lookup may take before the call fails.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -217,7 +219,7 @@ impl EventLog for KafkaLog {
         topic: &str,
         records: Vec<NewRecord>,
         _durability: Durability,
-    ) -> Result<Vec<u64>> {
+    ) -> Result<Vec<Position>> {
         let producer = self.producer()?;
         let name = self.address.full_name(topic);
         let mut deliveries = Vec::with_capacity(records.len());
@@ -245,7 +247,7 @@ impl EventLog for KafkaLog {
         let mut offsets = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
             match delivery.await {
-                Ok(Ok(delivered)) => offsets.push(delivered.offset as u64),
+                Ok(Ok(delivered)) => offsets.push(Position::Offset(delivered.offset as u64)),
                 Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopicOrPartition), _))) => {
                     return Err(Error::MissingTopic(topic.to_owned()));
                 }

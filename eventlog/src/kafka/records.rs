@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rdkafka::message::Message;
 
-use crate::Record;
+use crate::{Position, Record};
 
 /// Records handed to the async side at once.
 pub(super) const BATCH: usize = 4096;
@@ -31,7 +31,7 @@ pub(super) fn to_record<M: Message>(
     Record {
         topic,
         partition: message.partition() as u32,
-        offset: message.offset() as u64,
+        position: Position::Offset(message.offset() as u64),
         key: String::from_utf8_lossy(message.key().unwrap_or_default()).into(),
         timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
         payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),

@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tickcast_eventlog::{Durability, EventLog, NewRecord, StartFrom, embedded::EmbeddedLog, open};
+use tickcast_eventlog::{Durability, EventLog, NewRecord, Position, StartFrom, embedded::EmbeddedLog, open};
 
 mod embedded {
     use super::*;
@@ -41,6 +41,12 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn offsets_count_from_zero() {
+        let (_dir, log) = fresh();
+        suite::offsets_count_from_zero(log).await;
+    }
+
+    #[tokio::test]
     async fn reads_from_a_timestamp_and_from_the_end() {
         let (_dir, log) = fresh();
         suite::reads_from_a_timestamp_and_from_the_end(log).await;
@@ -53,9 +59,9 @@ mod embedded {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_appends_get_distinct_gapless_offsets() {
+    async fn concurrent_appends_get_distinct_positions() {
         let (_dir, log) = fresh();
-        suite::concurrent_appends_get_distinct_gapless_offsets(log).await;
+        suite::concurrent_appends_get_distinct_positions(log).await;
     }
 
     #[tokio::test]
@@ -146,6 +152,12 @@ mod kafka {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn offsets_count_from_zero() {
+        let (_, log) = fresh(&["t"], 1).await;
+        suite::offsets_count_from_zero(log).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reads_from_a_timestamp_and_from_the_end() {
         let (_, log) = fresh(&["t"], 1).await;
         suite::reads_from_a_timestamp_and_from_the_end(log).await;
@@ -158,9 +170,9 @@ mod kafka {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_appends_get_distinct_gapless_offsets() {
+    async fn concurrent_appends_get_distinct_positions() {
         let (_, log) = fresh(&["t"], 1).await;
-        suite::concurrent_appends_get_distinct_gapless_offsets(log).await;
+        suite::concurrent_appends_get_distinct_positions(log).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,7 +291,10 @@ mod kafka {
         }
         assert!(!first_owns.is_empty(), "the first member kept nothing");
         for p in &second_owns {
-            first.commit("t", p.partition, CommitPosition { next_offset: 0, not_after_ms: 0 }).await.ok();
+            first
+                .commit("t", p.partition, CommitPosition { next: Position::Offset(0), not_after_ms: 0 })
+                .await
+                .ok();
         }
         second.close().await;
         while first_owns.len() < 4 {
@@ -371,7 +386,7 @@ fn crash_child_appender() {
                         payload: Bytes::from(payload.clone()),
                     };
                     let offsets = log.append("facts", vec![record], Durability::Durable).await.unwrap();
-                    acks.send((offsets[0], payload)).unwrap();
+                    acks.send((offsets[0].offset().unwrap(), payload)).unwrap();
                 }
             });
         }
@@ -406,11 +421,12 @@ async fn stored_gapless(log: &EmbeddedLog, topic: &str) -> std::collections::Has
         let batch = log.read(topic, StartFrom::Offset(from), 4096).await.unwrap();
         let Some(last) = batch.last() else { break };
         for record in &batch {
-            assert_eq!(record.offset, from, "{topic}: offsets have a hole before {}", record.offset);
+            let offset = record.position.offset().unwrap();
+            assert_eq!(offset, from, "{topic}: offsets have a hole before {offset}");
             from += 1;
-            stored.insert(record.offset, String::from_utf8(record.payload.to_vec()).unwrap());
+            stored.insert(offset, String::from_utf8(record.payload.to_vec()).unwrap());
         }
-        from = last.offset + 1;
+        from = last.position.offset().unwrap() + 1;
     }
     stored
 }
@@ -479,7 +495,7 @@ async fn acknowledged_appends_survive_kill_9() {
             )
             .await
             .unwrap();
-        assert_eq!(next, vec![stored.len() as u64], "trial {trial}");
-        acked.push((next[0], format!("after-{trial}")));
+        assert_eq!(next, vec![Position::Offset(stored.len() as u64)], "trial {trial}");
+        acked.push((stored.len() as u64, format!("after-{trial}")));
     }
 }

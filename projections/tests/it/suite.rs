@@ -13,6 +13,11 @@ use tickcast_schemas::event::{
 const TTL_S: i64 = 7 * 24 * 3600;
 const START: i64 = 1_800_000_000_000;
 
+/// A log position as the projector gives it: any string whose byte order is the log's.
+fn at(offset: u64) -> String {
+    format!("{offset:020}")
+}
+
 fn event(session: &str, at: i64, body: EventBody) -> Event {
     Event {
         v: 1,
@@ -104,7 +109,7 @@ fn recorded_game(session: &str) -> Vec<Positioned> {
     events
         .into_iter()
         .enumerate()
-        .map(|(i, event)| Positioned { position: 10 + 3 * i as u64, event })
+        .map(|(i, event)| Positioned { position: at(10 + 3 * i as u64), event })
         .collect()
 }
 
@@ -224,7 +229,7 @@ pub(crate) async fn sessions_are_listed_newest_first_and_connections_by_session(
     let mut position = 0;
     let mut next = |event: Event| {
         position += 1;
-        Positioned { position, event }
+        Positioned { position: at(position), event }
     };
     let events = vec![
         next(created("old", START)),
