@@ -35,7 +35,7 @@ pub enum Error {
     #[error("AWS: {context}: {message}")]
     Aws { context: String, message: String, transient: bool },
     #[error(
-        "topic {0:?} does not exist; create the topics with `tickcast topics create --log URL --partitions N`"
+        "topic {0:?} does not exist; create the topics with `tickcast topics create --log URL --partitions N` (Kafka) or `tickcast streams create --log URL --shards N` (Kinesis)"
     )]
     MissingTopic(String),
     /// A position from another kind of log (a Kinesis sequence number given to an offset log).

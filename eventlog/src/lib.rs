@@ -2,8 +2,9 @@
 //! instant, tail them live, and consume them as named consumer groups with committed offsets.
 //!
 //! This crate owns the [`EventLog`] trait and its backends, chosen by URL ([`open`]):
-//! `embedded://DIR` (SQLite in WAL mode, one file, group commit) and
-//! `kafka://HOST:PORT[,HOST:PORT]` (a Kafka cluster through librdkafka). It is the only crate that
+//! `embedded://DIR` (SQLite in WAL mode, one file, group commit),
+//! `kafka://HOST:PORT[,HOST:PORT]` (a Kafka cluster through librdkafka) and
+//! `kinesis://PREFIX?region=R` (Kinesis streams, with shard leases in DynamoDB). It is the only crate that
 //! talks to a storage engine or broker; it knows records (key, timestamp, bytes), not events,
 //! and must not interpret payloads.
 //!
@@ -11,6 +12,7 @@
 //! - [`EventLog`], [`Tail`], [`GroupConsumer`]: the trait every backend implements.
 //! - [`embedded`]: the SQLite backend.
 //! - [`kafka`]: the Kafka backend.
+//! - [`kinesis`]: the Kinesis backend (feature `kinesis`).
 //! - [`Error`], [`RetryHint`]: what can go wrong, and whether a retry can help.
 
 pub mod embedded;
@@ -200,6 +202,17 @@ pub trait GroupConsumer: Send + fmt::Debug {
     async fn close(self: Box<Self>) {}
 }
 
+/// The first `max` records of `scan`: a read, on the backends whose reads are scans.
+pub(crate) async fn first_of_scan(mut scan: Box<dyn Scan>, max: usize) -> Result<Vec<Record>> {
+    let mut records = Vec::new();
+    while records.len() < max {
+        let Some(batch) = scan.next_batch().await? else { break };
+        records.extend(batch);
+    }
+    records.truncate(max);
+    Ok(records)
+}
+
 /// Settings of a log beyond its URL, used by the backends they concern.
 #[derive(Debug, Clone, Default)]
 pub struct LogOptions {
@@ -217,6 +230,10 @@ pub fn open_read_only(url: &str) -> Result<Arc<dyn EventLog>> {
         Some(("kafka", rest)) => {
             Ok(Arc::new(kafka::KafkaLog::open_read_only(url, rest, LogOptions::default().kafka)?))
         }
+        #[cfg(feature = "kinesis")]
+        Some(("kinesis", rest)) => {
+            Ok(Arc::new(kinesis::KinesisLog::new(kinesis::KinesisAddress::parse(url, rest)?, true)))
+        }
         _ => open(url),
     }
 }
@@ -226,7 +243,8 @@ pub fn open(url: &str) -> Result<Arc<dyn EventLog>> {
     open_with(url, &LogOptions::default())
 }
 
-/// Opens the backend named by `url`: `embedded://DIR` or `kafka://HOST:PORT[,HOST:PORT][?prefix=P]`.
+/// Opens the backend named by `url`: `embedded://DIR`, `kafka://HOST:PORT[,HOST:PORT][?prefix=P]`
+/// or `kinesis://PREFIX?region=R[&endpoint=URL]`.
 pub fn open_with(url: &str, options: &LogOptions) -> Result<Arc<dyn EventLog>> {
     let bad = |reason: &str| Error::BadUrl { url: url.to_owned(), reason: reason.to_owned() };
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -236,9 +254,16 @@ pub fn open_with(url: &str, options: &LogOptions) -> Result<Arc<dyn EventLog>> {
         "embedded" if rest.is_empty() => Err(bad("embedded:// needs a directory, e.g. embedded://./data")),
         "embedded" => Ok(Arc::new(embedded::EmbeddedLog::open(rest)?)),
         "kafka" => Ok(Arc::new(kafka::KafkaLog::open(url, rest, options.kafka.clone())?)),
+        #[cfg(feature = "kinesis")]
+        "kinesis" => {
+            Ok(Arc::new(kinesis::KinesisLog::new(kinesis::KinesisAddress::parse(url, rest)?, false)))
+        }
+        #[cfg(not(feature = "kinesis"))]
         "kinesis" => Err(bad(
-            "the kinesis backend is not part of this build yet; use embedded://DIR or kafka://HOST:PORT",
+            "this build has no Kinesis backend (the `kinesis` feature); use embedded://DIR or kafka://HOST:PORT",
         )),
-        other => Err(bad(&format!("unknown scheme {other:?}; supported: embedded://DIR, kafka://HOST:PORT"))),
+        other => Err(bad(&format!(
+            "unknown scheme {other:?}; supported: embedded://DIR, kafka://HOST:PORT, kinesis://PREFIX?region=R"
+        ))),
     }
 }

@@ -259,14 +259,7 @@ impl EventLog for KafkaLog {
     }
 
     async fn read(&self, topic: &str, from: StartFrom, max: usize) -> Result<Vec<Record>> {
-        let mut scan = self.scan(topic, from).await?;
-        let mut records = Vec::new();
-        while records.len() < max {
-            let Some(batch) = scan.next_batch().await? else { break };
-            records.extend(batch);
-        }
-        records.truncate(max);
-        Ok(records)
+        crate::first_of_scan(self.scan(topic, from).await?, max).await
     }
 
     async fn scan(&self, topic: &str, from: StartFrom) -> Result<Box<dyn Scan>> {

@@ -39,6 +39,9 @@ pub struct Lease {
     pub checkpoint: String,
     /// The shards this one was split or merged from, read to their end before it.
     pub parents: Vec<String>,
+    /// A member that asked for the lease to balance the shards: the owner hands it over once it
+    /// has drained what it did with the shard (a graceful steal; a lost owner's lease expires).
+    pub pending_owner: Option<String>,
 }
 
 /// The lease table.
@@ -72,6 +75,7 @@ fn lease_of(item: &HashMap<String, AttributeValue>) -> Result<Lease> {
             .get("parentShardIds")
             .and_then(|v| v.as_l().ok())
             .map_or_else(Vec::new, |list| list.iter().filter_map(|v| v.as_s().ok().cloned()).collect()),
+        pending_owner: string(item, "pendingOwner"),
     })
 }
 
@@ -224,9 +228,37 @@ impl LeaseTable {
 
     /// Takes `lease` (as read) for `me`: `None` if another member changed it first.
     pub async fn take(&self, lease: &Lease, me: &str) -> Result<Option<Lease>> {
-        let next = Lease { owner: Some(me.to_owned()), counter: lease.counter + 1, ..lease.clone() };
+        let next = Lease {
+            owner: Some(me.to_owned()),
+            counter: lease.counter + 1,
+            pending_owner: None,
+            ..lease.clone()
+        };
         let values = vec![(":me", AttributeValue::S(me.to_owned()))];
-        self.change(lease, "SET leaseOwner = :me, leaseCounter = :next", values, next).await
+        self.change(lease, "SET leaseOwner = :me, leaseCounter = :next REMOVE pendingOwner", values, next)
+            .await
+    }
+
+    /// Asks the owner of `lease` (as read) to hand it to `me`, leaving its counter alone so the
+    /// owner's renewals go on while it drains: `None` if the lease changed first.
+    pub async fn request_handoff(&self, lease: &Lease, me: &str) -> Result<Option<Lease>> {
+        let next = Lease { pending_owner: Some(me.to_owned()), ..lease.clone() };
+        let values = vec![(":me", AttributeValue::S(me.to_owned()))];
+        // The counter is written as it was (every change binds `:next`).
+        self.change(lease, "SET pendingOwner = :me, leaseCounter = :next", values, next).await
+    }
+
+    /// Hands a lease `me` holds to the member that asked for it: `None` if it was lost.
+    pub async fn hand_over(&self, lease: &Lease, to: &str) -> Result<Option<Lease>> {
+        let next = Lease {
+            owner: Some(to.to_owned()),
+            counter: lease.counter + 1,
+            pending_owner: None,
+            ..lease.clone()
+        };
+        let values = vec![(":to", AttributeValue::S(to.to_owned()))];
+        self.change(lease, "SET leaseOwner = :to, leaseCounter = :next REMOVE pendingOwner", values, next)
+            .await
     }
 
     /// Renews a lease `me` holds: `None` if it was lost (taken by another member).
@@ -246,9 +278,18 @@ impl LeaseTable {
     /// Lets a lease go (on shutdown), so another member takes it at once rather than after the
     /// failover time: `None` if it was lost already.
     pub async fn release(&self, lease: &Lease) -> Result<Option<Lease>> {
-        let next = Lease { owner: None, counter: lease.counter + 1, ..lease.clone() };
-        self.change(lease, "SET leaseCounter = :next REMOVE leaseOwner", Vec::new(), next).await
+        let next = Lease { owner: None, counter: lease.counter + 1, pending_owner: None, ..lease.clone() };
+        self.change(lease, "SET leaseCounter = :next REMOVE leaseOwner, pendingOwner", Vec::new(), next).await
     }
+}
+
+/// How a chosen lease is to be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Unowned or expired: take it.
+    Take,
+    /// Held by a live member with more than its share: ask it to hand the lease over.
+    AskOwner,
 }
 
 /// One member's judgement of which leases to take: those expired or unowned, up to its share,
@@ -269,7 +310,7 @@ impl LeaseTaker {
     }
 
     /// The leases to try to take now, given every lease of the group as just read.
-    pub fn choose(&mut self, leases: &[Lease], now: Instant) -> Vec<Lease> {
+    pub fn choose(&mut self, leases: &[Lease], now: Instant) -> Vec<(Lease, Claim)> {
         self.seen.retain(|shard, _| leases.iter().any(|l| &l.shard == shard));
         let mut expired = Vec::new();
         let mut held: BTreeMap<&str, Vec<&Lease>> = BTreeMap::new();
@@ -290,6 +331,11 @@ impl LeaseTaker {
             if entry.0 != lease.owner || entry.1 != lease.counter {
                 *entry = (lease.owner.clone(), lease.counter, now);
             }
+            if lease.pending_owner.as_deref() == Some(self.me.as_str()) {
+                // Asked for already: it counts as ours while its owner drains.
+                held.entry(self.me.as_str()).or_default().push(lease);
+                continue;
+            }
             match &lease.owner {
                 None => expired.push(lease.clone()),
                 Some(owner) if owner != &self.me && now.duration_since(entry.2) >= self.failover => {
@@ -307,12 +353,18 @@ impl LeaseTaker {
         }
         if !expired.is_empty() {
             expired.truncate(target - mine);
-            return expired;
+            return expired.into_iter().map(|lease| (lease, Claim::Take)).collect();
         }
-        // Nothing free: steal one from the most loaded member, if that evens things out.
+        // Nothing free: steal one from the most loaded member, if that evens things out, and
+        // only one nobody has asked for yet.
+        let asking = leases.iter().any(|l| l.pending_owner.as_deref() == Some(self.me.as_str()));
         let most = held.iter().filter(|(owner, _)| **owner != self.me).max_by_key(|(_, leases)| leases.len());
         match most {
-            Some((_, theirs)) if theirs.len() > mine + 1 => vec![(*theirs[0]).clone()],
+            Some((_, theirs)) if !asking && theirs.len() > mine + 1 => theirs
+                .iter()
+                .find(|l| l.pending_owner.is_none())
+                .map(|l| vec![((*l).clone(), Claim::AskOwner)])
+                .unwrap_or_default(),
             _ => Vec::new(),
         }
     }
@@ -330,7 +382,12 @@ mod tests {
             counter,
             checkpoint: TRIM_HORIZON.into(),
             parents: Vec::new(),
+            pending_owner: None,
         }
+    }
+
+    fn shards(chosen: &[(Lease, Claim)]) -> Vec<&str> {
+        chosen.iter().map(|(l, _)| l.shard.as_str()).collect()
     }
 
     #[test]
@@ -343,7 +400,8 @@ mod tests {
             lease("4", Some("b"), 4),
         ];
         let chosen = taker.choose(&leases, Instant::now());
-        assert_eq!(chosen.iter().map(|l| l.shard.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(shards(&chosen), ["1", "2"]);
+        assert!(chosen.iter().all(|(_, claim)| *claim == Claim::Take));
     }
 
     #[test]
@@ -359,7 +417,8 @@ mod tests {
             "a renewal restarts the clock"
         );
         let chosen = taker.choose(&renewed, start + Duration::from_secs(22));
-        assert_eq!(chosen.iter().map(|l| l.shard.as_str()).collect::<Vec<_>>(), ["1"]);
+        assert_eq!(shards(&chosen), ["1"]);
+        assert_eq!(chosen[0].1, Claim::Take, "an expired lease is taken, not asked for");
     }
 
     #[test]
@@ -371,9 +430,14 @@ mod tests {
         loop {
             let chosen = taker.choose(&shards, now);
             assert!(chosen.len() <= 1, "one steal at a time");
-            let Some(stolen) = chosen.first() else { break };
+            let Some((stolen, claim)) = chosen.first() else { break };
+            assert_eq!(*claim, Claim::AskOwner, "a live owner is asked");
             let held = shards.iter_mut().find(|l| l.shard == stolen.shard).unwrap();
-            (held.owner, held.counter) = (Some("b".into()), held.counter + 1);
+            held.pending_owner = Some("b".into());
+            assert!(taker.choose(&shards, now).is_empty(), "one asked at a time, none asked twice");
+            // The owner hands it over once drained.
+            let held = shards.iter_mut().find(|l| l.pending_owner.is_some()).unwrap();
+            (held.owner, held.counter, held.pending_owner) = (Some("b".into()), held.counter + 1, None);
             steals += 1;
         }
         assert_eq!(steals, 2, "5 shards: 3 and 2");
@@ -387,10 +451,13 @@ mod tests {
         let parent = lease("0", Some("b"), 5);
         let leases = vec![parent.clone(), child("1"), child("2")];
         let chosen = taker.choose(&leases, Instant::now());
-        assert!(chosen.iter().all(|l| l.shard == "0"), "only the parent, never a child first: {chosen:?}");
+        assert!(
+            chosen.iter().all(|(l, _)| l.shard == "0"),
+            "only the parent, never a child first: {chosen:?}"
+        );
         let ended = Lease { checkpoint: SHARD_END.into(), owner: None, ..parent };
         let chosen = taker.choose(&[ended, child("1"), child("2")], Instant::now());
-        assert_eq!(chosen.iter().map(|l| l.shard.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(shards(&chosen), ["1", "2"]);
     }
 
     #[test]

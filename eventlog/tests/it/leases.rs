@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use tickcast_eventlog::kinesis::leases::{Lease, LeaseTable, LeaseTaker};
+use tickcast_eventlog::kinesis::leases::{Claim, Lease, LeaseTable, LeaseTaker};
 
 async fn table() -> LeaseTable {
     let config = crate::aws_test_config().await;
@@ -16,15 +16,21 @@ async fn table() -> LeaseTable {
     table
 }
 
-/// One round of a member: renew what it holds (dropping what it lost), then take what its
-/// taker chooses. Returns the shards it holds.
+/// One round of a member: renew what it holds (handing over what another asked for, as if
+/// drained at once), then take or ask for what its taker chooses. Returns the shards it holds.
 async fn round(table: &LeaseTable, taker: &mut LeaseTaker, me: &str, group: &str) -> Vec<String> {
     for lease in table.list(group).await.unwrap().iter().filter(|l| l.owner.as_deref() == Some(me)) {
-        table.renew(lease).await.unwrap();
+        match &lease.pending_owner {
+            Some(asker) => table.hand_over(lease, asker).await.unwrap(),
+            None => table.renew(lease).await.unwrap(),
+        };
     }
     let leases = table.list(group).await.unwrap();
-    for lease in taker.choose(&leases, Instant::now()) {
-        table.take(&lease, me).await.unwrap();
+    for (lease, claim) in taker.choose(&leases, Instant::now()) {
+        match claim {
+            Claim::Take => table.take(&lease, me).await.unwrap(),
+            Claim::AskOwner => table.request_handoff(&lease, me).await.unwrap(),
+        };
     }
     owned(table, group, me).await
 }

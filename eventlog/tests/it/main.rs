@@ -1,6 +1,7 @@
 //! The event log contract, written once and run against each backend, plus the embedded
 //! backend's crash test.
 
+mod kinesis;
 mod leases;
 mod streams;
 
