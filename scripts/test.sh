@@ -37,12 +37,17 @@ export TICKCAST_TEST_KAFKA="127.0.0.1:$kafka_port"
 TICKCAST_TEST_TANSU="$(scripts/tansu.sh install)"
 export TICKCAST_TEST_TANSU
 
-# moto's server, the AWS API (DynamoDB) the projection store's and the shard leases' tests run against, with
-# static test credentials; stopped when this script exits.
+# moto's server, the AWS API (DynamoDB and Kinesis) the projection store's, the shard leases' and
+# the Kinesis log's tests run against, with static test credentials; kinesalite, the second
+# Kinesis, for the reshard tests (moto does not route records to a split shard's children). Both
+# stopped when this script exits.
 moto_port="${TICKCAST_TEST_MOTO_PORT:-19500}"
+kinesalite_port="${TICKCAST_TEST_KINESALITE_PORT:-19600}"
 scripts/moto.sh start "$moto_port" target/moto
-trap 'kill "$(cat target/tansu/tansu.pid)" "$(cat target/moto/moto.pid)" 2>/dev/null || true' EXIT
+scripts/kinesalite.sh start "$kinesalite_port" target/kinesalite
+trap 'kill "$(cat target/tansu/tansu.pid)" "$(cat target/moto/moto.pid)" "$(cat target/kinesalite/kinesalite.pid)" 2>/dev/null || true' EXIT
 export TICKCAST_TEST_DYNAMODB="http://127.0.0.1:$moto_port"
+export TICKCAST_TEST_KINESALITE="http://127.0.0.1:$kinesalite_port"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 
 echo "== web client"

@@ -389,7 +389,9 @@ impl Member {
                 owned.told_caught_up = true;
                 self.send(GroupEvent::CaughtUp(vec![partition]));
             }
-            if pulled.shard_end && self.owned[index].reader.last().is_none() {
+            let owned = &self.owned[index];
+            let last = owned.reader.last();
+            if pulled.shard_end && (last.is_none() || last == Some(owned.lease.checkpoint.as_str())) {
                 // Nothing past the checkpoint: the shard is done as it stands.
                 self.finish_shard(index).await?;
                 return Ok(true);

@@ -35,6 +35,8 @@ pub struct KinesisAddress {
     pub region: Option<String>,
     /// Another endpoint than AWS's (a local server), for Kinesis and DynamoDB alike.
     pub endpoint: Option<String>,
+    /// The lease table's DynamoDB endpoint, when it is not `endpoint` (`dynamodb_endpoint`).
+    pub dynamodb_endpoint: Option<String>,
     /// How long a reader waits before asking a shard again when it had nothing new
     /// (`poll_ms`, 200 ms by default). A shard answers 5 `GetRecords` calls a second, shared by
     /// every reader of it: readers × (1 s / poll) must stay under 5 (docs/operations.md).
@@ -55,7 +57,7 @@ impl KinesisAddress {
                     .into(),
             ));
         }
-        let (mut region, mut endpoint) = (None, None);
+        let (mut region, mut endpoint, mut dynamodb_endpoint) = (None, None, None);
         let (mut poll, mut failover) = (DEFAULT_POLL, DEFAULT_FAILOVER);
         let millis = |name: &str, value: &str, least: u64| match value.parse::<u64>() {
             Ok(ms) if ms >= least => Ok(Duration::from_millis(ms)),
@@ -65,16 +67,19 @@ impl KinesisAddress {
             match pair.split_once('=') {
                 Some(("region", value)) if !value.is_empty() => region = Some(value.to_owned()),
                 Some(("endpoint", value)) if !value.is_empty() => endpoint = Some(value.to_owned()),
+                Some(("dynamodb_endpoint", value)) if !value.is_empty() => {
+                    dynamodb_endpoint = Some(value.to_owned());
+                }
                 Some(("poll_ms", value)) => poll = millis("poll_ms", value, 10)?,
                 Some(("failover_ms", value)) => failover = millis("failover_ms", value, 1000)?,
                 _ => {
                     return Err(bad(format!(
-                        "unknown parameter {pair:?}; supported: region=R, endpoint=URL, poll_ms=N, failover_ms=N"
+                        "unknown parameter {pair:?}; supported: region=R, endpoint=URL, dynamodb_endpoint=URL, poll_ms=N, failover_ms=N"
                     )));
                 }
             }
         }
-        Ok(Self { prefix: prefix.to_owned(), region, endpoint, poll, failover })
+        Ok(Self { prefix: prefix.to_owned(), region, endpoint, dynamodb_endpoint, poll, failover })
     }
 
     /// The lease table's name.
@@ -120,7 +125,11 @@ pub async fn connect(address: &KinesisAddress) -> (aws_sdk_kinesis::Client, aws_
         loader = loader.endpoint_url(endpoint);
     }
     let config = loader.load().await;
-    (aws_sdk_kinesis::Client::new(&config), aws_sdk_dynamodb::Client::new(&config))
+    let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&config);
+    if let Some(endpoint) = &address.dynamodb_endpoint {
+        dynamodb = dynamodb.endpoint_url(endpoint);
+    }
+    (aws_sdk_kinesis::Client::new(&config), aws_sdk_dynamodb::Client::from_conf(dynamodb.build()))
 }
 
 /// A failed AWS call (Kinesis or DynamoDB: their SDKs share these error types); throttling,
