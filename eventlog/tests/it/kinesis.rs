@@ -616,3 +616,26 @@ fn assert_keys_in_order<'a>(payloads: impl Iterator<Item = &'a str>) {
         }
     }
 }
+
+/// Throttled records (refused by a shard over its write limit) are sent again until taken,
+/// without reordering a key's records or losing one; the append returns once every record
+/// landed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_append_is_retried_in_order() {
+    let (url, _) = fresh(&["t"], 2).await;
+    let moto = std::env::var("TICKCAST_TEST_DYNAMODB").unwrap();
+    // The first of k0's records in each of the first five calls is refused, and the first of
+    // every key's in the second: a retry that sent a key's later records on meanwhile would
+    // land them before the refused one.
+    let refuse: Arc<crate::throttle::Refuse> =
+        Arc::new(|call, key, nth| nth == 0 && ((call < 5 && key == "k0") || call == 1));
+    let proxy = crate::throttle::ThrottlingProxy::start(moto.clone(), refuse).await;
+    let log = open(&url.replace(&moto, &proxy.endpoint)).unwrap();
+    append_numbered(&*log, 0..100).await;
+    assert!(proxy.refused.load(std::sync::atomic::Ordering::Relaxed) >= 14, "the proxy throttled");
+    let read = log.read("t", StartFrom::Beginning, 1000).await.unwrap();
+    let payloads: Vec<String> = read.iter().map(|r| String::from_utf8(r.payload.to_vec()).unwrap()).collect();
+    assert_eq!(payloads.iter().cloned().collect::<std::collections::BTreeSet<_>>(), numbered(0..100));
+    assert_eq!(payloads.len(), 100, "each record once");
+    assert_keys_in_order(payloads.iter().map(String::as_str));
+}

@@ -4,6 +4,7 @@
 mod kinesis;
 mod leases;
 mod streams;
+mod throttle;
 
 /// The AWS configuration of the tests: moto's server (`TICKCAST_TEST_DYNAMODB`, one endpoint
 /// for DynamoDB and Kinesis), with the static credentials the test script sets.
