@@ -254,9 +254,15 @@ pub(crate) struct BotsArgs {
 pub(crate) struct UpArgs {
     #[command(flatten)]
     pub(crate) listen: ListenArgs,
-    /// Directory of the embedded log (and, unless --archive says otherwise, of the archive).
+    /// Directory of the embedded log (and, unless --archive says otherwise, of the archive, the
+    /// projections and the token secret).
     #[arg(long, env = "TICKCAST_DATA_DIR", default_value = "./data")]
     pub(crate) data_dir: PathBuf,
+    /// Another event log than the data directory's, shared with other processes:
+    /// kafka://HOST:PORT[?prefix=P] or kinesis://PREFIX?region=R (its topics or streams made
+    /// first: `tickcast topics create` / `tickcast streams create`) [default: embedded://DATA_DIR].
+    #[arg(long = "log", value_name = "URL")]
+    pub(crate) log: Option<String>,
     #[command(flatten)]
     pub(crate) archive: ArchiveArgs,
     #[command(flatten)]
@@ -493,7 +499,8 @@ pub(crate) struct SessionSelection {
 
 #[derive(Debug, Args)]
 pub(crate) struct LogArgs {
-    /// Event log URL: embedded://DIR or kafka://HOST:PORT[,HOST:PORT][?prefix=P].
+    /// Event log URL: embedded://DIR, kafka://HOST:PORT[,HOST:PORT][?prefix=P] or
+    /// kinesis://PREFIX?region=R[&endpoint=URL][&poll_ms=N][&failover_ms=N].
     #[arg(long = "log", env = "TICKCAST_LOG", default_value = "embedded://./data")]
     pub(crate) url: String,
     /// A librdkafka setting for every Kafka client, e.g. session.timeout.ms=6000 or

@@ -24,15 +24,18 @@ use crate::routes::common_routes;
 use crate::secret::{shared_signer, signer_in, with_previous};
 use crate::shutdown::Roles;
 
-/// `tickcast up`: every role in one process on the embedded log in the data directory.
+/// `tickcast up`: every role in one process, on the embedded log in the data directory unless
+/// `--log` names another.
 pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let table = region_table(&args.common.regions)?;
     let latency = latency_policy(&args.latency)?;
     // Flags that cannot work are refused before anything is made on disk.
     let saturation = admission(&args.admission)?;
     let signer = with_previous(&args.common, signer_in(&args.common, &args.data_dir)?)?;
-    let url = format!("embedded://{}", args.data_dir.display());
+    let embedded = format!("embedded://{}", args.data_dir.display());
+    let url = args.log.clone().unwrap_or(embedded);
     let log = tickcast_eventlog::open(&url).with_context(|| format!("cannot open the event log {url}"))?;
+    check_topics(log.as_ref(), &needed_topics(&table)).await?;
     let mut roles = Roles::new();
     // One saturation gauge for the process: its gateways and generator report to it, the edge
     // refuses new games while it is over.
@@ -83,8 +86,11 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let addr = roles.serve(&args.listen, 8080, app).await?;
     let (http, ws) = (args.listen.scheme(), args.listen.ws_scheme());
     let banner = format!(
-        "tickcast is up on the embedded log at {} (Parquet archive in {})\n  open        {http}://{addr}/\n  start game  curl -s -XPOST {http}://{addr}/edge/game/start -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'\n  gateways    {ws}://{addr}/ws/<region>   ({})\n  Ctrl-C stops it cleanly.\n",
-        args.data_dir.display(),
+        "tickcast is up on {} (Parquet archive in {})\n  open        {http}://{addr}/\n  start game  curl -s -XPOST {http}://{addr}/edge/game/start -H 'content-type: application/json' -d '{{\"userId\":\"alice\"}}'\n  gateways    {ws}://{addr}/ws/<region>   ({})\n  Ctrl-C stops it cleanly.\n",
+        args.log.as_ref().map_or_else(
+            || format!("the embedded log at {}", args.data_dir.display()),
+            |url| format!("the event log {url}")
+        ),
         archive.display(),
         ids(&table)
     );

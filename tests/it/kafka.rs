@@ -79,12 +79,12 @@ impl Role {
 
 /// Topics under a fresh prefix, one gateway (eu-west-1), the edge, and tick generators.
 pub(crate) struct Cluster {
-    log: String,
+    pub(crate) log: String,
     /// Flags every role and `topics create` get beside `--log` (how to reach the broker).
     log_flags: Vec<String>,
-    edge: Role,
+    pub(crate) edge: Role,
     gateway: Role,
-    generators: Vec<Role>,
+    pub(crate) generators: Vec<Role>,
     generator_flags: Vec<String>,
     http: reqwest::Client,
 }
@@ -117,6 +117,16 @@ impl Cluster {
             .output()
             .unwrap();
         assert!(output.status.success(), "topics create failed: {}", String::from_utf8_lossy(&output.stderr));
+        Self::on_log(log, log_flags, generators, generator_flags)
+    }
+
+    /// The roles on the log at `log` (its topics made), reached with `log_flags`.
+    pub(crate) fn on_log(
+        log: String,
+        log_flags: &[&str],
+        generators: usize,
+        generator_flags: &[&str],
+    ) -> Self {
         let role = |args: &[&str], listening| {
             let mut args = args.to_vec();
             args.extend(["--log", &log]);
@@ -147,7 +157,7 @@ impl Cluster {
     }
 
     /// Starts one more tick generator, `gen-N`.
-    fn add_generator(&mut self) {
+    pub(crate) fn add_generator(&mut self) {
         let instance = format!("gen-{}", self.generators.len() + 1);
         let mut args = vec!["tick-generator", "--log", &self.log, "--instance-id", &instance];
         args.extend(self.log_flags.iter().map(String::as_str));
@@ -308,11 +318,16 @@ async fn a_role_without_its_topics_says_how_to_create_them() {
 /// longest stall each event caused is reported (measured, not asserted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generators_scale_out_and_fail_over_without_a_missing_or_doubled_step() {
-    const SESSIONS: usize = 200;
-    let mut cluster = Cluster::start(3);
+    scale_out_and_fail_over(&mut Cluster::start(3), 200, Duration::from_secs(44)).await;
+}
+
+/// `sessions` games of two players on the cluster's three generators; then kill -9 one (at
+/// 6 s), start a new one (18 s), SIGTERM another (28 s): every player receives every step of its
+/// game once, in order, and still gets ticks before `stop` (after the games' start).
+pub(crate) async fn scale_out_and_fail_over(cluster: &mut Cluster, sessions: usize, stop: Duration) {
     let countdown_ms = 8_000;
     let mut tickets = Vec::new();
-    for i in 0..SESSIONS {
+    for i in 0..sessions {
         let ticket = cluster
             .post(
                 "/edge/game/start",
@@ -328,7 +343,7 @@ async fn generators_scale_out_and_fail_over_without_a_missing_or_doubled_step() 
     let wall_ms =
         || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let started = Instant::now() + Duration::from_millis((start_at - wall_ms()).max(0) as u64);
-    let stop = started + Duration::from_secs(44);
+    let stop = started + stop;
     let mut players = Vec::new();
     for (ticket, user) in &tickets {
         let player = Player::join(ticket, user, None).await;

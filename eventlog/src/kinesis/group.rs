@@ -281,12 +281,15 @@ impl Member {
             for (lease, claim) in chosen {
                 match claim {
                     Claim::Take => {
-                        if let Some(taken) = self.clients.leases.take(&lease, &self.me).await? {
+                        let taken = self.clients.leases.take(&lease, &self.me).await?;
+                        tracing::debug!(me = %self.me, shard = %lease.shard, from = ?lease.owner, taken = taken.is_some(), "taking a lease");
+                        if let Some(taken) = taken {
                             self.adopt(topic, taken).await?;
                         }
                     }
                     Claim::AskOwner => {
-                        self.clients.leases.request_handoff(&lease, &self.me).await?;
+                        let asked = self.clients.leases.request_handoff(&lease, &self.me).await?;
+                        tracing::debug!(me = %self.me, shard = %lease.shard, owner = ?lease.owner, asked = asked.is_some(), "asking for a lease");
                     }
                 }
             }
@@ -337,6 +340,7 @@ impl Member {
             start,
         );
         reader.start().await?;
+        tracing::debug!(me = %self.me, shard = %lease.shard, checkpoint = %lease.checkpoint, "reading a shard");
         let owned = Owned { topic, lease, reader, told_caught_up: false, handing_over: None };
         self.send(GroupEvent::Assigned(vec![owned.partition(&self.topics)]));
         self.owned.push(owned);

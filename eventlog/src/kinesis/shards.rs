@@ -94,8 +94,9 @@ impl ShardStart {
 #[derive(Debug, Default)]
 pub struct Pulled {
     pub records: Vec<Record>,
-    /// Nothing more is there now: the call was empty and the service said the reader is not
-    /// behind.
+    /// The call reached the shard's tip: the service said the reader is not behind, and the
+    /// answer was not cut short by the call's record limit. (A reader that waited for an empty
+    /// answer would never end on a shard written faster than it polls.)
     pub caught_up: bool,
     /// The shard is closed and read to its end: nothing will ever follow.
     pub shard_end: bool,
@@ -221,10 +222,11 @@ impl ShardReader {
             });
         }
         let empty = answer.records().is_empty();
+        let at_tip = behind == 0 && answer.records().len() < RECORDS_PER_CALL as usize;
         self.iterator = answer.next_shard_iterator;
         // A closed shard read to its end has no next iterator (moto gives one regardless: there
         // an empty, caught-up read of a closed shard is its end).
         self.ended = self.iterator.is_none() || (self.shard.closed && empty && behind == 0);
-        Ok(Pulled { records, caught_up: (empty && behind == 0) || self.ended, shard_end: self.ended })
+        Ok(Pulled { records, caught_up: at_tip || self.ended, shard_end: self.ended })
     }
 }
