@@ -15,6 +15,8 @@ loads="100x10 300x10 1000x10"
 if [ "$quick" = 1 ]; then duration=5s; loads="20x10"; fi
 
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# Every bot comes from 127.0.0.1: no per-address limits.
+export TICKCAST_GAME_RATE_PER_IP=0 TICKCAST_MAX_CONNECTIONS_PER_IP=0 TICKCAST_MAX_CONNECTIONS=0
 cargo build --release --locked
 out=$(mktemp -d)
 pids=()

@@ -59,7 +59,6 @@ impl KinesisGroupConsumer {
         initial: StartFrom,
         address: &KinesisAddress,
     ) -> Result<Self> {
-        clients.leases.create().await?;
         let me = member_id();
         let mut streams = Vec::new();
         for topic in topics {

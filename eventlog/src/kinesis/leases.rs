@@ -161,7 +161,18 @@ impl LeaseTable {
         match put.send().await {
             Ok(_) => Ok(true),
             Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(error) if error.code() == Some("ResourceNotFoundException") => Err(self.missing()),
             Err(error) => Err(aws_error("adding a lease", &error)),
+        }
+    }
+
+    /// The table is not there: members do not make it (that takes a permission roles need not
+    /// have), `streams create` does.
+    fn missing(&self) -> Error {
+        Error::Aws {
+            context: format!("the lease table {}", self.table),
+            message: "it does not exist; create it with `tickcast streams create --log URL`".into(),
+            transient: false,
         }
     }
 

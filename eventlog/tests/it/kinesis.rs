@@ -29,8 +29,20 @@ pub(crate) async fn fresh(topics: &[&str], shards: i32) -> (String, Arc<dyn Even
     for topic in topics {
         streams.create(topic, shards).await.unwrap();
     }
+    lease_table(&config, &prefix).await;
     let url = url(&prefix);
     (url.clone(), open(&url).unwrap())
+}
+
+/// Makes `PREFIX-leases` in moto's DynamoDB, as `tickcast streams create` does.
+async fn lease_table(config: &aws_config::SdkConfig, prefix: &str) {
+    tickcast_eventlog::kinesis::leases::LeaseTable::new(
+        aws_sdk_dynamodb::Client::new(config),
+        format!("{prefix}-leases"),
+    )
+    .create()
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,6 +106,12 @@ async fn a_missing_stream_says_how_to_create_it() {
     log.check_topics(&["t".into()]).await.unwrap();
     let error = log.read("t", StartFrom::Offset(3), 1).await.unwrap_err().to_string();
     assert!(error.contains("not a position"), "Kinesis has no offsets: {error}");
+    // Streams without their lease table: a group cannot start, and says what to run.
+    let prefix = format!("t{}", uuid::Uuid::now_v7().simple());
+    let config = crate::aws_test_config().await;
+    KinesisStreams::new(aws_sdk_kinesis::Client::new(&config), prefix.clone()).create("t", 1).await.unwrap();
+    let error = open(&url(&prefix)).unwrap().consume("g", &["t"], StartFrom::Beginning).await.unwrap_err();
+    assert!(error.to_string().contains("tickcast streams create"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -513,6 +531,7 @@ async fn fresh_on_kinesalite(
     for topic in topics {
         streams.create(topic, shards).await.unwrap();
     }
+    lease_table(&config, &prefix).await;
     let url = format!(
         "kinesis://{prefix}?region=us-east-1&endpoint={kinesalite}&dynamodb_endpoint={dynamodb}&poll_ms=50&failover_ms=3000"
     );
