@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
-duration=20s; sessions=100; players=10
+# 200 players at 10 Hz: 200 ticks a second, what moto (one Python process serving every
+# reader and writer) keeps up with on this machine; it falls behind at 1,000 (benches/LATENESS-NOTES.md).
+duration=20s; sessions=${TICKCAST_BENCH_SESSIONS:-20}; players=10
 if [ "$quick" = 1 ]; then duration=5s; sessions=10; fi
 
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
