@@ -141,6 +141,20 @@ pub struct TopicPartition {
     pub partition: u32,
 }
 
+impl TopicPartition {
+    /// `partitions` as `topic/partition` separated by commas: one log field, not a struct dump.
+    #[must_use]
+    pub fn joined(partitions: &[Self]) -> String {
+        partitions.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
 /// What a group member learns when it polls.
 #[derive(Debug)]
 pub enum GroupEvent {

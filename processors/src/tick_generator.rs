@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use tickcast_eventlog::{
     CommitPosition, Durability, EventLog, GroupConsumer, GroupEvent, NewRecord, Record, RetryHint, StartFrom,
+    TopicPartition,
 };
 use tickcast_schemas::event::{Countdown, EVENT_TYPES, Event, EventBody, SessionCreated, SessionEnded, Tick};
 use tickcast_schemas::load::ProcessLoad;
@@ -139,7 +140,7 @@ impl TickGenerator {
                         self.commit_if_due(&mut *consumer).await?;
                     }
                     GroupEvent::Assigned(partitions) => {
-                        tracing::info!(?partitions, "game-events partitions assigned");
+                        tracing::info!(partitions = %TopicPartition::joined(&partitions), "game-events partitions assigned");
                     }
                     GroupEvent::CaughtUp(partitions) => {
                         let caught_up: Vec<u32> =

@@ -129,3 +129,50 @@ async fn the_player_page_is_served_or_explains_how_to_build_it() {
     assert_eq!(script.status(), 200);
     assert!(script.headers()["content-type"].to_str().unwrap().contains("javascript"));
 }
+
+/// The first stderr line of `tickcast tick-generator` on a fresh embedded log that says its
+/// partitions were assigned, read with a deadline; the process is killed after.
+fn first_assignment_line(format: &str) -> String {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["tick-generator", "--log", &format!("embedded://{}", dir.path().display())])
+        .args(["--log-format", format])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("partitions assigned") && tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let line = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("no assignment logged");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    line
+}
+
+/// Off a terminal, text logs carry no colour codes; `--log-format json` writes one JSON object a
+/// line, the event's fields as keys (a partition as `topic/partition`, not a struct dump).
+#[test]
+fn logs_are_plain_text_off_a_terminal_and_json_when_asked() {
+    let text = first_assignment_line("text");
+    assert!(!text.contains('\u{1b}'), "escape codes in a log written to a pipe: {text:?}");
+    assert!(text.contains("partitions=game-events/0"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&first_assignment_line("json")).unwrap();
+    assert_eq!(json["level"], "INFO", "{json}");
+    assert_eq!(json["partitions"], "game-events/0", "{json}");
+    assert!(json["message"].as_str().unwrap().contains("partitions assigned"), "{json}");
+    assert!(json["timestamp"].is_string(), "{json}");
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["engine", "--log-format", "xml"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("text, json"), "the choices are named");
+}

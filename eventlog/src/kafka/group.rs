@@ -223,7 +223,7 @@ impl ConsumerContext for GroupContext {
                     return;
                 }
                 let partitions = self.partitions(tpl);
-                tracing::info!(member = self.member, ?partitions, "partitions assigned");
+                tracing::info!(member = self.member, partitions = %TopicPartition::joined(&partitions), "partitions assigned");
                 let caught_up = self.watch_catch_up(consumer, tpl);
                 let _ = self.events.blocking_send(Ok(GroupEvent::Assigned(partitions)));
                 if !caught_up.is_empty() {

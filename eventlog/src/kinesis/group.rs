@@ -281,14 +281,14 @@ impl Member {
                 match claim {
                     Claim::Take => {
                         let taken = self.clients.leases.take(&lease, &self.me).await?;
-                        tracing::debug!(me = %self.me, shard = %lease.shard, from = ?lease.owner, taken = taken.is_some(), "taking a lease");
+                        tracing::debug!(me = %self.me, shard = %lease.shard, from = lease.owner.as_deref().unwrap_or("nobody"), taken = taken.is_some(), "taking a lease");
                         if let Some(taken) = taken {
                             self.adopt(topic, taken).await?;
                         }
                     }
                     Claim::AskOwner => {
                         let asked = self.clients.leases.request_handoff(&lease, &self.me).await?;
-                        tracing::debug!(me = %self.me, shard = %lease.shard, owner = ?lease.owner, asked = asked.is_some(), "asking for a lease");
+                        tracing::debug!(me = %self.me, shard = %lease.shard, owner = lease.owner.as_deref().unwrap_or("nobody"), asked = asked.is_some(), "asking for a lease");
                     }
                 }
             }
