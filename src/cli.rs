@@ -134,6 +134,8 @@ pub(crate) struct ProjectorArgs {
     #[command(flatten)]
     pub(crate) log: LogArgs,
     #[command(flatten)]
+    pub(crate) admin: AdminListenArgs,
+    #[command(flatten)]
     pub(crate) store: StoreArgs,
     /// Empty the store, project every event the log holds now, and exit (stop the running
     /// projectors first).
@@ -318,6 +320,8 @@ pub(crate) struct ArchiverArgs {
     #[command(flatten)]
     pub(crate) log: LogArgs,
     #[command(flatten)]
+    pub(crate) admin: AdminListenArgs,
+    #[command(flatten)]
     pub(crate) archive: ArchiveArgs,
     #[command(flatten)]
     pub(crate) roll: RollArgs,
@@ -376,6 +380,8 @@ pub(crate) struct GatewayArgs {
 pub(crate) struct TickGeneratorArgs {
     #[command(flatten)]
     pub(crate) log: LogArgs,
+    #[command(flatten)]
+    pub(crate) admin: AdminListenArgs,
     /// Static group membership (Kafka): the instance id becomes `group.instance.id`, so a
     /// restart within the session timeout gets its partitions back without a rebalance (and a
     /// stop hands them over only after the session timeout).
@@ -395,6 +401,16 @@ pub(crate) struct ReplaySource {
     pub(crate) log: LogArgs,
     #[command(flatten)]
     pub(crate) archive: ArchiveArgs,
+}
+
+/// `--admin-listen` of the roles that serve no HTTP of their own (tick generator, archiver,
+/// projector).
+#[derive(Debug, Args)]
+pub(crate) struct AdminListenArgs {
+    /// Serve `/metrics`, `/healthz` and `/readyz` (200 once the role joined its consumer group,
+    /// 503 before) on this address, e.g. 127.0.0.1:9091 [default: none].
+    #[arg(long = "admin-listen", env = "TICKCAST_ADMIN_LISTEN", value_name = "ADDR")]
+    pub(crate) admin_listen: Option<SocketAddr>,
 }
 
 /// `--listen`: where a process serves HTTP and WebSocket.

@@ -50,7 +50,9 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     if store_url != "none" {
         let store = open_store(&store_url).await?;
         edge_config.store = Some(Arc::clone(&store));
-        let projector = Projector::new(Arc::clone(&log), store, projector_config(&args.store));
+        let config = projector_config(&args.store);
+        roles.ready_when(&config.readiness);
+        let projector = Projector::new(Arc::clone(&log), store, config);
         roles.spawn("projector", projector.run(roles.shutdown.clone()));
     }
 
@@ -71,18 +73,22 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let mut generator_config = generator_config(&args.game, &args.common);
     generator_config.saturation = saturation;
+    roles.ready_when(&generator_config.readiness);
     let generator = TickGenerator::new(Arc::clone(&log), generator_config);
     roles.spawn("tick generator", generator.run(roles.shutdown.clone()));
 
     // The archiver stops last, after the roles that write, so the archive ends where the log does.
     let archive = args.archive.dir.clone().unwrap_or_else(|| args.data_dir.join("archive"));
-    let archiver = Archiver::new(Arc::clone(&log), archiver_config(archive.clone(), &table, &args.roll));
+    let archiver_config = archiver_config(archive.clone(), &table, &args.roll);
+    roles.ready_when(&archiver_config.readiness);
+    let archiver = Archiver::new(Arc::clone(&log), archiver_config);
     roles.spawn_last("archiver", |stop| archiver.run(stop));
 
-    let app = edge
-        .routes()
-        .merge(tickcast_gateways::routes(&gateways))
-        .merge(common_routes(roles.metrics_on(&args.listen), &args.common.web_dir));
+    let app = edge.routes().merge(tickcast_gateways::routes(&gateways)).merge(common_routes(
+        roles.metrics_on(&args.listen),
+        roles.readiness(),
+        &args.common.web_dir,
+    ));
     let addr = roles.serve(&args.listen, 8080, app).await?;
     let (http, ws) = (args.listen.scheme(), args.listen.ws_scheme());
     let banner = format!(
@@ -116,7 +122,11 @@ pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     );
     let token = roles.shutdown.clone();
     roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(token));
-    let app = edge.routes().merge(common_routes(roles.metrics_on(&args.listen), &args.common.web_dir));
+    let app = edge.routes().merge(common_routes(
+        roles.metrics_on(&args.listen),
+        roles.readiness(),
+        &args.common.web_dir,
+    ));
     let addr = roles.serve(&args.listen, 8080, app).await?;
     announce(&format!("edge listening on {}://{addr}", args.listen.scheme()));
     roles.wait().await
@@ -148,8 +158,11 @@ pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let gateway = Gateway::new(log, signer, config, roles.shutdown.clone());
     roles.spawn("gateway", Arc::clone(&gateway).run());
     let region = gateway.region().to_owned();
-    let app = tickcast_gateways::routes(&[gateway])
-        .merge(common_routes(roles.metrics_on(&args.listen), &args.common.web_dir));
+    let app = tickcast_gateways::routes(&[gateway]).merge(common_routes(
+        roles.metrics_on(&args.listen),
+        roles.readiness(),
+        &args.common.web_dir,
+    ));
     let addr = roles.serve(&args.listen, 8081, app).await?;
     announce(&format!("gateway listening on {}://{addr}/ws/{region}", args.listen.ws_scheme()));
     roles.wait().await
@@ -162,7 +175,12 @@ pub(crate) async fn tick_generator(args: TickGeneratorArgs) -> anyhow::Result<()
     let table = region_table(&args.common.regions)?;
     check_topics(log.as_ref(), &needed_topics(&table)).await?;
     let mut roles = Roles::new();
-    let generator = TickGenerator::new(log, generator_config(&args.game, &args.common));
+    let config = generator_config(&args.game, &args.common);
+    roles.ready_when(&config.readiness);
+    if let Some(admin) = args.admin.admin_listen {
+        roles.serve_admin(admin).await?;
+    }
+    let generator = TickGenerator::new(log, config);
     let token = roles.shutdown.clone();
     roles.spawn("tick generator", generator.run(token));
     roles.wait().await
@@ -192,7 +210,12 @@ pub(crate) async fn projector(args: ProjectorArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut roles = Roles::new();
-    let projector = Projector::new(log, store, projector_config(&args.store));
+    let config = projector_config(&args.store);
+    roles.ready_when(&config.readiness);
+    if let Some(admin) = args.admin.admin_listen {
+        roles.serve_admin(admin).await?;
+    }
+    let projector = Projector::new(log, store, config);
     roles.spawn("projector", projector.run(roles.shutdown.clone()));
     roles.wait().await
 }
@@ -214,7 +237,12 @@ pub(crate) async fn archiver(args: ArchiverArgs) -> anyhow::Result<()> {
     let table = region_table(&args.common.regions)?;
     check_topics(log.as_ref(), &needed_topics(&table)).await?;
     let mut roles = Roles::new();
-    let archiver = Archiver::new(log, archiver_config(dir, &table, &args.roll));
+    let config = archiver_config(dir, &table, &args.roll);
+    roles.ready_when(&config.readiness);
+    if let Some(admin) = args.admin.admin_listen {
+        roles.serve_admin(admin).await?;
+    }
+    let archiver = Archiver::new(log, config);
     roles.spawn("archiver", archiver.run(roles.shutdown.clone()));
     roles.wait().await
 }

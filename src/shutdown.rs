@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tickcast_schemas::health::Readiness;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +30,8 @@ pub(crate) struct Roles {
     last_stop: CancellationToken,
     /// Renders `/metrics`; `None` if another recorder was installed first.
     prometheus: Option<PrometheusHandle>,
+    /// The roles' readiness, which `/readyz` reports (registered with [`Roles::ready_when`]).
+    readiness: Vec<Readiness>,
 }
 
 impl Roles {
@@ -57,6 +60,7 @@ impl Roles {
             last: JoinSet::new(),
             last_stop: CancellationToken::new(),
             prometheus,
+            readiness: Vec::new(),
         }
     }
 
@@ -82,6 +86,39 @@ impl Roles {
         self.last.spawn(async move { task.await.with_context(|| format!("{name} failed")) });
     }
 
+    /// Makes `/readyz` wait for `readiness` too.
+    pub(crate) fn ready_when(&mut self, readiness: &Readiness) {
+        self.readiness.push(readiness.clone());
+    }
+
+    /// What `/readyz` reports: every role registered.
+    pub(crate) fn readiness(&self) -> Vec<Readiness> {
+        self.readiness.clone()
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `admin` (plain HTTP) until shutdown: the
+    /// one listener of a role that serves nothing else (tick generator, archiver, projector).
+    pub(crate) async fn serve_admin(&mut self, admin: SocketAddr) -> anyhow::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(admin)
+            .await
+            .with_context(|| format!("cannot listen on {admin}; pick another with --admin-listen"))?;
+        let bound = listener.local_addr()?;
+        crate::roles::announce(&format!("admin (/metrics, /healthz, /readyz) on http://{bound}"));
+        let app = crate::routes::admin_routes(self.prometheus.clone(), self.readiness());
+        let config = tickcast_gateways::http::HttpConfig {
+            header_read_timeout: Some(Duration::from_secs(10)),
+            trusted_proxies: tickcast_gateways::client_addr::TrustedProxies::default(),
+            tls: None,
+        };
+        let token = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            tickcast_gateways::http::serve(listener, app, config, token)
+                .await
+                .context("admin HTTP server failed")
+        });
+        Ok(bound)
+    }
+
     /// What renders `/metrics` on the main listener: nothing when `listen` moves it to an admin
     /// listener of its own.
     pub(crate) fn metrics_on(&self, listen: &ListenArgs) -> Option<PrometheusHandle> {
@@ -102,12 +139,15 @@ impl Roles {
                 .await
                 .with_context(|| format!("cannot listen on {admin}; pick another with --admin-listen"))?;
             crate::roles::announce(&format!(
-                "admin (/metrics, /healthz) on {}://{}",
+                "admin (/metrics, /healthz, /readyz) on {}://{}",
                 listen.scheme(),
                 listener.local_addr()?
             ));
-            let (app, config, token) =
-                (crate::routes::admin_routes(self.prometheus.clone()), config.clone(), self.shutdown.clone());
+            let (app, config, token) = (
+                crate::routes::admin_routes(self.prometheus.clone(), self.readiness()),
+                config.clone(),
+                self.shutdown.clone(),
+            );
             self.tasks.spawn(async move {
                 tickcast_gateways::http::serve(listener, app, config, token)
                     .await

@@ -28,6 +28,7 @@ use parquet::file::properties::WriterProperties;
 use tickcast_eventlog::{CommitPosition, EventLog, GroupConsumer, GroupEvent, Position, Record, StartFrom};
 use tickcast_schemas::arrow::{EventRows, TickRows};
 use tickcast_schemas::event::{Event, EventBody};
+use tickcast_schemas::health::Readiness;
 use tickcast_schemas::topics::{GAME_EVENTS, TICKS_PREFIX};
 use tokio_util::sync::CancellationToken;
 
@@ -51,12 +52,21 @@ pub struct ArchiverConfig {
     pub roll_rows: usize,
     /// …or has been open this long.
     pub roll_age: Duration,
+    /// Ready once the archiver joined its group (`/readyz`).
+    pub readiness: Readiness,
 }
 
 impl ArchiverConfig {
     #[must_use]
     pub fn new(dir: PathBuf, regions: Vec<String>) -> Self {
-        Self { group: "archiver".into(), dir, regions, roll_rows: 500_000, roll_age: Duration::from_secs(60) }
+        Self {
+            group: "archiver".into(),
+            dir,
+            regions,
+            roll_rows: 500_000,
+            roll_age: Duration::from_secs(60),
+            readiness: Readiness::new("the archiver to join its consumer group"),
+        }
     }
 }
 
@@ -184,7 +194,7 @@ impl Archiver {
                         self.close_where(|f| f.rows >= rows)?;
                         self.commit(&mut *consumer).await?;
                     }
-                    GroupEvent::Assigned(_) | GroupEvent::CaughtUp(_) => {}
+                    GroupEvent::Assigned(_) | GroupEvent::CaughtUp(_) => self.config.readiness.set_ready(),
                     GroupEvent::Revoked(revocation) => {
                         // Files mix partitions: close them all, so what was read is committed.
                         self.close_where(|_| true)?;

@@ -11,6 +11,7 @@ use tickcast_eventlog::{CommitPosition, EventLog, GroupConsumer, GroupEvent, Rec
 use tickcast_projections::ProjectionStore;
 use tickcast_projections::apply::{Applied, Fold, Positioned, SessionEnds};
 use tickcast_schemas::event::Event;
+use tickcast_schemas::health::Readiness;
 use tickcast_schemas::topics::GAME_EVENTS;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +33,8 @@ pub struct ProjectorConfig {
     pub ttl: Duration,
     /// How often expired items are deleted, where the store does not do it itself.
     pub expire_every: Duration,
+    /// Ready once the projector joined its group (`/readyz`).
+    pub readiness: Readiness,
 }
 
 impl Default for ProjectorConfig {
@@ -40,6 +43,7 @@ impl Default for ProjectorConfig {
             group: "tickcast-projector".into(),
             ttl: Duration::from_secs(7 * 24 * 3600),
             expire_every: Duration::from_secs(60),
+            readiness: Readiness::new("the projector to join its consumer group"),
         }
     }
 }
@@ -80,7 +84,7 @@ impl Projector {
                         tracing::debug!(records = records.len(), ?applied, "projected");
                         commit(&mut *consumer, &records).await?;
                     }
-                    GroupEvent::Assigned(_) | GroupEvent::CaughtUp(_) => {}
+                    GroupEvent::Assigned(_) | GroupEvent::CaughtUp(_) => self.config.readiness.set_ready(),
                     // Everything handed out was projected and committed before this: let go.
                     GroupEvent::Revoked(revocation) => revocation.release(),
                 },

@@ -25,6 +25,7 @@ use tickcast_eventlog::{
     TopicPartition,
 };
 use tickcast_schemas::event::{Countdown, EVENT_TYPES, Event, EventBody, SessionCreated, SessionEnded, Tick};
+use tickcast_schemas::health::Readiness;
 use tickcast_schemas::load::ProcessLoad;
 use tickcast_schemas::topics::{self, GAME_EVENTS};
 use tokio_util::sync::CancellationToken;
@@ -47,11 +48,19 @@ pub struct TickGeneratorConfig {
     /// The process's saturation gauge, told how late each tick is emitted (`tickcast up`
     /// shares it with the edge, which refuses new games while it is over its threshold).
     pub saturation: Option<Arc<ProcessLoad>>,
+    /// Ready once the generator joined its group (`/readyz`).
+    pub readiness: Readiness,
 }
 
 impl Default for TickGeneratorConfig {
     fn default() -> Self {
-        Self { group: "tick-generator".into(), instance: "0".into(), idle_ms: 30_000, saturation: None }
+        Self {
+            group: "tick-generator".into(),
+            instance: "0".into(),
+            idle_ms: 30_000,
+            saturation: None,
+            readiness: Readiness::new("the tick generator to join its consumer group"),
+        }
     }
 }
 
@@ -140,9 +149,11 @@ impl TickGenerator {
                         self.commit_if_due(&mut *consumer).await?;
                     }
                     GroupEvent::Assigned(partitions) => {
+                        self.config.readiness.set_ready();
                         tracing::info!(partitions = %TopicPartition::joined(&partitions), "game-events partitions assigned");
                     }
                     GroupEvent::CaughtUp(partitions) => {
+                        self.config.readiness.set_ready();
                         let caught_up: Vec<u32> =
                             partitions.iter().filter(|p| p.topic == GAME_EVENTS).map(|p| p.partition).collect();
                         self.caught_up_with(&caught_up).await?;

@@ -16,12 +16,14 @@
 //! - [`token`]: HMAC-signed join tokens issued by the edge and checked by gateways.
 //! - [`regions`]: the region table and the eight default regions.
 //! - [`sessions`]: the session directory, the one projection several roles keep in memory.
+//! - [`health`]: whether a role can do its work now ([`health::Readiness`], `/readyz`).
 //! - [`load`]: how late a process runs ([`load::LagGauge`], [`load::ProcessLoad`]), shared by the roles that measure it
 //!   and the edge that refuses games while it is saturated.
 
 #[cfg(feature = "arrow")]
 pub mod arrow;
 pub mod event;
+pub mod health;
 pub mod load;
 pub mod protocol;
 pub mod regions;

@@ -596,3 +596,46 @@ async fn a_ten_second_broker_pause_loses_nothing() {
     }
     drop(broker);
 }
+
+/// A tick generator serves `/readyz` (503, saying what it waits for, until it joined its group;
+/// 200 after), `/healthz` and `/metrics` on `--admin-listen`, its only listener; after a short
+/// game its metrics hold the ticks it emitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_generator_is_ready_once_it_joined_its_group_and_serves_its_metrics() {
+    let cluster = Cluster::start(0);
+    let admin_line = "admin (/metrics, /healthz, /readyz) on ";
+    let generator = Role::start(
+        &["tick-generator", "--log", &cluster.log, "--instance-id", "observed", "--admin-listen", "127.0.0.1:0"],
+        Some(admin_line),
+    );
+    let admin = generator.url.clone().unwrap();
+    let http = crate::support::http_client();
+    let first = http.get(format!("{admin}/readyz")).send().await.unwrap();
+    assert_eq!(first.status(), 503, "ready before joining its group");
+    let body: Value = first.json().await.unwrap();
+    assert!(body["waitingFor"][0].as_str().unwrap().contains("consumer group"), "{body}");
+    let health = http.get(format!("{admin}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "alive while not ready");
+    crate::support::eventually("the tick generator ready", || async {
+        let status = http.get(format!("{admin}/readyz")).send().await.unwrap().status();
+        (status == 200).then_some(())
+    })
+    .await;
+
+    let ticket = cluster
+        .post(
+            "/edge/game/start",
+            json!({"userId":"obs","tickMs":50,"countdownMs":500,"maxRounds":1,"preferredRegion":REGION}),
+        )
+        .await;
+    let mut player = Player::join(&ticket, "obs", None).await;
+    player.until("session_ended").await;
+    let metrics = http.get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    let emitted: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("tickcast_ticks_emitted_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(emitted > 0.0, "no ticks counted in {metrics}");
+    assert!(metrics.contains("tickcast_tick_generator_lateness_ms"), "{metrics}");
+}

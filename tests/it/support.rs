@@ -122,7 +122,7 @@ impl Server {
         let (mut addr, mut admin) = (None, None);
         for line in lines.by_ref() {
             let line = line.unwrap();
-            if let Some(rest) = line.trim().strip_prefix("admin (/metrics, /healthz) on http://") {
+            if let Some(rest) = line.trim().strip_prefix("admin (/metrics, /healthz, /readyz) on http://") {
                 admin = Some(rest.parse().unwrap());
             }
             if let Some(rest) = line.trim().strip_prefix("open        ") {
