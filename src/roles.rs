@@ -122,6 +122,8 @@ pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     );
     let token = roles.shutdown.clone();
     roles.spawn("edge directory", Arc::clone(&edge).follow_sessions(token));
+    // Gateways named by URL are asked whether they are ready; their regions get no games while not.
+    roles.spawn("gateway health", Arc::clone(&edge).watch_gateways(roles.shutdown.clone()));
     let app = edge.routes().merge(common_routes(
         roles.metrics_on(&args.listen),
         roles.readiness(),

@@ -18,6 +18,7 @@
 //! - `metrics`: metric names.
 
 pub mod admission;
+mod health;
 pub mod lobby;
 mod metrics;
 mod rate;
@@ -48,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::Admission;
 use crate::rate::GameRateLimit;
-use crate::routing::{RegionHints, RegionRouter, RoutingError};
+use crate::routing::{RegionHints, RegionRouter, RoutedBy, RoutingError};
 use crate::rules::{GameDefaults, JoinRequest, StartRequest, check_user_id};
 
 /// How the edge behaves.
@@ -96,6 +97,9 @@ impl Default for EdgeConfig {
 pub enum Error {
     #[error(transparent)]
     Log(#[from] tickcast_eventlog::Error),
+    /// The HTTP client that asks gateways whether they are ready could not be made.
+    #[error("cannot watch the gateways' health: {0}")]
+    Health(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -105,7 +109,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Edge {
     log: Arc<dyn EventLog>,
     signer: TokenSigner,
-    router: RegionRouter,
+    /// The regions and their health: read per request, written by the gateway health watch
+    /// ([`health`]). Locked briefly, never across an await.
+    router: std::sync::RwLock<RegionRouter>,
     config: EdgeConfig,
     /// Sessions seen in `game-events` (and created here), for joins. Locked briefly, never
     /// across an await.
@@ -131,6 +137,16 @@ pub struct GameTicket {
     /// Only in client-side tick mode: the seed, as a decimal string.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<String>,
+    /// How a started game's region was chosen (not on joins).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<Routing>,
+}
+
+/// The ticket's `routing`: which hint chose the region, and the regions skipped as unhealthy.
+#[derive(Debug, Serialize)]
+pub struct Routing {
+    pub by: RoutedBy,
+    pub skipped: Vec<String>,
 }
 
 /// A request refused: a status and `{"error": code, "message": text}`.
@@ -222,7 +238,7 @@ impl Edge {
         Arc::new(Self {
             log,
             signer,
-            router: RegionRouter::new(regions),
+            router: std::sync::RwLock::new(RegionRouter::new(regions)),
             game_rate: GameRateLimit::per_minute(config.game_rate_per_ip),
             config,
             directory: Mutex::new(SessionDirectory::default()),
@@ -312,6 +328,7 @@ impl Edge {
             min_break_steps: session.min_break_steps,
             max_break_steps: session.max_break_steps,
             seed: self.config.reveal_seed_at_start.then(|| session.seed.to_string()),
+            routing: None,
         }
     }
 }
@@ -349,7 +366,7 @@ async fn start_game(
         user_region: header(&headers, "x-user-region"),
         country: header(&headers, "cf-ipcountry"),
     };
-    let region = edge.router.pick(&hints).map_err(|e| match e {
+    let routed = edge.router.read().unwrap().pick(&hints).map_err(|e| match e {
         RoutingError::UnknownRegion(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, "unknown_region", e.to_string())
         }
@@ -357,6 +374,7 @@ async fn start_game(
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_region", e.to_string())
         }
     })?;
+    let region = &routed.region;
     let seed = getrandom::u64()
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_entropy", e.to_string()))?;
     let now = now_ms();
@@ -404,7 +422,10 @@ async fn start_game(
     };
     metrics::session_created(&region.id);
     tracing::info!(game_id, region = %region.id, "session created");
-    Ok(Json(edge.ticket(&info, region, request.user_id, &headers, scheme.as_ref().map(|Extension(s)| s))))
+    let mut ticket =
+        edge.ticket(&info, region, request.user_id, &headers, scheme.as_ref().map(|Extension(s)| s));
+    ticket.routing = Some(Routing { by: routed.by, skipped: routed.skipped.clone() });
+    Ok(Json(ticket))
 }
 
 async fn join_game(
@@ -433,17 +454,18 @@ async fn join_game(
     if info.ended {
         return Err(ApiError::new(StatusCode::CONFLICT, "game_ended", format!("game {game_id} has ended")));
     }
-    let Some(region) = edge.router.get(&info.region) else {
+    let region = edge.router.read().unwrap().get(&info.region).cloned();
+    let Some(region) = region else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_region",
             format!("region {} is not configured here", info.region),
         ));
     };
-    Ok(Json(edge.ticket(&info, region, request.user_id, &headers, scheme.as_ref().map(|Extension(s)| s))))
+    Ok(Json(edge.ticket(&info, &region, request.user_id, &headers, scheme.as_ref().map(|Extension(s)| s))))
 }
 
 async fn list_regions(State(edge): State<Arc<Edge>>) -> Json<serde_json::Value> {
-    let ids: Vec<&str> = edge.router.regions().iter().map(|r| r.id.as_str()).collect();
+    let ids: Vec<String> = edge.router.read().unwrap().regions().iter().map(|r| r.id.clone()).collect();
     Json(serde_json::json!({ "regions": ids }))
 }

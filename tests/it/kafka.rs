@@ -605,7 +605,15 @@ async fn a_tick_generator_is_ready_once_it_joined_its_group_and_serves_its_metri
     let cluster = Cluster::start(0);
     let admin_line = "admin (/metrics, /healthz, /readyz) on ";
     let generator = Role::start(
-        &["tick-generator", "--log", &cluster.log, "--instance-id", "observed", "--admin-listen", "127.0.0.1:0"],
+        &[
+            "tick-generator",
+            "--log",
+            &cluster.log,
+            "--instance-id",
+            "observed",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
         Some(admin_line),
     );
     let admin = generator.url.clone().unwrap();
@@ -638,4 +646,81 @@ async fn a_tick_generator_is_ready_once_it_joined_its_group_and_serves_its_metri
         .sum();
     assert!(emitted > 0.0, "no ticks counted in {metrics}");
     assert!(metrics.contains("tickcast_tick_generator_lateness_ms"), "{metrics}");
+}
+
+/// A free port on 127.0.0.1, for a process that must come back where it was.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The edge asks each region's gateway `/readyz`: with eu-west-1's gateway killed, a game that
+/// prefers eu-west-1 starts in the nearest ready region (eu-central-1) and its ticket says it
+/// skipped eu-west-1, and the game ticks there; once the gateway is back, games go to it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_without_a_ready_gateway_gets_no_games_until_it_is_back() {
+    let cluster = Cluster::start(1);
+    let west_port = free_port();
+    let west_args = [
+        "gateway",
+        "--log",
+        &cluster.log,
+        "--region",
+        "eu-west-1",
+        "--listen",
+        &format!("127.0.0.1:{west_port}"),
+    ];
+    let mut west = Role::start(&west_args, Some("gateway listening on "));
+    let central = Role::start(
+        &["gateway", "--log", &cluster.log, "--region", "eu-central-1", "--listen", "127.0.0.1:0"],
+        Some("gateway listening on "),
+    );
+    let edge = Role::start(
+        &[
+            "edge",
+            "--log",
+            &cluster.log,
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway",
+            &format!("eu-west-1={}", west.url.clone().unwrap()),
+            "--gateway",
+            &format!("eu-central-1={}", central.url.clone().unwrap()),
+        ],
+        Some("edge listening on "),
+    );
+    let http = crate::support::http_client();
+    let edge_url = edge.url.clone().unwrap();
+    let start = || {
+        let (http, edge_url) = (http.clone(), edge_url.clone());
+        async move {
+            let body = json!({"userId":"roamer","tickMs":50,"countdownMs":300,"maxRounds":1,"preferredRegion":"eu-west-1"});
+            let response = http.post(format!("{edge_url}/edge/game/start")).json(&body).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let ticket = start().await;
+    assert_eq!(
+        (ticket["region"].as_str(), &ticket["routing"]),
+        (Some("eu-west-1"), &json!({"by":"preferred","skipped":[]}))
+    );
+
+    west.process.kill9();
+    let moved = crate::support::eventually("games moved off eu-west-1", || async {
+        let ticket = start().await;
+        (ticket["region"] == "eu-central-1").then_some(ticket)
+    })
+    .await;
+    assert_eq!(moved["routing"], json!({"by":"preferred","skipped":["eu-west-1"]}), "{moved}");
+    let mut player = Player::join(&moved, "roamer", None).await;
+    let (frames, _) = player.until("session_ended").await;
+    assert!(frames.iter().any(|f| f["type"] == "tick"), "the moved game ticked in eu-central-1");
+
+    let _west_again = Role::start(&west_args, Some("gateway listening on "));
+    let back = crate::support::eventually("games back in eu-west-1", || async {
+        let ticket = start().await;
+        (ticket["region"] == "eu-west-1").then_some(ticket)
+    })
+    .await;
+    assert_eq!(back["routing"]["skipped"], json!([]), "{back}");
 }
