@@ -318,6 +318,7 @@ async fn a_role_without_its_topics_says_how_to_create_them() {
 /// longest stall each event caused is reported (measured, not asserted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generators_scale_out_and_fail_over_without_a_missing_or_doubled_step() {
+    let _turn = crate::support::HEAVY.lock().await;
     scale_out_and_fail_over(&mut Cluster::start(3), 200, Duration::from_secs(44)).await;
 }
 

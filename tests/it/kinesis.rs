@@ -117,6 +117,7 @@ async fn a_game_through_up_on_kinesis_and_dynamodb() {
 /// longer than on Kafka to resume the games.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generators_on_kinesis_scale_out_and_fail_over_without_a_missing_or_doubled_step() {
+    let _turn = crate::support::HEAVY.lock().await;
     let log = deployment(4);
     let mut cluster = crate::kafka::Cluster::on_log(log, &[], 3, &[]);
     crate::kafka::scale_out_and_fail_over(&mut cluster, 40, std::time::Duration::from_secs(64)).await;

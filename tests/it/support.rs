@@ -460,3 +460,8 @@ pub(crate) fn keep_reading(
         (frames, None)
     })
 }
+
+/// Taken by the tests that load the machine most (tick generators scaled and killed under
+/// hundreds of players): they take turns rather than starve each other of the two cores, which
+/// would make their hand-over stalls the other test's doing.
+pub(crate) static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
