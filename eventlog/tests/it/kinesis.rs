@@ -574,6 +574,23 @@ async fn a_split_shard_is_read_parent_first_and_keys_keep_their_order() {
         .send()
         .await
         .unwrap();
+    // A split takes effect when the stream is active again: until then records still go to the
+    // parent, as on the service.
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let summary = kinesis.describe_stream_summary().stream_name(&stream).send().await.unwrap();
+        let status = summary.stream_description_summary().map(|s| s.stream_status().clone());
+        let shards = kinesis.list_shards().stream_name(&stream).send().await.unwrap();
+        let parent_closed = shards.shards().iter().any(|s| {
+            s.shard_id() == "shardId-000000000000"
+                && s.sequence_number_range().and_then(|r| r.ending_sequence_number()).is_some()
+        });
+        if status == Some(aws_sdk_kinesis::types::StreamStatus::Active) && parent_closed {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the split never took effect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     append_numbered(&*log, 50..100).await;
     until(&mut *member, &mut seen, wait, "every record, the children's too", |s| s.records.len() >= 100)
         .await;
