@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tickcast_schemas::health::Readiness;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +34,12 @@ pub(crate) struct Roles {
     readiness: Vec<Readiness>,
 }
 
+/// Bucket bounds of every histogram in milliseconds (the `_ms` series: tick lateness, gateway
+/// lag), so dashboards and alerts can take any quantile over any set of processes: from 1 ms, a
+/// tick's fair share, to 10 s, a hand-over.
+const MS_BUCKETS: [f64; 14] =
+    [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10_000.0, 30_000.0];
+
 impl Roles {
     pub(crate) fn new() -> Self {
         let shutdown = CancellationToken::new();
@@ -43,7 +49,10 @@ impl Roles {
             tracing::info!("shutting down");
             signal.cancel();
         });
-        let prometheus = PrometheusBuilder::new().install_recorder().ok();
+        let prometheus = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_ms".into()), &MS_BUCKETS)
+            .and_then(PrometheusBuilder::install_recorder)
+            .ok();
         if let Some(handle) = prometheus.clone() {
             // Histograms accumulate samples until upkeep folds them into their summaries.
             let token = shutdown.clone();

@@ -646,7 +646,11 @@ async fn a_tick_generator_is_ready_once_it_joined_its_group_and_serves_its_metri
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert!(emitted > 0.0, "no ticks counted in {metrics}");
-    assert!(metrics.contains("tickcast_tick_generator_lateness_ms"), "{metrics}");
+    assert!(
+        metrics.contains("tickcast_tick_generator_lateness_ms_bucket{le=\"5\"}")
+            && metrics.contains("tickcast_tick_generator_lateness_ms_bucket{le=\"+Inf\"}"),
+        "lateness is a histogram with buckets: {metrics}"
+    );
 }
 
 /// A free port on 127.0.0.1, for a process that must come back where it was.
