@@ -8,6 +8,7 @@ mod capacity;
 mod cli;
 mod game;
 mod hostile;
+mod infra;
 mod kafka;
 mod kafka_tls;
 mod kinesis;
