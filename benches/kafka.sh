@@ -7,6 +7,7 @@
 # Usage: benches/kafka.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
@@ -28,14 +29,6 @@ scripts/tansu.sh start "$port" "$out/tansu"
 pids+=("$(cat "$out/tansu/tansu.pid")")
 bin=./target/release/tickcast
 
-wait_line() { # FILE PREFIX → the rest of the first line of FILE starting with PREFIX
-  for _ in $(seq 200); do
-    line=$(grep -m1 "^$2" "$1" || true)
-    [ -n "$line" ] && { echo "${line#"$2"}"; return; }
-    sleep 0.05
-  done
-  echo "no line '$2' in $1" >&2; exit 1
-}
 
 for load in $loads; do
   sessions=${load%x*}; players=${load#*x}
@@ -94,14 +87,4 @@ if os.path.exists(notes):
     print()
     print(open(notes).read().rstrip())
 PY
-python3 - <<'PY'
-import re
-bench = open("BENCHMARKS.md").read()
-section = "<!-- kafka -->\n" + open("benches/KAFKA.md").read().rstrip() + "\n<!-- /kafka -->"
-if "<!-- kafka -->" in bench:
-    bench = re.sub(r"<!-- kafka -->.*<!-- /kafka -->", lambda _: section, bench, flags=re.S)
-else:
-    bench = bench.rstrip() + "\n\n" + section + "\n"
-open("BENCHMARKS.md", "w").write(bench)
-PY
-echo "wrote benches/KAFKA.md and its section of BENCHMARKS.md"
+include_section kafka benches/KAFKA.md

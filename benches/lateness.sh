@@ -8,6 +8,7 @@
 # Usage: benches/lateness.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/common.sh
 
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
@@ -33,14 +34,6 @@ pids+=("$(cat "$out/tansu/tansu.pid")")
 scripts/moto.sh start "$moto_port" target/moto-bench
 pids+=("$(cat target/moto-bench/moto.pid)")
 
-wait_line() { # FILE PREFIX → the rest of the first line of FILE starting with PREFIX
-  for _ in $(seq 400); do
-    line=$(grep -m1 "^$2" "$1" || true)
-    [ -n "$line" ] && { echo "${line#"$2"}"; return; }
-    sleep 0.05
-  done
-  echo "no line '$2' in $1" >&2; exit 1
-}
 
 bots() { # NAME EDGE_URL SERVER_PID
   echo "== $1: $sessions sessions x $players players"
@@ -107,14 +100,4 @@ if os.path.exists(notes):
     print()
     print(open(notes).read().rstrip())
 PY
-python3 - <<'PY'
-import re
-bench = open("BENCHMARKS.md").read()
-section = "<!-- lateness -->\n" + open("benches/LATENESS.md").read().rstrip() + "\n<!-- /lateness -->"
-if "<!-- lateness -->" in bench:
-    bench = re.sub(r"<!-- lateness -->.*<!-- /lateness -->", lambda _: section, bench, flags=re.S)
-else:
-    bench = bench.rstrip() + "\n\n" + section + "\n"
-open("BENCHMARKS.md", "w").write(bench)
-PY
-echo "wrote benches/LATENESS.md and its section of BENCHMARKS.md"
+include_section lateness benches/LATENESS.md

@@ -49,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::Admission;
 use crate::rate::GameRateLimit;
-use crate::routing::{RegionHints, RegionRouter, RoutedBy, RoutingError};
+use crate::routing::{RegionHints, RegionRouter, Routed, RoutedBy, RoutingError};
 use crate::rules::{GameDefaults, JoinRequest, StartRequest, check_user_id};
 
 /// How the edge behaves.
@@ -366,7 +366,7 @@ async fn start_game(
         user_region: header(&headers, "x-user-region"),
         country: header(&headers, "cf-ipcountry"),
     };
-    let routed = edge.router.read().unwrap().pick(&hints).map_err(|e| match e {
+    let Routed { region, by, skipped } = edge.router.read().unwrap().pick(&hints).map_err(|e| match e {
         RoutingError::UnknownRegion(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, "unknown_region", e.to_string())
         }
@@ -374,7 +374,6 @@ async fn start_game(
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_region", e.to_string())
         }
     })?;
-    let region = &routed.region;
     let seed = getrandom::u64()
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_entropy", e.to_string()))?;
     let now = now_ms();
@@ -423,8 +422,8 @@ async fn start_game(
     metrics::session_created(&region.id);
     tracing::info!(game_id, region = %region.id, "session created");
     let mut ticket =
-        edge.ticket(&info, region, request.user_id, &headers, scheme.as_ref().map(|Extension(s)| s));
-    ticket.routing = Some(Routing { by: routed.by, skipped: routed.skipped.clone() });
+        edge.ticket(&info, &region, request.user_id, &headers, scheme.as_ref().map(|Extension(s)| s));
+    ticket.routing = Some(Routing { by, skipped });
     Ok(Json(ticket))
 }
 

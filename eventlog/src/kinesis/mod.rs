@@ -101,9 +101,12 @@ pub(crate) fn partition_of(shard: &str) -> crate::Result<u32> {
     })
 }
 
+/// The bytes in front of a record's payload: its writer's timestamp.
+pub(crate) const ENVELOPE_LEN: usize = 8;
+
 /// A record's data: its writer's timestamp, then the payload.
 pub(crate) fn envelope(timestamp_ms: i64, payload: &[u8]) -> Vec<u8> {
-    let mut data = Vec::with_capacity(8 + payload.len());
+    let mut data = Vec::with_capacity(ENVELOPE_LEN + payload.len());
     data.extend_from_slice(&timestamp_ms.to_be_bytes());
     data.extend_from_slice(payload);
     data
@@ -111,7 +114,7 @@ pub(crate) fn envelope(timestamp_ms: i64, payload: &[u8]) -> Vec<u8> {
 
 /// The timestamp and payload of a record's data; `None` if it is too short to be one of ours.
 pub(crate) fn open_envelope(data: &[u8]) -> Option<(i64, &[u8])> {
-    let (stamp, payload) = data.split_first_chunk::<8>()?;
+    let (stamp, payload) = data.split_first_chunk::<ENVELOPE_LEN>()?;
     Some((i64::from_be_bytes(*stamp), payload))
 }
 

@@ -9,7 +9,7 @@ use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use bytes::Bytes;
 
-use super::{aws_error, open_envelope, partition_of};
+use super::{ENVELOPE_LEN, aws_error, open_envelope, partition_of};
 use crate::{Error, Position, Record, Result, StartFrom};
 
 /// Records per `GetRecords` call (the service allows 10,000 and 10 MB).
@@ -197,12 +197,16 @@ impl ShardReader {
                     return Err(aws_error(&format!("reading {} of {}", self.shard.id, self.stream), &error));
                 }
             };
-        let behind = answer.millis_behind_latest().unwrap_or(0);
-        let mut records = Vec::with_capacity(answer.records().len());
-        for record in answer.records() {
-            let number: Arc<str> = record.sequence_number().into();
+        let behind = answer.millis_behind_latest.unwrap_or(0);
+        let (empty, count) = (answer.records.is_empty(), answer.records.len());
+        let mut records = Vec::with_capacity(count);
+        // The records are taken, not borrowed: each payload is a slice of the data the SDK read,
+        // never copied (a tick stream's every record passes here, for every gateway).
+        for record in answer.records {
+            let number: Arc<str> = record.sequence_number.into();
             self.last = Some(Arc::clone(&number));
-            let Some((timestamp_ms, payload)) = open_envelope(record.data().as_ref()) else {
+            let data = Bytes::from(record.data.into_inner());
+            let Some((timestamp_ms, _)) = open_envelope(&data) else {
                 tracing::warn!(stream = %self.stream, sequence = %number, "skipping a record no tickcast wrote");
                 continue;
             };
@@ -216,13 +220,12 @@ impl ShardReader {
                 topic: Arc::clone(&self.topic),
                 partition: self.shard.partition,
                 position: Position::Sequence { number, after: false },
-                key: record.partition_key().unwrap_or_default().into(),
+                key: record.partition_key.unwrap_or_default().into(),
                 timestamp_ms,
-                payload: Bytes::copy_from_slice(payload),
+                payload: data.slice(ENVELOPE_LEN..),
             });
         }
-        let empty = answer.records().is_empty();
-        let at_tip = behind == 0 && answer.records().len() < RECORDS_PER_CALL as usize;
+        let at_tip = behind == 0 && count < RECORDS_PER_CALL as usize;
         self.iterator = answer.next_shard_iterator;
         // A closed shard read to its end has no next iterator (moto gives one regardless: there
         // an empty, caught-up read of a closed shard is its end).
