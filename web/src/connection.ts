@@ -39,7 +39,12 @@ export function useConnection(ticket: Ticket | null, userId: string, state: Game
         ws.send(encode(resume ? { action: "resume", ...base, lastStep: lastStep.current! } : { action: "join", ...base }));
         pinger = window.setInterval(() => ws.send(encode({ action: "ping", clientTimestamp: Date.now() })), 1000);
       };
-      ws.onmessage = (e) => dispatch({ type: "server", message: JSON.parse(e.data) as ServerMessage, receivedAt: Date.now() });
+      ws.onmessage = (e) => {
+        const message = JSON.parse(e.data) as ServerMessage;
+        // Known here, not after the next render: a close that follows at once must not reconnect.
+        if (message.type === "kicked" || message.type === "session_ended") finished.current = true;
+        dispatch({ type: "server", message, receivedAt: Date.now() });
+      };
       ws.onclose = () => {
         window.clearInterval(pinger);
         dispatch({ type: "disconnected" });

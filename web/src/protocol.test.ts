@@ -24,6 +24,15 @@ describe("protocol reducer", () => {
     expect(s.ended).toEqual({ reason: "max_rounds", lastStep: 1, seed: "42" });
   });
 
+  it("keeps a kicked or ended game so, whatever the socket does after", () => {
+    const kicked = feed(initialState, tick(0), { type: "kicked", reason: "latency too high" });
+    for (const action of [{ type: "disconnected" }, { type: "connecting" }] as const) {
+      expect(reduce(kicked, action).phase).toBe("kicked");
+    }
+    const ended = feed(initialState, tick(0), { type: "session_ended", reason: "max_rounds", lastStep: 0, seed: "1" });
+    expect(reduce(ended, { type: "connecting" }).phase).toBe("ended");
+  });
+
   it("shows a step once when a resume replays it, and keeps the chart without holes", () => {
     let s = feed(initialState, tick(0), tick(1), tick(2));
     s = reduce(s, { type: "disconnected" });

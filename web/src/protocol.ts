@@ -80,6 +80,8 @@ const RTT_WINDOW = 30;
 export function reduce(state: GameState, action: Action): GameState {
   switch (action.type) {
     case "connecting":
+      // A game that is over stays over, whatever a socket does after.
+      if (state.phase === "ended" || state.phase === "kicked") return state;
       return { ...state, phase: state.ticks.length > 0 ? "reconnecting" : "connecting", error: undefined };
     case "disconnected":
       return state.phase === "ended" || state.phase === "kicked" ? state : { ...state, phase: "reconnecting" };
