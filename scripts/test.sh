@@ -20,12 +20,13 @@ echo "== lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== test tools"
-# Independent readers of the exported Parquet files (pyarrow, DuckDB) and of infra/'s YAML
-# (PyYAML), in a venv of their own.
+# Independent readers of the exported Parquet files (pyarrow, DuckDB), of infra/'s YAML (PyYAML)
+# and of /metrics (the Prometheus project's own text parser), in a venv of their own.
 venv=target/test-venv
-if ! "$venv/bin/python" -c "import pyarrow, duckdb, yaml" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import pyarrow, duckdb, yaml, prometheus_client" 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "pyarrow==26.0.1" "duckdb==2.0.1" "PyYAML==6.0.3"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "pyarrow==26.0.1" "duckdb==2.0.1" "PyYAML==6.0.3" \
+    "prometheus-client==0.23.1"
 fi
 export TICKCAST_TEST_PYTHON="$PWD/$venv/bin/python"
 

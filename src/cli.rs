@@ -75,6 +75,11 @@ pub(crate) enum TopicsCommand {
         /// Copies of each partition (1 for a single broker).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
         replication: u32,
+        /// How long the brokers keep game-events and tick records (the topics' retention.ms);
+        /// `forever` keeps them. It must outlast the longest game and the archiver's lag (see
+        /// docs/operations.md#retention). The deployment's secrets topic is always kept.
+        #[arg(long, default_value = "7d", value_parser = parse_retention)]
+        retention: Retention,
         /// Which `ticks.<region>` topics to create: those of the region table.
         #[command(flatten)]
         regions: RegionArgs,
@@ -439,6 +444,35 @@ pub(crate) struct ListenArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "TICKCAST_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+}
+
+/// How long records are kept: a duration, or `forever`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retention {
+    For(std::time::Duration),
+    Forever,
+}
+
+impl Retention {
+    /// Kafka's `retention.ms` (-1: forever).
+    pub(crate) fn kafka_ms(self) -> i64 {
+        match self {
+            Self::For(keep) => i64::try_from(keep.as_millis()).unwrap_or(i64::MAX),
+            Self::Forever => -1,
+        }
+    }
+}
+
+fn parse_retention(text: &str) -> Result<Retention, String> {
+    if text == "forever" {
+        return Ok(Retention::Forever);
+    }
+    match humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 7d, 36h or forever)"))? {
+        keep if keep < std::time::Duration::from_secs(3600) => {
+            Err("keep records at least 1h (longer than a game), e.g. 7d, or forever".into())
+        }
+        keep => Ok(Retention::For(keep)),
+    }
 }
 
 fn parse_ticket_ttl(text: &str) -> Result<std::time::Duration, String> {

@@ -75,8 +75,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Gateway(args) => roles::gateway(args).await,
         Command::TickGenerator(args) => roles::tick_generator(args).await,
         Command::Archiver(args) => roles::archiver(args).await,
-        Command::Topics(TopicsCommand::Create { log, partitions, replication, regions }) => {
-            roles::create_topics(&log, partitions, replication, &regions).await
+        Command::Topics(TopicsCommand::Create { log, partitions, replication, retention, regions }) => {
+            roles::create_topics(&log, partitions, replication, retention, &regions).await
         }
         Command::Projector(args) => roles::projector(args).await,
         Command::Tables(TablesCommand::Create { store }) => roles::create_tables(&store).await,

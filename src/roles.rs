@@ -13,8 +13,8 @@ use tickcast_schemas::regions::Region;
 use tickcast_schemas::topics::{self, GAME_EVENTS};
 
 use crate::cli::{
-    ArchiverArgs, EdgeArgs, GatewayArgs, LogArgs, ProjectorArgs, RegionArgs, StoreArgs, TickGeneratorArgs,
-    UpArgs,
+    ArchiverArgs, EdgeArgs, GatewayArgs, LogArgs, ProjectorArgs, RegionArgs, Retention, StoreArgs,
+    TickGeneratorArgs, UpArgs,
 };
 use crate::config::{
     admission, archiver_config, check_topics, edge_config, edge_regions, gateway_config, generator_config,
@@ -67,6 +67,9 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
         config.latency = latency;
         config.saturation.clone_from(&saturation);
         let gateway = Gateway::new(Arc::clone(&log), signer.clone(), config, roles.shutdown.clone());
+        for readiness in gateway.readiness() {
+            roles.ready_when(&readiness);
+        }
         roles.spawn("gateway", Arc::clone(&gateway).run());
         gateways.push(gateway);
     }
@@ -158,14 +161,26 @@ pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     config.latency = latency;
     let signer = with_previous(&args.common, shared_signer(&args.common, &args.log, log.as_ref()).await?)?;
     let gateway = Gateway::new(log, signer, config, roles.shutdown.clone());
+    for readiness in gateway.readiness() {
+        roles.ready_when(&readiness);
+    }
     roles.spawn("gateway", Arc::clone(&gateway).run());
     let region = gateway.region().to_owned();
+    let ready = gateway.readiness();
     let app = tickcast_gateways::routes(&[gateway]).merge(common_routes(
         roles.metrics_on(&args.listen),
         roles.readiness(),
         &args.common.web_dir,
     ));
     let addr = roles.serve(&args.listen, 8081, app).await?;
+    // Said once the gateway is ready (its tails past the history it reads at start), so what
+    // waits for this line can send players at once.
+    while !ready.iter().all(tickcast_schemas::health::Readiness::is_ready) {
+        let pause = tokio::time::sleep(std::time::Duration::from_millis(20));
+        if roles.shutdown.run_until_cancelled(pause).await.is_none() {
+            break;
+        }
+    }
     announce(&format!("gateway listening on {}://{addr}/ws/{region}", args.listen.ws_scheme()));
     roles.wait().await
 }
@@ -254,6 +269,7 @@ pub(crate) async fn create_topics(
     args: &LogArgs,
     partitions: u32,
     replication: u32,
+    retention: Retention,
     regions: &RegionArgs,
 ) -> anyhow::Result<()> {
     use std::io::Write;
@@ -266,13 +282,19 @@ pub(crate) async fn create_topics(
     let kafka = KafkaLog::open_read_only(&args.url, rest, kafka_options(args, None)?)
         .with_context(|| format!("cannot open the event log {}", args.url))?;
     let names = needed_topics(&region_table(regions)?);
-    let mut created = kafka.create_topics(&names, partitions, replication).await?;
-    // One partition: "the first record wins" needs one order.
-    created.extend(kafka.create_topics(&[topics::DEPLOYMENT.to_owned()], 1, replication).await?);
+    let mut created = kafka.create_topics(&names, partitions, replication, retention.kafka_ms()).await?;
+    // One partition: "the first record wins" needs one order; kept forever, since its first
+    // record is the deployment's token secret.
+    let deployment = [topics::DEPLOYMENT.to_owned()];
+    created.extend(kafka.create_topics(&deployment, 1, replication, Retention::Forever.kafka_ms()).await?);
     let mut stdout = std::io::stdout().lock();
     for name in &names {
         if created.iter().any(|c| c.ends_with(name.as_str())) {
-            writeln!(stdout, "created  {name} ({partitions} partitions)")?;
+            let kept = match retention {
+                Retention::For(keep) => format!("records kept {}", humantime::format_duration(keep)),
+                Retention::Forever => "records kept forever".to_owned(),
+            };
+            writeln!(stdout, "created  {name} ({partitions} partitions, {kept})")?;
         } else {
             writeln!(stdout, "exists   {name} (left as it is)")?;
         }

@@ -34,15 +34,29 @@ pub(crate) fn common_routes(
 /// 200, else 503 with what they wait for) and `/metrics` (Prometheus text) when `metrics` is
 /// given: what an admin listener serves.
 pub(crate) fn admin_routes(metrics: Option<PrometheusHandle>, readiness: Vec<Readiness>) -> Router {
-    let router = Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
-        .route("/readyz", get(move || std::future::ready(ready(&readiness))));
+    let router =
+        Router::new().route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }));
     let router = match metrics {
-        Some(handle) => router.route("/metrics", get(move || std::future::ready(handle.render()))),
+        Some(handle) => {
+            let readiness = readiness.clone();
+            router.route(
+                "/metrics",
+                get(move || {
+                    // What /readyz would answer, as a series alerts can watch.
+                    let all = readiness.iter().all(Readiness::is_ready);
+                    metrics::gauge!(READY).set(f64::from(u8::from(all)));
+                    std::future::ready(handle.render())
+                }),
+            )
+        }
         None => router,
     };
+    let router = router.route("/readyz", get(move || std::future::ready(ready(&readiness))));
     router.fallback(not_found)
 }
+
+/// 1 when every role of the process is ready (what `/readyz` answers with 200), else 0.
+pub(crate) const READY: &str = "tickcast_ready";
 
 fn ready(readiness: &[Readiness]) -> axum::response::Response {
     let waiting: Vec<&str> = readiness.iter().filter(|r| !r.is_ready()).map(Readiness::waiting_for).collect();

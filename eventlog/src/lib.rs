@@ -13,6 +13,8 @@
 //! - [`embedded`]: the SQLite backend.
 //! - [`kafka`]: the Kafka backend.
 //! - [`kinesis`]: the Kinesis backend (feature `kinesis`).
+//! - [`metrics`]: the log's series (append latency, consumer lag, partitions owned,
+//!   rebalances), the same on every backend.
 //! - [`Error`], [`RetryHint`]: what can go wrong, and whether a retry can help.
 
 pub mod embedded;
@@ -20,6 +22,7 @@ mod error;
 pub mod kafka;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+pub mod metrics;
 mod position;
 
 pub use error::{Error, Result, RetryHint};
@@ -260,6 +263,10 @@ pub fn open(url: &str) -> Result<Arc<dyn EventLog>> {
 /// Opens the backend named by `url`: `embedded://DIR`, `kafka://HOST:PORT[,HOST:PORT][?prefix=P]`
 /// or `kinesis://PREFIX?region=R[&endpoint=URL]`.
 pub fn open_with(url: &str, options: &LogOptions) -> Result<Arc<dyn EventLog>> {
+    open_backend(url, options).map(metrics::MeteredLog::wrap)
+}
+
+fn open_backend(url: &str, options: &LogOptions) -> Result<Arc<dyn EventLog>> {
     let bad = |reason: &str| Error::BadUrl { url: url.to_owned(), reason: reason.to_owned() };
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(bad("expected SCHEME://…, e.g. embedded://./data or kafka://127.0.0.1:9092"));

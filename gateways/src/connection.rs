@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use tickcast_schemas::event::{
-    EventBody, LatencySampled, LatencyWarned, LeaveReason, PlayerJoined, PlayerKicked, PlayerLeft,
+    EventBody, LatencySampled, LatencyStatus, LatencyWarned, LeaveReason, PlayerJoined, PlayerKicked,
+    PlayerLeft,
 };
 use tickcast_schemas::protocol::{
     CLOSE_KICKED, CLOSE_REPLACED, CLOSE_UNAUTHORIZED, ClientMessage, ErrorCode, ServerMessage,
@@ -34,6 +35,8 @@ type Sink = Socket;
 struct Joined {
     session_id: String,
     user_id: String,
+    /// Its latency status as last told (the players gauge counts it under this state).
+    status: LatencyStatus,
 }
 
 /// How a connection ends.
@@ -354,12 +357,16 @@ impl Connection {
             let message = format!("session {session_id} has ended");
             return self.refuse(Refusal::close(ErrorCode::SessionEnded, message), sink).await;
         }
-        metrics::player_joined(&gateway.config.region);
+        gateway.series.player_joined();
         gateway.claim_live(&session_id, &user_id, self.id, self.own_signals.clone());
         if let Some(load) = &gateway.config.saturation {
             load.player_joined();
         }
-        self.joined = Some(Joined { session_id: session_id.clone(), user_id: user_id.clone() });
+        self.joined = Some(Joined {
+            session_id: session_id.clone(),
+            user_id: user_id.clone(),
+            status: LatencyStatus::Ok,
+        });
         gateway.record(
             &session_id,
             EventBody::PlayerJoined(PlayerJoined {
@@ -404,6 +411,7 @@ impl Connection {
             return Ok(None);
         };
         let rtt_ms = rtt_us.max(0) as u64 / 1000;
+        self.gateway.series.rtt.record(rtt_us.max(0) as f64 / 1000.0);
         let session_id = joined.session_id.clone();
         let connection_id = self.connection_id.clone();
         self.gateway.record(
@@ -417,6 +425,8 @@ impl Connection {
         match self.monitor.sample(rtt_ms) {
             Verdict::Unchanged => Ok(None),
             Verdict::Status { status, avg_rtt_ms, jitter_ms } => {
+                let from = std::mem::replace(&mut self.joined.as_mut().expect("joined above").status, status);
+                self.gateway.series.status_changed(from, status);
                 self.gateway.record(
                     &session_id,
                     EventBody::LatencyWarned(LatencyWarned { connection_id, avg_rtt_ms, jitter_ms, status }),
@@ -425,7 +435,7 @@ impl Connection {
                 Ok(None)
             }
             Verdict::Kick { avg_rtt_ms, jitter_ms } => {
-                metrics::player_kicked();
+                self.gateway.series.kicked_for_latency();
                 let user_id = joined.user_id.clone();
                 self.gateway.directory.lock().unwrap().mark_kicked(&session_id, &user_id);
                 let reason = format!("latency too high: average RTT {avg_rtt_ms} ms, jitter {jitter_ms} ms");
@@ -452,7 +462,7 @@ impl Connection {
     /// Records why the player left; the fan-out drops it from its session when it detaches.
     fn leave(&self, reason: Option<LeaveReason>) {
         let Some(joined) = &self.joined else { return };
-        metrics::player_left(&self.gateway.config.region);
+        self.gateway.series.player_left(joined.status);
         self.gateway.release_live(&joined.session_id, &joined.user_id, self.id);
         if let Some(load) = &self.gateway.config.saturation {
             load.player_left();

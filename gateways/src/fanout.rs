@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tickcast_eventlog::{Record, Tail};
+use tickcast_eventlog::Record;
 use tickcast_schemas::event::{Event, EventBody};
 use tickcast_schemas::protocol::ServerMessage;
 use tickcast_schemas::sessions::SessionInfo;
@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_util::sync::CancellationToken;
 
+use crate::caught_up::CaughtUp;
 use crate::hub::SessionHub;
 use crate::lag::GatewayLag;
 use crate::ping::ping_frame;
@@ -34,6 +35,8 @@ pub(crate) enum Outgoing {
     Tick {
         session_id: String,
         step: i64,
+        /// When it was due (its lateness is measured when it is written).
+        scheduled_at: i64,
         frame: Bytes,
     },
     /// A frame for the members of a session, kept nowhere (countdowns, player lists).
@@ -70,7 +73,12 @@ pub(crate) fn decode(records: &[Record]) -> Vec<Outgoing> {
                     scheduled_at: t.scheduled_at,
                     server_timestamp: now,
                 };
-                Outgoing::Tick { session_id, step: t.step, frame: text_frame(message.to_json()) }
+                Outgoing::Tick {
+                    session_id,
+                    step: t.step,
+                    scheduled_at: t.scheduled_at,
+                    frame: text_frame(message.to_json()),
+                }
             }
             EventBody::Countdown(c) => Outgoing::Broadcast {
                 session_id,
@@ -94,7 +102,7 @@ pub(crate) fn decode(records: &[Record]) -> Vec<Outgoing> {
 /// Reads the tick topic, decodes each record once and hands the frames to every shard, in
 /// chunks, until `stop` or a failed read.
 pub(crate) async fn dispatch(
-    mut ticks: Box<dyn Tail>,
+    mut ticks: CaughtUp,
     shards: Vec<mpsc::UnboundedSender<Command>>,
     stop: CancellationToken,
 ) -> Result<(), tickcast_eventlog::Error> {
@@ -182,7 +190,6 @@ struct PlayerSocket {
 /// How the fan-out behaves.
 #[derive(Debug, Clone)]
 pub(crate) struct FanoutConfig {
-    pub(crate) region: String,
     pub(crate) resume_ticks: usize,
     /// Bytes queued for one socket before its player is dropped as too slow.
     pub(crate) max_pending_bytes: usize,
@@ -190,6 +197,7 @@ pub(crate) struct FanoutConfig {
     pub(crate) keep_ended: Duration,
     /// Test-only: how long a shard blocks before each batch of forwarded frames.
     pub(crate) debug_write_delay: Duration,
+    pub(crate) series: metrics::GatewaySeries,
 }
 
 /// The fan-out task's state.
@@ -206,7 +214,13 @@ pub(crate) struct Fanout {
     overflowed: Vec<u64>,
     /// Where the shard reports how old its commands are when it gets to them.
     lag: Arc<GatewayLag>,
+    /// When its send queues were last summed, and the sum then (its share of the region's gauge).
+    send_queue_sampled: Instant,
+    send_queue_bytes: usize,
 }
+
+/// How often a shard sums its sockets' send queues for the gauge.
+const SEND_QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// A server-to-client text frame: unmasked, so the same bytes serve every player.
 pub(crate) fn text_frame(json: String) -> Bytes {
@@ -230,6 +244,8 @@ impl Fanout {
             ended: VecDeque::new(),
             overflowed: Vec::new(),
             lag,
+            send_queue_sampled: Instant::now(),
+            send_queue_bytes: 0,
         }
     }
 
@@ -362,6 +378,7 @@ impl Fanout {
     /// shard keeps every session's recent frames, so a resume works on any shard.
     fn forward(&mut self, outgoing: &[Outgoing]) {
         let mut forwarded = 0usize;
+        let now = now_ms();
         for item in outgoing {
             let Self { hubs, sockets, config, commands, ended, overflowed, .. } = self;
             let mut deliver = |connection: u64, frame: &Bytes| {
@@ -371,12 +388,21 @@ impl Fanout {
                 }
             };
             match item {
-                Outgoing::Tick { session_id, step, frame } => {
+                Outgoing::Tick { session_id, step, scheduled_at, frame } => {
                     let hub = match hubs.get_mut(session_id) {
                         Some(hub) => hub,
                         None => hubs.entry(session_id.clone()).or_default(),
                     };
-                    hub.tick(*step, frame, config.resume_ticks, |c| deliver(c, frame));
+                    let mut delivered = false;
+                    hub.tick(*step, frame, config.resume_ticks, |c| {
+                        delivered = true;
+                        deliver(c, frame);
+                    });
+                    // A tick no player of this shard gets (history read at start, an empty
+                    // session) is late for no one.
+                    if delivered {
+                        config.series.tick_lateness.record((now - scheduled_at).max(0) as f64);
+                    }
                 }
                 Outgoing::Broadcast { session_id, frame } => {
                     if let Some(hub) = hubs.get(session_id) {
@@ -397,7 +423,8 @@ impl Fanout {
                 }
             }
         }
-        metrics::frames_forwarded(&self.config.region, forwarded);
+        self.config.series.frames_forwarded.increment(forwarded as u64);
+        self.sample_send_queue();
         while let Some((at, id)) = self.ended.front() {
             if at.elapsed() < self.config.keep_ended {
                 break;
@@ -429,6 +456,7 @@ impl Fanout {
         let dropped = self.overflowed.len();
         for connection in self.overflowed.drain(..) {
             let Some(socket) = self.sockets.get_mut(&connection) else { continue };
+            self.config.series.frames_dropped.increment(socket.pending.len() as u64);
             socket.pending.clear();
             socket.pending_bytes = 0;
             if let Some(session) = socket.session.take()
@@ -440,6 +468,19 @@ impl Fanout {
         }
         metrics::players_too_slow(dropped);
         tracing::warn!(players = dropped, "dropped players whose socket queue overflowed");
+    }
+
+    /// At most once a second, the bytes this shard holds for sockets that did not take them
+    /// (a sum over its sockets: too dear for every forward).
+    fn sample_send_queue(&mut self) {
+        if self.send_queue_sampled.elapsed() < SEND_QUEUE_SAMPLE_EVERY {
+            return;
+        }
+        self.send_queue_sampled = Instant::now();
+        let queued: usize = self.sockets.values().map(|s| s.pending_bytes).sum();
+        // Every shard of the region adds its change to the one gauge.
+        self.config.series.send_queue.increment(queued as f64 - self.send_queue_bytes as f64);
+        self.send_queue_bytes = queued;
     }
 
     fn flush(&mut self, connection: u64) {

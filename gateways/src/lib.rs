@@ -18,13 +18,15 @@
 //! - `stream`: the byte stream under a player's WebSocket.
 //! - `connection`: one player's socket; `budget`: its allowance of client messages;
 //!   [`socket_limits`]: sockets per process and per client address.
-//! - `directory`: this region's sessions and their players, from `game-events`.
+//! - `directory`: this region's sessions and their players, from `game-events`; `caught_up`:
+//!   when a tail has read the log up to now (the gateway's readiness).
 //! - `event_writer`: player events to the log, in batches.
 //! - `upgrade`: the WebSocket handshake; [`routes`] mounts gateways at `/ws/{region}`.
 //! - `metrics`: metric names.
 //! - [`Gateway`]: the role — its configuration, state and run loop.
 
 mod budget;
+mod caught_up;
 pub mod client_addr;
 mod connection;
 mod directory;
@@ -50,6 +52,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tickcast_eventlog::{EventLog, StartFrom};
 use tickcast_schemas::event::Event;
+use tickcast_schemas::health::Readiness;
 use tickcast_schemas::load::ProcessLoad;
 use tickcast_schemas::sessions::{SessionDirectory, SessionInfo};
 use tickcast_schemas::token::TokenSigner;
@@ -58,6 +61,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::caught_up::CaughtUp;
 use crate::fanout::{Command, Fanout, FanoutConfig, JoinRefused, Signal, dispatch};
 use crate::lag::GatewayLag;
 use crate::latency::LatencyPolicy;
@@ -173,6 +177,12 @@ pub struct Gateway {
     next_connection: AtomicU64,
     /// How far behind the gateway's own work runs; while it lags, latency is not judged.
     lag: Arc<GatewayLag>,
+    /// Its metric series, labelled with its region once.
+    series: metrics::GatewaySeries,
+    /// Set once its tick topic and game-events are read up to when it started (what `/readyz`
+    /// waits for): before, joins could miss sessions and players get old ticks late.
+    ticks_read: Readiness,
+    events_read: Readiness,
     /// The one live connection of each (session, userId) on this gateway and the channel that
     /// tells it it was replaced; a newer join of the same player takes the entry.
     live: Mutex<HashMap<(String, String), LiveConnection>>,
@@ -207,6 +217,7 @@ impl Gateway {
         let (shards, shards_rx): (Vec<_>, Vec<_>) = (0..cores).map(|_| mpsc::unbounded_channel()).unzip();
         let gateway_id = format!("{}/{}", config.region, config.instance);
         let lag = GatewayLag::new(config.lag_threshold, config.saturation.clone());
+        let series = metrics::GatewaySeries::new(&config.region);
         Arc::new(Self {
             source: format!("gateway@{gateway_id}"),
             gateway_id,
@@ -222,6 +233,9 @@ impl Gateway {
             connections: TaskTracker::new(),
             next_connection: AtomicU64::new(0),
             lag: Arc::new(lag),
+            series,
+            ticks_read: Readiness::new("the gateway to read its tick topic up to now"),
+            events_read: Readiness::new("the gateway to read game-events up to now"),
             live: Mutex::new(HashMap::new()),
             shutdown,
         })
@@ -230,6 +244,12 @@ impl Gateway {
     #[must_use]
     pub fn region(&self) -> &str {
         &self.config.region
+    }
+
+    /// What `/readyz` waits for: its tails caught up with the log.
+    #[must_use]
+    pub fn readiness(&self) -> [Readiness; 2] {
+        [self.ticks_read.clone(), self.events_read.clone()]
     }
 
     /// Runs the gateway's fan-out, session follower and event writer until shutdown; returns
@@ -241,14 +261,14 @@ impl Gateway {
         let history_start = now_ms() - self.config.history.as_millis() as i64;
         let ticks =
             self.log.tail(&topics::ticks(&self.config.region), StartFrom::Timestamp(history_start)).await?;
-        let mut game_events = self.log.tail(GAME_EVENTS, StartFrom::Timestamp(history_start)).await?;
+        let game_events = self.log.tail(GAME_EVENTS, StartFrom::Timestamp(history_start)).await?;
         let writer = tokio::spawn(Arc::clone(&self).write_events(events_rx));
         let fanout_config = FanoutConfig {
-            region: self.config.region.clone(),
             resume_ticks: self.config.resume_ticks,
             max_pending_bytes: self.config.max_pending_bytes,
             keep_ended: self.config.history.min(Duration::from_secs(300)),
             debug_write_delay: self.config.debug_write_delay,
+            series: self.series.clone(),
         };
         // Stopped only after the connections have closed, so their last frames are written.
         let fanout_stop = CancellationToken::new();
@@ -257,7 +277,9 @@ impl Gateway {
             let fanout = Fanout::new(fanout_config.clone(), shard.clone(), Arc::clone(&self.lag));
             shard_tasks.spawn(fanout.run(rx, fanout_stop.clone()));
         }
+        let ticks = CaughtUp::new(ticks, self.ticks_read.clone());
         let mut fanout = tokio::spawn(dispatch(ticks, self.shards.clone(), fanout_stop.clone()));
+        let mut game_events = CaughtUp::new(game_events, self.events_read.clone());
         let probe = {
             let (gateway, stop) = (Arc::clone(&self), fanout_stop.clone());
             tokio::spawn(async move { gateway.lag.probe(&gateway.config.region, stop).await })

@@ -32,7 +32,7 @@ use tickcast_schemas::health::Readiness;
 use tickcast_schemas::topics::{GAME_EVENTS, TICKS_PREFIX};
 use tokio_util::sync::CancellationToken;
 
-use crate::Error;
+use crate::{Error, metrics};
 
 /// At shutdown, the archiver stops once the log has had nothing new for this long.
 const DRAIN_IDLE: Duration = Duration::from_millis(200);
@@ -174,6 +174,11 @@ impl Archiver {
     /// Runs until `shutdown`; returns once every file is closed and committed.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
         remove_unclosed(&self.config.dir)?;
+        // Every kind's series from the start (at 0), before its first file closes.
+        for kind in [Kind::Ticks, Kind::Latency, Kind::Joins, Kind::Kicks, Kind::Events] {
+            metrics::archived_rows(kind.name(), 0);
+            metrics::archive_files_closed(kind.name(), 0);
+        }
         let mut topics = vec![GAME_EVENTS.to_owned()];
         topics.extend(self.config.regions.iter().map(|r| format!("{TICKS_PREFIX}{r}")));
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -321,6 +326,7 @@ fn flush(file: &mut OpenFile) -> Result<(), Error> {
     }
     let batch = batch(file.key.kind, &file.pending)?;
     file.writer.write(&batch)?;
+    metrics::archived_rows(file.key.kind.name(), file.pending.len());
     file.pending.clear();
     Ok(())
 }
@@ -335,6 +341,7 @@ fn close(mut file: OpenFile) -> Result<(), Error> {
     if let Some(dir) = done.parent() {
         File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, e))?;
     }
+    metrics::archive_files_closed(file.key.kind.name(), 1);
     tracing::debug!(path = %done.display(), rows = file.rows, "archive file closed");
     Ok(())
 }

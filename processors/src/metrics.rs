@@ -1,11 +1,20 @@
 //! Metric names of the processors, in one place.
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 
-/// Ticks written, by topic.
+/// Ticks written, by region and topic.
 pub(crate) const TICKS_EMITTED: &str = "tickcast_ticks_emitted_total";
-/// emittedAt − scheduledAt of each tick, in ms: how late the generator woke up.
+/// emittedAt − scheduledAt of each tick, in ms, by region: how late the generator woke up.
 pub(crate) const TICK_LATENESS_MS: &str = "tickcast_tick_generator_lateness_ms";
+/// Rows the archiver wrote into Parquet files, by kind (ticks, sessions, players, latency…).
+pub(crate) const ARCHIVER_ROWS: &str = "tickcast_archiver_rows_total";
+/// Parquet files the archiver closed (durably, in place), by kind.
+pub(crate) const ARCHIVER_FILES: &str = "tickcast_archiver_files_total";
+/// Age of the newest event the projector has written to its store, ms: how far the
+/// projections (and the read API) are behind the log.
+pub(crate) const PROJECTOR_LAG_MS: &str = "tickcast_projector_lag_ms";
+/// Events the projector folded into its store.
+pub(crate) const PROJECTOR_EVENTS: &str = "tickcast_projector_events_total";
 /// Sessions the generator is running.
 pub(crate) const SESSIONS_ACTIVE: &str = "tickcast_sessions_active";
 /// Sessions ended, by reason.
@@ -13,12 +22,39 @@ pub(crate) const SESSIONS_ENDED: &str = "tickcast_sessions_ended_total";
 /// Events of unknown type or version, skipped.
 pub(crate) const EVENTS_UNKNOWN: &str = "tickcast_events_unknown_total";
 
-pub(crate) fn ticks_emitted(topic: &str, count: u64) {
-    counter!(TICKS_EMITTED, "topic" => topic.to_owned()).increment(count);
+/// The series of one region's sessions, made once per session (a tick records without building
+/// labels).
+#[derive(Debug, Clone)]
+pub(crate) struct RegionSeries {
+    ticks: Counter,
+    lateness: Histogram,
 }
 
-pub(crate) fn tick_lateness(lateness_ms: i64) {
-    histogram!(TICK_LATENESS_MS).record(lateness_ms as f64);
+impl RegionSeries {
+    pub(crate) fn new(region: &str, topic: &str) -> Self {
+        Self {
+            ticks: counter!(TICKS_EMITTED, "region" => region.to_owned(), "topic" => topic.to_owned()),
+            lateness: histogram!(TICK_LATENESS_MS, "region" => region.to_owned()),
+        }
+    }
+
+    pub(crate) fn tick(&self, lateness_ms: i64) {
+        self.ticks.increment(1);
+        self.lateness.record(lateness_ms as f64);
+    }
+}
+
+pub(crate) fn archived_rows(kind: &'static str, rows: usize) {
+    counter!(ARCHIVER_ROWS, "kind" => kind).increment(rows as u64);
+}
+
+pub(crate) fn archive_files_closed(kind: &'static str, files: u64) {
+    counter!(ARCHIVER_FILES, "kind" => kind).increment(files);
+}
+
+pub(crate) fn projected(events: usize, newest_timestamp_ms: i64, now_ms: i64) {
+    counter!(PROJECTOR_EVENTS).increment(events as u64);
+    gauge!(PROJECTOR_LAG_MS).set((now_ms - newest_timestamp_ms).max(0) as f64);
 }
 
 pub(crate) fn sessions_active(count: usize) {

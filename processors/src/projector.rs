@@ -15,7 +15,7 @@ use tickcast_schemas::health::Readiness;
 use tickcast_schemas::topics::GAME_EVENTS;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Error, now_ms};
+use crate::{Error, metrics, now_ms};
 
 /// How far before a committed position's record a restart may begin reading (its writer's
 /// clock may run behind another's): replays are harmless, holes are not.
@@ -82,6 +82,9 @@ impl Projector {
                     GroupEvent::Records(records) => {
                         let Some(applied) = self.project_until_done(&records, &mut ends, &shutdown).await? else { break };
                         tracing::debug!(records = records.len(), ?applied, "projected");
+                        if let Some(newest) = records.iter().map(|r| r.timestamp_ms).max() {
+                            metrics::projected(records.len(), newest, now_ms());
+                        }
                         commit(&mut *consumer, &records).await?;
                     }
                     GroupEvent::Assigned(_) | GroupEvent::CaughtUp(_) => self.config.readiness.set_ready(),

@@ -72,6 +72,8 @@ struct ActiveSession {
     partition: u32,
     created: CommitPosition,
     ticks_topic: String,
+    /// Its region's tick counter and lateness histogram.
+    series: metrics::RegionSeries,
     /// Running when found: not scheduled until its tick topic says where it got to.
     awaiting_resume: bool,
 }
@@ -286,9 +288,11 @@ impl TickGenerator {
         schedule_now: bool,
     ) {
         let ticks_topic = topics::ticks(&created.region);
+        let series = metrics::RegionSeries::new(&created.region, &ticks_topic);
         let schedule = SessionSchedule::new(created, created_at, self.config.idle_ms);
         let awaiting_resume = !schedule_now;
-        let session = ActiveSession { schedule, partition, created: position, ticks_topic, awaiting_resume };
+        let session =
+            ActiveSession { schedule, partition, created: position, ticks_topic, series, awaiting_resume };
         self.sessions.insert(id.clone(), session);
         self.push_deadline(&id);
     }
@@ -384,7 +388,7 @@ impl TickGenerator {
                 let body = match emission {
                     Emission::Countdown { remaining_ms } => EventBody::Countdown(Countdown { remaining_ms }),
                     Emission::Tick { step, state, scheduled_at } => {
-                        metrics::tick_lateness(emitted_at - scheduled_at);
+                        active.series.tick(emitted_at - scheduled_at);
                         newest_tick_late_ms = Some(emitted_at - scheduled_at);
                         EventBody::Tick(Tick {
                             step,
@@ -428,7 +432,6 @@ impl TickGenerator {
         // players. A generator that restarts after the ticks but before the fact finds the last
         // round already broken and ends the session at once (see `SessionSchedule::resume_at`).
         for (topic, records) in ticks {
-            metrics::ticks_emitted(&topic, records.len() as u64);
             self.log.append(&topic, records, Durability::Relaxed).await?;
         }
         metrics::sessions_active(self.sessions.len());

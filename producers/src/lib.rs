@@ -235,6 +235,10 @@ impl Edge {
         regions: Vec<Region>,
         config: EdgeConfig,
     ) -> Arc<Self> {
+        if config.admission.is_some() {
+            // The series exists from the start: 0 until the process saturates.
+            metrics::saturated(false);
+        }
         Arc::new(Self {
             log,
             signer,

@@ -646,11 +646,55 @@ async fn a_tick_generator_is_ready_once_it_joined_its_group_and_serves_its_metri
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert!(emitted > 0.0, "no ticks counted in {metrics}");
+    let bucket =
+        |le: &str| format!("tickcast_tick_generator_lateness_ms_bucket{{region=\"{REGION}\",le=\"{le}\"}}");
     assert!(
-        metrics.contains("tickcast_tick_generator_lateness_ms_bucket{le=\"5\"}")
-            && metrics.contains("tickcast_tick_generator_lateness_ms_bucket{le=\"+Inf\"}"),
-        "lateness is a histogram with buckets: {metrics}"
+        metrics.contains(&bucket("5")) && metrics.contains(&bucket("+Inf")),
+        "lateness is a histogram with buckets, by region: {metrics}"
     );
+}
+
+/// `topics create --retention` sets how long the broker keeps game-events and the tick topics
+/// (`retention.ms`, read back from the broker); the deployment's secrets topic is kept forever,
+/// whatever the flag says. A retention shorter than a game is refused, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_create_sets_how_long_the_broker_keeps_records() {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let prefix = format!("ret{}-{}-", std::process::id(), nanos % 1_000_000_000);
+    let log = format!("kafka://{}?prefix={prefix}", broker());
+    let create = |retention: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tickcast"))
+            .args(["topics", "create", "--log", &log, "--regions", REGION, "--retention", retention])
+            .output()
+            .unwrap()
+    };
+    let short = create("10m");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 1h"), "{short:?}");
+    let output = create("2d");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("records kept 2days"), "{output:?}");
+
+    let admin: AdminClient<DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", broker()).create().unwrap();
+    let names = [
+        format!("{prefix}{}", tickcast_schemas::topics::GAME_EVENTS),
+        format!("{prefix}{}", tickcast_schemas::topics::ticks(REGION)),
+        format!("{prefix}{}", tickcast_schemas::topics::DEPLOYMENT),
+    ];
+    let resources: Vec<ResourceSpecifier<'_>> = names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+    let described = admin.describe_configs(&resources, &AdminOptions::new()).await.unwrap();
+    let retention: Vec<String> = described
+        .into_iter()
+        .map(|config| {
+            let config = config.unwrap();
+            config.get("retention.ms").and_then(|e| e.value.clone()).unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(retention, ["172800000", "172800000", "-1"], "game-events, ticks, the secrets topic");
 }
 
 /// A free port on 127.0.0.1, for a process that must come back where it was.

@@ -108,13 +108,15 @@ impl KafkaLog {
         self.producer.as_ref().ok_or(Error::ReadOnly)
     }
 
-    /// Creates `topics` with `partitions` partitions each; topics that exist are left alone.
+    /// Creates `topics` with `partitions` partitions each, keeping records `retention_ms` (-1:
+    /// forever); topics that exist are left alone.
     /// Returns the names it created.
     pub async fn create_topics(
         &self,
         topics: &[String],
         partitions: u32,
         replication: u32,
+        retention_ms: i64,
     ) -> Result<Vec<String>> {
         let probe = self
             .config(&[])
@@ -126,9 +128,13 @@ impl KafkaLog {
             .create_with_context(ReaderContext)
             .map_err(|e| Error::kafka("creating the Kafka admin client", e))?;
         let names: Vec<String> = topics.iter().map(|t| self.address.full_name(t)).collect();
+        let retention = retention_ms.to_string();
         let new: Vec<NewTopic<'_>> = names
             .iter()
-            .map(|name| NewTopic::new(name, partitions as i32, TopicReplication::Fixed(replication as i32)))
+            .map(|name| {
+                NewTopic::new(name, partitions as i32, TopicReplication::Fixed(replication as i32))
+                    .set("retention.ms", &retention)
+            })
             .collect();
         let options =
             AdminOptions::new().operation_timeout(Some(LOOKUP_TIMEOUT)).request_timeout(Some(LOOKUP_TIMEOUT));

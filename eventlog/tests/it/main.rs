@@ -136,7 +136,7 @@ mod kafka {
         let url = url(&prefix);
         let admin = KafkaLog::open(&url, url.trim_start_matches("kafka://"), options().kafka).unwrap();
         let names: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
-        admin.create_topics(&names, partitions, 1).await.unwrap();
+        admin.create_topics(&names, partitions, 1, -1).await.unwrap();
         (url.clone(), open_with(&url, &options()).unwrap())
     }
 

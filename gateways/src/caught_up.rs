@@ -1,0 +1,50 @@
+//! When a tail has read the log up to now: a gateway starts by reading hours of history, and is
+//! not ready (`/readyz`) until both its tails are past it.
+//!
+//! A tail says nothing about where the log ends, so "caught up" is seen from what it delivers:
+//! a record written after the tail started, or a pause — history comes back in batches without
+//! waiting, so a tail that has had nothing for [`QUIET`] is at the end.
+
+use std::time::Duration;
+
+use tickcast_eventlog::{Record, Result, Tail};
+use tickcast_schemas::health::Readiness;
+
+/// How long a tail must have nothing to deliver to count as at the end of its history: longer
+/// than a backend's pause between two history batches (Kinesis polls every 200 ms by default).
+pub(crate) const QUIET: Duration = Duration::from_millis(1000);
+
+/// A tail that sets `readiness` once it has caught up.
+#[derive(Debug)]
+pub(crate) struct CaughtUp {
+    tail: Box<dyn Tail>,
+    readiness: Readiness,
+    /// Epoch ms when the tail started: a record stamped after it is live.
+    started_ms: i64,
+}
+
+impl CaughtUp {
+    pub(crate) fn new(tail: Box<dyn Tail>, readiness: Readiness) -> Self {
+        Self { tail, readiness, started_ms: crate::now_ms() }
+    }
+
+    /// The next records, as [`Tail::next_batch`]; cancel-safe like it.
+    pub(crate) async fn next_batch(&mut self) -> Result<Vec<Record>> {
+        if self.readiness.is_ready() {
+            return self.tail.next_batch().await;
+        }
+        match tokio::time::timeout(QUIET, self.tail.next_batch()).await {
+            Ok(records) => {
+                let records = records?;
+                if records.iter().any(|r| r.timestamp_ms >= self.started_ms) {
+                    self.readiness.set_ready();
+                }
+                Ok(records)
+            }
+            Err(_) => {
+                self.readiness.set_ready();
+                self.tail.next_batch().await
+            }
+        }
+    }
+}
