@@ -21,12 +21,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== test tools"
 # Independent readers of the exported Parquet files (pyarrow, DuckDB), of infra/'s YAML (PyYAML)
-# and of /metrics (the Prometheus project's own text parser), in a venv of their own.
+# and HCL (python-hcl2), of /metrics (the Prometheus project's own text parser) and of AWS
+# resources (boto3), in a venv of their own.
 venv=target/test-venv
-if ! "$venv/bin/python" -c "import pyarrow, duckdb, yaml, prometheus_client" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import pyarrow, duckdb, yaml, prometheus_client, hcl2, boto3" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "pyarrow==26.0.1" "duckdb==2.0.1" "PyYAML==6.0.3" \
-    "prometheus-client==0.23.1"
+    "prometheus-client==0.23.1" "python-hcl2==7.3.1" "boto3==1.40.70"
 fi
 export TICKCAST_TEST_PYTHON="$PWD/$venv/bin/python"
 

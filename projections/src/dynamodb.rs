@@ -107,6 +107,11 @@ impl DynamoStore {
         keys: &[(&str, ScalarAttributeType, KeyType)],
         index: Option<(&str, [(&str, ScalarAttributeType); 2])>,
     ) -> Result<()> {
+        // Tables made beforehand (by Terraform, or `tables create`) are only described: a
+        // projector's role then needs no CreateTable or UpdateTimeToLive permission.
+        if self.table_active(name).await? && self.ttl_enabled(name).await? {
+            return Ok(());
+        }
         let mut definitions: HashMap<String, ScalarAttributeType> = HashMap::new();
         let mut request =
             self.client.create_table().table_name(name).billing_mode(BillingMode::PayPerRequest);
@@ -161,6 +166,18 @@ impl DynamoStore {
                 Ok(())
             }
             Err(error) => Err(sdk_error(&format!("enabling TTL on {name}"), &error)),
+        }
+    }
+
+    /// Whether `table` exists and is active.
+    async fn table_active(&self, table: &str) -> Result<bool> {
+        match self.client.describe_table().table_name(table).send().await {
+            Ok(described) => Ok(described
+                .table()
+                .and_then(|t| t.table_status())
+                .is_some_and(|status| *status == aws_sdk_dynamodb::types::TableStatus::Active)),
+            Err(error) if error.code() == Some("ResourceNotFoundException") => Ok(false),
+            Err(error) => Err(sdk_error(&format!("describing table {table}"), &error)),
         }
     }
 

@@ -333,3 +333,37 @@ async fn every_series_the_dashboard_and_alerts_query_is_exposed_after_a_short_ga
         }
     }
 }
+
+/// The Terraform (parsed by python-hcl2) declares exactly the streams and tables `tickcast
+/// streams create` and `tickcast tables create` make (read back from moto's server with boto3):
+/// names, shard count of the secrets stream, keys, attribute types, indexes, on-demand billing,
+/// TTL; and a policy per role that allows what the role calls and creates nothing.
+#[test]
+fn the_terraform_makes_what_tickcast_makes() {
+    let endpoint = std::env::var("TICKCAST_TEST_DYNAMODB").unwrap_or_else(|_| {
+        panic!("set TICKCAST_TEST_DYNAMODB (an AWS endpoint, e.g. moto's server) or run ./scripts/test.sh, which provides it")
+    });
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let prefix = format!("tf{}x{}", std::process::id(), nanos % 1_000_000);
+    let game_regions = "us-east-1,eu-west-1";
+    let tickcast = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast")).args(args).output().unwrap();
+        assert!(output.status.success(), "tickcast {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    let log = format!("kinesis://{prefix}?region=us-east-1&endpoint={endpoint}");
+    tickcast(&["streams", "create", "--log", &log, "--shards", "2", "--regions", game_regions]);
+    let store = format!("dynamodb://{prefix}?region=us-east-1&endpoint={endpoint}");
+    tickcast(&["tables", "create", "--store", &store]);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = std::process::Command::new(crate::support::test_python())
+        .arg(root.join("tests/it/terraform_matches.py"))
+        .arg(root.join("infra/terraform"))
+        .args([&prefix, &endpoint, game_regions])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "infra/terraform differs from what tickcast makes: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
