@@ -79,7 +79,7 @@ pub(crate) enum TopicsCommand {
         /// `forever` keeps them. It must outlast the longest game and the archiver's lag (see
         /// docs/operations.md#retention). The deployment's secrets topic is always kept.
         #[arg(long, default_value = "7d", value_parser = parse_retention)]
-        retention: Retention,
+        retention: RecordRetention,
         /// Which `ticks.<region>` topics to create: those of the region table.
         #[command(flatten)]
         regions: RegionArgs,
@@ -281,6 +281,11 @@ pub(crate) struct UpArgs {
     /// first: `tickcast topics create` / `tickcast streams create`) [default: embedded://DATA_DIR].
     #[arg(long = "log", value_name = "URL")]
     pub(crate) log: Option<String>,
+    /// How long the embedded log keeps records: older ones are deleted once archived, never a
+    /// running session's (`forever` keeps all). Kafka and Kinesis keep by their own settings
+    /// (`topics create --retention`, the streams' retention period).
+    #[arg(long, env = "TICKCAST_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    pub(crate) retention: RecordRetention,
     #[command(flatten)]
     pub(crate) archive: ArchiveArgs,
     #[command(flatten)]
@@ -448,12 +453,12 @@ pub(crate) struct ListenArgs {
 
 /// How long records are kept: a duration, or `forever`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Retention {
+pub(crate) enum RecordRetention {
     For(std::time::Duration),
     Forever,
 }
 
-impl Retention {
+impl RecordRetention {
     /// Kafka's `retention.ms` (-1: forever).
     pub(crate) fn kafka_ms(self) -> i64 {
         match self {
@@ -463,15 +468,15 @@ impl Retention {
     }
 }
 
-fn parse_retention(text: &str) -> Result<Retention, String> {
+fn parse_retention(text: &str) -> Result<RecordRetention, String> {
     if text == "forever" {
-        return Ok(Retention::Forever);
+        return Ok(RecordRetention::Forever);
     }
     match humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 7d, 36h or forever)"))? {
         keep if keep < std::time::Duration::from_secs(3600) => {
             Err("keep records at least 1h (longer than a game), e.g. 7d, or forever".into())
         }
-        keep => Ok(Retention::For(keep)),
+        keep => Ok(RecordRetention::For(keep)),
     }
 }
 

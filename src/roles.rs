@@ -7,13 +7,13 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use tickcast_eventlog::kafka::KafkaLog;
 use tickcast_gateways::Gateway;
-use tickcast_processors::{Archiver, Projector, ProjectorConfig, TickGenerator};
+use tickcast_processors::{Archiver, Projector, ProjectorConfig, Retention, RetentionConfig, TickGenerator};
 use tickcast_producers::Edge;
 use tickcast_schemas::regions::Region;
 use tickcast_schemas::topics::{self, GAME_EVENTS};
 
 use crate::cli::{
-    ArchiverArgs, EdgeArgs, GatewayArgs, LogArgs, ProjectorArgs, RegionArgs, Retention, StoreArgs,
+    ArchiverArgs, EdgeArgs, GatewayArgs, LogArgs, ProjectorArgs, RecordRetention, RegionArgs, StoreArgs,
     TickGeneratorArgs, UpArgs,
 };
 use crate::config::{
@@ -34,7 +34,20 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let signer = with_previous(&args.common, signer_in(&args.common, &args.data_dir)?)?;
     let embedded = format!("embedded://{}", args.data_dir.display());
     let url = args.log.clone().unwrap_or(embedded);
-    let log = tickcast_eventlog::open(&url).with_context(|| format!("cannot open the event log {url}"))?;
+    // The embedded log is opened as itself, for the retention role that deletes its old records.
+    let embedded_log = match &args.log {
+        None => Some(Arc::new(
+            tickcast_eventlog::embedded::EmbeddedLog::open(&args.data_dir)
+                .with_context(|| format!("cannot open the event log {url}"))?,
+        )),
+        Some(_) => None,
+    };
+    let log = match &embedded_log {
+        Some(embedded) => {
+            tickcast_eventlog::metered(Arc::clone(embedded) as Arc<dyn tickcast_eventlog::EventLog>)
+        }
+        None => tickcast_eventlog::open(&url).with_context(|| format!("cannot open the event log {url}"))?,
+    };
     check_topics(log.as_ref(), &needed_topics(&table)).await?;
     let mut roles = Roles::new();
     // One saturation gauge for the process: its gateways and generator report to it, the edge
@@ -47,11 +60,13 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     // without (no read API, no lobby): what the load benchmarks compare against.
     let store_url =
         args.store.store.clone().unwrap_or_else(|| format!("embedded://{}", args.data_dir.display()));
+    let mut projector_group = None;
     if store_url != "none" {
         let store = open_store(&store_url).await?;
         edge_config.store = Some(Arc::clone(&store));
         let config = projector_config(&args.store);
         roles.ready_when(&config.readiness);
+        projector_group = Some(config.group.clone());
         let projector = Projector::new(Arc::clone(&log), store, config);
         roles.spawn("projector", projector.run(roles.shutdown.clone()));
     }
@@ -77,6 +92,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut generator_config = generator_config(&args.game, &args.common);
     generator_config.saturation = saturation;
     roles.ready_when(&generator_config.readiness);
+    let generator_group = generator_config.group.clone();
     let generator = TickGenerator::new(Arc::clone(&log), generator_config);
     roles.spawn("tick generator", generator.run(roles.shutdown.clone()));
 
@@ -84,6 +100,17 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let archive = args.archive.dir.clone().unwrap_or_else(|| args.data_dir.join("archive"));
     let archiver_config = archiver_config(archive.clone(), &table, &args.roll);
     roles.ready_when(&archiver_config.readiness);
+    if let (Some(embedded), RecordRetention::For(keep)) = (embedded_log, args.retention) {
+        let retention = RetentionConfig {
+            keep,
+            every: std::time::Duration::from_secs(60),
+            tick_topics: table.iter().map(|r| topics::ticks(&r.id)).collect(),
+            archiver_group: archiver_config.group.clone(),
+            generator_group: generator_group.clone(),
+            projector_group: projector_group.clone(),
+        };
+        roles.spawn("retention", Retention::new(embedded, retention).run(roles.shutdown.clone()));
+    }
     let archiver = Archiver::new(Arc::clone(&log), archiver_config);
     roles.spawn_last("archiver", |stop| archiver.run(stop));
 
@@ -269,7 +296,7 @@ pub(crate) async fn create_topics(
     args: &LogArgs,
     partitions: u32,
     replication: u32,
-    retention: Retention,
+    retention: RecordRetention,
     regions: &RegionArgs,
 ) -> anyhow::Result<()> {
     use std::io::Write;
@@ -286,13 +313,14 @@ pub(crate) async fn create_topics(
     // One partition: "the first record wins" needs one order; kept forever, since its first
     // record is the deployment's token secret.
     let deployment = [topics::DEPLOYMENT.to_owned()];
-    created.extend(kafka.create_topics(&deployment, 1, replication, Retention::Forever.kafka_ms()).await?);
+    created
+        .extend(kafka.create_topics(&deployment, 1, replication, RecordRetention::Forever.kafka_ms()).await?);
     let mut stdout = std::io::stdout().lock();
     for name in &names {
         if created.iter().any(|c| c.ends_with(name.as_str())) {
             let kept = match retention {
-                Retention::For(keep) => format!("records kept {}", humantime::format_duration(keep)),
-                Retention::Forever => "records kept forever".to_owned(),
+                RecordRetention::For(keep) => format!("records kept {}", humantime::format_duration(keep)),
+                RecordRetention::Forever => "records kept forever".to_owned(),
             };
             writeln!(stdout, "created  {name} ({partitions} partitions, {kept})")?;
         } else {

@@ -263,7 +263,12 @@ pub fn open(url: &str) -> Result<Arc<dyn EventLog>> {
 /// Opens the backend named by `url`: `embedded://DIR`, `kafka://HOST:PORT[,HOST:PORT][?prefix=P]`
 /// or `kinesis://PREFIX?region=R[&endpoint=URL]`.
 pub fn open_with(url: &str, options: &LogOptions) -> Result<Arc<dyn EventLog>> {
-    open_backend(url, options).map(metrics::MeteredLog::wrap)
+    open_backend(url, options).map(metered)
+}
+
+/// `log` with the log's metrics (what [`open`] returns), for a backend opened by its own type.
+pub fn metered(log: Arc<dyn EventLog>) -> Arc<dyn EventLog> {
+    metrics::MeteredLog::wrap(log)
 }
 
 fn open_backend(url: &str, options: &LogOptions) -> Result<Arc<dyn EventLog>> {

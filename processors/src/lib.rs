@@ -11,16 +11,19 @@
 //! - [`tick_generator`]: the consumer-group adapter over the event log.
 //! - [`archiver`]: the log as Parquet files, partitioned by kind, date and region.
 //! - [`projector`]: `game-events` as the sessions, connections and latency tables.
+//! - [`retention`]: the embedded log's old records deleted once archived and not running.
 //! - `metrics`: metric names.
 
 pub mod archiver;
 mod metrics;
 pub mod projector;
+pub mod retention;
 pub mod schedule;
 pub mod tick_generator;
 
 pub use archiver::{Archiver, ArchiverConfig};
 pub use projector::{Projector, ProjectorConfig};
+pub use retention::{Retention, RetentionConfig};
 pub use tick_generator::{TickGenerator, TickGeneratorConfig};
 
 /// Errors of the processors.

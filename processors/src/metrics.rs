@@ -13,6 +13,8 @@ pub(crate) const ARCHIVER_FILES: &str = "tickcast_archiver_files_total";
 /// Age of the newest event the projector has written to its store, ms: how far the
 /// projections (and the read API) are behind the log.
 pub(crate) const PROJECTOR_LAG_MS: &str = "tickcast_projector_lag_ms";
+/// Records the embedded log's retention deleted, by topic.
+pub(crate) const RECORDS_DELETED: &str = "tickcast_log_records_deleted_total";
 /// Events the projector folded into its store.
 pub(crate) const PROJECTOR_EVENTS: &str = "tickcast_projector_events_total";
 /// Sessions the generator is running.
@@ -72,4 +74,8 @@ pub(crate) fn session_ended(reason: tickcast_schemas::event::EndReason) {
 
 pub(crate) fn unknown_event() {
     counter!(EVENTS_UNKNOWN, "role" => "tick-generator").increment(1);
+}
+
+pub(crate) fn records_deleted(topic: &str, records: u64) {
+    counter!(RECORDS_DELETED, "topic" => topic.to_owned()).increment(records);
 }

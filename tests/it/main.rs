@@ -16,6 +16,7 @@ mod latency;
 mod projections;
 mod replay;
 mod restart;
+mod retention;
 mod secrecy;
 mod support;
 mod tls;

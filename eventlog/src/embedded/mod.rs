@@ -141,6 +141,36 @@ impl EmbeddedLog {
         }
     }
 
+    /// Where `group` resumes `topic` (the offset after what it has processed), if it committed.
+    pub async fn committed(&self, group: &str, topic: &str) -> Result<Option<u64>> {
+        let (group, topic) = (group.to_owned(), topic.to_owned());
+        let committed: Option<i64> = self
+            .shared
+            .with_reader(move |conn| {
+                conn.query_row(
+                    "SELECT next_offset FROM group_offsets WHERE grp = ?1 AND topic = ?2 AND partition = 0",
+                    params![group, topic],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(Error::from)
+            })
+            .await?;
+        Ok(committed.map(|offset| offset as u64))
+    }
+
+    /// Deletes up to `limit` of `topic`'s oldest records below offset `before`; returns how
+    /// many. What goes is always a prefix of the topic: readers starting below it start at the
+    /// first record left, offsets do not change. The file keeps its size and reuses the freed
+    /// pages.
+    pub async fn prune(&self, topic: &str, before: u64, limit: u32) -> Result<u64> {
+        self.check_failed()?;
+        let (reply, response) = oneshot::channel();
+        let request = WriteRequest::Prune { topic: topic.to_owned(), before, limit, reply };
+        self.writer.send(request).map_err(|_| Error::Closed)?;
+        response.await.map_err(|_| Error::Closed)?
+    }
+
     fn tail_at(&self, topic: &str, position: u64) -> EmbeddedTail {
         let (name, end_rx) = self.shared.watch(topic);
         EmbeddedTail { shared: Arc::clone(&self.shared), topic: name, position, end_rx }
@@ -231,21 +261,8 @@ impl EventLog for EmbeddedLog {
         let mut catching_up = Vec::with_capacity(topics.len());
         for topic in topics {
             catching_up.push(Some(self.shared.end_of(topic)));
-            let (group_name, topic_name) = (group.to_owned(), (*topic).to_owned());
-            let committed: Option<i64> = self
-                .shared
-                .with_reader(move |conn| {
-                    conn.query_row(
-                        "SELECT next_offset FROM group_offsets WHERE grp = ?1 AND topic = ?2 AND partition = 0",
-                        params![group_name, topic_name],
-                        |row| row.get(0),
-                    )
-                    .optional()
-                    .map_err(Error::from)
-                })
-                .await?;
-            let position = match committed {
-                Some(offset) => offset as u64,
+            let position = match self.committed(group, topic).await? {
+                Some(offset) => offset,
                 None => self.shared.resolve(topic, initial).await?,
             };
             tails.push(self.tail_at(topic, position));

@@ -68,6 +68,13 @@ impl TopicState {
     }
 
     /// Makes records visible, in offset order; records already visible are skipped.
+    /// Drops from the window the records below `offset` (deleted by retention).
+    pub(super) fn forget_before(&mut self, offset: u64) {
+        while self.recent.front().is_some_and(|r| super::offset_of(r) < offset) {
+            self.recent.pop_front();
+        }
+    }
+
     pub(super) fn publish(&mut self, records: &[Record]) {
         let before = self.end;
         for record in records {

@@ -33,6 +33,14 @@ pub(super) enum WriteRequest {
     Sync {
         reply: oneshot::Sender<Result<()>>,
     },
+    /// Delete old records (retention): up to `limit` of `topic`'s oldest below offset `before`;
+    /// the reply is how many went.
+    Prune {
+        topic: String,
+        before: u64,
+        limit: u32,
+        reply: oneshot::Sender<Result<u64>>,
+    },
 }
 
 impl WriteRequest {
@@ -46,6 +54,7 @@ impl WriteRequest {
             Self::Append { reply, .. } | Self::Commit { reply, .. } | Self::Sync { reply } => {
                 drop(reply.send(Err(error())));
             }
+            Self::Prune { reply, .. } => drop(reply.send(Err(error()))),
         }
     }
 }
@@ -118,24 +127,38 @@ impl Writer {
 
     fn commit_batch(&mut self, batch: &mut Vec<WriteRequest>) {
         let durable = batch.iter().any(WriteRequest::is_durable);
-        if let Err(error) = self.write(batch, durable) {
-            // The batch's offsets are handed out and cannot be reused without a gap: the log
-            // stops taking appends and says why.
-            let message = error.to_string();
-            tracing::error!(%error, "embedded log commit failed; the log refuses further appends");
-            *self.shared.failed.lock().unwrap() = Some(message.clone());
-            for request in batch.drain(..) {
-                request.fail(&message);
+        let pruned = match self.write(batch, durable) {
+            Ok(pruned) => pruned,
+            Err(error) => {
+                // The batch's offsets are handed out and cannot be reused without a gap: the log
+                // stops taking appends and says why.
+                let message = error.to_string();
+                tracing::error!(%error, "embedded log commit failed; the log refuses further appends");
+                *self.shared.failed.lock().unwrap() = Some(message.clone());
+                for request in batch.drain(..) {
+                    request.fail(&message);
+                }
+                return;
             }
-            return;
-        }
+        };
+        let mut pruned = pruned.into_iter();
         {
             let mut topics = self.shared.topics.lock().unwrap();
             for request in batch.iter() {
-                if let WriteRequest::Append { topic, records, visible: false, .. } = request
-                    && let Some(state) = topics.get_mut(topic)
-                {
-                    state.publish(records);
+                match request {
+                    WriteRequest::Append { topic, records, visible: false, .. } => {
+                        if let Some(state) = topics.get_mut(topic) {
+                            state.publish(records);
+                        }
+                    }
+                    // The memory window must not serve what is gone; dropping more than was
+                    // deleted only sends those reads to SQLite.
+                    WriteRequest::Prune { topic, before, .. } => {
+                        if let Some(state) = topics.get_mut(topic) {
+                            state.forget_before(*before);
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -146,13 +169,16 @@ impl Writer {
                 | WriteRequest::Sync { reply } => {
                     drop(reply.send(Ok(())));
                 }
+                WriteRequest::Prune { reply, .. } => drop(reply.send(Ok(pruned.next().unwrap_or(0)))),
             }
         }
     }
 
-    /// Writes the batch in one transaction.
-    fn write(&mut self, batch: &[WriteRequest], durable: bool) -> Result<()> {
+    /// Writes the batch in one transaction; returns how many records each prune deleted, in
+    /// order.
+    fn write(&mut self, batch: &[WriteRequest], durable: bool) -> Result<Vec<u64>> {
         self.set_synchronous(durable)?;
+        let mut pruned = Vec::new();
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
@@ -179,10 +205,21 @@ impl Writer {
                         commit.execute(params![group, topic, partition, *next_offset as i64])?;
                     }
                     WriteRequest::Sync { .. } => {}
+                    WriteRequest::Prune { topic, before, limit, .. } => {
+                        // Oldest first by the primary key (topic, offset): what goes is always a
+                        // prefix. Bounded, so appends queued behind it wait for one short delete.
+                        let deleted = tx
+                            .prepare_cached(
+                                "DELETE FROM records WHERE topic = ?1 AND offset IN (SELECT offset FROM records
+                                 WHERE topic = ?1 AND offset < ?2 ORDER BY offset LIMIT ?3)",
+                            )?
+                            .execute(params![topic, *before as i64, limit])?;
+                        pruned.push(deleted as u64);
+                    }
                 }
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(pruned)
     }
 }
