@@ -667,6 +667,21 @@ pub(crate) struct GameArgs {
     /// A session with no player connected for this long after its start ends as `idle`.
     #[arg(long, env = "TICKCAST_IDLE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(i64).range(1..))]
     pub(crate) idle_ms: i64,
+    /// A gateway that has not said it serves a session for this long (it writes a heartbeat
+    /// every 5 s) is lost: its players there leave (`player_left`, reason `gateway_lost`) and
+    /// stop counting for idle ends, the players list and the projections. At least 10s.
+    #[arg(long, env = "TICKCAST_GATEWAY_TIMEOUT", default_value = "15s", value_parser = parse_gateway_timeout)]
+    pub(crate) gateway_timeout: std::time::Duration,
+}
+
+fn parse_gateway_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 15s)"))? {
+        timeout if timeout < std::time::Duration::from_secs(10) => {
+            Err("at least 10s: gateways write a heartbeat every 5 s, and one late one must not count as lost"
+                .into())
+        }
+        timeout => Ok(timeout),
+    }
 }
 
 /// What a gateway allows one client socket (SECURITY.md).

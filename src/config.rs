@@ -220,6 +220,7 @@ pub(crate) fn archiver_config(dir: std::path::PathBuf, table: &[Region], roll: &
 pub(crate) fn generator_config(game: &GameArgs, common: &CommonArgs) -> TickGeneratorConfig {
     TickGeneratorConfig {
         idle_ms: game.idle_ms,
+        gateway_timeout_ms: i64::try_from(game.gateway_timeout.as_millis()).unwrap_or(i64::MAX),
         instance: common.instance.clone(),
         ..TickGeneratorConfig::default()
     }

@@ -1,13 +1,16 @@
 //! The player-event writer: connections queue their events (joins, latency samples, kicks,
-//! leaves) without waiting, and one task appends them to `game-events` in batches, durably.
+//! leaves) without waiting, and one task appends them to `game-events` in batches, durably;
+//! beside them, the gateway's heartbeats for the sessions it serves.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tickcast_eventlog::{Durability, NewRecord, RetryHint};
-use tickcast_schemas::event::{Event, EventBody};
+use tickcast_schemas::event::{Event, EventBody, GATEWAY_HEARTBEAT_MS, GatewayHeartbeat};
 use tickcast_schemas::topics::GAME_EVENTS;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::{Gateway, metrics, now_ms};
 
@@ -25,6 +28,23 @@ impl Gateway {
             // The writer is 64k events behind: the log is down or far too slow.
             tracing::error!(%error, "gateway event queue is full; event not logged");
             metrics::event_dropped();
+        }
+    }
+
+    /// Every [`GATEWAY_HEARTBEAT_MS`], a `gateway_heartbeat` for each session this gateway has
+    /// players in, until `stop`: the sessions' tick generators count the players of a gateway
+    /// that falls silent as gone.
+    pub(crate) async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
+        let mut every = tokio::time::interval(Duration::from_millis(GATEWAY_HEARTBEAT_MS as u64));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while stop.run_until_cancelled(every.tick()).await.is_some() {
+            let sessions: BTreeSet<String> =
+                self.live.lock().unwrap().keys().map(|(session, _)| session.clone()).collect();
+            for session in sessions {
+                let body =
+                    EventBody::GatewayHeartbeat(GatewayHeartbeat { gateway_id: self.gateway_id.clone() });
+                self.record(&session, body);
+            }
         }
     }
 

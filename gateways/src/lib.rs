@@ -284,6 +284,8 @@ impl Gateway {
             let (gateway, stop) = (Arc::clone(&self), fanout_stop.clone());
             tokio::spawn(async move { gateway.lag.probe(&gateway.config.region, stop).await })
         };
+        // Stopped with the fan-out, once the connections have closed (and written player_left).
+        let heartbeats = tokio::spawn(Arc::clone(&self).heartbeats(fanout_stop.clone()));
         // A finished task's handle must not be awaited again.
         let mut fanout_finished = false;
         let result = loop {
@@ -316,6 +318,7 @@ impl Gateway {
         }
         shard_tasks.join_all().await;
         let _ = probe.await;
+        let _ = heartbeats.await;
         let _ = writer.await;
         Ok(result?)
     }

@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - [`schedule`]: one session's deadlines, engine stepper and end conditions (sans I/O).
-//! - [`tick_generator`]: the consumer-group adapter over the event log.
+//! - [`tick_generator`]: the consumer-group adapter over the event log; its `gateway_loss`:
+//!   which gateway serves each player, and who leaves with a silent gateway.
 //! - [`archiver`]: the log as Parquet files, partitioned by kind, date and region.
 //! - [`projector`]: `game-events` as the sessions, connections and latency tables.
 //! - [`retention`]: the embedded log's old records deleted once archived and not running.

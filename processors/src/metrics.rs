@@ -13,6 +13,8 @@ pub(crate) const ARCHIVER_FILES: &str = "tickcast_archiver_files_total";
 /// Age of the newest event the projector has written to its store, ms: how far the
 /// projections (and the read API) are behind the log.
 pub(crate) const PROJECTOR_LAG_MS: &str = "tickcast_projector_lag_ms";
+/// Players counted as gone because their gateway fell silent (`player_left` `gateway_lost`).
+pub(crate) const PLAYERS_LOST: &str = "tickcast_players_gateway_lost_total";
 /// Records the embedded log's retention deleted, by topic.
 pub(crate) const RECORDS_DELETED: &str = "tickcast_log_records_deleted_total";
 /// Events the projector folded into its store.
@@ -78,4 +80,8 @@ pub(crate) fn unknown_event() {
 
 pub(crate) fn records_deleted(topic: &str, records: u64) {
     counter!(RECORDS_DELETED, "topic" => topic.to_owned()).increment(records);
+}
+
+pub(crate) fn players_lost(players: usize) {
+    counter!(PLAYERS_LOST).increment(players as u64);
 }

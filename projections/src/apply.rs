@@ -235,7 +235,10 @@ impl<'a> Fold<'a> {
                 .await?;
             }
             // Ticks and countdowns are recomputed from the engine, never projected.
-            EventBody::Countdown(_) | EventBody::Tick(_) | EventBody::Unknown => {}
+            EventBody::Countdown(_)
+            | EventBody::Tick(_)
+            | EventBody::GatewayHeartbeat(_)
+            | EventBody::Unknown => {}
         }
         Ok(())
     }

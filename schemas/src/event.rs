@@ -131,7 +131,7 @@ struct Envelope {
 }
 
 /// Every event type this build knows, as written in the `type` field.
-pub const EVENT_TYPES: [&str; 9] = [
+pub const EVENT_TYPES: [&str; 10] = [
     "session_created",
     "player_joined",
     "latency_sampled",
@@ -141,6 +141,7 @@ pub const EVENT_TYPES: [&str; 9] = [
     "session_ended",
     "countdown",
     "tick",
+    "gateway_heartbeat",
 ];
 
 /// The type-specific part of an event, tagged by `type`.
@@ -156,6 +157,7 @@ pub enum EventBody {
     SessionEnded(SessionEnded),
     Countdown(Countdown),
     Tick(Tick),
+    GatewayHeartbeat(GatewayHeartbeat),
     /// An event type (or envelope version) this build does not know: counted and skipped.
     #[serde(other)]
     Unknown,
@@ -175,6 +177,7 @@ impl EventBody {
             Self::SessionEnded(_) => "session_ended",
             Self::Countdown(_) => "countdown",
             Self::Tick(_) => "tick",
+            Self::GatewayHeartbeat(_) => "gateway_heartbeat",
             Self::Unknown => "unknown",
         }
     }
@@ -273,7 +276,21 @@ pub enum LeaveReason {
     Replaced,
     GatewayShutdown,
     Error,
+    /// Its gateway stopped saying it serves the session (no `gateway_heartbeat` for longer than
+    /// the timeout): written by the session's tick generator, once, for each of its players.
+    GatewayLost,
 }
+
+/// A gateway still serves players of this session: each gateway writes one for every session
+/// it has players in, every few seconds ([`GATEWAY_HEARTBEAT_MS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayHeartbeat {
+    pub gateway_id: String,
+}
+
+/// How often a gateway writes `gateway_heartbeat` for each session it has players in.
+pub const GATEWAY_HEARTBEAT_MS: i64 = 5_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -697,6 +697,74 @@ async fn topics_create_sets_how_long_the_broker_keeps_records() {
     assert_eq!(retention, ["172800000", "172800000", "-1"], "game-events, ticks, the secrets topic");
 }
 
+/// A gateway killed with -9 writes no `player_left`: its players count as gone once it has not
+/// said it serves their session for the timeout — one `player_left` (`gateway_lost`) per
+/// connection, written by the session's tick generator — and the game, with nobody left, ends
+/// idle. A player who left before is not lost again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_of_a_gateway_killed_with_kill_9_leave_after_the_timeout() {
+    let mut cluster = Cluster::start_with(1, 3, &["--gateway-timeout", "10s", "--idle-ms", "3000"]);
+    let ticket = cluster
+        .post(
+            "/edge/game/start",
+            json!({"userId":"ana","countdownMs":0,"maxRounds":50,"minBreakSteps":500,"maxBreakSteps":600,"preferredRegion":REGION}),
+        )
+        .await;
+    let game_id = ticket["gameId"].as_str().unwrap().to_owned();
+    let mut players = Vec::new();
+    for user in ["ana", "bo", "cy"] {
+        let ticket = cluster.post(&format!("/edge/game/{game_id}/join"), json!({ "userId": user })).await;
+        let mut player = Player::join(&ticket, user, None).await;
+        player.until("tick").await;
+        players.push(player);
+    }
+    // cy leaves on its own first.
+    let mut cy = players.pop().unwrap();
+    cy.send(json!({"action":"leave"})).await;
+    cy.until_closed().await;
+    let log = tickcast_eventlog::open(&cluster.log).unwrap();
+    let game_id = &game_id;
+    let left_of = |events: &[Value], reason: &str| -> Vec<String> {
+        let mut users: Vec<String> = events
+            .iter()
+            .filter(|e| e["sessionId"] == *game_id && e["type"] == "player_left" && e["reason"] == reason)
+            .map(|e| e["userId"].as_str().unwrap().to_owned())
+            .collect();
+        users.sort();
+        users
+    };
+    eventually("cy's own player_left", || {
+        let (log, left_of) = (&log, &left_of);
+        async move {
+            let events = topic_events(log.as_ref(), tickcast_schemas::topics::GAME_EVENTS).await;
+            let heartbeats =
+                events.iter().any(|e| e["sessionId"] == *game_id && e["type"] == "gateway_heartbeat");
+            (heartbeats && !left_of(&events, "closed").is_empty()).then_some(())
+        }
+    })
+    .await;
+
+    cluster.gateway.process.kill9();
+    let killed = Instant::now();
+    let events = eventually("the game ended idle after its players were lost", || {
+        let log = &log;
+        async move {
+            let events = topic_events(log.as_ref(), tickcast_schemas::topics::GAME_EVENTS).await;
+            events
+                .iter()
+                .any(|e| e["sessionId"] == *game_id && e["type"] == "session_ended" && e["reason"] == "idle")
+                .then_some(events)
+        }
+    })
+    .await;
+    assert!(killed.elapsed() >= Duration::from_secs(10), "not lost before the timeout");
+    assert_eq!(left_of(&events, "gateway_lost"), ["ana", "bo"], "once each, cy not again");
+    assert_eq!(left_of(&events, "closed"), ["cy"]);
+    let lost: Vec<&Value> = events.iter().filter(|e| e["reason"] == "gateway_lost").collect();
+    assert!(lost.iter().all(|e| e["source"].as_str().unwrap().starts_with("tick-generator@")));
+    drop(players);
+}
+
 /// A free port on 127.0.0.1, for a process that must come back where it was.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

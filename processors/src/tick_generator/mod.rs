@@ -30,6 +30,9 @@ use tickcast_schemas::load::ProcessLoad;
 use tickcast_schemas::topics::{self, GAME_EVENTS};
 use tokio_util::sync::CancellationToken;
 
+mod gateway_loss;
+
+use self::gateway_loss::SessionGateways;
 use crate::schedule::{Deadline, Emission, SessionSchedule};
 use crate::{Error, metrics, now_ms};
 
@@ -50,6 +53,9 @@ pub struct TickGeneratorConfig {
     pub saturation: Option<Arc<ProcessLoad>>,
     /// Ready once the generator joined its group (`/readyz`).
     pub readiness: Readiness,
+    /// A gateway that has not said it serves a session (`gateway_heartbeat`, or a join) for
+    /// this long is lost: its players there leave with reason `gateway_lost`.
+    pub gateway_timeout_ms: i64,
 }
 
 impl Default for TickGeneratorConfig {
@@ -60,6 +66,7 @@ impl Default for TickGeneratorConfig {
             idle_ms: 30_000,
             saturation: None,
             readiness: Readiness::new("the tick generator to join its consumer group"),
+            gateway_timeout_ms: 15_000,
         }
     }
 }
@@ -74,6 +81,8 @@ struct ActiveSession {
     ticks_topic: String,
     /// Its region's tick counter and lateness histogram.
     series: metrics::RegionSeries,
+    /// Its players' gateways, to find those of a gateway that fell silent.
+    gateways: SessionGateways,
     /// Running when found: not scheduled until its tick topic says where it got to.
     awaiting_resume: bool,
 }
@@ -105,6 +114,8 @@ pub struct TickGenerator {
 
 /// How long moved positions wait before they are committed, at most.
 const COMMIT_EVERY: Duration = Duration::from_millis(200);
+/// How often sessions are checked for players of lost gateways.
+const GATEWAY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl TickGenerator {
     #[must_use]
@@ -127,6 +138,9 @@ impl TickGenerator {
     /// Runs until `shutdown`; returns after the last due emissions are written.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
         let mut consumer = self.log.consume(&self.config.group, &[GAME_EVENTS], StartFrom::Beginning).await?;
+        metrics::players_lost(0); // the series exists from the start
+        let mut gateway_check = tokio::time::interval(GATEWAY_CHECK_EVERY);
+        gateway_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut sleep = match self.deadlines.peek() {
                 Some(Reverse((deadline, _))) => deadline.wait_from(now_ms()),
@@ -144,6 +158,7 @@ impl TickGenerator {
                     self.emit_due(now_ms()).await?;
                     self.commit_if_due(&mut *consumer).await?;
                 }
+                _ = gateway_check.tick() => self.leave_for_lost_gateways(now_ms()).await?,
                 event = consumer.next_event() => match event? {
                     GroupEvent::Records(records) => {
                         self.apply(records).await?;
@@ -206,7 +221,11 @@ impl TickGenerator {
             let position = CommitPosition { next: record.position.next(), not_after_ms: record.timestamp_ms };
             self.consumed.insert(record.partition, position);
             match Event::peek_type(&record.payload) {
-                Some("session_created" | "player_joined" | "player_left" | "session_ended") | None => {}
+                Some(
+                    "session_created" | "player_joined" | "player_left" | "session_ended"
+                    | "gateway_heartbeat",
+                )
+                | None => {}
                 Some(kind) if EVENT_TYPES.contains(&kind) => continue,
                 Some(kind) => {
                     tracing::warn!(position = %record.position, kind, "skipping an event of unknown type");
@@ -248,15 +267,27 @@ impl TickGenerator {
                         }
                     }
                 }
-                EventBody::PlayerJoined(_) => {
+                EventBody::PlayerJoined(joined) => {
                     if let Some(s) = self.sessions.get_mut(&event.session_id) {
                         s.schedule.player_joined();
+                        s.gateways.joined(
+                            &joined.connection_id,
+                            &joined.user_id,
+                            &joined.gateway_id,
+                            event.at,
+                        );
                     }
                 }
-                EventBody::PlayerLeft(_) => {
+                EventBody::PlayerLeft(left) => {
                     if let Some(s) = self.sessions.get_mut(&event.session_id) {
                         s.schedule.player_left(event.at);
+                        s.gateways.left(&left.connection_id);
                         self.push_deadline(&event.session_id);
+                    }
+                }
+                EventBody::GatewayHeartbeat(heartbeat) => {
+                    if let Some(s) = self.sessions.get_mut(&event.session_id) {
+                        s.gateways.heartbeat(&heartbeat.gateway_id, event.at);
                     }
                 }
                 EventBody::SessionEnded(_) => {
@@ -291,8 +322,15 @@ impl TickGenerator {
         let series = metrics::RegionSeries::new(&created.region, &ticks_topic);
         let schedule = SessionSchedule::new(created, created_at, self.config.idle_ms);
         let awaiting_resume = !schedule_now;
-        let session =
-            ActiveSession { schedule, partition, created: position, ticks_topic, series, awaiting_resume };
+        let session = ActiveSession {
+            schedule,
+            partition,
+            created: position,
+            ticks_topic,
+            series,
+            gateways: SessionGateways::default(),
+            awaiting_resume,
+        };
         self.sessions.insert(id.clone(), session);
         self.push_deadline(&id);
     }
