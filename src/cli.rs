@@ -354,7 +354,8 @@ pub(crate) struct EdgeArgs {
     #[command(flatten)]
     pub(crate) listen: ListenArgs,
     /// A gateway players of a region connect to, as REGION=ws://HOST:PORT/ws/REGION
-    /// (repeatable). Given any, the edge starts games only in these regions.
+    /// (repeatable, also for one region: its games are spread over its ready gateways by
+    /// rendezvous hashing of the gameId). Given any, the edge starts games only in these regions.
     #[arg(long = "gateway", value_name = "REGION=URL")]
     pub(crate) gateways: Vec<String>,
     #[command(flatten)]

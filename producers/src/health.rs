@@ -1,6 +1,7 @@
-//! Region health at the edge: each region's gateway answers `/readyz`, polled every
-//! [`POLL_EVERY`]; a region whose gateway does not answer 200 gets no new games (the router
-//! sends them to the nearest ready region) until it does again.
+//! Region health at the edge: each gateway instance of each region answers `/readyz`, polled
+//! every [`POLL_EVERY`]; an instance that does not answer 200 gets no new games (the router
+//! places them on the region's other ready instances), and a region with none gets no new
+//! games (the router sends them to the nearest ready region) until one answers again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,12 +32,14 @@ fn readyz_of(ws_endpoint: &str) -> Option<reqwest::Url> {
 impl Edge {
     /// Polls every region's gateway until `shutdown`, marking regions ready or not.
     pub async fn watch_gateways(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), Error> {
-        let targets: Vec<(String, reqwest::Url)> = {
+        // Every gateway instance of every region: (region, instance, its /readyz).
+        let targets: Vec<(String, String, reqwest::Url)> = {
             let router = self.router.read().unwrap();
             router
-                .regions()
-                .iter()
-                .filter_map(|r| readyz_of(&r.ws_endpoint).map(|url| (r.id.clone(), url)))
+                .instances()
+                .filter_map(|(region, instance)| {
+                    readyz_of(instance).map(|url| (region.to_owned(), instance.to_owned(), url))
+                })
                 .collect()
         };
         if targets.is_empty() {
@@ -48,28 +51,28 @@ impl Edge {
             .map_err(|e| Error::Health(e.to_string()))?;
         let mut every = tokio::time::interval(POLL_EVERY);
         while shutdown.run_until_cancelled(every.tick()).await.is_some() {
-            let answers = futures_util::future::join_all(targets.iter().map(|(region, url)| {
+            let answers = futures_util::future::join_all(targets.iter().map(|(region, instance, url)| {
                 let http = http.clone();
                 async move {
                     let ready = http.get(url.clone()).send().await.is_ok_and(|r| r.status().is_success());
-                    (region, ready)
+                    (region, instance, ready)
                 }
             }))
             .await;
             let mut router = self.router.write().unwrap();
-            for (region, ready) in answers {
+            for (region, instance, ready) in answers {
                 let was = router.is_healthy(region);
-                if was != ready {
-                    if ready {
-                        tracing::info!(region, "the region's gateway is ready again: new games go there");
-                    } else {
-                        tracing::warn!(
-                            region,
-                            "the region's gateway is not ready: new games go to the nearest ready region"
-                        );
+                router.set_ready(region, instance, ready);
+                match (was, router.is_healthy(region)) {
+                    (false, true) => {
+                        tracing::info!(region, "the region has a ready gateway again: new games go there");
                     }
+                    (true, false) => tracing::warn!(
+                        region,
+                        "the region has no ready gateway: new games go to the nearest ready region"
+                    ),
+                    _ => {}
                 }
-                router.set_healthy(region, ready);
             }
         }
         Ok(())

@@ -290,9 +290,18 @@ impl Edge {
         }
     }
 
-    fn ws_endpoint(region: &Region, headers: &HeaderMap, scheme: Option<&Scheme>) -> String {
-        if !region.ws_endpoint.is_empty() {
-            return region.ws_endpoint.clone();
+    /// Where the players of `game_id` in `region` connect: the region's gateway instance for
+    /// the game (rendezvous hashing over the ready ones), or this process's own gateway.
+    fn ws_endpoint(
+        &self,
+        region: &Region,
+        game_id: &str,
+        headers: &HeaderMap,
+        scheme: Option<&Scheme>,
+    ) -> String {
+        let instance = self.router.read().unwrap().instance_for(&region.id, game_id).map(str::to_owned);
+        if let Some(instance) = instance.filter(|i| !i.is_empty()) {
+            return instance;
         }
         // Served from this process (`tickcast up`): the gateway is on the host the player used,
         // over TLS if the player's request was (our own TLS, or a trusted proxy in front).
@@ -324,7 +333,7 @@ impl Edge {
         GameTicket {
             game_id: session.session_id.clone(),
             region: region.id.clone(),
-            ws_endpoint: Self::ws_endpoint(region, headers, scheme),
+            ws_endpoint: self.ws_endpoint(region, &session.session_id, headers, scheme),
             token,
             start_at: session.start_at,
             tick_ms: session.tick_ms,

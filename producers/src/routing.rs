@@ -48,13 +48,28 @@ pub struct Routed {
     pub skipped: Vec<String>,
 }
 
-/// The region table with each country's region and each region's health.
+/// The region table with each country's region, each region's gateway instances and which of
+/// them are not ready.
 #[derive(Debug, Clone)]
 pub struct RegionRouter {
+    /// One entry per region id (the first `--gateway` of a region gives its place in the order).
     regions: Vec<Region>,
     by_country: HashMap<String, usize>,
-    unhealthy: HashSet<String>,
+    /// Every gateway instance (ws endpoint) of each region, in the order given.
+    instances: HashMap<String, Vec<String>>,
+    /// (region, instance) pairs that did not answer their last `/readyz` with 200 (by pair:
+    /// `tickcast up`'s regions all have the empty instance, served by the process itself).
+    unready: HashSet<(String, String)>,
     default_index: usize,
+}
+
+/// The weight of `instance` for `game_id` in rendezvous (highest random weight) hashing: each
+/// game goes to the ready instance with the highest weight, so all its players meet there and
+/// only the games of an instance that goes away move. SHA-256, so every edge agrees.
+fn rendezvous_weight(game_id: &str, instance: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(game_id).chain_update([0]).chain_update(instance).finalize();
+    u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 32 bytes"))
 }
 
 /// Where the AWS regions of the default table are (latitude, longitude in degrees): when the
@@ -87,13 +102,24 @@ impl RegionRouter {
     #[must_use]
     pub fn new(regions: Vec<Region>) -> Self {
         assert!(!regions.is_empty(), "a router needs at least one region");
+        let mut instances: HashMap<String, Vec<String>> = HashMap::new();
+        let mut unique: Vec<Region> = Vec::new();
+        for region in regions {
+            let of_region = instances.entry(region.id.clone()).or_default();
+            if !of_region.contains(&region.ws_endpoint) {
+                of_region.push(region.ws_endpoint.clone());
+            }
+            if !unique.iter().any(|r| r.id == region.id) {
+                unique.push(region);
+            }
+        }
         let mut by_country = HashMap::new();
-        for (index, region) in regions.iter().enumerate() {
+        for (index, region) in unique.iter().enumerate() {
             for country in &region.countries {
                 by_country.entry(country.to_ascii_uppercase()).or_insert(index);
             }
         }
-        Self { regions, by_country, unhealthy: HashSet::new(), default_index: 0 }
+        Self { regions: unique, by_country, instances, unready: HashSet::new(), default_index: 0 }
     }
 
     #[must_use]
@@ -109,16 +135,44 @@ impl RegionRouter {
     /// Whether `id` counts as healthy (unknown regions do).
     #[must_use]
     pub fn is_healthy(&self, id: &str) -> bool {
-        !self.unhealthy.contains(id)
+        self.instances.get(id).is_some_and(|all| all.iter().any(|i| !self.is_unready(id, i)))
     }
 
-    /// Marks a region healthy or not; unhealthy regions are skipped.
+    /// Marks every instance of a region ready or not; regions without a ready one are skipped.
     pub fn set_healthy(&mut self, id: &str, healthy: bool) {
-        if healthy {
-            self.unhealthy.remove(id);
-        } else {
-            self.unhealthy.insert(id.to_owned());
+        let all = self.instances.get(id).cloned().unwrap_or_default();
+        for instance in all {
+            self.set_ready(id, &instance, healthy);
         }
+    }
+
+    /// Marks one gateway instance of `region` ready or not.
+    pub fn set_ready(&mut self, region: &str, instance: &str, ready: bool) {
+        let key = (region.to_owned(), instance.to_owned());
+        if ready {
+            self.unready.remove(&key);
+        } else {
+            self.unready.insert(key);
+        }
+    }
+
+    fn is_unready(&self, region: &str, instance: &str) -> bool {
+        self.unready.contains(&(region.to_owned(), instance.to_owned()))
+    }
+
+    /// Every (region id, instance) pair.
+    pub fn instances(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.instances.iter().flat_map(|(region, all)| all.iter().map(move |i| (region.as_str(), i.as_str())))
+    }
+
+    /// The instance of `region` that serves `game_id`: the ready one of highest rendezvous
+    /// weight (stable while the set of ready instances is); when none is ready, of all.
+    #[must_use]
+    pub fn instance_for(&self, region: &str, game_id: &str) -> Option<&str> {
+        let all = self.instances.get(region)?;
+        let ready: Vec<&String> = all.iter().filter(|i| !self.is_unready(region, i)).collect();
+        let candidates = if ready.is_empty() { all.iter().collect() } else { ready };
+        candidates.into_iter().max_by_key(|i| rendezvous_weight(game_id, i)).map(String::as_str)
     }
 
     /// The region for a player: the first of `preferred`, `x-user-region`, the country's region
@@ -156,7 +210,7 @@ impl RegionRouter {
         });
         let mut skipped = Vec::new();
         for region in std::iter::once(chosen).chain(others) {
-            if !self.unhealthy.contains(&region.id) {
+            if self.is_healthy(&region.id) {
                 return Ok(Routed { region: region.clone(), by, skipped });
             }
             skipped.push(region.id.clone());
@@ -218,5 +272,43 @@ mod tests {
             router.set_healthy(&region.id, false);
         }
         assert_eq!(router.pick(&RegionHints::default()).unwrap_err(), RoutingError::NoHealthyRegion);
+    }
+
+    #[test]
+    fn games_spread_over_a_region_s_ready_instances_and_only_a_lost_instance_s_games_move() {
+        let gateway =
+            |id: &str, url: &str| Region { id: id.into(), ws_endpoint: url.into(), countries: vec![] };
+        let (a, b, c) = ("ws://a/ws/eu-west-1", "ws://b/ws/eu-west-1", "ws://c/ws/eu-west-1");
+        let mut router = RegionRouter::new(vec![
+            gateway("eu-west-1", a),
+            gateway("eu-west-1", b),
+            gateway("eu-west-1", c),
+            gateway("us-east-1", "ws://d/ws/us-east-1"),
+        ]);
+        assert_eq!(router.regions().len(), 2, "one entry per region");
+        let games: Vec<String> = (0..300).map(|i| format!("game-{i}")).collect();
+        let placed: Vec<String> =
+            games.iter().map(|g| router.instance_for("eu-west-1", g).unwrap().to_owned()).collect();
+        for instance in [a, b, c] {
+            let count = placed.iter().filter(|p| *p == instance).count();
+            assert!((60..=140).contains(&count), "{instance} has {count} of 300 games");
+        }
+        router.set_ready("eu-west-1", b, false);
+        assert!(router.is_healthy("eu-west-1"));
+        for (game, before) in games.iter().zip(&placed) {
+            let now = router.instance_for("eu-west-1", game).unwrap();
+            if before == b {
+                assert_ne!(now, b, "b's games move");
+            } else {
+                assert_eq!(now, before, "the others' games stay where they were");
+            }
+        }
+        router.set_ready("eu-west-1", b, true);
+        let again: Vec<&str> = games.iter().map(|g| router.instance_for("eu-west-1", g).unwrap()).collect();
+        assert_eq!(again, placed, "stable while the set of instances is");
+        for instance in [a, b, c] {
+            router.set_ready("eu-west-1", instance, false);
+        }
+        assert!(!router.is_healthy("eu-west-1"));
     }
 }

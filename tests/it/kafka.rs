@@ -765,6 +765,80 @@ async fn players_of_a_gateway_killed_with_kill_9_leave_after_the_timeout() {
     drop(players);
 }
 
+/// An edge on `log` that sends players to these (region, gateway URL) pairs.
+fn edge_with_gateways(log: &str, gateways: &[(&str, &str)]) -> Role {
+    let mut args =
+        vec!["edge".to_owned(), "--log".into(), log.into(), "--listen".into(), "127.0.0.1:0".into()];
+    for (region, url) in gateways {
+        args.extend(["--gateway".to_owned(), format!("{region}={url}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Role::start(&args, Some("edge listening on "))
+}
+
+/// Two gateways in one region: the edge spreads games over them by gameId (every join of a
+/// game gets the same gateway, and the game plays there); with one killed, new games all go to
+/// the other, in the same region (nothing skipped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_in_a_region_share_its_games() {
+    let cluster = Cluster::start(1);
+    let gateway = || {
+        Role::start(
+            &["gateway", "--log", &cluster.log, "--region", REGION, "--listen", "127.0.0.1:0"],
+            Some("gateway listening on "),
+        )
+    };
+    let (mut first, second) = (gateway(), gateway());
+    let (first_url, second_url) = (first.url.clone().unwrap(), second.url.clone().unwrap());
+    let edge = edge_with_gateways(&cluster.log, &[(REGION, &first_url), (REGION, &second_url)]);
+    let http = crate::support::http_client();
+    let edge_url = edge.url.clone().unwrap();
+    let post = |path: String, body: Value| {
+        let (http, edge_url) = (http.clone(), edge_url.clone());
+        async move {
+            let response = http.post(format!("{edge_url}{path}")).json(&body).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let start = |user: &str| {
+        let body = json!({"userId":user,"tickMs":50,"countdownMs":0,"maxRounds":1,"minBreakSteps":10,"maxBreakSteps":12});
+        post("/edge/game/start".to_owned(), body)
+    };
+    let mut on = HashMap::<String, usize>::new();
+    for i in 0..12 {
+        let ticket = start(&format!("p{i}")).await;
+        assert_eq!(ticket["region"], REGION);
+        let endpoint = ticket["wsEndpoint"].as_str().unwrap().to_owned();
+        let game = ticket["gameId"].as_str().unwrap();
+        let joined = post(format!("/edge/game/{game}/join"), json!({"userId": format!("q{i}")})).await;
+        assert_eq!(joined["wsEndpoint"], endpoint.as_str(), "a game's players meet on one gateway");
+        *on.entry(endpoint).or_default() += 1;
+        if i < 2 {
+            let mut player = Player::join(&ticket, &format!("p{i}"), None).await;
+            player.until("session_ended").await;
+        }
+    }
+    assert_eq!(on.len(), 2, "both gateways get games: {on:?}");
+    assert!(on.keys().all(|e| *e == first_url || *e == second_url));
+
+    first.process.kill9();
+    eventually("every new game on the gateway left, in the region", || {
+        let (start, second_url) = (&start, &second_url);
+        async move {
+            let mut all_there = true;
+            for i in 0..6 {
+                let ticket = start(&format!("r{i}")).await;
+                assert_eq!((&ticket["region"], &ticket["routing"]["skipped"]), (&json!(REGION), &json!([])));
+                all_there &= ticket["wsEndpoint"] == second_url.as_str();
+            }
+            all_there.then_some(())
+        }
+    })
+    .await;
+    drop(second);
+}
+
 /// A free port on 127.0.0.1, for a process that must come back where it was.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -791,20 +865,8 @@ async fn a_region_without_a_ready_gateway_gets_no_games_until_it_is_back() {
         &["gateway", "--log", &cluster.log, "--region", "eu-central-1", "--listen", "127.0.0.1:0"],
         Some("gateway listening on "),
     );
-    let edge = Role::start(
-        &[
-            "edge",
-            "--log",
-            &cluster.log,
-            "--listen",
-            "127.0.0.1:0",
-            "--gateway",
-            &format!("eu-west-1={}", west.url.clone().unwrap()),
-            "--gateway",
-            &format!("eu-central-1={}", central.url.clone().unwrap()),
-        ],
-        Some("edge listening on "),
-    );
+    let (west_url, central_url) = (west.url.clone().unwrap(), central.url.clone().unwrap());
+    let edge = edge_with_gateways(&cluster.log, &[("eu-west-1", &west_url), ("eu-central-1", &central_url)]);
     let http = crate::support::http_client();
     let edge_url = edge.url.clone().unwrap();
     let start = || {
