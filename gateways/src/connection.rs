@@ -134,7 +134,7 @@ pub(crate) async fn serve(
 
     let close = loop {
         let result = tokio::select! {
-            () = &mut cancelled => break Close { code: CloseCode::Away, reason: "gateway shutting down", left: Some(LeaveReason::GatewayShutdown) },
+            () = &mut cancelled => break Close { code: CloseCode::Restart, reason: "gateway shutting down; reconnect", left: Some(LeaveReason::GatewayShutdown) },
             incoming = socket.next() => match incoming {
                 None | Some(Ok(Message::Close(_))) => break Close { code: CloseCode::Normal, reason: "", left: Some(LeaveReason::Closed) },
                 Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
@@ -167,7 +167,7 @@ pub(crate) async fn serve(
                     Some((sent_us, rtt_us)) => conn.judge(sent_us, rtt_us, &mut socket).await,
                     None => Ok(None),
                 },
-                None => break Close { code: CloseCode::Away, reason: "gateway shutting down", left: Some(LeaveReason::GatewayShutdown) },
+                None => break Close { code: CloseCode::Restart, reason: "gateway shutting down; reconnect", left: Some(LeaveReason::GatewayShutdown) },
             },
             scheduled = ping.tick() => conn.on_ping_due(scheduled, &mut socket).await,
             () = &mut join_deadline, if conn.joined.is_none() && !join_timeout.is_zero() => {

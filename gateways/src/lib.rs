@@ -310,6 +310,10 @@ impl Gateway {
             // rather than leave players connected to a silent session.
             self.shutdown.cancel();
         }
+        // Stopping: the edge places no new game here, and the players told to reconnect (1012)
+        // get a fresh ticket for another instance.
+        self.ticks_read.set_not_ready();
+        self.events_read.set_not_ready();
         self.connections.close();
         self.connections.wait().await;
         fanout_stop.cancel();

@@ -25,6 +25,11 @@ impl Readiness {
         self.ready.store(true, Ordering::Release);
     }
 
+    /// The role can no longer work (it is stopping): `/readyz` answers 503 again.
+    pub fn set_not_ready(&self) {
+        self.ready.store(false, Ordering::Release);
+    }
+
     #[must_use]
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)

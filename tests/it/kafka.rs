@@ -765,6 +765,14 @@ async fn players_of_a_gateway_killed_with_kill_9_leave_after_the_timeout() {
     drop(players);
 }
 
+/// A gateway of `REGION` on `log`, on a free port.
+fn gateway_on(log: &str) -> Role {
+    Role::start(
+        &["gateway", "--log", log, "--region", REGION, "--listen", "127.0.0.1:0"],
+        Some("gateway listening on "),
+    )
+}
+
 /// An edge on `log` that sends players to these (region, gateway URL) pairs.
 fn edge_with_gateways(log: &str, gateways: &[(&str, &str)]) -> Role {
     let mut args =
@@ -782,12 +790,7 @@ fn edge_with_gateways(log: &str, gateways: &[(&str, &str)]) -> Role {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_in_a_region_share_its_games() {
     let cluster = Cluster::start(1);
-    let gateway = || {
-        Role::start(
-            &["gateway", "--log", &cluster.log, "--region", REGION, "--listen", "127.0.0.1:0"],
-            Some("gateway listening on "),
-        )
-    };
+    let gateway = || gateway_on(&cluster.log);
     let (mut first, second) = (gateway(), gateway());
     let (first_url, second_url) = (first.url.clone().unwrap(), second.url.clone().unwrap());
     let edge = edge_with_gateways(&cluster.log, &[(REGION, &first_url), (REGION, &second_url)]);
@@ -837,6 +840,115 @@ async fn two_gateways_in_a_region_share_its_games() {
     })
     .await;
     drop(second);
+}
+
+/// Plays `game_id` as `user` to its end the way the player page does across a gateway restart:
+/// on close 1012 it asks the edge for a fresh ticket and resumes from its last step there.
+/// Returns every step seen, the last step of the game and the endpoints used in turn.
+async fn play_across_restarts(
+    http: &reqwest::Client,
+    edge_url: &str,
+    game_id: &str,
+    user: &str,
+    stop_after_steps: Option<tokio::sync::oneshot::Sender<()>>,
+) -> (Vec<i64>, i64, Vec<String>) {
+    let (mut steps, mut endpoints) = (Vec::<i64>::new(), Vec::<String>::new());
+    let mut signal = stop_after_steps;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let response = http
+            .post(format!("{edge_url}/edge/game/{game_id}/join"))
+            .json(&json!({ "userId": user }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let ticket: Value = response.json().await.unwrap();
+        let endpoint = ticket["wsEndpoint"].as_str().unwrap().to_owned();
+        let Some(mut player) = Player::try_connect(&endpoint).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await; // a backoff, as the page's
+            continue;
+        };
+        let base = json!({"sessionId": game_id, "userId": user, "token": ticket["token"]});
+        let mut hello = base.as_object().unwrap().clone();
+        match steps.last() {
+            Some(&last) => {
+                hello.insert("action".into(), json!("resume"));
+                hello.insert("lastStep".into(), json!(last));
+            }
+            None => {
+                hello.insert("action".into(), json!("join"));
+            }
+        }
+        player.send(Value::Object(hello)).await;
+        if endpoints.last() != Some(&endpoint) {
+            endpoints.push(endpoint);
+        }
+        loop {
+            match player.next().await {
+                Seen::Json(frame) if frame["type"] == "tick" => {
+                    steps.push(frame["step"].as_i64().unwrap());
+                    if steps.len() == 20
+                        && let Some(signal) = signal.take()
+                    {
+                        let _ = signal.send(());
+                    }
+                }
+                Seen::Json(frame) if frame["type"] == "session_ended" => {
+                    return (steps, frame["lastStep"].as_i64().unwrap(), endpoints);
+                }
+                Seen::Json(frame) if frame["type"] == "error" => break, // e.g. refused while stopping
+                Seen::Json(_) => {}
+                Seen::Closed(Some(1012)) => break,
+                Seen::Closed(code) => panic!("{user}: closed with {code:?}, not 1012"),
+            }
+        }
+    }
+    panic!("{user}: the game did not end within the deadline");
+}
+
+/// Two gateways in one region, one stopped with SIGTERM during a game: it stops being ready,
+/// tells its players to reconnect (close 1012), and they get a fresh ticket from the edge and
+/// resume on the other gateway without a missing or doubled step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_of_a_gateway_stopped_with_sigterm_resume_on_another() {
+    let cluster = Cluster::start(1);
+    let gateway = || gateway_on(&cluster.log);
+    let mut gateways = vec![gateway(), gateway()];
+    let urls: Vec<String> = gateways.iter().map(|g| g.url.clone().unwrap()).collect();
+    let edge = edge_with_gateways(&cluster.log, &[(REGION, &urls[0]), (REGION, &urls[1])]);
+    let (http, edge_url) = (crate::support::http_client(), edge.url.clone().unwrap());
+    let body = json!({"userId":"ana","tickMs":50,"countdownMs":500,"maxRounds":1,"minBreakSteps":150,"maxBreakSteps":160});
+    let ticket: Value = http
+        .post(format!("{edge_url}/edge/game/start"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let game_id = ticket["gameId"].as_str().unwrap().to_owned();
+    let first = urls.iter().position(|u| ticket["wsEndpoint"] == u.as_str()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let ana = tokio::spawn({
+        let (http, edge_url, game_id) = (http.clone(), edge_url.clone(), game_id.clone());
+        async move { play_across_restarts(&http, &edge_url, &game_id, "ana", Some(stop)).await }
+    });
+    let bo = tokio::spawn({
+        let (http, edge_url, game_id) = (http.clone(), edge_url.clone(), game_id.clone());
+        async move { play_across_restarts(&http, &edge_url, &game_id, "bo", None).await }
+    });
+    stopped.await.unwrap();
+    let status = gateways[first].process.terminate();
+    assert!(status.success(), "a gateway stopped by SIGTERM exits 0, not {status}");
+    for player in [ana, bo] {
+        let (steps, last_step, endpoints) = player.await.unwrap();
+        assert_every_step_once_from("a player moved by a SIGTERM", &steps, 0);
+        assert_eq!(steps.last(), Some(&last_step), "to the game's last step");
+        assert_eq!(endpoints, [urls[first].clone(), urls[1 - first].clone()], "moved once, to the other");
+    }
+    drop(gateways);
 }
 
 /// A free port on 127.0.0.1, for a process that must come back where it was.

@@ -225,6 +225,11 @@ impl Player {
         Self { ws }
     }
 
+    /// Connects, or `None` when the server refuses (a stopping gateway answers 503) or is gone.
+    pub(crate) async fn try_connect(url: &str) -> Option<Self> {
+        tokio_tungstenite::connect_async(url).await.ok().map(|(ws, _)| Self { ws })
+    }
+
     /// Connects over TLS with `config` (which trusts the server's certificate).
     pub(crate) async fn connect_tls(url: &str, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
         let connector = tokio_tungstenite::Connector::Rustls(config);

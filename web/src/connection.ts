@@ -1,14 +1,17 @@
 // The page's connection to its gateway as React hooks: join, pings every second, reconnect with
-// exponential backoff and resume from the last step shown; and, in client-side tick mode, the
-// ticks computed here on the game's clock.
+// exponential backoff and resume from the last step shown — through a fresh ticket from the edge
+// when a stopping gateway said to reconnect elsewhere (close 1012); and, in client-side tick
+// mode, the ticks computed here on the game's clock.
 
 import { useEffect, useRef } from "react";
 import { DEFAULT_MAX_BREAK_STEPS, DEFAULT_MIN_BREAK_STEPS, stateAt, stepAt } from "./engine";
-import { endpointFor, type Ticket } from "./edge";
+import { endpointFor, post, type Ticket } from "./edge";
 import { encode, type Action, type GameState, type ServerMessage } from "./protocol";
 
 /** The longest pause between two reconnection attempts. */
 const MAX_BACKOFF_MS = 10_000;
+/** WebSocket close code "service restart": the gateway is stopping; another one takes the game. */
+const CLOSE_RECONNECT_ELSEWHERE = 1012;
 
 /** One connection per ticket, kept up until the game is over or the ticket changes. */
 export function useConnection(ticket: Ticket | null, userId: string, state: GameState, dispatch: (a: Action) => void) {
@@ -28,13 +31,27 @@ export function useConnection(ticket: Ticket | null, userId: string, state: Game
     let pinger: number | undefined;
     let closed = false;
     let socket: WebSocket | null = null;
-    const connect = () => {
+    // The ticket in use: the first, or a fresh one from the edge after a 1012 (another gateway).
+    let current = ticket;
+    // Set by a 1012: every attempt asks the edge for a ticket until a socket opens (the edge
+    // may still name the stopping gateway for a moment).
+    let refresh = false;
+    const connect = async () => {
       dispatch({ type: "connecting" });
-      const ws = new WebSocket(endpointFor(ticket));
+      if (refresh) {
+        try {
+          current = await post(`/edge/game/${encodeURIComponent(ticket.gameId)}/join`, { userId });
+        } catch {
+          // The edge is away or refused: try the ticket we have, and ask again next time.
+        }
+        if (closed) return;
+      }
+      const ws = new WebSocket(endpointFor(current));
       socket = ws;
       ws.onopen = () => {
         attempt = 0;
-        const base = { sessionId: ticket.gameId, userId, token: ticket.token };
+        refresh = false;
+        const base = { sessionId: current.gameId, userId, token: current.token };
         const resume = lastStep.current !== null && !ticket.spectator;
         ws.send(encode(resume ? { action: "resume", ...base, lastStep: lastStep.current! } : { action: "join", ...base }));
         pinger = window.setInterval(() => ws.send(encode({ action: "ping", clientTimestamp: Date.now() })), 1000);
@@ -45,15 +62,16 @@ export function useConnection(ticket: Ticket | null, userId: string, state: Game
         if (message.type === "kicked" || message.type === "session_ended") finished.current = true;
         dispatch({ type: "server", message, receivedAt: Date.now() });
       };
-      ws.onclose = () => {
+      ws.onclose = (event) => {
         window.clearInterval(pinger);
         dispatch({ type: "disconnected" });
         if (closed || finished.current) return;
+        if (event.code === CLOSE_RECONNECT_ELSEWHERE && !ticket.spectator) refresh = true;
         const delay = Math.min(MAX_BACKOFF_MS, 250 * 2 ** attempt++);
-        timer = window.setTimeout(connect, delay);
+        timer = window.setTimeout(() => void connect(), delay);
       };
     };
-    connect();
+    void connect();
     return () => {
       closed = true;
       window.clearTimeout(timer);
