@@ -358,6 +358,10 @@ pub(crate) struct EdgeArgs {
     /// rendezvous hashing of the gameId). Given any, the edge starts games only in these regions.
     #[arg(long = "gateway", value_name = "REGION=URL")]
     pub(crate) gateways: Vec<String>,
+    /// PEM file of CA certificates to trust, beside the system's, when polling `wss://` gateways'
+    /// `/readyz` (a private CA, or a gateway's self-signed certificate).
+    #[arg(long, env = "TICKCAST_GATEWAY_CA", value_name = "FILE")]
+    pub(crate) gateway_ca: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) log: LogArgs,
     #[command(flatten)]

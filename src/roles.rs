@@ -141,6 +141,7 @@ pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     check_topics(log.as_ref(), &[GAME_EVENTS.to_owned()]).await?;
     let mut roles = Roles::new();
     let mut config = edge_config(&args.game, &args.common);
+    config.gateway_ca.clone_from(&args.gateway_ca);
     if let Some(url) = &args.store {
         config.store = Some(open_store(url).await?);
     }

@@ -15,25 +15,92 @@ const POLL_EVERY: Duration = Duration::from_secs(2);
 /// How long an answer may take before the gateway counts as not ready.
 const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
-/// Where a gateway at `ws_endpoint` (`ws://host:port/ws/region`) answers `/readyz`; `None` for
-/// `wss://` (this build's HTTP client speaks no TLS: such regions are taken as ready) and for
-/// what is not a URL.
-fn readyz_of(ws_endpoint: &str) -> Option<reqwest::Url> {
-    let mut url = reqwest::Url::parse(ws_endpoint).ok()?;
-    if url.scheme() != "ws" {
-        return None;
+/// Where a gateway at `ws_endpoint` (`ws://host:port/ws/region`, or `wss://`) answers `/readyz`:
+/// its host, port and whether over TLS; `None` for what is not a WebSocket URL (the empty
+/// endpoint of `tickcast up`'s own gateways).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Readyz {
+    host: String,
+    port: u16,
+    tls: bool,
+}
+
+fn readyz_of(ws_endpoint: &str) -> Option<Readyz> {
+    let uri: http::Uri = ws_endpoint.parse().ok()?;
+    let tls = match uri.scheme_str()? {
+        "ws" => false,
+        "wss" => true,
+        _ => return None,
+    };
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_owned();
+    Some(Readyz { port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }), host, tls })
+}
+
+/// Whether the gateway answers `GET /readyz` with 200 within [`ANSWER_WITHIN`].
+async fn answers_ready(target: &Readyz, tls: &tokio_rustls::TlsConnector) -> bool {
+    tokio::time::timeout(ANSWER_WITHIN, ask(target, tls)).await.is_ok_and(|status| status == Some(200))
+}
+
+async fn ask(target: &Readyz, tls: &tokio_rustls::TlsConnector) -> Option<u16> {
+    let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await.ok()?;
+    let authority = format!("{}:{}", target.host, target.port);
+    if target.tls {
+        let name = rustls::pki_types::ServerName::try_from(target.host.clone()).ok()?;
+        let stream = tls.connect(name, tcp).await.ok()?;
+        get_readyz(hyper_util::rt::TokioIo::new(stream), &authority).await
+    } else {
+        get_readyz(hyper_util::rt::TokioIo::new(tcp), &authority).await
     }
-    url.set_scheme("http").ok()?;
-    url.set_path("/readyz");
-    url.set_query(None);
-    Some(url)
+}
+
+/// One `GET /readyz` on a fresh HTTP/1.1 connection; its status.
+async fn get_readyz<S>(io: S, authority: &str) -> Option<u16>
+where
+    S: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, String>(io).await.ok()?;
+    // Drives the connection; it ends with the answer (the sender is dropped after it).
+    tokio::spawn(connection);
+    let request = http::Request::get("/readyz")
+        .header(http::header::HOST, authority)
+        .header(http::header::CONNECTION, "close")
+        .body(String::new())
+        .ok()?;
+    Some(sender.send_request(request).await.ok()?.status().as_u16())
 }
 
 impl Edge {
+    /// TLS for `wss://` gateways' `/readyz`: the system's root certificates, and those of
+    /// `gateway_ca` (PEM) when given (a private CA, a self-signed gateway).
+    fn gateway_tls(&self) -> Result<rustls::ClientConfig, Error> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        // Unreadable system certificates are skipped: a private CA may be all that is needed.
+        let system = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(system.certs);
+        if let Some(path) = &self.config.gateway_ca {
+            let certificates = CertificateDer::pem_file_iter(path)
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(|e| Error::Health(format!("cannot read --gateway-ca {}: {e}", path.display())))?;
+            for certificate in certificates {
+                roots
+                    .add(certificate)
+                    .map_err(|e| Error::Health(format!("--gateway-ca {}: {e}", path.display())))?;
+            }
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Health(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
+    }
+
     /// Polls every region's gateway until `shutdown`, marking regions ready or not.
     pub async fn watch_gateways(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), Error> {
-        // Every gateway instance of every region: (region, instance, its /readyz).
-        let targets: Vec<(String, String, reqwest::Url)> = {
+        // Every gateway instance of every region: (region, instance, where its /readyz is).
+        let targets: Vec<(String, String, Readyz)> = {
             let router = self.router.read().unwrap();
             router
                 .instances()
@@ -45,18 +112,12 @@ impl Edge {
         if targets.is_empty() {
             return Ok(());
         }
-        let http = reqwest::Client::builder()
-            .timeout(ANSWER_WITHIN)
-            .build()
-            .map_err(|e| Error::Health(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(self.gateway_tls()?));
         let mut every = tokio::time::interval(POLL_EVERY);
         while shutdown.run_until_cancelled(every.tick()).await.is_some() {
-            let answers = futures_util::future::join_all(targets.iter().map(|(region, instance, url)| {
-                let http = http.clone();
-                async move {
-                    let ready = http.get(url.clone()).send().await.is_ok_and(|r| r.status().is_success());
-                    (region, instance, ready)
-                }
+            let answers = futures_util::future::join_all(targets.iter().map(|(region, instance, target)| {
+                let tls = &tls;
+                async move { (region, instance, answers_ready(target, tls).await) }
             }))
             .await;
             let mut router = self.router.write().unwrap();
@@ -86,10 +147,13 @@ mod tests {
     #[test]
     fn a_gateway_s_readiness_is_asked_where_its_websocket_is() {
         assert_eq!(
-            readyz_of("ws://10.0.0.5:8081/ws/eu-west-1").unwrap().as_str(),
-            "http://10.0.0.5:8081/readyz"
+            readyz_of("ws://10.0.0.5:8081/ws/eu-west-1"),
+            Some(Readyz { host: "10.0.0.5".into(), port: 8081, tls: false })
         );
-        assert!(readyz_of("wss://eu.example.com/ws/eu-west-1").is_none());
+        assert_eq!(
+            readyz_of("wss://eu.example.com/ws/eu-west-1"),
+            Some(Readyz { host: "eu.example.com".into(), port: 443, tls: true })
+        );
         assert!(readyz_of("").is_none());
     }
 }

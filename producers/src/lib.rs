@@ -56,6 +56,8 @@ use crate::rules::{GameDefaults, JoinRequest, StartRequest, check_user_id};
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
     pub defaults: GameDefaults,
+    /// PEM certificates the edge trusts, beside the system's, when it polls `wss://` gateways.
+    pub gateway_ca: Option<std::path::PathBuf>,
     /// How long a join token stays valid (it is also what `resume` presents).
     pub token_ttl_ms: i64,
     /// `edge@<instance>` is the `source` of the events this edge writes.
@@ -80,6 +82,7 @@ impl Default for EdgeConfig {
     fn default() -> Self {
         Self {
             defaults: GameDefaults::default(),
+            gateway_ca: None,
             token_ttl_ms: 6 * 3600 * 1000,
             instance: "0".into(),
             directory_history_ms: 6 * 3600 * 1000,

@@ -951,6 +951,69 @@ async fn players_of_a_gateway_stopped_with_sigterm_resume_on_another() {
     drop(gateways);
 }
 
+/// The edge polls a `wss://` gateway's `/readyz` over TLS: trusted through `--gateway-ca`, its
+/// region gets games, and once it is killed the region has no ready gateway (503); an edge that
+/// does not trust its certificate never counts it ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_asks_a_wss_gateway_whether_it_is_ready_over_tls() {
+    let cluster = Cluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = crate::tls::self_signed(dir.path());
+    let mut gateway = Role::start(
+        &[
+            "gateway",
+            "--log",
+            &cluster.log,
+            "--region",
+            REGION,
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+        Some("gateway listening on "),
+    );
+    let url = gateway.url.clone().unwrap();
+    assert!(url.starts_with("wss://"), "{url}");
+    let edge = |trust: bool| {
+        let mut args = vec!["edge", "--log", &cluster.log, "--listen", "127.0.0.1:0"];
+        let route = format!("{REGION}={url}");
+        args.extend(["--gateway", route.as_str()]);
+        if trust {
+            args.extend(["--gateway-ca", cert.as_str()]);
+        }
+        Role::start(&args, Some("edge listening on "))
+    };
+    let (trusting, distrusting) = (edge(true), edge(false));
+    let http = crate::support::http_client();
+    let start = |edge: &Role| {
+        let (http, edge_url) = (http.clone(), edge.url.clone().unwrap());
+        async move {
+            let body = json!({"userId":"tls","countdownMs":0,"maxRounds":1});
+            let response = http.post(format!("{edge_url}/edge/game/start")).json(&body).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    eventually("the distrusting edge counts the gateway not ready", || {
+        let start = &start;
+        let edge = &distrusting;
+        async move { (start(edge).await.0 == 503).then_some(()) }
+    })
+    .await;
+    let (status, ticket) = start(&trusting).await;
+    assert_eq!((status, ticket["wsEndpoint"].as_str()), (200, Some(url.as_str())));
+    gateway.process.kill9();
+    eventually("the trusting edge sees the gateway go", || {
+        let start = &start;
+        let edge = &trusting;
+        async move { (start(edge).await.0 == 503).then_some(()) }
+    })
+    .await;
+}
+
 /// A free port on 127.0.0.1, for a process that must come back where it was.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
