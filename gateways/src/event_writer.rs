@@ -35,14 +35,17 @@ impl Gateway {
     /// players in, until `stop`: the sessions' tick generators count the players of a gateway
     /// that falls silent as gone.
     pub(crate) async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
+        let started_at = self.started_at;
         let mut every = tokio::time::interval(Duration::from_millis(GATEWAY_HEARTBEAT_MS as u64));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while stop.run_until_cancelled(every.tick()).await.is_some() {
             let sessions: BTreeSet<String> =
                 self.live.lock().unwrap().keys().map(|(session, _)| session.clone()).collect();
             for session in sessions {
-                let body =
-                    EventBody::GatewayHeartbeat(GatewayHeartbeat { gateway_id: self.gateway_id.clone() });
+                let body = EventBody::GatewayHeartbeat(GatewayHeartbeat {
+                    gateway_id: self.gateway_id.clone(),
+                    started_at,
+                });
                 self.record(&session, body);
             }
         }

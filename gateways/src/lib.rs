@@ -177,6 +177,9 @@ pub struct Gateway {
     next_connection: AtomicU64,
     /// How far behind the gateway's own work runs; while it lags, latency is not judged.
     lag: Arc<GatewayLag>,
+    /// When this run of the gateway was made (epoch ms), before any socket: its heartbeats
+    /// carry it, so connections a previous run left without `player_left` count as gone.
+    started_at: i64,
     /// Its metric series, labelled with its region once.
     series: metrics::GatewaySeries,
     /// Set once its tick topic and game-events are read up to when it started (what `/readyz`
@@ -233,6 +236,7 @@ impl Gateway {
             connections: TaskTracker::new(),
             next_connection: AtomicU64::new(0),
             lag: Arc::new(lag),
+            started_at: now_ms(),
             series,
             ticks_read: Readiness::new("the gateway to read its tick topic up to now"),
             events_read: Readiness::new("the gateway to read game-events up to now"),

@@ -287,6 +287,10 @@ pub enum LeaveReason {
 #[serde(rename_all = "camelCase")]
 pub struct GatewayHeartbeat {
     pub gateway_id: String,
+    /// When this run of the gateway started (epoch ms): connections it shows joining before
+    /// that were a previous run's, gone with it.
+    #[serde(default)]
+    pub started_at: i64,
 }
 
 /// How often a gateway writes `gateway_heartbeat` for each session it has players in.

@@ -765,10 +765,11 @@ async fn players_of_a_gateway_killed_with_kill_9_leave_after_the_timeout() {
     drop(players);
 }
 
-/// A gateway of `REGION` on `log`, on a free port.
-fn gateway_on(log: &str) -> Role {
+/// A gateway of `REGION` on `log`, on a free port, as `instance` (each gateway of a region needs
+/// its own: players are counted by the gateway id they joined through).
+fn gateway_on(log: &str, instance: &str) -> Role {
     Role::start(
-        &["gateway", "--log", log, "--region", REGION, "--listen", "127.0.0.1:0"],
+        &["gateway", "--log", log, "--region", REGION, "--listen", "127.0.0.1:0", "--instance", instance],
         Some("gateway listening on "),
     )
 }
@@ -790,8 +791,8 @@ fn edge_with_gateways(log: &str, gateways: &[(&str, &str)]) -> Role {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_in_a_region_share_its_games() {
     let cluster = Cluster::start(1);
-    let gateway = || gateway_on(&cluster.log);
-    let (mut first, second) = (gateway(), gateway());
+    let gateway = |instance| gateway_on(&cluster.log, instance);
+    let (mut first, second) = (gateway("a"), gateway("b"));
     let (first_url, second_url) = (first.url.clone().unwrap(), second.url.clone().unwrap());
     let edge = edge_with_gateways(&cluster.log, &[(REGION, &first_url), (REGION, &second_url)]);
     let http = crate::support::http_client();
@@ -913,8 +914,8 @@ async fn play_across_restarts(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn players_of_a_gateway_stopped_with_sigterm_resume_on_another() {
     let cluster = Cluster::start(1);
-    let gateway = || gateway_on(&cluster.log);
-    let mut gateways = vec![gateway(), gateway()];
+    let gateway = |instance| gateway_on(&cluster.log, instance);
+    let mut gateways = vec![gateway("a"), gateway("b")];
     let urls: Vec<String> = gateways.iter().map(|g| g.url.clone().unwrap()).collect();
     let edge = edge_with_gateways(&cluster.log, &[(REGION, &urls[0]), (REGION, &urls[1])]);
     let (http, edge_url) = (crate::support::http_client(), edge.url.clone().unwrap());

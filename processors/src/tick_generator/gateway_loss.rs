@@ -49,40 +49,51 @@ impl TickGenerator {
 /// One session's connections and gateways.
 #[derive(Debug, Default)]
 pub(crate) struct SessionGateways {
-    /// connectionId → (gatewayId, userId), for the connections joined and not left.
-    connections: HashMap<String, (String, String)>,
+    /// connectionId → (gatewayId, userId, when it joined), for the connections joined and not
+    /// left.
+    connections: HashMap<String, (String, String, i64)>,
     /// gatewayId → the latest time (epoch ms) it said it serves this session.
     seen: HashMap<String, i64>,
+    /// gatewayId → when its latest run started (from its heartbeats): what joined through it
+    /// before was an earlier run's.
+    started: HashMap<String, i64>,
 }
 
 impl SessionGateways {
     pub(crate) fn joined(&mut self, connection: &str, user: &str, gateway: &str, at: i64) {
-        self.connections.insert(connection.to_owned(), (gateway.to_owned(), user.to_owned()));
-        self.heartbeat(gateway, at);
+        self.connections.insert(connection.to_owned(), (gateway.to_owned(), user.to_owned(), at));
+        self.heartbeat(gateway, at, 0);
     }
 
     pub(crate) fn left(&mut self, connection: &str) {
         self.connections.remove(connection);
     }
 
-    pub(crate) fn heartbeat(&mut self, gateway: &str, at: i64) {
+    pub(crate) fn heartbeat(&mut self, gateway: &str, at: i64, started_at: i64) {
         let seen = self.seen.entry(gateway.to_owned()).or_insert(at);
         *seen = (*seen).max(at);
+        let started = self.started.entry(gateway.to_owned()).or_insert(started_at);
+        *started = (*started).max(started_at);
     }
 
     /// The connections (connectionId, userId) of gateways silent since before `now − timeout`,
-    /// forgotten here as they are returned: each is reported once.
+    /// and those that joined through a gateway before its latest run started (it restarted
+    /// without writing their `player_left`), forgotten here as they are returned: each is
+    /// reported once.
     pub(crate) fn lost(&mut self, now: i64, timeout_ms: i64) -> Vec<(String, String)> {
         let silent = |gateway: &str| self.seen.get(gateway).is_none_or(|&at| now - at > timeout_ms);
+        let earlier_run = |gateway: &str, joined: i64| self.started.get(gateway).is_some_and(|&s| joined < s);
         let lost: Vec<String> = self
             .connections
             .iter()
-            .filter(|(_, (gateway, _))| silent(gateway))
+            .filter(|(_, (gateway, _, joined))| silent(gateway) || earlier_run(gateway, *joined))
             .map(|(c, _)| c.clone())
             .collect();
         let mut gone: Vec<(String, String)> = lost
             .into_iter()
-            .filter_map(|connection| self.connections.remove(&connection).map(|(_, user)| (connection, user)))
+            .filter_map(|connection| {
+                self.connections.remove(&connection).map(|(_, user, _)| (connection, user))
+            })
             .collect();
         gone.sort();
         gone
@@ -99,8 +110,8 @@ mod tests {
         session.joined("c1", "ana", "eu/0", 1_000);
         session.joined("c2", "bo", "eu/0", 1_500);
         session.joined("c3", "cy", "eu/1", 1_000);
-        session.heartbeat("eu/1", 6_000);
-        session.heartbeat("eu/1", 11_000);
+        session.heartbeat("eu/1", 6_000, 500);
+        session.heartbeat("eu/1", 11_000, 500);
         // eu/0 last spoke at 1,500: within 15 s until 16,500.
         assert!(session.lost(16_500, 15_000).is_empty());
         assert_eq!(session.lost(16_501, 15_000), [("c1".into(), "ana".into()), ("c2".into(), "bo".into())]);
@@ -116,12 +127,23 @@ mod tests {
         session.joined("c2", "bo", "eu/0", 1_000);
         session.left("c1");
         for at in (6_000..=60_000).step_by(5_000) {
-            session.heartbeat("eu/0", at);
+            session.heartbeat("eu/0", at, 900);
             assert!(session.lost(at + 1_000, 15_000).is_empty());
         }
         // The last heartbeat was at 56,000; an older one read late does not move it back.
-        session.heartbeat("eu/0", 2_000);
+        session.heartbeat("eu/0", 2_000, 900);
         assert!(session.lost(71_000, 15_000).is_empty());
         assert_eq!(session.lost(71_001, 15_000), [("c2".into(), "bo".into())]);
+    }
+
+    #[test]
+    fn a_restarted_gateway_s_earlier_connections_are_lost_at_its_first_heartbeat() {
+        let mut session = SessionGateways::default();
+        session.joined("old", "ana", "eu/0", 1_000);
+        // eu/0 restarts at 3,000 and ana rejoins through it: its heartbeat says when it started.
+        session.joined("new", "ana", "eu/0", 3_500);
+        session.heartbeat("eu/0", 5_000, 3_000);
+        assert_eq!(session.lost(5_100, 15_000), [("old".into(), "ana".into())]);
+        assert!(session.lost(5_200, 15_000).is_empty(), "the new connection stays");
     }
 }

@@ -287,7 +287,7 @@ impl TickGenerator {
                 }
                 EventBody::GatewayHeartbeat(heartbeat) => {
                     if let Some(s) = self.sessions.get_mut(&event.session_id) {
-                        s.gateways.heartbeat(&heartbeat.gateway_id, event.at);
+                        s.gateways.heartbeat(&heartbeat.gateway_id, event.at, heartbeat.started_at);
                     }
                 }
                 EventBody::SessionEnded(_) => {
