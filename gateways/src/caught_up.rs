@@ -21,30 +21,38 @@ pub(crate) struct CaughtUp {
     readiness: Readiness,
     /// Epoch ms when the tail started: a record stamped after it is live.
     started_ms: i64,
+    /// Whether it has caught up: set once, so a gateway that turned not ready to stop is not
+    /// made ready again by a quiet tail.
+    caught_up: bool,
 }
 
 impl CaughtUp {
     pub(crate) fn new(tail: Box<dyn Tail>, readiness: Readiness) -> Self {
-        Self { tail, readiness, started_ms: crate::now_ms() }
+        Self { tail, readiness, started_ms: crate::now_ms(), caught_up: false }
     }
 
     /// The next records, as [`Tail::next_batch`]; cancel-safe like it.
     pub(crate) async fn next_batch(&mut self) -> Result<Vec<Record>> {
-        if self.readiness.is_ready() {
+        if self.caught_up {
             return self.tail.next_batch().await;
         }
         match tokio::time::timeout(QUIET, self.tail.next_batch()).await {
             Ok(records) => {
                 let records = records?;
                 if records.iter().any(|r| r.timestamp_ms >= self.started_ms) {
-                    self.readiness.set_ready();
+                    self.caught_up();
                 }
                 Ok(records)
             }
             Err(_) => {
-                self.readiness.set_ready();
+                self.caught_up();
                 self.tail.next_batch().await
             }
         }
+    }
+
+    fn caught_up(&mut self) {
+        self.caught_up = true;
+        self.readiness.set_ready();
     }
 }

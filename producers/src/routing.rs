@@ -138,8 +138,10 @@ impl RegionRouter {
         self.instances.get(id).is_some_and(|all| all.iter().any(|i| !self.is_unready(id, i)))
     }
 
-    /// Marks every instance of a region ready or not; regions without a ready one are skipped.
-    pub fn set_healthy(&mut self, id: &str, healthy: bool) {
+    /// Marks every instance of a region ready or not (the tests' shorthand; the edge's poller
+    /// marks instances one by one).
+    #[cfg(test)]
+    fn set_healthy(&mut self, id: &str, healthy: bool) {
         let all = self.instances.get(id).cloned().unwrap_or_default();
         for instance in all {
             self.set_ready(id, &instance, healthy);
