@@ -108,7 +108,9 @@ impl PlayerStream {
             tracing::debug!(%error, "no kernel receive timestamps on this socket");
         }
         Self {
-            prefix,
+            // A copy: the HTTP server's leftover bytes are a slice of its whole read buffer
+            // (8 KiB or more), which the slice would keep allocated for the socket's life.
+            prefix: Bytes::copy_from_slice(&prefix),
             read,
             connection,
             fanout,

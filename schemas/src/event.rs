@@ -47,7 +47,12 @@ impl Event {
     /// The JSON bytes of this event.
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("events serialize infallibly: no maps with non-string keys")
+        // Sized for a tick (most of the log) and trimmed to fit: the log keeps recent records in
+        // memory, and a buffer grown by doubling would hold up to twice each payload there.
+        let mut out = Vec::with_capacity(320);
+        serde_json::to_writer(&mut out, self).expect("events serialize infallibly: no maps with non-string keys");
+        out.shrink_to_fit();
+        out
     }
 
     /// Decodes an event. Unknown types, and envelopes of a version this crate does not know,
