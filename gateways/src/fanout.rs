@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_util::sync::CancellationToken;
 
 use crate::caught_up::CaughtUp;
-use crate::hub::SessionHub;
+use crate::hub::{HeldTick, SessionHub};
 use crate::lag::GatewayLag;
 use crate::ping::ping_frame;
 use crate::stream::SocketWriter;
@@ -34,9 +34,9 @@ const FORWARD_CHUNK: usize = 16;
 pub(crate) enum Outgoing {
     Tick {
         session_id: String,
-        step: i64,
-        /// When it was due (its lateness is measured when it is written).
-        scheduled_at: i64,
+        /// What the hubs hold for `resume`; its `scheduled_at` is when it was due (its
+        /// lateness is measured when it is written).
+        tick: HeldTick,
         frame: Bytes,
     },
     /// A frame for the members of a session, kept nowhere (countdowns, player lists).
@@ -65,7 +65,7 @@ pub(crate) fn decode(records: &[Record]) -> Vec<Outgoing> {
         let session_id = event.session_id;
         out.push(match event.body {
             EventBody::Tick(t) => {
-                let message = ServerMessage::Tick {
+                let tick = HeldTick {
                     step: t.step,
                     value: t.value,
                     round: t.round,
@@ -73,12 +73,7 @@ pub(crate) fn decode(records: &[Record]) -> Vec<Outgoing> {
                     scheduled_at: t.scheduled_at,
                     server_timestamp: now,
                 };
-                Outgoing::Tick {
-                    session_id,
-                    step: t.step,
-                    scheduled_at: t.scheduled_at,
-                    frame: text_frame(message.to_json()),
-                }
+                Outgoing::Tick { session_id, tick, frame: text_frame(tick.message().to_json()) }
             }
             EventBody::Countdown(c) => Outgoing::Broadcast {
                 session_id,
@@ -364,8 +359,8 @@ impl Fanout {
         if remaining_ms > 0 {
             self.write(connection, &text_frame(ServerMessage::Countdown { remaining_ms }.to_json()));
         }
-        for frame in &backlog.frames {
-            self.write(connection, frame);
+        for tick in &backlog.ticks {
+            self.write(connection, &text_frame(tick.message().to_json()));
         }
         if let Some(ended) = backlog.ended {
             self.write(connection, &ended);
@@ -388,20 +383,20 @@ impl Fanout {
                 }
             };
             match item {
-                Outgoing::Tick { session_id, step, scheduled_at, frame } => {
+                Outgoing::Tick { session_id, tick, frame } => {
                     let hub = match hubs.get_mut(session_id) {
                         Some(hub) => hub,
                         None => hubs.entry(session_id.clone()).or_default(),
                     };
                     let mut delivered = false;
-                    hub.tick(*step, frame, config.resume_ticks, |c| {
+                    hub.tick(tick, config.resume_ticks, |c| {
                         delivered = true;
                         deliver(c, frame);
                     });
                     // A tick no player of this shard gets (history read at start, an empty
                     // session) is late for no one.
                     if delivered {
-                        config.series.tick_lateness.record((now - scheduled_at).max(0) as f64);
+                        config.series.tick_lateness.record((now - tick.scheduled_at).max(0) as f64);
                     }
                 }
                 Outgoing::Broadcast { session_id, frame } => {

@@ -1,9 +1,10 @@
-//! Session hubs: per session, the members (connections that joined it) and the recent frames
+//! Session hubs: per session, the members (connections that joined it) and the recent ticks
 //! kept for `resume`. Plain data: the fan-out decides where frames go with it, then writes them.
 
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
+use tickcast_schemas::protocol::ServerMessage;
 
 /// A player in a session, as the hub sees it.
 #[derive(Debug)]
@@ -14,12 +15,40 @@ pub(crate) struct Member {
     after_step: i64,
 }
 
-/// One session's members and recent frames (complete WebSocket frames, ready to write).
+/// A tick as a player receives it, held for `resume`: its fields, not its frame. A session's
+/// 300 held ticks in every shard are most of a gateway's memory per player at 10 players per
+/// session: 48 bytes each inline, where a frame is a 150-byte allocation beside its handle.
+/// A resume (rare) encodes its backlog again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeldTick {
+    pub(crate) step: i64,
+    pub(crate) value: u64,
+    pub(crate) round: u64,
+    pub(crate) broken: bool,
+    pub(crate) scheduled_at: i64,
+    /// When the gateway first wrote it: a resumed player gets the same tick, stamp included.
+    pub(crate) server_timestamp: i64,
+}
+
+impl HeldTick {
+    pub(crate) const fn message(&self) -> ServerMessage {
+        ServerMessage::Tick {
+            step: self.step,
+            value: self.value,
+            round: self.round,
+            broken: self.broken,
+            scheduled_at: self.scheduled_at,
+            server_timestamp: self.server_timestamp,
+        }
+    }
+}
+
+/// One session's members and recent ticks.
 #[derive(Debug, Default)]
 pub(crate) struct SessionHub {
     members: HashMap<u64, Member>,
-    /// (step, frame) of the newest ticks, oldest first, for `resume`.
-    history: VecDeque<(i64, Bytes)>,
+    /// The newest ticks, oldest first, for `resume`; allocated once at its full length.
+    history: VecDeque<HeldTick>,
     /// The highest step forwarded: ticks at or below it are duplicates (e.g. from two
     /// generators during a hand-over) and are dropped.
     last_step: Option<i64>,
@@ -29,7 +58,7 @@ pub(crate) struct SessionHub {
 /// What to send a player right after it joins or resumes, before anything live.
 #[derive(Debug, Default)]
 pub(crate) struct Backlog {
-    pub(crate) frames: Vec<Bytes>,
+    pub(crate) ticks: Vec<HeldTick>,
     pub(crate) ended: Option<Bytes>,
 }
 
@@ -51,8 +80,7 @@ impl SessionHub {
         let mut backlog = Backlog::default();
         let held = self.last_step.unwrap_or(-1);
         if let Some(after) = resume_after {
-            backlog.frames =
-                self.history.iter().filter(|(step, _)| *step > after).map(|(_, f)| f.clone()).collect();
+            backlog.ticks = self.history.iter().filter(|t| t.step > after).copied().collect();
             backlog.ended.clone_from(&self.ended);
         }
         if self.ended.is_none() {
@@ -68,18 +96,18 @@ impl SessionHub {
 
     /// Records a tick unless its step was already forwarded, and calls `deliver` for each member
     /// that has not got it yet.
-    pub(crate) fn tick(
-        &mut self,
-        step: i64,
-        frame: &Bytes,
-        history_len: usize,
-        mut deliver: impl FnMut(u64),
-    ) {
+    pub(crate) fn tick(&mut self, tick: &HeldTick, history_len: usize, mut deliver: impl FnMut(u64)) {
+        let step = tick.step;
         if self.last_step.is_some_and(|last| step <= last) {
             return;
         }
         self.last_step = Some(step);
-        self.history.push_back((step, frame.clone()));
+        if self.history.capacity() == 0 {
+            // Exactly what it will hold (pushed, then trimmed): growth by doubling would leave
+            // 512 places for 301.
+            self.history.reserve_exact(history_len + 1);
+        }
+        self.history.push_back(*tick);
         while self.history.len() > history_len {
             self.history.pop_front();
         }
@@ -114,10 +142,14 @@ mod tests {
         Bytes::from(format!("t{step}"))
     }
 
+    fn held(step: i64) -> HeldTick {
+        HeldTick { step, value: 100 + step as u64, round: 0, broken: false, scheduled_at: step, server_timestamp: step }
+    }
+
     fn ticks(hub: &mut SessionHub, steps: impl IntoIterator<Item = i64>) -> Vec<(u64, i64)> {
         let mut delivered = Vec::new();
         for step in steps {
-            hub.tick(step, &frame(step), 2, |c| delivered.push((c, step)));
+            hub.tick(&held(step), 2, |c| delivered.push((c, step)));
         }
         delivered
     }
@@ -128,7 +160,7 @@ mod tests {
         hub.join(1, "a".into(), None);
         assert_eq!(ticks(&mut hub, [0, 1, 1, 2, 0]), [(1, 0), (1, 1), (1, 2)]);
         let backlog = hub.join(2, "b".into(), Some(0));
-        assert_eq!(backlog.frames, [frame(1), frame(2)]);
+        assert_eq!(backlog.ticks, [held(1), held(2)]);
         assert_eq!(hub.user_ids(), ["a", "b"]);
     }
 
@@ -137,7 +169,7 @@ mod tests {
         // A gateway that just started holds nothing yet and reads old ticks from the log while a
         // player resumes at step 5: steps up to 5 must not reach the player again.
         let mut hub = SessionHub::default();
-        assert!(hub.join(1, "a".into(), Some(5)).frames.is_empty());
+        assert!(hub.join(1, "a".into(), Some(5)).ticks.is_empty());
         assert_eq!(ticks(&mut hub, 0..8), [(1, 6), (1, 7)]);
     }
 
