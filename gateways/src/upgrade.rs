@@ -95,8 +95,10 @@ impl Gateway {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         // A frame or message above max_frame_bytes is refused by the parser as soon as its
         // header says so (an error frame and close 1009): never buffered whole.
+        // Client messages are small (a join with its token, pongs): a 512-byte read buffer,
+        // grown only for a larger message, costs each socket 1.5 KiB less than 2 KiB.
         let config = WebSocketConfig::default()
-            .read_buffer_size(2 * 1024)
+            .read_buffer_size(512)
             .max_message_size(Some(self.config.max_frame_bytes))
             .max_frame_size(Some(self.config.max_frame_bytes));
         self.connections.spawn(async move {

@@ -80,11 +80,13 @@ impl TopicState {
         for record in records {
             if super::offset_of(record) == self.end {
                 self.end += 1;
+                // Room is made before the push: a window pushed past its length would double
+                // its allocation for the few records over.
+                if self.recent.len() >= RECENT_RECORDS {
+                    self.recent.pop_front();
+                }
                 self.recent.push_back(record.clone());
             }
-        }
-        while self.recent.len() > RECENT_RECORDS {
-            self.recent.pop_front();
         }
         if self.end != before {
             self.end_tx.send_replace(self.end);
