@@ -74,18 +74,18 @@ impl SessionHub {
         self.ended.is_some()
     }
 
-    /// Adds a member; with `resume_after`, returns the held ticks after that step (and the end,
-    /// if the session ended), which must be written before anything live.
+    /// Adds a member; returns the held ticks after `resume_after` (all of them for a join: a
+    /// player who joins a running game gets the game so far, as far as it is held) and the end,
+    /// if the session ended, which must be written before anything live.
     pub(crate) fn join(&mut self, connection: u64, user_id: String, resume_after: Option<i64>) -> Backlog {
-        let mut backlog = Backlog::default();
         let held = self.last_step.unwrap_or(-1);
-        if let Some(after) = resume_after {
-            backlog.ticks = self.history.iter().filter(|t| t.step > after).copied().collect();
-            backlog.ended.clone_from(&self.ended);
-        }
+        let after = resume_after.unwrap_or(i64::MIN);
+        let backlog = Backlog {
+            ticks: self.history.iter().filter(|t| t.step > after).copied().collect(),
+            ended: self.ended.clone(),
+        };
         if self.ended.is_none() {
-            let after_step = resume_after.map_or(held, |after| after.max(held));
-            self.members.insert(connection, Member { user_id, after_step });
+            self.members.insert(connection, Member { user_id, after_step: after.max(held) });
         }
         backlog
     }
@@ -143,7 +143,14 @@ mod tests {
     }
 
     fn held(step: i64) -> HeldTick {
-        HeldTick { step, value: 100 + step as u64, round: 0, broken: false, scheduled_at: step, server_timestamp: step }
+        HeldTick {
+            step,
+            value: 100 + step as u64,
+            round: 0,
+            broken: false,
+            scheduled_at: step,
+            server_timestamp: step,
+        }
     }
 
     fn ticks(hub: &mut SessionHub, steps: impl IntoIterator<Item = i64>) -> Vec<(u64, i64)> {
@@ -162,6 +169,18 @@ mod tests {
         let backlog = hub.join(2, "b".into(), Some(0));
         assert_eq!(backlog.ticks, [held(1), held(2)]);
         assert_eq!(hub.user_ids(), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_player_who_joins_a_running_game_gets_the_held_ticks_then_the_live_ones() {
+        // Its join reached the gateway after the game's first ticks (a slow join, a late
+        // player): it gets what is held, oldest first, then each live tick once.
+        let mut hub = SessionHub::default();
+        hub.join(1, "a".into(), None);
+        ticks(&mut hub, 0..4);
+        let backlog = hub.join(2, "b".into(), None);
+        assert_eq!(backlog.ticks, [held(2), held(3)], "the two held ticks");
+        assert_eq!(ticks(&mut hub, 3..5), [(1, 4), (2, 4)], "then live, no step twice");
     }
 
     #[test]

@@ -50,7 +50,8 @@ impl Event {
         // Sized for a tick (most of the log) and trimmed to fit: the log keeps recent records in
         // memory, and a buffer grown by doubling would hold up to twice each payload there.
         let mut out = Vec::with_capacity(320);
-        serde_json::to_writer(&mut out, self).expect("events serialize infallibly: no maps with non-string keys");
+        serde_json::to_writer(&mut out, self)
+            .expect("events serialize infallibly: no maps with non-string keys");
         out.shrink_to_fit();
         out
     }
