@@ -108,7 +108,7 @@ if overload:
     print(f"`tickcast bots --sessions S --players-per-session P --duration {overload_duration} --staggered --connect-rate 500`:")
     print("games arrive one by one, each starting its 3 s countdown when created, until the offered players are in;")
     print("each game is measured for the duration from its own start. `tickcast up` as it ships (refusing new games with")
-    print("503 `at_capacity` while its own lag stays over 10 ms for 250 ms) and with `--saturation-lag-ms 0` (admitting all).\n")
+    print("503 `at_capacity` while its own lag stays over 5 ms for 250 ms) and with `--saturation-lag-ms 0` (admitting all).\n")
     print("| offered | admission | refused | playing | kicked | missing | p50 ms | p99 ms | p99.9 ms | max ms | gateway lag p99 / max ms | server CPU |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for admission in ("on", "off"):

@@ -310,7 +310,7 @@ pub(crate) struct AdmissionArgs {
     /// A gateway lag (late timers, old fan-out queues) or tick lateness over this many ms,
     /// lasting --saturation-sustain, saturates the process: new games and joins get 503
     /// at_capacity. 0 admits every game.
-    #[arg(long, env = "TICKCAST_SATURATION_LAG_MS", default_value_t = 10)]
+    #[arg(long, env = "TICKCAST_SATURATION_LAG_MS", default_value_t = 5)]
     pub(crate) saturation_lag_ms: u64,
     /// How long the lag must stay over --saturation-lag-ms to count as saturation.
     #[arg(long, env = "TICKCAST_SATURATION_SUSTAIN", default_value = "250ms", value_parser = humantime::parse_duration)]
