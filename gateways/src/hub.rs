@@ -180,7 +180,9 @@ mod tests {
         ticks(&mut hub, 0..4);
         let backlog = hub.join(2, "b".into(), None);
         assert_eq!(backlog.ticks, [held(2), held(3)], "the two held ticks");
-        assert_eq!(ticks(&mut hub, 3..5), [(1, 4), (2, 4)], "then live, no step twice");
+        let mut live = ticks(&mut hub, 3..5);
+        live.sort_unstable();
+        assert_eq!(live, [(1, 4), (2, 4)], "then live, no step twice");
     }
 
     #[test]
