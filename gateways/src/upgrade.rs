@@ -101,7 +101,7 @@ impl Gateway {
             .read_buffer_size(512)
             .max_message_size(Some(self.config.max_frame_bytes))
             .max_frame_size(Some(self.config.max_frame_bytes));
-        let task = async move {
+        self.connections.spawn(async move {
             // Held for as long as the connection lives.
             let _permit = permit;
             let upgraded = match on_upgrade.await {
@@ -131,8 +131,7 @@ impl Gateway {
             let stream = PlayerStream::new(read_buf, read, id, gateway.shard(id).clone(), tls);
             let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
             connection::serve(gateway, socket, id, own_signals, signals_rx).await;
-        };
-        self.connections.spawn(task);
+        });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, "upgrade")

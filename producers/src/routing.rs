@@ -1,7 +1,7 @@
 //! Region selection (DESIGN §6): preferredRegion → `x-user-region` → `cf-ipcountry` → default,
 //! skipping unhealthy regions. Plain data in, a decision out.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use tickcast_schemas::regions::Region;
 
@@ -55,12 +55,18 @@ pub struct RegionRouter {
     /// One entry per region id (the first `--gateway` of a region gives its place in the order).
     regions: Vec<Region>,
     by_country: HashMap<String, usize>,
-    /// Every gateway instance (ws endpoint) of each region, in the order given.
-    instances: HashMap<String, Vec<String>>,
-    /// (region, instance) pairs that did not answer their last `/readyz` with 200 (by pair:
-    /// `tickcast up`'s regions all have the empty instance, served by the process itself).
-    unready: HashSet<(String, String)>,
+    /// Every gateway instance of each region, in the order given (`tickcast up`'s regions each
+    /// have one, the empty endpoint: the process itself).
+    instances: HashMap<String, Vec<Instance>>,
     default_index: usize,
+}
+
+/// One gateway of a region.
+#[derive(Debug, Clone)]
+struct Instance {
+    ws_endpoint: String,
+    /// Whether its last `/readyz` answered 200 (until the first poll, it counts as ready).
+    ready: bool,
 }
 
 /// The weight of `instance` for `game_id` in rendezvous (highest random weight) hashing: each
@@ -102,12 +108,12 @@ impl RegionRouter {
     #[must_use]
     pub fn new(regions: Vec<Region>) -> Self {
         assert!(!regions.is_empty(), "a router needs at least one region");
-        let mut instances: HashMap<String, Vec<String>> = HashMap::new();
+        let mut instances: HashMap<String, Vec<Instance>> = HashMap::new();
         let mut unique: Vec<Region> = Vec::new();
         for region in regions {
             let of_region = instances.entry(region.id.clone()).or_default();
-            if !of_region.contains(&region.ws_endpoint) {
-                of_region.push(region.ws_endpoint.clone());
+            if !of_region.iter().any(|i| i.ws_endpoint == region.ws_endpoint) {
+                of_region.push(Instance { ws_endpoint: region.ws_endpoint.clone(), ready: true });
             }
             if !unique.iter().any(|r| r.id == region.id) {
                 unique.push(region);
@@ -119,7 +125,7 @@ impl RegionRouter {
                 by_country.entry(country.to_ascii_uppercase()).or_insert(index);
             }
         }
-        Self { regions: unique, by_country, instances, unready: HashSet::new(), default_index: 0 }
+        Self { regions: unique, by_country, instances, default_index: 0 }
     }
 
     #[must_use]
@@ -135,36 +141,31 @@ impl RegionRouter {
     /// Whether `id` counts as healthy (unknown regions do).
     #[must_use]
     pub fn is_healthy(&self, id: &str) -> bool {
-        self.instances.get(id).is_some_and(|all| all.iter().any(|i| !self.is_unready(id, i)))
+        self.instances.get(id).is_some_and(|all| all.iter().any(|i| i.ready))
     }
 
     /// Marks every instance of a region ready or not (the tests' shorthand; the edge's poller
     /// marks instances one by one).
     #[cfg(test)]
     fn set_healthy(&mut self, id: &str, healthy: bool) {
-        let all = self.instances.get(id).cloned().unwrap_or_default();
-        for instance in all {
-            self.set_ready(id, &instance, healthy);
+        for instance in self.instances.get_mut(id).into_iter().flatten() {
+            instance.ready = healthy;
         }
     }
 
     /// Marks one gateway instance of `region` ready or not.
     pub fn set_ready(&mut self, region: &str, instance: &str, ready: bool) {
-        let key = (region.to_owned(), instance.to_owned());
-        if ready {
-            self.unready.remove(&key);
-        } else {
-            self.unready.insert(key);
+        let all = self.instances.get_mut(region).into_iter().flatten();
+        for known in all.filter(|i| i.ws_endpoint == instance) {
+            known.ready = ready;
         }
-    }
-
-    fn is_unready(&self, region: &str, instance: &str) -> bool {
-        self.unready.contains(&(region.to_owned(), instance.to_owned()))
     }
 
     /// Every (region id, instance) pair.
     pub fn instances(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.instances.iter().flat_map(|(region, all)| all.iter().map(move |i| (region.as_str(), i.as_str())))
+        self.instances
+            .iter()
+            .flat_map(|(region, all)| all.iter().map(move |i| (region.as_str(), i.ws_endpoint.as_str())))
     }
 
     /// The instance of `region` that serves `game_id`: the ready one of highest rendezvous
@@ -172,9 +173,11 @@ impl RegionRouter {
     #[must_use]
     pub fn instance_for(&self, region: &str, game_id: &str) -> Option<&str> {
         let all = self.instances.get(region)?;
-        let ready: Vec<&String> = all.iter().filter(|i| !self.is_unready(region, i)).collect();
-        let candidates = if ready.is_empty() { all.iter().collect() } else { ready };
-        candidates.into_iter().max_by_key(|i| rendezvous_weight(game_id, i)).map(String::as_str)
+        let any_ready = all.iter().any(|i| i.ready);
+        all.iter()
+            .filter(|i| i.ready || !any_ready)
+            .max_by_key(|i| rendezvous_weight(game_id, &i.ws_endpoint))
+            .map(|i| i.ws_endpoint.as_str())
     }
 
     /// The region for a player: the first of `preferred`, `x-user-region`, the country's region

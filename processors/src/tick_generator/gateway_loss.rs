@@ -5,11 +5,11 @@
 
 use std::collections::HashMap;
 
-use tickcast_eventlog::{Durability, NewRecord};
-use tickcast_schemas::event::{Event, EventBody, LeaveReason, PlayerLeft};
+use tickcast_eventlog::Durability;
+use tickcast_schemas::event::{EventBody, LeaveReason, PlayerLeft};
 use tickcast_schemas::topics::GAME_EVENTS;
 
-use super::TickGenerator;
+use super::{TickGenerator, event_record};
 use crate::{Error, metrics};
 
 impl TickGenerator {
@@ -30,12 +30,7 @@ impl TickGenerator {
                     user_id,
                     reason: LeaveReason::GatewayLost,
                 });
-                let event = Event::new(id.clone(), now, self.source.clone(), body);
-                leaves.push(NewRecord {
-                    key: id.clone(),
-                    timestamp_ms: now,
-                    payload: event.to_bytes().into(),
-                });
+                leaves.push(event_record(&self.source, id, now, body));
             }
         }
         if !leaves.is_empty() {
@@ -81,19 +76,13 @@ impl SessionGateways {
     /// without writing their `player_left`), forgotten here as they are returned: each is
     /// reported once.
     pub(crate) fn lost(&mut self, now: i64, timeout_ms: i64) -> Vec<(String, String)> {
-        let silent = |gateway: &str| self.seen.get(gateway).is_none_or(|&at| now - at > timeout_ms);
-        let earlier_run = |gateway: &str, joined: i64| self.started.get(gateway).is_some_and(|&s| joined < s);
-        let lost: Vec<String> = self
+        let (seen, started) = (&self.seen, &self.started);
+        let silent = |gateway: &str| seen.get(gateway).is_none_or(|&at| now - at > timeout_ms);
+        let earlier_run = |gateway: &str, joined: i64| started.get(gateway).is_some_and(|&s| joined < s);
+        let mut gone: Vec<(String, String)> = self
             .connections
-            .iter()
-            .filter(|(_, (gateway, _, joined))| silent(gateway) || earlier_run(gateway, *joined))
-            .map(|(c, _)| c.clone())
-            .collect();
-        let mut gone: Vec<(String, String)> = lost
-            .into_iter()
-            .filter_map(|connection| {
-                self.connections.remove(&connection).map(|(_, user, _)| (connection, user))
-            })
+            .extract_if(|_, (gateway, _, joined)| silent(gateway) || earlier_run(gateway, *joined))
+            .map(|(connection, (_, user, _))| (connection, user))
             .collect();
         gone.sort();
         gone

@@ -112,6 +112,12 @@ pub struct TickGenerator {
     commit_due: Option<tokio::time::Instant>,
 }
 
+/// `body` as a record of session `session_id`'s key, written by `source` at `now`.
+fn event_record(source: &str, session_id: &str, now: i64, body: EventBody) -> NewRecord {
+    let event = Event::new(session_id, now, source, body);
+    NewRecord { key: session_id.to_owned(), timestamp_ms: now, payload: event.to_bytes().into() }
+}
+
 /// How long moved positions wait before they are committed, at most.
 const COMMIT_EVERY: Duration = Duration::from_millis(200);
 /// How often sessions are checked for players of lost gateways.
@@ -443,9 +449,7 @@ impl TickGenerator {
                     }
                 };
                 let ended = matches!(body, EventBody::SessionEnded(_));
-                let event = Event::new(id.clone(), now, self.source.clone(), body);
-                let record =
-                    NewRecord { key: id.clone(), timestamp_ms: now, payload: event.to_bytes().into() };
+                let record = event_record(&self.source, &id, now, body);
                 if ended {
                     facts.push(record.clone());
                     end_copies.entry(active.ticks_topic.clone()).or_default().push(record);
