@@ -3,6 +3,7 @@ import json, os, platform, subprocess, sys, datetime
 
 out, duration, loads, quick = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4] == "1"
 overload, overload_duration = sys.argv[5], sys.argv[6]
+admitted = sys.argv[7] if len(sys.argv) > 7 else ""
 
 def sysctl(name):
     try:
@@ -53,28 +54,30 @@ if not quick:
     print()
 
 print("## End to end: `tickcast up` + `tickcast bots`, 10 Hz ticks, embedded log\n")
-print(f"`tickcast up --saturation-lag-ms 0` (every player admitted: this table measures capacity) and")
+print(f"`tickcast up --saturation-lag-ms 0 --max-players 0` (every player admitted: this table measures capacity) and")
 print(f"`tickcast bots --sessions S --players-per-session P --duration {duration} --tick-ms 100 --server-pid PID --json`\n")
-print("| players | kicked | missing | dup | out of order | p50 ms | p99 ms | p99.9 ms | max ms | server-side p99 ms | gateway lag p99 / max ms | not judged | bots lag p99 / max ms | server µs/msg | server CPU | bots µs/msg | server RSS/player |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| players | kicked | missing | dup | out of order | live p50 ms | live p99 ms | live p99.9 ms | live max ms | history ticks | server-side p99 ms | gateway lag p99 / max ms | not judged | bots lag p99 / max ms | server µs/msg | server CPU | bots µs/msg | server RSS/player |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for load in loads:
     path = os.path.join(out, f"bots-{load}.json")
     try:
         r = json.load(open(path))
     except (OSError, ValueError):
-        print(f"| {load} | run failed | | | | | | | | | | | | | | | |")
+        print(f"| {load} | run failed | | | | | | | | | | | | | | | | |")
         continue
     s, l = r.get("server") or {}, r["latenessMs"]
     sl = r.get("serverLatenessMs") or {}
     gl, bl = r.get("serverLagMs") or {}, r.get("botsLagMs") or {}
     lag = lambda d: f"{d['p99']:.0f} / {d['max']:.0f}" if d else "—"
     print(f"| {r['players']:,} ({load}) | {r['kicks']} | {r['missingSteps']} | {r['duplicateSteps']} | {r['outOfOrderSteps']} | "
-          f"{l['p50']:.2f} | {l['p99']:.2f} | {l['p999']:.2f} | {l['max']:.2f} | {sl.get('p99', 0):.0f} | "
+          f"{l['p50']:.2f} | {l['p99']:.2f} | {l['p999']:.2f} | {l['max']:.2f} | {r.get('backlogTicks', 0):,} | {sl.get('p99', 0):.0f} | "
           f"{lag(gl)} | {r.get('samplesNotJudged', 0)} | {lag(bl)} | "
           f"{s.get('cpuUsPerMessage', 0):.2f} | {s.get('cpuPercent', 0):.0f}% | {r['botsCpuUsPerMessage']:.2f} | "
           f"{s.get('rssPerPlayerKib', 0):.1f} KiB |")
 print()
-print("Lateness is receive time − scheduledAt (startAt + step·tickMs) for every tick every player received;")
+print("Lateness is receive time − scheduledAt (startAt + step·tickMs) for every live tick every player received: one")
+print("scheduled at or after the player sent its join. Ticks scheduled before it are history a server may replay on join;")
+print("they count as delivered (missing steps are judged on every step) and are listed apart (history ticks).")
 print("server-side p99 is serverTimestamp − scheduledAt (when the gateway wrote the tick, ms resolution).")
 print("Missing/dup/out-of-order count players that were not kicked; kicked players are listed apart.")
 print("CPU per message is the process's CPU time over the measured window divided by the frames the bots received in it.")
@@ -102,26 +105,47 @@ for load in loads:
           f"{t['latenessMs']['p50']:.1f} / {t['latenessMs']['p99']:.1f} | {n['kicks']} / {n['missingSteps']} | "
           f"{t['kicks']} / {t['missingSteps']} | {nc:.2f} | {tc:.2f} | {ratio} | "
           f"{ns.get('rssPerPlayerKib', 0):.1f} KiB | {ts.get('rssPerPlayerKib', 0):.1f} KiB |")
+def admission_row(label, arrival, r):
+    l, gl, s_ = r["latenessMs"], r.get("serverLagMs") or {}, r.get("server") or {}
+    lag = f"{gl['p99']:.0f} / {gl['max']:.0f}" if gl else "—"
+    return (f"| {r['players']:,} ({label}) | {arrival} | {r.get('refused', 0):,} | {r['connected']:,} | {r['kicks']} | "
+            f"{r['missingSteps']} | {l['p50']:.1f} | {l['p99']:.1f} | {l['p999']:.1f} | {l['max']:.1f} | "
+            f"{r.get('backlogTicks', 0):,} | {lag} | {s_.get('cpuUsPerMessage', 0):.2f} | {s_.get('cpuPercent', 0):.0f}% |")
+
+ADMISSION_HEADER = ("| offered | arrival | refused | playing | kicked | missing | live p50 ms | live p99 ms | live p99.9 ms | live max ms | history ticks | gateway lag p99 / max ms | server µs/msg | server CPU |\n"
+                    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+if admitted:
+    print()
+    print("## A load the machine carries, admission on\n")
+    print(f"`tickcast up` as it ships (admission on: `--max-players auto`, `--saturation-lag-ms 5`) and")
+    print(f"`tickcast bots --sessions S --players-per-session P --duration {duration} --tick-ms 100 --server-pid PID --json`:")
+    print("every player offered must be admitted.\n")
+    print(ADMISSION_HEADER)
+    try:
+        print(admission_row(admitted, "together", json.load(open(os.path.join(out, f"admitted-{admitted}.json")))))
+    except (OSError, ValueError):
+        print(f"| {admitted} | together | run failed | | | | | | | | | | | |")
+
 if overload:
     print()
     print("## Graceful overload: admission control\n")
     print(f"`tickcast bots --sessions S --players-per-session P --duration {overload_duration} --staggered --connect-rate 500`:")
-    print("games arrive one by one, each starting its 3 s countdown when created, until the offered players are in;")
-    print("each game is measured for the duration from its own start. `tickcast up` as it ships (refusing new games with")
-    print("503 `at_capacity` while its own lag stays over 5 ms for 250 ms) and with `--saturation-lag-ms 0` (admitting all).\n")
-    print("| offered | admission | refused | playing | kicked | missing | p50 ms | p99 ms | p99.9 ms | max ms | gateway lag p99 / max ms | server CPU |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for admission in ("on", "off"):
-        try:
-            r = json.load(open(os.path.join(out, f"overload-{admission}-{overload}.json")))
-        except (OSError, ValueError):
-            print(f"| {overload} | {admission} | run failed | | | | | | | | | |")
-            continue
-        l, gl, s_ = r["latenessMs"], r.get("serverLagMs") or {}, r.get("server") or {}
-        lag = f"{gl['p99']:.0f} / {gl['max']:.0f}" if gl else "—"
-        print(f"| {r['players']:,} ({overload}) | {admission} | {r.get('refused', 0):,} | {r['connected']:,} | {r['kicks']} | "
-              f"{r['missingSteps']} | {l['p50']:.1f} | {l['p99']:.1f} | {l['p999']:.1f} | {l['max']:.1f} | {lag} | "
-              f"{s_.get('cpuPercent', 0):.0f}% |")
+    print("games arrive one by one, each starting its 3 s countdown when created, until the offered players are in.")
+    print(f"`tickcast bots … --duration {overload_duration} --burst`: every game is created back to back as fast as the edge")
+    print("answers, each starting its 3 s countdown when created, then every player connects at once (256 handshakes in flight).")
+    print("Each game is measured for the duration from its own start. `tickcast up` as it ships (admission on: players counted")
+    print("against the capacity it learns, `--max-players auto`, and its own lag over 5 ms for 250 ms) and with")
+    print("`--saturation-lag-ms 0 --max-players 0` (admitting all).\n")
+    print(ADMISSION_HEADER.replace("| arrival |", "| arrival, admission |", 1))
+    for arrival in ("staggered", "burst"):
+        for admission in ("on", "off"):
+            try:
+                r = json.load(open(os.path.join(out, f"{arrival}-{admission}-{overload}.json")))
+            except (OSError, ValueError):
+                print(f"| {overload} | {arrival}, {admission} | run failed | | | | | | | | | | | |")
+                continue
+            print(admission_row(overload, f"{arrival}, {admission}", r))
 
 notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
 if os.path.exists(notes):

@@ -1,4 +1,4 @@
-//! Command-line flags, with the environment fallbacks named in the design (DESIGN §7).
+//! Command-line flags, with the environment fallbacks named in README.md (the original design's names where it had them).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -98,6 +98,12 @@ pub(crate) enum StreamsCommand {
         /// Shards per stream.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         shards: u32,
+        /// How long the streams it creates keep game-events and tick records (24h to 365d,
+        /// Kinesis's bounds; `forever` is 365d). It must outlast the longest game and the
+        /// archiver's lag (docs/operations.md#retention). The deployment's secrets stream is
+        /// kept 365 days.
+        #[arg(long, default_value = "7d", value_parser = parse_retention)]
+        retention: RecordRetention,
         #[command(flatten)]
         regions: RegionArgs,
     },
@@ -142,8 +148,9 @@ pub(crate) struct ProjectorArgs {
     pub(crate) admin: AdminListenArgs,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
-    /// Empty the store, project every event the log holds now, and exit (stop the running
-    /// projectors first).
+    /// Project every event the log holds now into new tables, switch the store to them, and
+    /// exit (stop the running projectors first). On SQLite the old tables serve until the new
+    /// ones are complete; on DynamoDB the tables are emptied and refilled in place.
     #[arg(long)]
     pub(crate) rebuild: bool,
     #[command(flatten)]
@@ -204,15 +211,16 @@ pub(crate) enum ReplayCommand {
         #[command(flatten)]
         which: SessionSelection,
     },
-    /// Re-broadcast a recorded game over the client protocol (ws://LISTEN/ws), at any speed:
-    /// each spectator that sends join gets the game from its start.
+    /// Re-broadcast a recorded game over the client protocol (ws://LISTEN/ws), 0.01× to 1000×
+    /// its recorded pace: each spectator that sends join gets the game from its start, and its
+    /// pings answered.
     Serve {
         #[command(flatten)]
         source: ReplaySource,
         #[command(flatten)]
         session: SessionArg,
-        /// How many times faster than it was played.
-        #[arg(long, default_value_t = 1.0)]
+        /// How many times faster than it was played (0.01 to 1000; below 1 is slower).
+        #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
         speed: f64,
         #[command(flatten)]
         listen: ListenArgs,
@@ -258,8 +266,14 @@ pub(crate) struct BotsArgs {
     pub(crate) region: Option<String>,
     /// Games arrive one by one, each starting its countdown (3 s) when created, so the load
     /// grows while games are offered (default: all start together after the ramp).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "burst")]
     pub(crate) staggered: bool,
+    /// Every game is created back to back as fast as the edge answers, each starting its
+    /// countdown (3 s) when created; then every player connects at once (--connect-rate is not
+    /// used). Lateness counts live ticks only, as always: what a game played before its player
+    /// joined is replayed history.
+    #[arg(long)]
+    pub(crate) burst: bool,
     /// PID of the server, to report its CPU per message and memory per player (Linux).
     #[arg(long)]
     pub(crate) server_pid: Option<u32>,
@@ -279,8 +293,10 @@ pub(crate) struct UpArgs {
     /// Another event log than the data directory's, shared with other processes:
     /// kafka://HOST:PORT[?prefix=P] or kinesis://PREFIX?region=R (its topics or streams made
     /// first: `tickcast topics create` / `tickcast streams create`) [default: embedded://DATA_DIR].
-    #[arg(long = "log", value_name = "URL")]
+    #[arg(long = "log", env = "TICKCAST_LOG", value_name = "URL")]
     pub(crate) log: Option<String>,
+    #[command(flatten)]
+    pub(crate) kafka: KafkaClientArgs,
     /// How long the embedded log keeps records: older ones are deleted once archived, never a
     /// running session's (`forever` keeps all). Kafka and Kinesis keep by their own settings
     /// (`topics create --retention`, the streams' retention period).
@@ -323,6 +339,30 @@ pub(crate) struct AdmissionArgs {
     /// another reason: a debug build, a busy neighbour).
     #[arg(long, env = "TICKCAST_SATURATION_MIN_PLAYERS", default_value_t = 100)]
     pub(crate) saturation_min_players: u64,
+    /// Players admitted at most, over every game that has not ended (counting down included):
+    /// past it, starts and joins get 503 at_capacity before their game plays. `auto` learns
+    /// what the process can carry from its CPU per delivered tick and the cores it has; 0
+    /// admits any number.
+    #[arg(long, env = "TICKCAST_MAX_PLAYERS", default_value = "auto", value_parser = parse_max_players)]
+    pub(crate) max_players: MaxPlayers,
+}
+
+/// `--max-players`: a fixed number, or learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MaxPlayers {
+    Auto,
+    /// 0: no limit.
+    Fixed(u64),
+}
+
+fn parse_max_players(value: &str) -> Result<MaxPlayers, String> {
+    if value == "auto" {
+        return Ok(MaxPlayers::Auto);
+    }
+    value
+        .parse()
+        .map(MaxPlayers::Fixed)
+        .map_err(|_| format!("{value:?} is neither `auto` nor a number of players (0 admits any number)"))
 }
 
 #[derive(Debug, Args)]
@@ -464,12 +504,40 @@ pub(crate) enum RecordRetention {
 }
 
 impl RecordRetention {
+    /// The longest a Kinesis stream keeps records: 365 days.
+    pub(crate) const KINESIS_MAX_HOURS: i32 = 8760;
+
+    /// A Kinesis stream's retention period in hours (`forever` is the longest Kinesis allows).
+    pub(crate) fn kinesis_hours(self) -> Result<i32, String> {
+        match self {
+            Self::Forever => Ok(Self::KINESIS_MAX_HOURS),
+            Self::For(keep) => {
+                let hours = keep.as_secs().div_ceil(3600);
+                if !(24..=u64::from(Self::KINESIS_MAX_HOURS.unsigned_abs())).contains(&hours) {
+                    return Err(format!(
+                        "Kinesis keeps records 24h to 365d (8760h), not {}",
+                        humantime::format_duration(keep)
+                    ));
+                }
+                Ok(hours as i32)
+            }
+        }
+    }
+
     /// Kafka's `retention.ms` (-1: forever).
     pub(crate) fn kafka_ms(self) -> i64 {
         match self {
             Self::For(keep) => i64::try_from(keep.as_millis()).unwrap_or(i64::MAX),
             Self::Forever => -1,
         }
+    }
+}
+
+fn parse_speed(text: &str) -> Result<f64, String> {
+    use tickcast_replay::serve::{MAX_SPEED, MIN_SPEED};
+    match text.parse::<f64>() {
+        Ok(speed) if (MIN_SPEED..=MAX_SPEED).contains(&speed) => Ok(speed),
+        _ => Err(format!("{text:?}: give a speed from {MIN_SPEED} to {MAX_SPEED} (1 is the recorded pace)")),
     }
 }
 
@@ -574,6 +642,14 @@ pub(crate) struct LogArgs {
     /// kinesis://PREFIX?region=R[&endpoint=URL][&poll_ms=N][&failover_ms=N].
     #[arg(long = "log", env = "TICKCAST_LOG", default_value = "embedded://./data")]
     pub(crate) url: String,
+    #[command(flatten)]
+    pub(crate) kafka: KafkaClientArgs,
+}
+
+/// How Kafka clients connect: TLS, SASL and any librdkafka setting. Every command that opens a
+/// log takes them (`up` included).
+#[derive(Debug, Args)]
+pub(crate) struct KafkaClientArgs {
     /// A librdkafka setting for every Kafka client, e.g. session.timeout.ms=6000 or
     /// linger.ms=5 (repeatable).
     #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
@@ -738,7 +814,9 @@ pub(crate) struct LatencyArgs {
     /// which it judges nobody's latency: its delay must not be charged to players.
     #[arg(long, env = "TICKCAST_GATEWAY_LAG_LIMIT_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub(crate) gateway_lag_limit_ms: u64,
-    /// Test-only: a delay each fan-out shard blocks for before forwarding frames.
+    /// Test-only: a delay each fan-out shard blocks for before forwarding frames. Built only
+    /// with the `test-hooks` feature, which only the tests enable.
+    #[cfg(feature = "test-hooks")]
     #[arg(long, env = "TICKCAST_DEBUG_WRITE_DELAY_MS", default_value_t = 0, hide = true)]
     pub(crate) debug_write_delay_ms: u64,
 }

@@ -10,13 +10,14 @@ use tickcast_gateways::latency::LatencyPolicy;
 use tickcast_gateways::socket_limits::SocketLimits;
 use tickcast_processors::{ArchiverConfig, TickGeneratorConfig};
 use tickcast_producers::EdgeConfig;
-use tickcast_producers::admission::Admission;
+use tickcast_producers::admission::{Admission, AdmissionLimits};
 use tickcast_producers::rules::GameDefaults;
 use tickcast_schemas::load::{LagGauge, ProcessLoad};
 use tickcast_schemas::regions::{self, Region};
 
 use crate::cli::{
-    AdmissionArgs, CommonArgs, GameArgs, LatencyArgs, LogArgs, RegionArgs, RollArgs, SocketLimitArgs,
+    AdmissionArgs, CommonArgs, GameArgs, KafkaClientArgs, LatencyArgs, LogArgs, MaxPlayers, RegionArgs,
+    RollArgs, SocketLimitArgs,
 };
 
 /// Opens the log of a role's flags; `group_instance_id` makes its group members static.
@@ -24,15 +25,23 @@ pub(crate) fn open_log(
     args: &LogArgs,
     group_instance_id: Option<String>,
 ) -> anyhow::Result<Arc<dyn EventLog>> {
-    let options = LogOptions { kafka: kafka_options(args, group_instance_id)? };
-    tickcast_eventlog::open_with(&args.url, &options)
-        .with_context(|| format!("cannot open the event log {}", args.url))
+    open_log_at(&args.url, &args.kafka, group_instance_id)
+}
+
+/// Opens the log at `url` with the Kafka client settings of `kafka`.
+pub(crate) fn open_log_at(
+    url: &str,
+    kafka: &KafkaClientArgs,
+    group_instance_id: Option<String>,
+) -> anyhow::Result<Arc<dyn EventLog>> {
+    let options = LogOptions { kafka: kafka_options(kafka, group_instance_id)? };
+    tickcast_eventlog::open_with(url, &options).with_context(|| format!("cannot open the event log {url}"))
 }
 
 /// The Kafka clients' settings: TLS and SASL from their flags, then every `--kafka-option`
 /// (which may override them).
 pub(crate) fn kafka_options(
-    args: &LogArgs,
+    args: &KafkaClientArgs,
     group_instance_id: Option<String>,
 ) -> anyhow::Result<KafkaOptions> {
     let mut client = Vec::new();
@@ -157,7 +166,10 @@ pub(crate) fn gateway_config(
         .map(|o| o.trim().trim_end_matches('/').to_owned())
         .filter(|o| !o.is_empty())
         .collect();
-    config.debug_write_delay = std::time::Duration::from_millis(latency.debug_write_delay_ms);
+    #[cfg(feature = "test-hooks")]
+    {
+        config.debug_write_delay = std::time::Duration::from_millis(latency.debug_write_delay_ms);
+    }
     config.socket_limits = Arc::clone(socket_limits);
     config
 }
@@ -167,13 +179,14 @@ pub(crate) fn socket_limits(sockets: &SocketLimitArgs) -> Arc<SocketLimits> {
     SocketLimits::new(sockets.max_connections, sockets.max_connections_per_ip)
 }
 
-/// The process's saturation gauge and the edge's admission over it; `None` when
-/// `--saturation-lag-ms 0` admits every game.
+/// The process's load (its parts' lag, its players, the ticks it delivers) and the edge's
+/// admission over it; `None` when `--saturation-lag-ms 0 --max-players 0` admits everyone.
+/// With `--max-players auto` the capacity is learned by [`crate::capacity`].
 pub(crate) fn admission(args: &AdmissionArgs) -> anyhow::Result<Option<(Arc<ProcessLoad>, Arc<Admission>)>> {
-    if args.saturation_lag_ms == 0 {
+    if args.saturation_lag_ms == 0 && args.max_players == MaxPlayers::Fixed(0) {
         return Ok(None);
     }
-    if args.saturation_hold < std::time::Duration::from_secs(1) {
+    if args.saturation_lag_ms > 0 && args.saturation_hold < std::time::Duration::from_secs(1) {
         bail!(
             "--saturation-hold / TICKCAST_SATURATION_HOLD must be at least 1s (it is also the Retry-After, in whole seconds)"
         );
@@ -183,12 +196,15 @@ pub(crate) fn admission(args: &AdmissionArgs) -> anyhow::Result<Option<(Arc<Proc
     let now_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64);
-    let admission = Arc::new(Admission::new(
-        Arc::clone(&load),
-        args.saturation_hold,
-        args.saturation_min_players,
-        now_us,
-    ));
+    let limits = AdmissionLimits {
+        hold: (args.saturation_lag_ms > 0).then_some(args.saturation_hold),
+        min_players: args.saturation_min_players,
+        max_players: match args.max_players {
+            MaxPlayers::Auto => 0,
+            MaxPlayers::Fixed(n) => n,
+        },
+    };
+    let admission = Arc::new(Admission::new(Arc::clone(&load), limits, now_us));
     Ok(Some((load, admission)))
 }
 

@@ -13,6 +13,7 @@
 //! - `secret`: the join-token secret; `routes`: the routes every HTTP role serves.
 //! - `replay`, `tools`: the commands that are not roles.
 
+mod capacity;
 mod cli;
 mod config;
 mod replay;
@@ -80,8 +81,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         }
         Command::Projector(args) => roles::projector(args).await,
         Command::Tables(TablesCommand::Create { store }) => roles::create_tables(&store).await,
-        Command::Streams(StreamsCommand::Create { log, shards, regions }) => {
-            roles::create_streams(&log, shards, &regions).await
+        Command::Streams(StreamsCommand::Create { log, shards, retention, regions }) => {
+            roles::create_streams(&log, shards, retention, &regions).await
         }
     }
 }

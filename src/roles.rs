@@ -13,12 +13,12 @@ use tickcast_schemas::regions::Region;
 use tickcast_schemas::topics::{self, GAME_EVENTS};
 
 use crate::cli::{
-    ArchiverArgs, EdgeArgs, GatewayArgs, LogArgs, ProjectorArgs, RecordRetention, RegionArgs, StoreArgs,
-    TickGeneratorArgs, UpArgs,
+    ArchiverArgs, EdgeArgs, GatewayArgs, LogArgs, MaxPlayers, ProjectorArgs, RecordRetention, RegionArgs,
+    StoreArgs, TickGeneratorArgs, UpArgs,
 };
 use crate::config::{
     admission, archiver_config, check_topics, edge_config, edge_regions, gateway_config, generator_config,
-    ids, kafka_options, latency_policy, open_log, open_store, region_table, socket_limits,
+    ids, kafka_options, latency_policy, open_log, open_log_at, open_store, region_table, socket_limits,
 };
 use crate::routes::common_routes;
 use crate::secret::{shared_signer, signer_in, with_previous};
@@ -46,7 +46,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
         Some(embedded) => {
             tickcast_eventlog::metered(Arc::clone(embedded) as Arc<dyn tickcast_eventlog::EventLog>)
         }
-        None => tickcast_eventlog::open(&url).with_context(|| format!("cannot open the event log {url}"))?,
+        None => open_log_at(&url, &args.kafka, None)?,
     };
     check_topics(log.as_ref(), &needed_topics(&table)).await?;
     let mut roles = Roles::new();
@@ -55,6 +55,11 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut edge_config = edge_config(&args.game, &args.common);
     edge_config.admission = saturation.as_ref().map(|(_, admission)| Arc::clone(admission));
     let saturation = saturation.map(|(gauge, _)| gauge);
+    if let Some(load) = &saturation
+        && args.admission.max_players == MaxPlayers::Auto
+    {
+        roles.spawn("capacity", crate::capacity::learn(Arc::clone(load), roles.shutdown.clone()));
+    }
     // The projections, in the data directory unless --store says otherwise: the projector
     // feeds them, the edge answers the read API and joins from them. `--store none` runs
     // without (no read API, no lobby): what the load benchmarks compare against.
@@ -307,7 +312,7 @@ pub(crate) async fn create_topics(
         );
     };
     // Creating topics writes no records: the administration needs no producer.
-    let kafka = KafkaLog::open_read_only(&args.url, rest, kafka_options(args, None)?)
+    let kafka = KafkaLog::open_read_only(&args.url, rest, kafka_options(&args.kafka, None)?)
         .with_context(|| format!("cannot open the event log {}", args.url))?;
     let names = needed_topics(&region_table(regions)?);
     let mut created = kafka.create_topics(&names, partitions, replication, retention.kafka_ms()).await?;
@@ -332,23 +337,34 @@ pub(crate) async fn create_topics(
 }
 
 /// `tickcast streams create`: every stream a Kinesis deployment needs, and its lease table.
-pub(crate) async fn create_streams(url: &str, shards: u32, regions: &RegionArgs) -> anyhow::Result<()> {
+pub(crate) async fn create_streams(
+    url: &str,
+    shards: u32,
+    retention: RecordRetention,
+    regions: &RegionArgs,
+) -> anyhow::Result<()> {
     use tickcast_eventlog::kinesis::{KinesisAddress, connect, leases::LeaseTable, streams::KinesisStreams};
     let Some(rest) = url.strip_prefix("kinesis://") else {
         bail!("streams create is for a Kinesis log (kinesis://PREFIX?region=R); for Kafka use topics create");
     };
+    let hours = retention.kinesis_hours().map_err(|e| anyhow::anyhow!("--retention: {e}"))?;
     let address = KinesisAddress::parse(url, rest)?;
     let (kinesis, dynamodb) = connect(&address).await;
     let streams = KinesisStreams::new(kinesis, address.prefix.clone());
-    let mut wanted: Vec<(String, u32)> =
-        needed_topics(&region_table(regions)?).into_iter().map(|topic| (topic, shards)).collect();
-    // One shard: "the first record wins" needs one order.
-    wanted.push((topics::DEPLOYMENT.to_owned(), 1));
-    for (topic, shards) in wanted {
+    let mut wanted: Vec<(String, u32, i32)> =
+        needed_topics(&region_table(regions)?).into_iter().map(|topic| (topic, shards, hours)).collect();
+    // One shard: "the first record wins" needs one order; kept as long as Kinesis allows, since
+    // its first record is the deployment's token secret.
+    wanted.push((topics::DEPLOYMENT.to_owned(), 1, RecordRetention::KINESIS_MAX_HOURS));
+    for (topic, shards, hours) in wanted {
         let name = streams.stream_name(&topic);
         let shards = i32::try_from(shards).unwrap_or(i32::MAX);
         if streams.create(&topic, shards).await.with_context(|| format!("cannot create stream {name}"))? {
-            announce(&format!("created  {name} ({shards} shards)"));
+            streams
+                .set_retention(&topic, hours)
+                .await
+                .with_context(|| format!("cannot set the retention of stream {name}"))?;
+            announce(&format!("created  {name} ({shards} shards, records kept {hours} h)"));
         } else {
             announce(&format!("exists   {name} (left as it is)"));
         }

@@ -194,9 +194,18 @@ impl Roles {
                 next = self.tasks.join_next(), if !self.tasks.is_empty() => next,
                 next = self.last.join_next(), if !self.last.is_empty() => next,
                 () = &mut grace_over => {
-                    tracing::warn!(remaining = self.tasks.len() + self.last.len(), "grace period over; aborting");
+                    let remaining = self.tasks.len() + self.last.len();
+                    tracing::warn!(remaining, "grace period over; aborting");
                     self.tasks.abort_all();
                     self.last.abort_all();
+                    // Aborted work did not finish what a clean stop finishes (the archiver's
+                    // open files, the last commits): the exit status says so.
+                    first_error.get_or_insert_with(|| {
+                        anyhow::anyhow!(
+                            "{remaining} role(s) did not stop within the {} s grace period and were aborted",
+                            SHUTDOWN_GRACE.as_secs()
+                        )
+                    });
                     break;
                 }
             };
@@ -279,5 +288,16 @@ mod tests {
         roles.spawn_last("reader", |_| async { Err::<(), _>(std::io::Error::other("disk full")) });
         let error = roles.wait().await.unwrap_err();
         assert!(format!("{error:#}").contains("reader failed: disk full"), "{error:#}");
+    }
+
+    /// A role that does not stop within the grace is aborted, and the command fails for it:
+    /// an aborted stop is not a clean one.
+    #[tokio::test(start_paused = true)]
+    async fn a_role_aborted_after_the_grace_fails_the_command() {
+        let mut roles = Roles::new();
+        roles.spawn("stuck", std::future::pending::<Result<(), std::io::Error>>());
+        roles.shutdown.cancel();
+        let error = roles.wait().await.unwrap_err();
+        assert!(format!("{error:#}").contains("did not stop within the 10 s grace"), "{error:#}");
     }
 }

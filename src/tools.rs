@@ -46,7 +46,13 @@ pub(crate) async fn bots(args: BotsArgs) -> anyhow::Result<()> {
         connect_rate: args.connect_rate,
         server_pid: args.server_pid,
         region: args.region,
-        staggered: args.staggered,
+        arrival: if args.burst {
+            tickcast_bots::Arrival::Burst
+        } else if args.staggered {
+            tickcast_bots::Arrival::Staggered
+        } else {
+            tickcast_bots::Arrival::Together
+        },
         progress: !args.json && std::io::stderr().is_terminal(),
     };
     let shutdown = CancellationToken::new();

@@ -58,16 +58,36 @@ pub struct BotsConfig {
     pub server_pid: Option<u32>,
     /// Region to ask the edge for (otherwise the edge decides).
     pub region: Option<String>,
-    /// Games arrive one by one: each starts its countdown when it is created, so the server's
-    /// load grows while games are still being offered (admission control is exercised). By
-    /// default every game starts together once all players are connected.
-    pub staggered: bool,
+    /// How games and players arrive.
+    pub arrival: Arrival,
     /// Draw a progress bar on stderr.
     pub progress: bool,
 }
 
-/// The countdown of a staggered game: from its creation to its first tick.
-const STAGGERED_COUNTDOWN_MS: i64 = 3_000;
+/// How games and players arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrival {
+    /// Every game is created first, to start together once all players are connected (after a
+    /// ramp at the connect rate): the steady load, for capacity.
+    #[default]
+    Together,
+    /// Games arrive one by one at the connect rate: each starts its countdown when it is
+    /// created, so the server's load grows while games are still being offered.
+    Staggered,
+    /// Every game is created back to back as fast as the edge answers, each starting its
+    /// countdown when created; then every player connects at once (at most
+    /// `BURST_CONNECTS_IN_FLIGHT` handshakes in flight). What admission control must refuse at
+    /// the door: nothing plays yet while the games are offered.
+    Burst,
+}
+
+/// The countdown of a staggered or burst game: from its creation to its first tick.
+const ARRIVAL_COUNTDOWN_MS: i64 = 3_000;
+
+/// Connections a burst opens at once: enough to keep the server's accept loop busy, few enough
+/// that the listen backlog does not overflow (a dropped SYN costs a player a second).
+const BURST_CONNECTS_IN_FLIGHT: usize = 256;
 
 /// Why a run could not be made (a player's own failures are counted, not errors).
 #[derive(Debug, thiserror::Error)]
@@ -122,38 +142,19 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
     let lead = Duration::from_secs(2);
     let now_ms = now_us() / 1000;
     let first_start_ms = now_ms + (ramp + lead).as_millis() as i64;
-    if config.staggered && config.duration <= ramp {
+    if config.arrival == Arrival::Staggered && config.duration <= ramp {
         return Err(Error::Config(format!(
             "staggered games arrive over {:.1} s: --duration must be longer, so that all of them are measured together for a while",
             ramp.as_secs_f64()
         )));
     }
-    if first_start_ms - now_ms > 60_000 {
+    if config.arrival == Arrival::Together && first_start_ms - now_ms > 60_000 {
         return Err(Error::Config(format!(
             "ramping up {players} players at {} per second takes longer than the 60 s countdown a game allows; raise --connect-rate",
             config.connect_rate
         )));
     }
     let duration_ms = config.duration.as_millis() as i64;
-    // The window over which CPU and messages are counted is when every game runs: staggered,
-    // from the last game's (planned) start to the first one's end.
-    let plan = if config.staggered {
-        Plan {
-            ramp_start: Instant::now(),
-            ramp,
-            window_start_ms: now_ms + ramp.as_millis() as i64 + STAGGERED_COUNTDOWN_MS + config.tick_ms,
-            window_end_ms: now_ms + STAGGERED_COUNTDOWN_MS + config.tick_ms + duration_ms,
-            measure_end_ms: now_ms + STAGGERED_COUNTDOWN_MS + config.tick_ms + duration_ms,
-        }
-    } else {
-        Plan {
-            ramp_start: Instant::now(),
-            ramp,
-            window_start_ms: first_start_ms + config.tick_ms,
-            window_end_ms: first_start_ms + config.tick_ms + duration_ms,
-            measure_end_ms: first_start_ms + config.tick_ms + duration_ms,
-        }
-    };
     let shared = Arc::new(Shared::default());
     let http = reqwest::Client::new();
     let server_pid = config.server_pid;
@@ -173,6 +174,52 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
         })
     };
 
+    let mut games = Games { tasks: JoinSet::new(), connect_failures: 0, refused: 0 };
+    // The window over which CPU and messages are counted is when every game runs: from the
+    // last game's start to the first one's end.
+    let plan = match config.arrival {
+        Arrival::Together => Plan {
+            ramp_start: Instant::now(),
+            ramp,
+            window_start_ms: first_start_ms + config.tick_ms,
+            window_end_ms: first_start_ms + config.tick_ms + duration_ms,
+            measure_end_ms: first_start_ms + config.tick_ms + duration_ms,
+        },
+        Arrival::Staggered => Plan {
+            ramp_start: Instant::now(),
+            ramp,
+            window_start_ms: now_ms + ramp.as_millis() as i64 + ARRIVAL_COUNTDOWN_MS + config.tick_ms,
+            window_end_ms: now_ms + ARRIVAL_COUNTDOWN_MS + config.tick_ms + duration_ms,
+            measure_end_ms: now_ms + ARRIVAL_COUNTDOWN_MS + config.tick_ms + duration_ms,
+        },
+        Arrival::Burst => {
+            // Every game first, back to back; the window is known once they all exist.
+            let created = create_burst(&http, &config, &shutdown, &mut games).await;
+            let created = match created {
+                Ok(created) => created,
+                Err(error) => {
+                    ticker.abort();
+                    progress.finish_and_clear();
+                    return Err(error);
+                }
+            };
+            let first = created.iter().map(|(_, t)| t[0].start_at).min().unwrap_or(now_ms);
+            let last = created.iter().map(|(_, t)| t[0].start_at).max().unwrap_or(now_ms);
+            let plan = Plan {
+                ramp_start: Instant::now(),
+                ramp: Duration::ZERO,
+                window_start_ms: last + config.tick_ms,
+                window_end_ms: (first + config.tick_ms + duration_ms).max(last + config.tick_ms),
+                measure_end_ms: first + config.tick_ms + duration_ms,
+            };
+            let connects = Arc::new(tokio::sync::Semaphore::new(BURST_CONNECTS_IN_FLIGHT));
+            for (session, tickets) in created {
+                games.spawn_players(session, tickets, &config, plan, &shared, &shutdown, Some(&connects));
+            }
+            plan
+        }
+    };
+
     // Sample the server and the bots at the window's start and end, from a task of its own.
     let window_start_ms = plan.window_start_ms;
     let sampler = tokio::spawn(async move {
@@ -188,69 +235,50 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
     let lag_watch = {
         let (http, edge) = (http.clone(), config.edge.clone());
         let from = plan.window_start_ms;
-        let until = Instant::now() + Duration::from_millis((plan.window_end_ms - now_ms).max(0) as u64);
+        let until =
+            Instant::now() + Duration::from_millis((plan.window_end_ms - now_us() / 1000).max(0) as u64);
         tokio::spawn(async move {
             sleep_until_epoch_ms(from).await;
             lag::watch(http, edge, until).await
         })
     };
 
-    let mut tasks = JoinSet::new();
-    let mut connect_failures = 0u64;
-    let mut refused = 0u64;
-    let mut index = 0usize;
-    for session in 0..config.sessions {
-        if shutdown.is_cancelled() {
-            break;
-        }
-        // Starts spread evenly over one tick, so sessions do not all tick at the same instant.
-        let start_at = if config.staggered {
-            let due = plan.ramp_start + plan.ramp.mul_f64(index as f64 / players as f64);
-            tokio::time::sleep_until(due).await;
-            now_us() / 1000 + STAGGERED_COUNTDOWN_MS
-        } else {
-            first_start_ms + (session as i64 * config.tick_ms) / config.sessions as i64
-        };
-        let tickets = match create_game(&http, &config, session, start_at).await {
-            Ok(game) => {
-                refused += game.refused as u64;
-                index += game.refused;
-                game.tickets
+    if config.arrival != Arrival::Burst {
+        let mut index = 0usize;
+        for session in 0..config.sessions {
+            if shutdown.is_cancelled() {
+                break;
             }
-            Err(Error::AtCapacity { .. }) => {
-                refused += config.players_per_session as u64;
-                index += config.players_per_session;
-                continue;
-            }
-            Err(error) => {
-                if session == 0 {
+            // Starts spread evenly over one tick, so sessions do not all tick at the same instant.
+            let start_at = if config.arrival == Arrival::Staggered {
+                let due = plan.ramp_start + plan.ramp.mul_f64(index as f64 / players as f64);
+                tokio::time::sleep_until(due).await;
+                now_us() / 1000 + ARRIVAL_COUNTDOWN_MS
+            } else {
+                first_start_ms + (session as i64 * config.tick_ms) / config.sessions as i64
+            };
+            let tickets = match games.create(&http, &config, session, start_at).await {
+                Ok(Some(tickets)) => tickets,
+                Ok(None) => {
+                    index += config.players_per_session;
+                    continue;
+                }
+                Err(error) => {
                     ticker.abort();
                     progress.finish_and_clear();
                     return Err(error);
                 }
-                tracing::warn!(%error, "could not create a game");
-                connect_failures += config.players_per_session as u64;
-                continue;
-            }
-        };
-        for (player, ticket) in tickets.into_iter().enumerate() {
-            let due = plan.ramp_start + plan.ramp.mul_f64(index as f64 / players as f64);
-            tokio::time::sleep_until(due).await;
-            index += 1;
-            let user_id = format!("bot-{session}-{player}");
-            let (shared, config, shutdown) = (Arc::clone(&shared), config.clone(), shutdown.clone());
-            // A staggered game is measured over its own `duration` from its own start.
-            let plan = if config.staggered {
-                Plan { measure_end_ms: ticket.start_at + config.tick_ms + duration_ms, ..plan }
-            } else {
-                plan
             };
-            tasks.spawn(async move {
-                play(ticket, user_id, &config, plan, &shared, shutdown, index as u64).await
-            });
+            index += config.players_per_session - tickets.len();
+            for (player, ticket) in tickets.into_iter().enumerate() {
+                let due = plan.ramp_start + plan.ramp.mul_f64(index as f64 / players as f64);
+                tokio::time::sleep_until(due).await;
+                index += 1;
+                games.spawn_player(session, player, ticket, &config, plan, &shared, &shutdown, None);
+            }
         }
     }
-
+    let Games { mut tasks, connect_failures, refused } = games;
     let mut outcomes = Vec::with_capacity(players);
     while let Some(outcome) = tasks.join_next().await {
         outcomes.push(outcome.unwrap_or_default());
@@ -306,6 +334,7 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
     Ok(Report {
         sessions: config.sessions,
         players,
+        arrival: config.arrival,
         tick_ms: config.tick_ms,
         duration_s: config.duration.as_secs_f64(),
         rtt_ms: config.rtt.as_millis() as u64,
@@ -322,6 +351,7 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
         kicks: sum(|o| u64::from(o.kicked)),
         errors: sum(|o| o.errors),
         lateness_ms: Lateness::of(h),
+        backlog_ticks: sum(|o| o.backlog),
         server_lateness_ms: Lateness::of(&server_lateness),
         window_messages,
         window_s,
@@ -331,6 +361,112 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
         samples_not_judged: lag.as_ref().map_or(0, |l| l.samples_not_judged),
         server,
     })
+}
+
+/// The players' tasks, and what was refused or failed before a player could play.
+struct Games {
+    tasks: JoinSet<PlayerOutcome>,
+    connect_failures: u64,
+    /// Players the edge refused up front (503 `at_capacity`, on the start or a join).
+    refused: u64,
+}
+
+impl Games {
+    /// One game's tickets; `None` when its start was refused as at capacity. A failure of the
+    /// first game is the run's error (the edge is not there, or refuses the bots' games);
+    /// later failures count as connect failures of the game's players.
+    async fn create(
+        &mut self,
+        http: &reqwest::Client,
+        config: &BotsConfig,
+        session: usize,
+        start_at: i64,
+    ) -> Result<Option<Vec<edge::Ticket>>, Error> {
+        match create_game(http, config, session, start_at).await {
+            Ok(game) => {
+                self.refused += game.refused as u64;
+                Ok(Some(game.tickets))
+            }
+            Err(Error::AtCapacity { .. }) => {
+                self.refused += config.players_per_session as u64;
+                Ok(None)
+            }
+            Err(error) if session == 0 => Err(error),
+            Err(error) => {
+                tracing::warn!(%error, "could not create a game");
+                self.connect_failures += config.players_per_session as u64;
+                Ok(None)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "one player's whole setting, passed through once")]
+    fn spawn_player(
+        &mut self,
+        session: usize,
+        player: usize,
+        ticket: edge::Ticket,
+        config: &BotsConfig,
+        plan: Plan,
+        shared: &Arc<Shared>,
+        shutdown: &CancellationToken,
+        connects: Option<&Arc<tokio::sync::Semaphore>>,
+    ) {
+        let user_id = format!("bot-{session}-{player}");
+        // A game that started on its own (staggered, burst) is measured over its own
+        // `duration` from its own start.
+        let plan = if config.arrival == Arrival::Together {
+            plan
+        } else {
+            Plan {
+                measure_end_ms: ticket.start_at + config.tick_ms + config.duration.as_millis() as i64,
+                ..plan
+            }
+        };
+        let (shared, config, shutdown) = (Arc::clone(shared), config.clone(), shutdown.clone());
+        let connects = connects.cloned();
+        let seed = (session * config.players_per_session + player + 1) as u64;
+        self.tasks.spawn(async move {
+            play(ticket, user_id, &config, plan, &shared, shutdown, seed, connects).await
+        });
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "one game's whole setting, passed through once")]
+    fn spawn_players(
+        &mut self,
+        session: usize,
+        tickets: Vec<edge::Ticket>,
+        config: &BotsConfig,
+        plan: Plan,
+        shared: &Arc<Shared>,
+        shutdown: &CancellationToken,
+        connects: Option<&Arc<tokio::sync::Semaphore>>,
+    ) {
+        for (player, ticket) in tickets.into_iter().enumerate() {
+            self.spawn_player(session, player, ticket, config, plan, shared, shutdown, connects);
+        }
+    }
+}
+
+/// A burst's games, created back to back as fast as the edge answers, each starting its
+/// countdown when created; with their tickets.
+async fn create_burst(
+    http: &reqwest::Client,
+    config: &BotsConfig,
+    shutdown: &CancellationToken,
+    games: &mut Games,
+) -> Result<Vec<(usize, Vec<edge::Ticket>)>, Error> {
+    let mut created = Vec::with_capacity(config.sessions);
+    for session in 0..config.sessions {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let start_at = now_us() / 1000 + ARRIVAL_COUNTDOWN_MS;
+        if let Some(tickets) = games.create(http, config, session, start_at).await? {
+            created.push((session, tickets));
+        }
+    }
+    Ok(created)
 }
 
 async fn sleep_until_epoch_ms(at_ms: i64) {

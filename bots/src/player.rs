@@ -1,6 +1,7 @@
 //! One bot player: connect, join, then read frames with tungstenite's frame parser directly and
 //! record every tick it receives until the measured window is over.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -38,9 +40,13 @@ pub(crate) struct PlayerOutcome {
     pub(crate) errors: u64,
     /// Frames received while the measured window was open.
     pub(crate) window_messages: u64,
-    /// Lateness of each measured tick, µs; merged after the run.
+    /// Lateness of each live tick, µs (one scheduled at or after the player sent its join);
+    /// merged after the run.
     pub(crate) lateness_us: Vec<i32>,
-    /// serverTimestamp − scheduledAt of each measured tick, ms: the part of the lateness spent
+    /// Ticks scheduled before the player sent its join: history the server replayed on join,
+    /// counted as delivered but not in the lateness of live ticks.
+    pub(crate) backlog: u64,
+    /// serverTimestamp − scheduledAt of each live tick, ms: the part of the lateness spent
     /// before the gateway wrote the tick (generator, log, fan-out).
     pub(crate) server_lateness_ms: Vec<i32>,
 }
@@ -65,6 +71,7 @@ pub(crate) async fn play(
     shared: &Shared,
     shutdown: CancellationToken,
     seed: u64,
+    connects: Option<Arc<Semaphore>>,
 ) -> PlayerOutcome {
     let mut outcome = PlayerOutcome::default();
     let last_expected = (plan.measure_end_ms - ticket.start_at).div_euclid(ticket.tick_ms);
@@ -74,6 +81,11 @@ pub(crate) async fn play(
     let (window_start_us, window_end_us) = (plan.window_start_ms * 1000, plan.window_end_ms * 1000);
     let mut unreported = 0u64;
     let ws_config = WebSocketConfig::default().read_buffer_size(1024).write_buffer_size(0);
+    // A place among the connections opened at once (a burst), held until the join is sent.
+    let permit = match connects {
+        Some(connects) => connects.acquire_owned().await.ok(),
+        None => None,
+    };
     let Ok(stream) = TcpStream::connect(host_port(&ticket.ws_endpoint)).await else { return outcome };
     let _ = stream.set_nodelay(true);
     let io: Box<dyn Io> = if config.rtt.is_zero() && config.jitter.is_zero() {
@@ -89,9 +101,12 @@ pub(crate) async fn play(
     outcome.connected = true;
     shared.connected.fetch_add(1, Ordering::Relaxed);
     let join = json!({"action":"join","sessionId":ticket.game_id,"userId":user_id,"token":ticket.token});
+    // Ticks scheduled before this instant are history, whenever they arrive.
+    let join_sent_ms = now_us() / 1000;
     if ws.send(Message::text(join.to_string())).await.is_err() {
         return outcome;
     }
+    drop(permit);
     // From here the bot reads frames itself with tungstenite's frame parser, skipping the
     // WebSocket state machine's wakers and buffer zeroing: the bots share the machine with the
     // server they measure, so every microsecond they spend is taken from it.
@@ -153,7 +168,11 @@ pub(crate) async fn play(
             match frame.kind {
                 "tick" => {
                     let (Some(step), Some(scheduled_at)) = (frame.step, frame.scheduled_at) else { continue };
-                    if record.receive(step) {
+                    if !record.receive(step) {
+                        // Outside the measured steps.
+                    } else if scheduled_at < join_sent_ms {
+                        outcome.backlog += 1;
+                    } else {
                         let lateness = (received_us - scheduled_at * 1000)
                             .clamp(i64::from(i32::MIN), i64::from(i32::MAX));
                         outcome.lateness_us.push(lateness as i32);

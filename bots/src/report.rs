@@ -10,6 +10,7 @@ use crate::stats::LatenessHistogram;
 pub struct Report {
     pub sessions: usize,
     pub players: usize,
+    pub arrival: crate::Arrival,
     pub tick_ms: i64,
     pub duration_s: f64,
     pub rtt_ms: u64,
@@ -28,7 +29,12 @@ pub struct Report {
     pub complete_players: u64,
     pub kicks: u64,
     pub errors: u64,
+    /// Lateness (receive − scheduledAt) of live ticks: those scheduled at or after their player
+    /// sent its join. Earlier ones are history a server may replay on join.
     pub lateness_ms: Lateness,
+    /// Ticks scheduled before their player sent its join (replayed history): delivered, and
+    /// counted here rather than in `lateness_ms`.
+    pub backlog_ticks: u64,
     /// serverTimestamp − scheduledAt (ms resolution): lateness before the gateway wrote the tick.
     pub server_lateness_ms: Lateness,
     /// Frames received by all bots during the measured window.
@@ -106,8 +112,12 @@ impl Report {
             self.players
         );
         out += &format!(
-            "lateness (receive − scheduledAt): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms\n",
-            self.lateness_ms.p50, self.lateness_ms.p99, self.lateness_ms.p999, self.lateness_ms.max
+            "live-tick lateness (receive − scheduledAt): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms ({} ticks of history replayed on join, not counted)\n",
+            self.lateness_ms.p50,
+            self.lateness_ms.p99,
+            self.lateness_ms.p999,
+            self.lateness_ms.max,
+            self.backlog_ticks
         );
         out += &format!(
             "  of which before the gateway wrote it (serverTimestamp − scheduledAt): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n",

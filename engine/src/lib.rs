@@ -1,7 +1,7 @@
 //! The tickcast engine, version 1: a session's state as a pure function of its parameters and
 //! a step.
 //!
-//! This crate owns the normative arithmetic of the game (DESIGN §4): `splitmix64`, the break
+//! This crate owns the normative arithmetic of the game (docs/engine.md): `splitmix64`, the break
 //! interval of each round, the step at a wall-clock instant, and the state at a step — both by
 //! random access (`state_at`, O(rounds)) and incrementally (`Stepper`, O(1) per step). It also
 //! owns the seed's commitment hash, so players can check a revealed seed.
@@ -95,7 +95,7 @@ impl std::fmt::Display for ParamsError {
 
 impl std::error::Error for ParamsError {}
 
-/// The length in steps of round `round` (DESIGN §4).
+/// The length in steps of round `round` (docs/engine.md).
 ///
 /// The span `max − min + 1` wraps to 0 only for `min = 0, max = u64::MAX`, which no valid
 /// session has; that case is treated as the full u64 range instead of dividing by zero.
@@ -224,7 +224,7 @@ impl Stepper {
 pub mod reference {
     use super::{Params, State};
 
-    /// `stateAt(step)` exactly as DESIGN §4 writes it.
+    /// `stateAt(step)` exactly as docs/engine.md writes it.
     #[must_use]
     pub fn state_at_by_loop(params: &Params, step: i64) -> State {
         let (mut value, mut round, mut broken, mut since) = (0u64, 0u64, false, 0u64);

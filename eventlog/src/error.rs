@@ -24,6 +24,11 @@ pub enum Error {
     Io { path: String, source: std::io::Error },
     #[error("embedded log write failed, nothing of it was stored: {0}")]
     WriteFailed(String),
+    /// Another writer holds the embedded log's directory.
+    #[error(
+        "the embedded log in {dir} is in use by {holder} (it holds the lock file {lock}): stop that process, or give this one another directory (--data-dir, or --log embedded://DIR); `tickcast replay` reads a log in use"
+    )]
+    Locked { dir: String, lock: String, holder: String },
     /// A librdkafka call failed; `source` keeps librdkafka's error code.
     #[error("Kafka: {context}: {source}")]
     Kafka { context: String, source: KafkaError },
@@ -83,6 +88,7 @@ impl Error {
             | Self::Sqlite(_)
             | Self::Io { .. }
             | Self::WriteFailed(_)
+            | Self::Locked { .. }
             | Self::MissingTopic(_)
             | Self::ForeignPosition(_)
             | Self::ReadOnly

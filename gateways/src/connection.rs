@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use tickcast_schemas::event::{
-    EventBody, LatencySampled, LatencyStatus, LatencyWarned, LeaveReason, PlayerJoined, PlayerKicked,
-    PlayerLeft,
+    EventBody, LatencyStatus, LatencyWarned, LeaveReason, PlayerJoined, PlayerKicked, PlayerLeft,
 };
 use tickcast_schemas::protocol::{
     CLOSE_KICKED, CLOSE_REPLACED, CLOSE_UNAUTHORIZED, ClientMessage, ErrorCode, ServerMessage,
@@ -107,6 +106,7 @@ pub(crate) async fn serve(
     gateway: Arc<Gateway>,
     mut socket: Socket,
     id: u64,
+    pings: PingTracker,
     own_signals: mpsc::UnboundedSender<Signal>,
     mut signals: mpsc::UnboundedReceiver<Signal>,
 ) {
@@ -114,7 +114,7 @@ pub(crate) async fn serve(
         own_signals,
         connection_id: uuid::Uuid::now_v7().to_string(),
         monitor: LatencyMonitor::new(gateway.config.latency),
-        pings: PingTracker::default(),
+        pings,
         budget: MessageBudget::new(gateway.config.max_messages_per_s, std::time::Instant::now()),
         gateway,
         id,
@@ -166,10 +166,6 @@ pub(crate) async fn serve(
                     let close = Box::pin(error_then_close(&mut socket, ErrorCode::Replaced, message, CloseCode::Library(CLOSE_REPLACED), "replaced")).await;
                     break Close { left: Some(LeaveReason::Replaced), ..close };
                 }
-                Some(Signal::PingWritten { nonce, at_us }) => match conn.pings.written(nonce, at_us) {
-                    Some((sent_us, rtt_us)) => Box::pin(conn.judge(sent_us, rtt_us, &mut socket)).await,
-                    None => Ok(None),
-                },
                 None => break Close { code: CloseCode::Restart, reason: "gateway shutting down; reconnect", left: Some(LeaveReason::GatewayShutdown) },
             },
             scheduled = ping.tick() => Box::pin(conn.on_ping_due(scheduled, &mut socket)).await,
@@ -192,20 +188,29 @@ pub(crate) async fn serve(
     // The close frame is queued before the detach, which flushes it and takes the player out
     // of its session at once: no more ticks are written to a closing socket.
     conn.gateway.detach(id);
-    // Then wait briefly for the player's close reply (discarding what is still in flight), so
-    // the socket is not reset under data the player sent before it saw the close.
+    // The detach also shut the socket's write side (a FIN after the close frame). Then drain
+    // what the player still sends — its close reply, frames in flight, a flood — until it
+    // closes its side, for a bounded time and a bounded number of bytes (RFC 6455 §7.1.1):
+    // a socket closed with unread bytes is reset, and a reset can destroy the close frame
+    // before the player reads it. The bytes are read raw: whatever they are, they are dropped.
+    let stream = socket.get_mut();
+    let mut scratch = vec![0u8; 16 * 1024];
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
-        while let Some(Ok(message)) = socket.next().await {
-            if message.is_close() {
-                break;
+        let mut drained = 0;
+        while drained < CLOSE_DRAIN_BYTES {
+            match tokio::io::AsyncReadExt::read(stream, &mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
             }
         }
     })
     .await;
 }
 
-/// How long a closing connection waits for the player's close reply.
+/// How long a closing connection reads what the player still sends, at most.
 const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// How much of it a closing connection reads, at most: a flood is cut off after this.
+const CLOSE_DRAIN_BYTES: usize = 8 * 1024 * 1024;
 
 impl Connection {
     /// Handles one frame from the player; `Some` ends the connection.
@@ -382,8 +387,9 @@ impl Connection {
         Ok(None)
     }
 
-    /// The ping timer fired (due at `scheduled`): pings unanswered too long count as samples
-    /// of their age, then a new ping goes out.
+    /// The ping timer fired (due at `scheduled`): the samples due are judged (pings unanswered
+    /// too long, as samples of their age; pongs that came before their ping's stamp), then a
+    /// new ping goes out.
     async fn on_ping_due(
         &mut self,
         scheduled: tokio::time::Instant,
@@ -396,9 +402,9 @@ impl Connection {
         }
         let limit_us = self.gateway.config.latency.max_latency_ms as i64 * 1000;
         let mut overdue = Vec::new();
-        self.pings.overdue(now_us(), limit_us, &mut overdue);
-        for (sent_us, age_us) in overdue {
-            if let Some(close) = self.judge(sent_us, age_us, sink).await? {
+        self.pings.due(now_us(), limit_us, &mut overdue);
+        for (sent_us, rtt_us) in overdue {
+            if let Some(close) = self.judge(sent_us, rtt_us, sink).await? {
                 return Ok(Some(close));
             }
         }
@@ -417,10 +423,7 @@ impl Connection {
         self.gateway.series.rtt.record(rtt_us.max(0) as f64 / 1000.0);
         let session_id = joined.session_id.clone();
         let connection_id = self.connection_id.clone();
-        self.gateway.record(
-            &session_id,
-            EventBody::LatencySampled(LatencySampled { connection_id: connection_id.clone(), rtt_ms }),
-        );
+        self.gateway.record_sample(&session_id, &connection_id, rtt_ms);
         if self.gateway.lag.lagged_since(sent_us) {
             metrics::sample_not_judged();
             return Ok(None);

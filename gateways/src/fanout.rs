@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tickcast_eventlog::Record;
 use tickcast_schemas::event::{Event, EventBody};
+use tickcast_schemas::load::ProcessLoad;
 use tickcast_schemas::protocol::ServerMessage;
 use tickcast_schemas::sessions::SessionInfo;
 use tokio::sync::{mpsc, oneshot};
@@ -20,9 +21,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_util::sync::CancellationToken;
 
 use crate::caught_up::CaughtUp;
+use crate::conn_map::ConnMap;
 use crate::hub::{HeldTick, SessionHub};
 use crate::lag::GatewayLag;
-use crate::ping::ping_frame;
+use crate::ping::{PingStamps, ping_frame};
 use crate::stream::SocketWriter;
 use crate::{metrics, now_ms, now_us};
 
@@ -122,10 +124,15 @@ pub(crate) enum Command {
     /// Frames from the tick topic, for the members this shard holds, and when they were queued
     /// (the shard's queue age is part of the gateway's lag).
     Forward(Arc<Vec<Outgoing>>, Instant),
-    /// Write a ping with `nonce` and tell the connection when it was written (`PingWritten`).
+    /// Write a ping with `nonce` and stamp when it was written in the connection's stamps.
     Ping { connection: u64, nonce: u64 },
     /// A new connection: from now on the fan-out owns its write half.
-    Attach { connection: u64, write: SocketWriter, signals: mpsc::UnboundedSender<Signal> },
+    Attach {
+        connection: u64,
+        write: SocketWriter,
+        signals: mpsc::UnboundedSender<Signal>,
+        ping_stamps: Arc<PingStamps>,
+    },
     /// Bytes the connection's WebSocket wants written (complete frames, in order).
     Write { connection: u64, bytes: Bytes },
     /// Join (or resume) a session; the fan-out writes `session_joined`, the countdown and the
@@ -159,8 +166,6 @@ pub(crate) enum Signal {
     /// The socket did not take frames as fast as they came; the player was dropped from its
     /// session and its queued frames discarded.
     TooSlow,
-    /// The ping with `nonce` was handed to the socket at `at_us` (epoch µs): its send time.
-    PingWritten { nonce: u64, at_us: i64 },
     /// A newer connection of the same player joined the same session (here or through another
     /// gateway): this one closes with 4002.
     Replaced,
@@ -180,6 +185,8 @@ struct PlayerSocket {
     session: Option<String>,
     /// Tells the connection task about ends and drops.
     signals: mpsc::UnboundedSender<Signal>,
+    /// Where the shard stamps when it wrote each ping, for the connection to read.
+    ping_stamps: Arc<PingStamps>,
 }
 
 /// How the fan-out behaves.
@@ -190,9 +197,14 @@ pub(crate) struct FanoutConfig {
     pub(crate) max_pending_bytes: usize,
     /// How long ended sessions stay for resumes.
     pub(crate) keep_ended: Duration,
-    /// Test-only: how long a shard blocks before each batch of forwarded frames.
+    /// Test-only (feature `test-hooks`): how long a shard blocks before each batch of
+    /// forwarded frames.
+    #[cfg(feature = "test-hooks")]
     pub(crate) debug_write_delay: Duration,
     pub(crate) series: metrics::GatewaySeries,
+    /// The process's load (`tickcast up`), told how many ticks were delivered: admission
+    /// learns the process's capacity from its CPU per delivered tick.
+    pub(crate) load: Option<Arc<ProcessLoad>>,
 }
 
 /// The fan-out task's state.
@@ -200,7 +212,7 @@ pub(crate) struct FanoutConfig {
 pub(crate) struct Fanout {
     config: FanoutConfig,
     hubs: HashMap<String, SessionHub>,
-    sockets: HashMap<u64, PlayerSocket>,
+    sockets: ConnMap<PlayerSocket>,
     /// Its own command queue, handed to writability waiters.
     commands: mpsc::UnboundedSender<Command>,
     /// Ended sessions, oldest first, to forget after `keep_ended`.
@@ -234,7 +246,7 @@ impl Fanout {
         Self {
             config,
             hubs: HashMap::new(),
-            sockets: HashMap::new(),
+            sockets: ConnMap::default(),
             commands,
             ended: VecDeque::new(),
             overflowed: Vec::new(),
@@ -277,6 +289,7 @@ impl Fanout {
         match command {
             Command::Forward(outgoing, queued) => {
                 self.lag.report(queued.elapsed());
+                #[cfg(feature = "test-hooks")]
                 if !self.config.debug_write_delay.is_zero() {
                     // Test-only: a gateway made slow from inside, blocking its thread.
                     std::thread::sleep(self.config.debug_write_delay);
@@ -285,9 +298,11 @@ impl Fanout {
             }
             Command::Ping { connection, nonce } => {
                 self.write(connection, &ping_frame(nonce));
-                self.signal(connection, Signal::PingWritten { nonce, at_us: now_us() });
+                if let Some(socket) = self.sockets.get(&connection) {
+                    socket.ping_stamps.stamp(nonce, now_us());
+                }
             }
-            Command::Attach { connection, write, signals } => {
+            Command::Attach { connection, write, signals, ping_stamps } => {
                 let socket = PlayerSocket {
                     write: Arc::new(write),
                     pending: VecDeque::new(),
@@ -295,6 +310,7 @@ impl Fanout {
                     waiting: false,
                     session: None,
                     signals,
+                    ping_stamps,
                 };
                 self.sockets.insert(connection, socket);
             }
@@ -419,6 +435,9 @@ impl Fanout {
             }
         }
         self.config.series.frames_forwarded.increment(forwarded as u64);
+        if let Some(load) = &self.config.load {
+            load.ticks_delivered(forwarded as u64);
+        }
         self.sample_send_queue();
         while let Some((at, id)) = self.ended.front() {
             if at.elapsed() < self.config.keep_ended {
@@ -488,7 +507,7 @@ impl Fanout {
 /// Writes `bytes` to a socket now if nothing is queued before them, else queues them. Returns
 /// whether the socket's queue just overflowed (its player is then dropped as too slow).
 fn write_to(
-    sockets: &mut HashMap<u64, PlayerSocket>,
+    sockets: &mut ConnMap<PlayerSocket>,
     commands: &mpsc::UnboundedSender<Command>,
     max_pending_bytes: usize,
     connection: u64,

@@ -1,10 +1,12 @@
 //! Session hubs: per session, the members (connections that joined it) and the recent ticks
 //! kept for `resume`. Plain data: the fan-out decides where frames go with it, then writes them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use tickcast_schemas::protocol::ServerMessage;
+
+use crate::conn_map::ConnMap;
 
 /// A player in a session, as the hub sees it.
 #[derive(Debug)]
@@ -46,7 +48,7 @@ impl HeldTick {
 /// One session's members and recent ticks.
 #[derive(Debug, Default)]
 pub(crate) struct SessionHub {
-    members: HashMap<u64, Member>,
+    members: ConnMap<Member>,
     /// The newest ticks, oldest first, for `resume`; allocated once at its full length.
     history: VecDeque<HeldTick>,
     /// The highest step forwarded: ticks at or below it are duplicates (e.g. from two

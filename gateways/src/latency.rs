@@ -1,4 +1,4 @@
-//! The latency policy (DESIGN §5), sans I/O: RTT samples in, a status or a kick out.
+//! The latency policy (docs/protocol.md, "Latency"), sans I/O: RTT samples in, a status or a kick out.
 
 use std::collections::VecDeque;
 

@@ -1,7 +1,7 @@
 //! The regional WebSocket gateway: where players connect, join a session with an edge token,
 //! and receive its countdowns, ticks and end.
 //!
-//! This crate owns the client protocol's server side (DESIGN §5): token checks, the per-session
+//! This crate owns the client protocol's server side (docs/protocol.md, "Gateway"): token checks, the per-session
 //! fan-out (each frame encoded once, its bytes shared by every socket), `resume` from recent
 //! frames held in memory, RTT measured with WebSocket pings and the latency policy. It writes
 //! player_joined / latency_* / player_kicked / player_left to `game-events`.
@@ -28,6 +28,7 @@
 mod budget;
 mod caught_up;
 pub mod client_addr;
+mod conn_map;
 mod connection;
 mod directory;
 mod event_writer;
@@ -51,7 +52,6 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tickcast_eventlog::{EventLog, StartFrom};
-use tickcast_schemas::event::Event;
 use tickcast_schemas::health::Readiness;
 use tickcast_schemas::load::ProcessLoad;
 use tickcast_schemas::sessions::{SessionDirectory, SessionInfo};
@@ -108,8 +108,9 @@ pub struct GatewayConfig {
     /// The process's load, told every lag the gateway sees and every player it serves
     /// (`tickcast up` shares it with the edge, which refuses new games while it is saturated).
     pub saturation: Option<Arc<ProcessLoad>>,
-    /// Test-only: how long each fan-out shard blocks before forwarding a batch of frames (a
-    /// gateway made slow from inside). Zero in production.
+    /// Test-only (feature `test-hooks`): how long each fan-out shard blocks before forwarding a
+    /// batch of frames (a gateway made slow from inside).
+    #[cfg(feature = "test-hooks")]
     pub debug_write_delay: Duration,
 }
 
@@ -133,6 +134,7 @@ impl GatewayConfig {
             history: Duration::from_secs(6 * 3600),
             lag_threshold: Duration::from_millis(50),
             saturation: None,
+            #[cfg(feature = "test-hooks")]
             debug_write_delay: Duration::ZERO,
         }
     }
@@ -168,9 +170,9 @@ pub struct Gateway {
     /// Bumped when the directory changes, so joins waiting for a new session wake up.
     directory_version: watch::Sender<u64>,
     /// Events from connections to the event writer, which batches them into the log.
-    events: mpsc::Sender<Event>,
+    events: mpsc::Sender<event_writer::Queued>,
     /// The writer's end of `events`, taken by `run` when it starts the writer.
-    events_rx: Mutex<Option<mpsc::Receiver<Event>>>,
+    events_rx: Mutex<Option<mpsc::Receiver<event_writer::Queued>>>,
     /// Connection tasks, waited for on shutdown so their player_left events are written.
     connections: TaskTracker,
     /// The id of the next connection (ids pick shards).
@@ -271,8 +273,10 @@ impl Gateway {
             resume_ticks: self.config.resume_ticks,
             max_pending_bytes: self.config.max_pending_bytes,
             keep_ended: self.config.history.min(Duration::from_secs(300)),
+            #[cfg(feature = "test-hooks")]
             debug_write_delay: self.config.debug_write_delay,
             series: self.series.clone(),
+            load: self.config.saturation.clone(),
         };
         // Stopped only after the connections have closed, so their last frames are written.
         let fanout_stop = CancellationToken::new();

@@ -197,10 +197,15 @@ fn recv_stamped(
     into: &mut [u8],
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<(usize, Option<i64>)>> {
+    let capacity = into.len();
     loop {
         ready!(read.as_ref().poll_read_ready(cx))?;
+        // A read shorter than the buffer took everything the socket held: its readiness is
+        // cleared then too, as tokio's own reads do, so the next poll waits for the next
+        // segment instead of paying a `recvmsg` that finds nothing (one per pong otherwise).
+        let mut drained = None;
         let read = read.as_ref().try_io(Interest::READABLE, || {
-            // `try_io` clears readiness on WouldBlock, so the next poll waits for more.
+            // `try_io` clears readiness on WouldBlock (unless new data arrived meanwhile).
             let fd = read.as_ref().as_raw_fd();
             let mut iov = [IoSliceMut::new(into)];
             let message =
@@ -213,8 +218,15 @@ fn recv_stamped(
                     }
                 }
             }
+            if message.bytes > 0 && message.bytes < capacity {
+                drained = Some((message.bytes, stamp));
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
             Ok((message.bytes, stamp))
         });
+        if let Some(read) = drained {
+            return Poll::Ready(Ok(read));
+        }
         match read {
             Ok(read) => return Poll::Ready(Ok(read)),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}

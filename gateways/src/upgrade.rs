@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::fanout::Command;
+use crate::ping::PingTracker;
 use crate::socket_limits::SocketRefused;
 use crate::stream::{PlayerStream, SocketWriter};
 use crate::{Gateway, connection, json_error, metrics};
@@ -125,12 +126,14 @@ impl Gateway {
             let (signals, signals_rx) = mpsc::unbounded_channel();
             let own_signals = signals.clone();
             let write = SocketWriter::new(write, tls.clone());
-            if gateway.shard(id).send(Command::Attach { connection: id, write, signals }).is_err() {
+            let pings = PingTracker::default();
+            let attach = Command::Attach { connection: id, write, signals, ping_stamps: pings.stamps() };
+            if gateway.shard(id).send(attach).is_err() {
                 return;
             }
             let stream = PlayerStream::new(read_buf, read, id, gateway.shard(id).clone(), tls);
             let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
-            connection::serve(gateway, socket, id, own_signals, signals_rx).await;
+            connection::serve(gateway, socket, id, pings, own_signals, signals_rx).await;
         });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)

@@ -84,7 +84,7 @@ impl Kind {
     fn of(body: &EventBody) -> Self {
         match body {
             EventBody::Tick(_) => Self::Ticks,
-            EventBody::LatencySampled(_) => Self::Latency,
+            EventBody::LatencySampled(_) | EventBody::LatencySamples(_) => Self::Latency,
             EventBody::PlayerJoined(_) => Self::Joins,
             EventBody::PlayerKicked(_) => Self::Kicks,
             _ => Self::Events,
@@ -378,9 +378,11 @@ fn batch(kind: Kind, rows: &[(Event, String)]) -> Result<RecordBatch, Error> {
         StringBuilder::new(),
         StringBuilder::new(),
     );
-    let mut envelope = |event: &Event| {
+    // A row's envelope: its event's, with the row's own time (a batch of samples has one row
+    // per sample).
+    let mut envelope_at = |event: &Event, row_at: i64| {
         session.append_value(&event.session_id);
-        at.append_value(event.at);
+        at.append_value(row_at);
         id.append_value(event.id.to_string());
         source.append_value(&event.source);
     };
@@ -398,11 +400,13 @@ fn batch(kind: Kind, rows: &[(Event, String)]) -> Result<RecordBatch, Error> {
         }
         Kind::Latency => {
             let (mut connection, mut rtt) = (StringBuilder::new(), UInt64Builder::new());
+            // A row per sample, `at` its own time: a batch's rows share its event id.
             for (event, _) in rows {
-                let EventBody::LatencySampled(l) = &event.body else { continue };
-                envelope(event);
-                connection.append_value(&l.connection_id);
-                rtt.append_value(l.rtt_ms);
+                for (connection_id, rtt_ms, at) in event.rtt_samples() {
+                    envelope_at(event, at);
+                    connection.append_value(connection_id);
+                    rtt.append_value(rtt_ms);
+                }
             }
             vec![Arc::new(connection.finish()), Arc::new(rtt.finish())]
         }
@@ -410,7 +414,7 @@ fn batch(kind: Kind, rows: &[(Event, String)]) -> Result<RecordBatch, Error> {
             let mut columns: [StringBuilder; 4] = Default::default();
             for (event, _) in rows {
                 let EventBody::PlayerJoined(j) = &event.body else { continue };
-                envelope(event);
+                envelope_at(event, event.at);
                 for (builder, value) in
                     columns.iter_mut().zip([&j.user_id, &j.connection_id, &j.gateway_id, &j.region])
                 {
@@ -425,7 +429,7 @@ fn batch(kind: Kind, rows: &[(Event, String)]) -> Result<RecordBatch, Error> {
             let (mut avg, mut jitter) = (UInt64Builder::new(), UInt64Builder::new());
             for (event, _) in rows {
                 let EventBody::PlayerKicked(k) = &event.body else { continue };
-                envelope(event);
+                envelope_at(event, event.at);
                 connection.append_value(&k.connection_id);
                 user.append_value(&k.user_id);
                 reason.append_value(&k.reason);

@@ -165,17 +165,20 @@ async fn commit(consumer: &mut dyn GroupConsumer, records: &[Record]) -> Result<
     Ok(())
 }
 
-/// Rebuilds the store from scratch: empties it, then folds every event `game-events` holds now.
-/// Returns how many events were read. Stop the projectors first: one writing meanwhile would
-/// be wiped with the rest.
+/// Rebuilds the store from scratch: folds every event `game-events` holds now into a new, empty
+/// store beside it, then switches to that one at once (on SQLite; DynamoDB's tables are emptied
+/// and refilled in place), so the old items serve until the new ones are complete and a rebuild
+/// stopped half-way changes nothing. Returns how many events were read. Stop the projectors
+/// first: what one writes meanwhile is replaced by the rebuild's.
 pub async fn rebuild(log: &dyn EventLog, store: &dyn ProjectionStore, ttl: Duration) -> Result<u64, Error> {
     store.create_tables().await?;
-    store.clear().await?;
+    let target = store.begin_rebuild().await?;
     let mut scan = log.scan(GAME_EVENTS, StartFrom::Beginning).await?;
     let (mut read, mut ends) = (0, SessionEnds::default());
     while let Some(batch) = scan.next_batch().await? {
         read += batch.len() as u64;
-        project(store, &decode(&batch), ttl, &mut ends).await?;
+        project(target.as_ref(), &decode(&batch), ttl, &mut ends).await?;
     }
+    store.finish_rebuild().await?;
     Ok(read)
 }

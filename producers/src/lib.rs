@@ -1,6 +1,6 @@
 //! The edge: where a player starts or joins a game over HTTP.
 //!
-//! This crate owns `POST /edge/game/start` and `POST /edge/game/{gameId}/join` (DESIGN §6):
+//! This crate owns `POST /edge/game/start` and `POST /edge/game/{gameId}/join` (docs/protocol.md, "Edge"):
 //! validating the requested game, choosing the player's region, drawing the seed from the OS
 //! RNG, writing `session_created` durably before answering, and signing join tokens. It keeps
 //! an in-memory [`SessionDirectory`] fed from `game-events` to answer joins.
@@ -282,6 +282,9 @@ impl Edge {
                 }
                 match Event::from_bytes(&record.payload) {
                     Ok(event) => {
+                        if matches!(event.body, EventBody::SessionEnded(_)) {
+                            self.release(&event.session_id);
+                        }
                         directory.apply(&event);
                     }
                     Err(error) => {
@@ -316,6 +319,22 @@ impl Edge {
     /// Refuses a new game or player while the process is saturated.
     fn admit(&self) -> Result<(), ApiError> {
         self.config.admission.as_ref().map_or(Ok(()), |admission| admission.check(now_us()))
+    }
+
+    /// Counts `user_id` in `session_id`'s players, or refuses it when the admitted players fill
+    /// the process.
+    fn admit_player(&self, session_id: &str, user_id: &str, tick_ms: i64) -> Result<(), ApiError> {
+        self.config
+            .admission
+            .as_ref()
+            .map_or(Ok(()), |admission| admission.admit_player(session_id, user_id, tick_ms))
+    }
+
+    /// The session ended, or was never created: its players no longer count.
+    fn release(&self, session_id: &str) {
+        if let Some(admission) = &self.config.admission {
+            admission.release(session_id);
+        }
     }
 
     /// A ticket for `user_id` to play `session`, which is in `region`.
@@ -414,7 +433,10 @@ async fn start_game(
         EventBody::SessionCreated(created),
     );
     let record = NewRecord { key: game_id.clone(), timestamp_ms: now, payload: event.to_bytes().into() };
+    // Counted before it exists, so a burst of starts is refused at the door.
+    edge.admit_player(&game_id, &request.user_id, rules.tick_ms)?;
     edge.log.append(GAME_EVENTS, vec![record], Durability::Durable).await.map_err(|e| {
+        edge.release(&game_id);
         tracing::error!(error = %e, "could not log session_created");
         match e.retry_hint() {
             RetryHint::Retry => ApiError::new(
@@ -477,6 +499,7 @@ async fn join_game(
             format!("region {} is not configured here", info.region),
         ));
     };
+    edge.admit_player(&game_id, &request.user_id, info.tick_ms)?;
     Ok(Json(edge.ticket(&info, &region, request.user_id, &headers, scheme.as_ref().map(|Extension(s)| s))))
 }
 

@@ -8,11 +8,14 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use tickcast_eventlog::StartFrom;
 use tickcast_projections::ProjectionStore;
 use tickcast_projections::model::{
     ConnectionItem, ConnectionState, Phase, RTT_WINDOW, SessionItem, SessionState,
 };
+use tickcast_schemas::event::{Event, EventBody};
 use tickcast_schemas::sessions::SessionInfo;
+use tickcast_schemas::topics::GAME_EVENTS;
 
 use crate::{ApiError, Edge, now_ms};
 
@@ -69,17 +72,23 @@ impl Edge {
     /// A session the directory does not hold, from the store (when there is one).
     pub(crate) async fn session_from_store(&self, id: &str) -> Result<Option<SessionInfo>, ApiError> {
         let Some(store) = &self.config.store else { return Ok(None) };
-        let item = store.session(id).await.map_err(store_error)?;
-        Ok(item.map(|item| SessionInfo {
+        let Some(item) = store.session(id).await.map_err(store_error)? else { return Ok(None) };
+        // Only ended sessions have their seed in the store. A ticket shows the seed only in
+        // client-side tick mode, where players compute the ticks from it: there a running
+        // game's seed is read from its `session_created` in the log, never guessed.
+        let seed = match item.seed.as_deref().and_then(|s| s.parse().ok()) {
+            Some(seed) => seed,
+            None if self.config.reveal_seed_at_start => self.seed_from_log(id, item.created_at).await?,
+            None => 0,
+        };
+        Ok(Some(SessionInfo {
             session_id: item.session_id,
             region: item.region,
             start_at: item.start_at,
             tick_ms: item.tick_ms,
             countdown_ms: item.countdown_ms,
             seed_hash: item.seed_hash,
-            // Only ended sessions have their seed in the store; a ticket shows it only in
-            // client-side tick mode, where the directory (which holds it) answers.
-            seed: item.seed.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0),
+            seed,
             min_break_steps: item.min_break_steps,
             max_break_steps: item.max_break_steps,
             created_by: item.created_by,
@@ -87,6 +96,42 @@ impl Edge {
             kicked: std::collections::BTreeSet::new(),
             connections: item.connected,
         }))
+    }
+
+    /// The seed of game `id`, created at `created_at` (epoch ms), from its `session_created`
+    /// in the log: it was written at that instant, so the read starts there and stops a second
+    /// of records later.
+    async fn seed_from_log(&self, id: &str, created_at: i64) -> Result<u64, ApiError> {
+        let unavailable = |why: String| {
+            tracing::warn!(game_id = id, why, "cannot read a game's seed from the log");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "seed_unavailable",
+                format!("this edge cannot read game {id}'s seed from the log ({why}); client-side tick mode needs it to join; try again"),
+            )
+            .retry_after(2)
+        };
+        let mut scan = self
+            .log
+            .scan(GAME_EVENTS, StartFrom::Timestamp(created_at))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        while let Some(records) = scan.next_batch().await.map_err(|e| unavailable(e.to_string()))? {
+            for record in records {
+                if record.timestamp_ms > created_at + 1_000 {
+                    return Err(unavailable("its session_created is not where the store says".into()));
+                }
+                if &*record.key != id || Event::peek_type(&record.payload) != Some("session_created") {
+                    continue;
+                }
+                if let Ok(Event { body: EventBody::SessionCreated(created), .. }) =
+                    Event::from_bytes(&record.payload)
+                {
+                    return Ok(created.seed);
+                }
+            }
+        }
+        Err(unavailable("its session_created is not in the log".into()))
     }
 }
 

@@ -29,3 +29,12 @@ pub(crate) fn session_created(region: &str) {
 pub(crate) fn request_refused(code: &'static str) {
     counter!(REQUESTS_REFUSED, "code" => code).increment(1);
 }
+
+/// Players admitted to games that have not ended, and the ticks a second they take.
+pub(crate) const PLAYERS_ADMITTED: &str = "tickcast_edge_players_admitted";
+pub(crate) const TICKS_ADMITTED: &str = "tickcast_edge_admitted_ticks_per_second";
+
+pub(crate) fn admitted(players: u64, ticks_per_s: f64) {
+    gauge!(PLAYERS_ADMITTED).set(players as f64);
+    gauge!(TICKS_ADMITTED).set(ticks_per_s);
+}

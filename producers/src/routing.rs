@@ -1,4 +1,4 @@
-//! Region selection (DESIGN §6): preferredRegion → `x-user-region` → `cf-ipcountry` → default,
+//! Region selection (docs/protocol.md, "Edge"): preferredRegion → `x-user-region` → `cf-ipcountry` → default,
 //! skipping unhealthy regions. Plain data in, a decision out.
 
 use std::collections::HashMap;
@@ -138,7 +138,8 @@ impl RegionRouter {
         self.regions.iter().find(|r| r.id == id)
     }
 
-    /// Whether `id` counts as healthy (unknown regions do).
+    /// Whether `id` counts as healthy: some instance of it is ready (a region this router does
+    /// not know has none, so it does not).
     #[must_use]
     pub fn is_healthy(&self, id: &str) -> bool {
         self.instances.get(id).is_some_and(|all| all.iter().any(|i| i.ready))

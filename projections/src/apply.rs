@@ -171,9 +171,10 @@ impl<'a> Fold<'a> {
                 })
                 .await?;
             }
-            EventBody::LatencySampled(sample) => {
-                // A fact of its own: no rewrite of the connection (its figures are computed
-                // from the samples when read). It lasts as long as its session's items.
+            EventBody::LatencySampled(_) | EventBody::LatencySamples(_) => {
+                // Each sample is a fact of its own: no rewrite of the connection (its figures
+                // are computed from the samples when read). It lasts as long as its session's
+                // items.
                 let end_ms = match self.ends.0.get(session_id) {
                     Some(end) => *end,
                     None => {
@@ -182,13 +183,15 @@ impl<'a> Fold<'a> {
                         end
                     }
                 };
-                self.latency.push(LatencyItem {
-                    connection_id: sample.connection_id.clone(),
-                    at,
-                    rtt_ms: sample.rtt_ms,
-                    session_id: session_id.to_owned(),
-                    expires_at: self.expires_at(end_ms.max(at)),
-                });
+                for (connection_id, rtt_ms, sampled_at) in event.rtt_samples() {
+                    self.latency.push(LatencyItem {
+                        connection_id: connection_id.to_owned(),
+                        at: sampled_at,
+                        rtt_ms,
+                        session_id: session_id.to_owned(),
+                        expires_at: self.expires_at(end_ms.max(sampled_at)),
+                    });
+                }
             }
             EventBody::LatencyWarned(warned) => {
                 let (status, avg, jitter) = (warned.status, warned.avg_rtt_ms, warned.jitter_ms);

@@ -477,4 +477,16 @@ impl ProjectionStore for DynamoStore {
     async fn expire(&self, _now_s: i64) -> Result<u64> {
         Ok(0) // DynamoDB's TTL deletes expired items itself
     }
+
+    /// On DynamoDB the tables are emptied and filled again in place: readers see them partly
+    /// filled meanwhile (docs/operations.md says so). Tables of a new generation, switched to
+    /// at the end, are not done yet.
+    async fn begin_rebuild(&self) -> Result<std::sync::Arc<dyn ProjectionStore>> {
+        self.clear().await?;
+        Ok(std::sync::Arc::new(self.clone()))
+    }
+
+    async fn finish_rebuild(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -4,7 +4,7 @@
 //! position is below the item's. Expired rows are deleted by [`ProjectionStore::expire`],
 //! which the projector calls.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -50,6 +50,15 @@ pub struct EmbeddedStore {
     /// One connection: SQLite serializes writers anyway, and reads are short. Used from
     /// blocking tasks only, never across an await.
     db: Arc<Mutex<Connection>>,
+    /// Its file, beside which a rebuild is made.
+    path: PathBuf,
+}
+
+/// The WAL or shared-memory file of the database at `path` (`suffix` `-wal` or `-shm`).
+fn wal_of(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 impl EmbeddedStore {
@@ -57,7 +66,18 @@ impl EmbeddedStore {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
-        let path = dir.join("projections.sqlite");
+        Self::open_file(&dir.join("projections.sqlite"))
+    }
+
+    /// Where a rebuild of this store is made: a file of its own beside it.
+    fn rebuild_path(&self) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".rebuild");
+        PathBuf::from(name)
+    }
+
+    fn open_file(path: &Path) -> Result<Self> {
+        let path = path.to_owned();
         let db = Connection::open(&path)?;
         // Positions were numbers before Kinesis (whose sequence numbers no integer holds): a
         // file of that format is made again from the log rather than misread.
@@ -78,7 +98,7 @@ impl EmbeddedStore {
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)?;
-        Ok(Self { db: Arc::new(Mutex::new(db)) })
+        Ok(Self { db: Arc::new(Mutex::new(db)), path })
     }
 
     /// The item `sql` finds by its key `id`.
@@ -271,6 +291,44 @@ impl ProjectionStore for EmbeddedStore {
             Ok(db.execute_batch("DELETE FROM sessions; DELETE FROM connections; DELETE FROM latency;")?)
         })
         .await
+    }
+
+    async fn begin_rebuild(&self) -> Result<Arc<dyn ProjectionStore>> {
+        let path = self.rebuild_path();
+        for stale in [path.clone(), wal_of(&path, "-wal"), wal_of(&path, "-shm")] {
+            match std::fs::remove_file(&stale) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(Error::Io { path: stale.display().to_string(), source }),
+            }
+        }
+        Ok(Arc::new(Self::open_file(&path)?))
+    }
+
+    async fn finish_rebuild(&self) -> Result<()> {
+        let path = self.rebuild_path();
+        let attach = path.display().to_string();
+        // One transaction: a reader sees every old item or every new one, never a mix.
+        self.run(move |db| {
+            db.execute("ATTACH DATABASE ?1 AS rebuilt", params![attach])?;
+            let swapped = db.execute_batch(
+                "BEGIN IMMEDIATE;
+                 DELETE FROM main.sessions; INSERT INTO main.sessions SELECT * FROM rebuilt.sessions;
+                 DELETE FROM main.connections; INSERT INTO main.connections SELECT * FROM rebuilt.connections;
+                 DELETE FROM main.latency; INSERT INTO main.latency SELECT * FROM rebuilt.latency;
+                 COMMIT;",
+            );
+            if swapped.is_err() {
+                let _ = db.execute_batch("ROLLBACK");
+            }
+            db.execute_batch("DETACH DATABASE rebuilt")?;
+            Ok(swapped?)
+        })
+        .await?;
+        for done in [wal_of(&path, "-wal"), wal_of(&path, "-shm"), path.clone()] {
+            let _ = std::fs::remove_file(done);
+        }
+        Ok(())
     }
 
     async fn expire(&self, now_s: i64) -> Result<u64> {

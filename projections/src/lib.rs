@@ -63,8 +63,16 @@ pub trait ProjectionStore: Send + Sync + std::fmt::Debug {
     /// it itself (DynamoDB's TTL does); returns how many.
     async fn expire(&self, now_s: i64) -> Result<u64>;
 
-    /// Removes every item (a rebuild from the log starts here).
+    /// Removes every item.
     async fn clear(&self) -> Result<()>;
+
+    /// A new, empty store to rebuild this one into: readers of this store see its items, not
+    /// the rebuild's, until [`ProjectionStore::finish_rebuild`]. A rebuild stopped half-way
+    /// leaves this store as it was (and its unfinished rebuild is dropped by the next one).
+    async fn begin_rebuild(&self) -> Result<Arc<dyn ProjectionStore>>;
+
+    /// Makes the rebuild's items this store's, at once, and drops the rebuild.
+    async fn finish_rebuild(&self) -> Result<()>;
 }
 
 /// Opens the store at `url`: `embedded://DIR` or `dynamodb://PREFIX?region=R[&endpoint=URL]`.

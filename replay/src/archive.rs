@@ -13,7 +13,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, TimestampMillisecondType, UInt64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tickcast_schemas::event::{
-    ENVELOPE_VERSION, Event, EventBody, LatencySampled, PlayerJoined, PlayerKicked, Tick,
+    ENVELOPE_VERSION, Event, EventBody, LatencySamples, PlayerJoined, PlayerKicked, RttSample, Tick,
 };
 
 use crate::{Error, History, Logged, Position};
@@ -178,11 +178,33 @@ fn events(kind: &str, batch: &RecordBatch) -> Result<Vec<Event>, Error> {
     let mut bodies = Vec::with_capacity(batch.num_rows());
     match kind {
         "latency" => {
+            // A row per sample, `at` its own time; the rows of one event (a batch of samples)
+            // are written together and read back as one `latency_samples` with its samples.
             let (connections, rtts) = (strings(batch, "connection_id")?, unsigned(batch, "rtt_ms")?);
-            for i in rows.clone() {
-                let connection_id = connections.value(i).to_owned();
-                bodies.push(EventBody::LatencySampled(LatencySampled { connection_id, rtt_ms: rtts[i] }));
+            let mut events: Vec<Event> = Vec::new();
+            for i in rows {
+                let id: uuid::Uuid =
+                    ids.value(i).parse().map_err(|e| Error::Archive(format!("bad event id: {e}")))?;
+                let sample =
+                    RttSample { connection_id: connections.value(i).to_owned(), rtt_ms: rtts[i], at: ats[i] };
+                match events.last_mut() {
+                    Some(last) if last.id == id => {
+                        last.at = last.at.max(sample.at);
+                        if let EventBody::LatencySamples(batch) = &mut last.body {
+                            batch.samples.push(sample);
+                        }
+                    }
+                    _ => events.push(Event {
+                        v: ENVELOPE_VERSION,
+                        id,
+                        session_id: sessions.value(i).to_owned(),
+                        at: ats[i],
+                        source: sources.value(i).to_owned(),
+                        body: EventBody::LatencySamples(LatencySamples { samples: vec![sample] }),
+                    }),
+                }
             }
+            return Ok(events);
         }
         "joins" => {
             let (users, connections) = (strings(batch, "user_id")?, strings(batch, "connection_id")?);

@@ -13,7 +13,7 @@
 //! - [`verify`]: the checks, as plain functions over a session's events.
 //! - [`export`]: ticks or events as Parquet, Arrow IPC, CSV or JSON lines.
 //! - [`report`]: a self-contained HTML report with SVG plots.
-//! - [`serve`]: a recorded game re-broadcast over the client protocol, at any speed.
+//! - [`serve`]: a recorded game re-broadcast over the client protocol, 0.01× to 1000× its pace.
 
 pub mod archive;
 pub mod catalog;

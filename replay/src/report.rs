@@ -189,8 +189,8 @@ fn rtt_per_region(history: &History, ids: &[&str]) -> String {
         let bins =
             by_region.entry(region.unwrap_or_default()).or_insert_with(|| vec![0; LAST_BIN as usize + 1]);
         for l in events {
-            if let EventBody::LatencySampled(s) = &l.event.body {
-                bins[(s.rtt_ms / BIN_MS).min(LAST_BIN) as usize] += 1;
+            for (_, rtt_ms, _) in l.event.rtt_samples() {
+                bins[(rtt_ms / BIN_MS).min(LAST_BIN) as usize] += 1;
             }
         }
     }

@@ -1,5 +1,6 @@
-//! Re-broadcast: a recorded game played again over the client protocol, at any speed, so the
-//! web client or any player client can watch it as a spectator.
+//! Re-broadcast: a recorded game played again over the client protocol, from a hundredth to a
+//! thousand times its recorded pace, so the web client or any player client can watch it as a
+//! spectator. A spectator's pings are answered and `leave` ends its replay, as at a gateway.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,11 @@ use tickcast_schemas::event::EventBody;
 use tickcast_schemas::protocol::{ErrorCode, ServerMessage};
 
 use crate::{Error, History};
+
+/// The slowest and the fastest a replay plays: a hundredth of the recorded pace (a 10 Hz game
+/// at one tick every 10 s) to a thousand times it (timers keep up to about a millisecond).
+pub const MIN_SPEED: f64 = 0.01;
+pub const MAX_SPEED: f64 = 1000.0;
 
 /// A recorded game, ready to play: the frames of the client protocol and when they came,
 /// relative to the first.
@@ -77,7 +83,8 @@ struct Replay {
 /// `/ws` (and `/ws/{region}`, so clients built for a gateway URL work): each connection that
 /// sends `join` (or `resume`) gets the whole game from its start, `speed` times as fast.
 pub fn router(playback: Playback, speed: f64) -> Router {
-    let state = Arc::new(Replay { playback, speed: speed.max(0.01) });
+    debug_assert!((MIN_SPEED..=MAX_SPEED).contains(&speed), "the command line checks the speed");
+    let state = Arc::new(Replay { playback, speed: speed.clamp(MIN_SPEED, MAX_SPEED) });
     Router::new().route("/ws", get(upgrade)).route("/ws/{region}", get(upgrade)).with_state(state)
 }
 
@@ -119,13 +126,46 @@ async fn watch(mut socket: WebSocket, replay: Arc<Replay>) {
         return;
     }
     let start = tokio::time::Instant::now();
-    for (at, frame) in &replay.playback.frames {
+    let mut frames = replay.playback.frames.iter();
+    let mut next = frames.next();
+    // Each frame at its time; meanwhile the spectator's messages are answered as a gateway
+    // answers them (a ping gets its pong, leave ends the replay).
+    while let Some((at, frame)) = next {
         let due = start + Duration::from_secs_f64(*at as f64 / 1000.0 / replay.speed);
-        tokio::time::sleep_until(due).await;
-        if !send(&mut socket, frame).await {
-            return;
+        tokio::select! {
+            () = tokio::time::sleep_until(due) => {
+                if !send(&mut socket, frame).await {
+                    return;
+                }
+                next = frames.next();
+            }
+            message = socket.recv() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    use tickcast_schemas::protocol::{ClientMessage, parse_client_message};
+                    let answer = match parse_client_message(&text) {
+                        Ok(ClientMessage::Ping { client_timestamp }) => {
+                            ServerMessage::Pong { client_timestamp, server_timestamp: now_ms() }
+                        }
+                        Ok(ClientMessage::Leave) => return,
+                        Ok(ClientMessage::Join { .. } | ClientMessage::Resume { .. }) => ServerMessage::Error {
+                            code: ErrorCode::AlreadyJoined,
+                            message: "this replay is already playing on this connection".into(),
+                        },
+                        Err((code, message)) => ServerMessage::Error { code, message },
+                    };
+                    if !send(&mut socket, &answer).await {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return,
+            },
         }
     }
     let close = CloseFrame { code: 1000, reason: "replay ended".into() };
     let _ = socket.send(Message::Close(Some(close))).await;
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

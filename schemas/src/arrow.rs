@@ -60,7 +60,8 @@ fn envelope(mut fields: Vec<Field>) -> SchemaRef {
     Arc::new(Schema::new(all))
 }
 
-/// One row per `latency_sampled`: a player's RTT, once a second.
+/// One row per RTT sample (a `latency_sampled`, or each sample of a `latency_samples`, with its
+/// own time as `at`): a player's RTT, once a second.
 #[must_use]
 pub fn latency() -> SchemaRef {
     envelope(vec![

@@ -1,4 +1,4 @@
-//! The event envelope and the event types of the log (DESIGN §3).
+//! The event envelope and the event types of the log (docs/protocol.md, "Events").
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -99,7 +99,7 @@ impl Event {
         // Fast path: the first `"type":"` at the top level of the object (exactly one `{`
         // before it). In valid JSON the pattern cannot occur inside a string, where the quotes
         // would be escaped; anything unusual falls back to the parser.
-        if let Some(at) = bytes.windows(KEY.len()).position(|w| w == KEY)
+        if let Some(at) = find(bytes, KEY)
             && bytes[..at].iter().filter(|&&b| b == b'{').count() == 1
         {
             let rest = &bytes[at + KEY.len()..];
@@ -116,6 +116,18 @@ impl Event {
             kind: &'a str,
         }
         serde_json::from_slice::<TypeOnly<'_>>(bytes).ok().map(|t| t.kind)
+    }
+
+    /// The RTT samples this event carries as (connectionId, rttMs, at): one for a
+    /// `latency_sampled` (taken when it was written), each of a `latency_samples`'s; none for
+    /// any other type. Readers of samples read both, as logs hold both.
+    pub fn rtt_samples(&self) -> impl Iterator<Item = (&str, u64, i64)> {
+        let (one, batch) = match &self.body {
+            EventBody::LatencySampled(s) => (Some((s.connection_id.as_str(), s.rtt_ms, self.at)), &[][..]),
+            EventBody::LatencySamples(b) => (None, b.samples.as_slice()),
+            _ => (None, &[][..]),
+        };
+        one.into_iter().chain(batch.iter().map(|s| (s.connection_id.as_str(), s.rtt_ms, s.at)))
     }
 
     /// The type name as written in the `type` field (`"unknown"` for unknown types).
@@ -137,10 +149,11 @@ struct Envelope {
 }
 
 /// Every event type this build knows, as written in the `type` field.
-pub const EVENT_TYPES: [&str; 10] = [
+pub const EVENT_TYPES: [&str; 11] = [
     "session_created",
     "player_joined",
     "latency_sampled",
+    "latency_samples",
     "latency_warned",
     "player_kicked",
     "player_left",
@@ -157,6 +170,7 @@ pub enum EventBody {
     SessionCreated(SessionCreated),
     PlayerJoined(PlayerJoined),
     LatencySampled(LatencySampled),
+    LatencySamples(LatencySamples),
     LatencyWarned(LatencyWarned),
     PlayerKicked(PlayerKicked),
     PlayerLeft(PlayerLeft),
@@ -177,6 +191,7 @@ impl EventBody {
             Self::SessionCreated(_) => "session_created",
             Self::PlayerJoined(_) => "player_joined",
             Self::LatencySampled(_) => "latency_sampled",
+            Self::LatencySamples(_) => "latency_samples",
             Self::LatencyWarned(_) => "latency_warned",
             Self::PlayerKicked(_) => "player_kicked",
             Self::PlayerLeft(_) => "player_left",
@@ -238,11 +253,31 @@ pub struct PlayerJoined {
     pub region: String,
 }
 
+/// One RTT sample of one connection, as a single event. What gateways wrote before they
+/// batched their samples ([`LatencySamples`]); still read, never written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LatencySampled {
     pub connection_id: String,
     pub rtt_ms: u64,
+}
+
+/// The RTT samples one gateway took of one session's players over about a second: one event
+/// per session per gateway per second instead of one per player per second, so the log and its
+/// followers handle a tenth of the records. Each sample keeps the time it was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencySamples {
+    pub samples: Vec<RttSample>,
+}
+
+/// One ping's round trip: the connection, the RTT and when the pong arrived (epoch ms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RttSample {
+    pub connection_id: String,
+    pub rtt_ms: u64,
+    pub at: i64,
 }
 
 /// Whether a player's latency is within bounds.
@@ -386,4 +421,19 @@ impl FlatTick<'_> {
             }),
         }
     }
+}
+
+/// Where `needle` first occurs in `hay`: a scan for its first byte (a quote, a dozen of them
+/// before an event's `type`), then a comparison there, rather than a comparison at every byte.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, _) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(offset) = hay[from..].iter().position(|&b| b == first) {
+        let at = from + offset;
+        if hay[at..].starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }

@@ -8,7 +8,7 @@
 //!
 //! Sans I/O: callers pass the time (epoch µs), so the gauge is the same in tests and in use.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Reports over the threshold further apart than this start a new streak.
@@ -91,20 +91,53 @@ impl LagGauge {
     }
 }
 
-/// A process's load as admission control sees it: how late its parts run, and how many
-/// players it serves (a process with a handful of players that lags is slow for some other
-/// reason — a debug build, a busy neighbour — and refusing games would not help it).
+/// A process's load as admission control sees it: how late its parts run, how many players it
+/// serves (a process with a handful of players that lags is slow for some other reason — a
+/// debug build, a busy neighbour — and refusing games would not help it), how many ticks it has
+/// delivered, and how many a second it can deliver (learned from its CPU per delivered tick).
 #[derive(Debug)]
 pub struct ProcessLoad {
     pub lag: LagGauge,
     /// Players connected and joined, in every gateway of the process.
     players: AtomicI64,
+    /// Ticks written to players' sockets since the process started, by every gateway: what the
+    /// capacity is learned from (its CPU per delivered tick).
+    delivered: AtomicU64,
+    /// Ticks a second the process can deliver on time, as last learned; 0 while unknown.
+    capacity_per_s: AtomicU64,
 }
 
 impl ProcessLoad {
     #[must_use]
     pub const fn new(lag: LagGauge) -> Self {
-        Self { lag, players: AtomicI64::new(0) }
+        Self {
+            lag,
+            players: AtomicI64::new(0),
+            delivered: AtomicU64::new(0),
+            capacity_per_s: AtomicU64::new(0),
+        }
+    }
+
+    /// `n` more ticks were written to players' sockets. Called once per batch of deliveries,
+    /// not per socket: the shards share this counter.
+    pub fn ticks_delivered(&self, n: u64) {
+        self.delivered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[must_use]
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Sets what the process can deliver, in ticks a second (0: unknown).
+    pub fn set_capacity_per_s(&self, ticks: u64) {
+        self.capacity_per_s.store(ticks, Ordering::Relaxed);
+    }
+
+    /// Ticks a second the process can deliver on time, if known.
+    #[must_use]
+    pub fn capacity_per_s(&self) -> Option<u64> {
+        Some(self.capacity_per_s.load(Ordering::Relaxed)).filter(|&c| c > 0)
     }
 
     pub fn player_joined(&self) {

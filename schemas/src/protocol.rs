@@ -1,4 +1,4 @@
-//! The client protocol (DESIGN §5): JSON text frames between a player and a gateway.
+//! The client protocol (docs/protocol.md, "Gateway"): JSON text frames between a player and a gateway.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! Topic names (DESIGN §3). Both are keyed by sessionId, so one session's events stay ordered.
+//! Topic names (docs/protocol.md, "Events"). Both are keyed by sessionId, so one session's events stay ordered.
 
 /// Facts: sessions created, players joining and leaving, latency, kicks, sessions ended.
 pub const GAME_EVENTS: &str = "game-events";

@@ -169,6 +169,46 @@ async fn oversized_frames_are_refused() {
     }
 }
 
+/// A joined client that keeps sending 1 MiB frames still reads the close code: the gateway
+/// drains what the client sends after its close frame instead of resetting the socket under it.
+/// Both refusals: an oversized frame (1009), and binary frames of any size (1003).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_flooding_frames_reads_the_close_code() {
+    use futures_util::{SinkExt, StreamExt};
+    let server = Server::start();
+    let ticket = server.start_game(json!({"userId":"a","countdownMs":60000})).await;
+    for (flood, expected) in [
+        (Message::Binary(vec![7u8; 1 << 20].into()), 1009),
+        (Message::Binary(Bytes::from_static(b"\x00")), 1003),
+    ] {
+        let (ws, _) = tokio_tungstenite::connect_async(ticket["wsEndpoint"].as_str().unwrap()).await.unwrap();
+        let (mut sink, mut stream) = ws.split();
+        let join = json!({"action":"join","sessionId":ticket["gameId"],"userId":"a","token":ticket["token"]});
+        sink.send(Message::text(join.to_string())).await.unwrap();
+        // Joined: the flood starts once session_joined is in.
+        loop {
+            let message = stream.next().await.expect("an answer to the join").unwrap();
+            if message.to_text().is_ok_and(|t| t.contains("session_joined")) {
+                break;
+            }
+        }
+        let writer = tokio::spawn(async move {
+            // Until the server stops taking them; the error that ends it is expected.
+            while sink.send(flood.clone()).await.is_ok() {}
+        });
+        let code = loop {
+            match stream.next().await {
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                Some(Err(error)) => panic!("the connection failed before its close frame was read: {error}"),
+                None => panic!("the connection ended without a close frame"),
+            }
+        };
+        assert_eq!(code, Some(expected));
+        writer.abort();
+    }
+}
+
 /// Binary frames are not part of the protocol: an error frame, then close 1003.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_frames_are_closed_with_1003() {

@@ -176,3 +176,18 @@ fn logs_are_plain_text_off_a_terminal_and_json_when_asked() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("text, json"), "the choices are named");
 }
+
+/// `tickcast up` takes its log from `TICKCAST_LOG` as every other role does: the records land
+/// in the log the variable names, not in the data directory's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_reads_its_log_from_tickcast_log() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let url = format!("embedded://{}", elsewhere.path().display());
+    let server = crate::support::Server::start_with_env(&[("TICKCAST_LOG", &url)], &[]);
+    let ticket = server.start_game(serde_json::json!({"userId":"ana"})).await;
+    assert!(elsewhere.path().join("log.sqlite3").exists(), "the log is where TICKCAST_LOG says");
+    assert!(!server.data_dir.join("log.sqlite3").exists(), "not in the data directory");
+    let log = tickcast_eventlog::embedded::EmbeddedLog::open_read_only(elsewhere.path()).unwrap();
+    let events = crate::support::topic_events(&log, "game-events").await;
+    assert!(events.iter().any(|e| e["type"] == "session_created" && e["sessionId"] == ticket["gameId"]));
+}

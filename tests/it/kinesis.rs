@@ -29,9 +29,9 @@ fn streams_create_makes_the_streams_and_the_lease_table_once() {
     let (ok, out, err) = streams_create(&args);
     assert!(ok, "{err}");
     for line in [
-        format!("created  {prefix}-game-events (2 shards)"),
-        format!("created  {prefix}-ticks-eu-west-1 (2 shards)"),
-        format!("created  {prefix}-tickcast-deployment (1 shards)"),
+        format!("created  {prefix}-game-events (2 shards, records kept 168 h)"),
+        format!("created  {prefix}-ticks-eu-west-1 (2 shards, records kept 168 h)"),
+        format!("created  {prefix}-tickcast-deployment (1 shards, records kept 8760 h)"),
         format!("ready    {prefix}-leases"),
     ] {
         assert!(out.contains(&line), "{line:?} in {out}");

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{Player, Seen, Server, eventually, latency_proxy, log_events, players_reading};
+use crate::support::{
+    Player, Seen, Server, eventually, latency_proxy, log_events, players_reading, rtt_samples,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_players_are_warned_or_kicked_and_fast_ones_never_warned() {
@@ -67,10 +69,7 @@ async fn slow_players_are_warned_or_kicked_and_fast_ones_never_warned() {
                 e["type"] == "player_kicked" && e["sessionId"] == game_id.as_str() && e["userId"] == "kicked"
             })?;
             let connection = kick["connectionId"].clone();
-            let sampled = events
-                .iter()
-                .filter(|e| e["type"] == "latency_sampled" && e["connectionId"] == connection)
-                .count();
+            let sampled = rtt_samples(&events).iter().filter(|s| s["connectionId"] == connection).count();
             let left = events.iter().any(|e| {
                 e["type"] == "player_left" && e["connectionId"] == connection && e["reason"] == "kicked"
             });
@@ -125,10 +124,10 @@ async fn a_client_that_forges_its_pongs_is_kicked() {
     assert_eq!(code, Some(4001), "a client whose real round trip is 500 ms is kicked, forged pongs or not");
     let events = log_events(&server, "game-events").await;
     let kick = events.iter().find(|e| e["type"] == "player_kicked").expect("the kick is logged");
-    let samples: Vec<u64> = events
+    let samples: Vec<u64> = rtt_samples(&events)
         .iter()
-        .filter(|e| e["type"] == "latency_sampled" && e["connectionId"] == kick["connectionId"])
-        .map(|e| e["rttMs"].as_u64().unwrap())
+        .filter(|s| s["connectionId"] == kick["connectionId"])
+        .map(|s| s["rttMs"].as_u64().unwrap())
         .collect();
     assert!(samples.len() <= 10, "only answers to pings are samples, not the forged pongs: {samples:?}");
     assert!(samples.iter().all(|rtt| *rtt >= 450), "every sample is the real round trip: {samples:?}");
@@ -202,10 +201,8 @@ async fn pauses_of_the_gateway_process_warn_and_kick_nobody() {
     eventually("three samples of every player after the last pause", || async {
         let events = log_events(&server, "game-events").await;
         let mut per_connection = std::collections::HashMap::new();
-        for e in
-            events.iter().filter(|e| e["type"] == "latency_sampled" && e["at"].as_i64() > Some(resumed_ms))
-        {
-            *per_connection.entry(e["connectionId"].to_string()).or_insert(0) += 1;
+        for s in rtt_samples(&events).iter().filter(|s| s["at"].as_i64() > Some(resumed_ms)) {
+            *per_connection.entry(s["connectionId"].to_string()).or_insert(0) += 1;
         }
         (per_connection.len() == 3 && per_connection.values().all(|n| *n >= 3)).then_some(())
     })
@@ -224,6 +221,7 @@ async fn pauses_of_the_gateway_process_warn_and_kick_nobody() {
 
 /// A gateway made slow from inside (each fan-out shard blocks 80 ms per batch of ticks): it
 /// reports its lag, and warns and kicks nobody for it.
+#[cfg(feature = "test-hooks")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_gateway_reports_its_lag_and_warns_nobody() {
     let server = Server::start_with(&["--debug-write-delay-ms", "80"]);

@@ -86,12 +86,11 @@ async fn a_dynamodb_store_shows_a_game_running_then_ended() {
     a_game_is_followed_through_the_read_api(&server).await;
 }
 
-/// After a restart whose directory reads no history, the edge still answers a join of a game
-/// older than itself: from the store.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_edge_answers_joins_of_games_older_than_itself() {
+/// A game that will run for a minute, started on a server (with `extra` flags) that is stopped
+/// once the game is in its store: the data directory, the ticket and the game's id.
+async fn a_game_projected_by_a_stopped_server(extra: &[&str]) -> (tempfile::TempDir, Value, String) {
     let dir = tempfile::tempdir().unwrap();
-    let mut first = Server::start_in(dir.path(), &[]);
+    let mut first = Server::start_in(dir.path(), extra);
     let ticket = first.start_game(json!({"userId":"old","tickMs":100,"countdownMs":60000})).await;
     let id = ticket["gameId"].as_str().unwrap().to_owned();
     eventually("the game projected", || async {
@@ -99,6 +98,14 @@ async fn a_restarted_edge_answers_joins_of_games_older_than_itself() {
     })
     .await;
     assert!(first.terminate().success());
+    (dir, ticket, id)
+}
+
+/// After a restart whose directory reads no history, the edge still answers a join of a game
+/// older than itself: from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_edge_answers_joins_of_games_older_than_itself() {
+    let (dir, ticket, id) = a_game_projected_by_a_stopped_server(&[]).await;
     let second = Server::start_in(dir.path(), &["--directory-history", "1ms"]);
     let joined = second.join_game(&id, "new").await;
     assert_eq!(
@@ -111,6 +118,20 @@ async fn a_restarted_edge_answers_joins_of_games_older_than_itself() {
     assert_eq!((status, unknown["error"].as_str()), (404, Some("unknown_game")));
 }
 
+/// In client-side tick mode a join answered from the store (the edge restarted and its directory
+/// holds no history) carries the running game's true seed, read from the log: the store holds
+/// none while a game runs, and a ticket never carries a wrong one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_side_join_from_the_store_carries_the_true_seed() {
+    let (dir, ticket, id) = a_game_projected_by_a_stopped_server(&["--use-tick-broadcaster", "false"]).await;
+    let second =
+        Server::start_in(dir.path(), &["--use-tick-broadcaster", "false", "--directory-history", "1ms"]);
+    let joined = second.join_game(&id, "new").await;
+    assert_eq!(joined["seed"], ticket["seed"], "{joined}");
+    let seed: u64 = joined["seed"].as_str().unwrap().parse().unwrap();
+    assert_eq!(tickcast_engine::seed_hash(seed), joined["seedHash"].as_str().unwrap());
+}
+
 /// Rebuilding the store from the log gives the same tables.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_from_the_log_gives_the_same_tables() {
@@ -121,6 +142,23 @@ async fn a_rebuild_from_the_log_gives_the_same_tables() {
     let id = before["sessions"][0]["sessionId"].as_str().unwrap().to_owned();
     let (_, detail_before) = server.get(&format!("/edge/sessions/{id}")).await;
     assert!(server.terminate().success());
+    // The store drifts from the log (a row lost, another changed), so a rebuild that did
+    // nothing would show.
+    {
+        let db = rusqlite::Connection::open(dir.path().join("projections.sqlite")).unwrap();
+        let changed = db.execute("DELETE FROM connections WHERE session_id = ?1", [&id]).unwrap()
+            + db.execute("DELETE FROM latency WHERE session_id = ?1", [&id]).unwrap()
+            + db.execute(
+                "UPDATE sessions SET item = json_set(item, '$.region', 'nowhere') WHERE session_id = ?1",
+                [&id],
+            )
+            .unwrap();
+        assert!(changed >= 2, "the store had the game's rows");
+    }
+    let drifted = Server::start_in(dir.path(), &[]);
+    let (_, detail_drifted) = drifted.get(&format!("/edge/sessions/{id}")).await;
+    assert_ne!(detail_drifted, detail_before, "the store differs before the rebuild");
+    drop(drifted);
     let log = format!("embedded://{}", dir.path().display());
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
         .args(["projector", "--rebuild", "--log", &log, "--store", &log])
@@ -167,4 +205,103 @@ async fn tables_create_makes_the_dynamodb_tables_once() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("dynamodb://PREFIX"));
+}
+
+/// `projector --rebuild` builds the new tables beside the old ones and switches at the end: one
+/// stopped by SIGTERM half-way leaves the store as it was, and the next rebuild completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_stopped_half_way_leaves_the_store_as_it_was() {
+    use tickcast_schemas::event::{
+        Event, EventBody, LatencySamples, PlayerJoined, RttSample, SessionCreated,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    const GAMES: usize = 2_000;
+    {
+        let log = tickcast_eventlog::embedded::EmbeddedLog::open(dir.path()).unwrap();
+        let mut records = Vec::new();
+        for game in 0..GAMES {
+            let id = format!("game-{game:05}");
+            let at = 1_800_000_000_000 + game as i64;
+            let created = SessionCreated {
+                region: "eu-west-1".into(),
+                seed: game as u64,
+                seed_hash: tickcast_engine::seed_hash(game as u64),
+                start_at: at + 1000,
+                tick_ms: 100,
+                countdown_ms: 1000,
+                min_break_steps: 10,
+                max_break_steps: 100,
+                max_rounds: 10,
+                engine: 1,
+                created_by: "ana".into(),
+            };
+            let joined = PlayerJoined {
+                user_id: "ana".into(),
+                connection_id: format!("c-{game}"),
+                gateway_id: "gw".into(),
+                region: "eu-west-1".into(),
+            };
+            let samples = LatencySamples {
+                samples: (0..5)
+                    .map(|i| RttSample {
+                        connection_id: format!("c-{game}"),
+                        rtt_ms: 10 + i,
+                        at: at + 2000 + i as i64 * 1000,
+                    })
+                    .collect(),
+            };
+            for body in [
+                EventBody::SessionCreated(created),
+                EventBody::PlayerJoined(joined),
+                EventBody::LatencySamples(samples),
+            ] {
+                let event = Event::new(id.clone(), at, "test", body);
+                records.push(tickcast_eventlog::NewRecord {
+                    key: id.clone(),
+                    timestamp_ms: at,
+                    payload: event.to_bytes().into(),
+                });
+            }
+        }
+        tickcast_eventlog::EventLog::append(
+            &log,
+            "game-events",
+            records,
+            tickcast_eventlog::Durability::Durable,
+        )
+        .await
+        .unwrap();
+    }
+    let url = format!("embedded://{}", dir.path().display());
+    let rebuild = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+            .args(["projector", "--rebuild", "--log", &url, "--store", &url])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let store = dir.path().join("projections.sqlite");
+    let rows = || {
+        let db = rusqlite::Connection::open(&store).unwrap();
+        let count = |table: &str| {
+            db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0)).unwrap()
+        };
+        (count("sessions"), count("connections"), count("latency"))
+    };
+    let complete = (GAMES as i64, GAMES as i64, 5 * GAMES as i64);
+    assert!(rebuild().wait().unwrap().success());
+    assert_eq!(rows(), complete, "a first rebuild fills the store");
+
+    // A second one, stopped once it has begun its new tables.
+    let mut stopped = crate::support::Process(rebuild());
+    let rebuild_file = dir.path().join("projections.sqlite.rebuild");
+    eventually("the rebuild to begin its new tables", || async { rebuild_file.exists().then_some(()) }).await;
+    let status = stopped.terminate();
+    assert!(!status.success(), "the rebuild was stopped half-way, not finished: {status}");
+    assert_eq!(rows(), complete, "the store is as it was: not emptied, not partly refilled");
+
+    // The next rebuild drops the unfinished one and completes.
+    assert!(rebuild().wait().unwrap().success());
+    assert_eq!(rows(), complete);
+    assert!(!rebuild_file.exists(), "a finished rebuild leaves no file behind");
 }

@@ -199,19 +199,47 @@ async fn replay_serve_rebroadcasts_the_recorded_ticks_in_order_at_speed_10() {
 
     let mut spectator = Player::connect(&url).await;
     spectator.send(json!({"action":"join","sessionId":game,"userId":"watcher","token":"-"})).await;
-    let (frames, code) = spectator.until_closed().await;
+    // Each frame with when it came; a ping once the first tick is in.
+    let (mut frames, mut arrived, mut pinged) = (Vec::new(), Vec::new(), false);
+    let code = loop {
+        match spectator.next().await {
+            crate::support::Seen::Json(frame) => {
+                if frame["type"] == "tick" && !pinged {
+                    spectator.send(json!({"action":"ping","clientTimestamp":7})).await;
+                    pinged = true;
+                }
+                arrived.push(std::time::Instant::now());
+                frames.push(frame);
+            }
+            crate::support::Seen::Closed(code) => break code,
+        }
+    };
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(code, Some(1000));
     assert_eq!(frames[0]["type"], "session_joined");
-    let ticks: Vec<&Value> = frames.iter().filter(|f| f["type"] == "tick").collect();
+    let pong = frames.iter().find(|f| f["type"] == "pong").expect("a spectator's ping is answered");
+    assert_eq!(pong["clientTimestamp"], 7);
+    let ticks: Vec<(usize, &Value)> =
+        frames.iter().enumerate().filter(|(_, f)| f["type"] == "tick").collect();
     assert_eq!(ticks.len(), logged.len());
-    for (sent, original) in ticks.iter().zip(&logged) {
+    for ((_, sent), original) in ticks.iter().zip(&logged) {
         for field in ["step", "value", "round", "broken", "scheduledAt"] {
             assert_eq!(sent[field], original[field], "{field} of {original}");
         }
     }
     assert_eq!(frames.last().unwrap()["type"], "session_ended");
+    // Paced at 10×: never ahead of the recorded pace divided by ten (the replay waits for each
+    // frame's time), and well behind the recorded pace itself.
+    let recorded_ms =
+        logged.last().unwrap()["scheduledAt"].as_i64().unwrap() - logged[0]["scheduledAt"].as_i64().unwrap();
+    let (first, last) = (ticks[0].0, ticks[ticks.len() - 1].0);
+    let played_ms = arrived[last].duration_since(arrived[first]).as_secs_f64() * 1000.0;
+    assert!(played_ms >= recorded_ms as f64 / 10.0 - 2.0, "played {played_ms} ms, recorded {recorded_ms} ms");
+    assert!(
+        played_ms < recorded_ms as f64 / 2.0,
+        "played {played_ms} ms, recorded {recorded_ms} ms: not sped up"
+    );
 }
 
 /// Loads `tests/fixtures/short-game.jsonl` (records as a `tickcast up` logged them) into a
@@ -258,4 +286,29 @@ async fn golden_timeline_and_verify_of_a_committed_fixture() {
     let (ok, out, err) = replay(dir.path(), &["verify", "--all"]);
     assert!(ok, "{err}");
     assert_eq!(out, include_str!("../fixtures/short-game.verify.txt"));
+}
+
+/// Two writers on one embedded log would hand out the same offsets: a second `tickcast up` on a
+/// data directory in use fails at once, naming the lock file and the holder's PID, while
+/// `tickcast replay` still reads the log beside the running server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_is_refused_and_readers_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[]);
+    let ticket = server.start_game(json!({"userId":"ana","tickMs":20,"countdownMs":0,"maxRounds":1})).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("TICKCAST_TOKEN_SECRET", crate::support::TOKEN_SECRET)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a second writer started: {stderr}");
+    let lock = dir.path().join("lock");
+    assert!(stderr.contains(&lock.display().to_string()), "names the lock file: {stderr}");
+    assert!(stderr.contains(&format!("process {}", server.pid())), "names the holder: {stderr}");
+    assert!(stderr.contains("--data-dir"), "says what to do: {stderr}");
+    let (ok, stdout, stderr) = replay(dir.path(), &["sessions", "--json"]);
+    assert!(ok, "replay reads a log in use: {stderr}");
+    assert!(stdout.contains(ticket["gameId"].as_str().unwrap()), "{stdout}");
 }

@@ -76,11 +76,13 @@ pub(crate) fn http_client() -> reqwest::Client {
 
 /// Turns off the limits the tests trip by design, each of which has a test of its own that turns
 /// it on with its flag (a flag beats the environment): admission control (debug builds side by
-/// side on two cores lag for reasons that say nothing about capacity) and the limits per client
+/// side on two cores lag for reasons that say nothing about capacity, and the players admitted
+/// are not counted against a capacity) and the limits per client
 /// address (every test is one client, 127.0.0.1) and per user.
 pub(crate) fn relax_limits(command: &mut Command) -> &mut Command {
     command
         .env("TICKCAST_SATURATION_LAG_MS", "0")
+        .env("TICKCAST_MAX_PLAYERS", "0")
         .env("TICKCAST_GAME_RATE_PER_IP", "0")
         .env("TICKCAST_MAX_CONNECTIONS_PER_IP", "0")
         .env("TICKCAST_MAX_GAMES_PER_USER", "0")
@@ -100,16 +102,24 @@ impl Server {
 
     /// A server on an existing data directory (to restart on the same log).
     pub(crate) fn start_in(data_dir: &std::path::Path, extra: &[&str]) -> Self {
-        Self::spawn(data_dir, extra, Some(TOKEN_SECRET))
+        Self::spawn(data_dir, extra, Some(TOKEN_SECRET), &[])
+    }
+
+    /// A server on a new data directory with `env` set in its environment.
+    pub(crate) fn start_with_env(env: &[(&str, &str)], extra: &[&str]) -> Self {
+        let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        let mut server = Self::spawn(dir.path(), extra, Some(TOKEN_SECRET), env);
+        server._owner = Some(dir);
+        server
     }
 
     /// A server on an existing data directory with no token secret configured, as a newcomer
     /// runs it: it keeps its own in the data directory.
     pub(crate) fn start_unconfigured(data_dir: &std::path::Path, extra: &[&str]) -> Self {
-        Self::spawn(data_dir, extra, None)
+        Self::spawn(data_dir, extra, None, &[])
     }
 
-    fn spawn(data_dir: &std::path::Path, extra: &[&str], secret: Option<&str>) -> Self {
+    fn spawn(data_dir: &std::path::Path, extra: &[&str], secret: Option<&str>, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tickcast"));
         command.args(["up", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir).args(extra);
         match secret {
@@ -117,6 +127,7 @@ impl Server {
             None => command.env_remove("TICKCAST_TOKEN_SECRET"),
         };
         relax_limits(&mut command);
+        command.envs(env.iter().copied());
         let mut child = command.env("RUST_LOG", "warn").stdout(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let (mut addr, mut admin) = (None, None);
@@ -197,6 +208,10 @@ impl Server {
     /// Sends signal `name` (e.g. "STOP", "CONT") to the server.
     pub(crate) fn signal(&self, name: &str) {
         self.child.signal(name);
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.0.id()
     }
 
     /// The server's Prometheus text.
@@ -470,3 +485,26 @@ pub(crate) fn keep_reading(
 /// hundreds of players): they take turns rather than starve each other of the two cores, which
 /// would make their hand-over stalls the other test's doing.
 pub(crate) static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Every RTT sample in `events` (`game-events` as JSON), as `{sessionId, connectionId, rttMs,
+/// at}`: each of a `latency_samples`'s, and a `latency_sampled` as one.
+pub(crate) fn rtt_samples(events: &[Value]) -> Vec<Value> {
+    let mut samples = Vec::new();
+    for event in events {
+        match event["type"].as_str() {
+            Some("latency_samples") => {
+                for sample in event["samples"].as_array().into_iter().flatten() {
+                    let mut sample = sample.clone();
+                    sample["sessionId"] = event["sessionId"].clone();
+                    samples.push(sample);
+                }
+            }
+            Some("latency_sampled") => samples.push(json!({
+                "sessionId": event["sessionId"], "connectionId": event["connectionId"],
+                "rttMs": event["rttMs"], "at": event["at"],
+            })),
+            _ => {}
+        }
+    }
+    samples
+}

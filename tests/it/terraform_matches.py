@@ -74,6 +74,14 @@ if declared[deployment]["shard_count"] != 1 or made[deployment]["OpenShardCount"
 for name, body in declared.items():
     if name != deployment and body["retention_period"] != "${var.retention_hours}":
         fail(f"{name}: its retention is var.retention_hours")
+# The secrets stream is kept as long as Kinesis allows, by both: its first record is the
+# deployment's token secret.
+if str(declared[deployment]["retention_period"]) != "8760" or made[deployment]["RetentionPeriodHours"] != 8760:
+    fail(f"the deployment's secrets stream keeps its records 8760 h: the Terraform says "
+         f"{declared[deployment]['retention_period']}, tickcast made {made[deployment]['RetentionPeriodHours']}")
+for name, summary in made.items():
+    if name != deployment and summary["RetentionPeriodHours"] != 168:
+        fail(f"{name}: streams create --retention 7d (the default) keeps records 168 h, not {summary['RetentionPeriodHours']}")
 
 # Tables: keys, attribute types, indexes, TTL.
 dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")

@@ -81,8 +81,8 @@ async fn a_game_plays_end_to_end_over_https_and_wss() {
     assert_every_step_once_from("tia", &steps, 0);
     assert_eq!(ended["lastStep"].as_i64(), steps.last().copied(), "{ended}");
     // Pings go through the same TLS session as the ticks: the player answered them, and was
-    // measured, without ever being warned.
-    assert!(frames.iter().all(|f| f["type"] != "latency_warning"), "{frames:?}");
+    // measured, without ever being warned (a warning is a `latency_status` frame).
+    assert!(frames.iter().all(|f| f["type"] != "latency_status"), "{frames:?}");
 
     // The page and /metrics are served over TLS too; a plain-text client gets no answer.
     let request = format!("GET /metrics HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n", server.addr);

@@ -1,5 +1,5 @@
-// The tickcast engine v1 in TypeScript: the same arithmetic as the Rust engine (shared/DESIGN
-// §4), on BigInt so that u64 wrapping is exact. Pure: no clock, no randomness, no floats.
+// The tickcast engine v1 in TypeScript: the same arithmetic as the Rust engine (docs/engine.md),
+// on BigInt so that u64 wrapping is exact. Pure: no clock, no randomness, no floats.
 
 const MASK = (1n << 64n) - 1n;
 export const GOLDEN = 0x9e3779b97f4a7c15n;

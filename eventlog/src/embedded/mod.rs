@@ -72,6 +72,40 @@ pub struct EmbeddedLog {
     in_flight: Arc<Semaphore>,
     /// Opened with `open_read_only`: appends are refused.
     read_only: bool,
+    /// The directory's writer lock (`DIR/lock`), held while this log is open: two writers
+    /// would hand out the same offsets. `None` when read-only.
+    _lock: Option<std::fs::File>,
+}
+
+/// Takes the exclusive lock on `dir/lock` (released when the file closes, a `kill -9`
+/// included) and writes this process's id into it; fails at once, naming the holder, if
+/// another process has it.
+fn lock_directory(dir: &Path) -> Result<std::fs::File> {
+    use std::io::Write as _;
+    let path = dir.join("lock");
+    let io = |source| Error::Io { path: path.display().to_string(), source };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(io)?;
+            writeln!(file, "{}", std::process::id()).map_err(io)?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|pid| pid.trim().parse::<u32>().ok())
+                .map_or_else(|| "another process".to_owned(), |pid| format!("process {pid}"));
+            Err(Error::Locked { dir: dir.display().to_string(), lock: path.display().to_string(), holder })
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
+    }
 }
 
 impl EmbeddedLog {
@@ -80,6 +114,7 @@ impl EmbeddedLog {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir)
             .map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
+        let lock = lock_directory(dir)?;
         let db_path = dir.join("log.sqlite3");
         let conn = open_connection(&db_path)?;
         // The writer's connection: a page cache that holds the B-trees' hot pages (appends touch
@@ -101,6 +136,7 @@ impl EmbeddedLog {
             writer,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT_RECORDS)),
             read_only: false,
+            _lock: Some(lock),
         })
     }
 
@@ -123,6 +159,7 @@ impl EmbeddedLog {
             writer,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT_RECORDS)),
             read_only: true,
+            _lock: None,
         })
     }
 

@@ -70,6 +70,38 @@ impl KinesisStreams {
         Ok(created)
     }
 
+    /// Sets how long `topic`'s stream keeps records, in hours (Kinesis allows 24 to 8760).
+    pub async fn set_retention(&self, topic: &str, hours: i32) -> Result<()> {
+        let name = self.stream_name(topic);
+        let described = self
+            .client
+            .describe_stream_summary()
+            .stream_name(&name)
+            .send()
+            .await
+            .map_err(|e| aws_error(&format!("describing stream {name}"), &e))?;
+        let current = described.stream_description_summary().map_or(24, |s| s.retention_period_hours());
+        if hours != current {
+            let context = format!("setting the retention of stream {name} to {hours} h");
+            if hours > current {
+                let call = self.client.increase_stream_retention_period();
+                call.stream_name(&name)
+                    .retention_period_hours(hours)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error(&context, &e))?;
+            } else {
+                let call = self.client.decrease_stream_retention_period();
+                call.stream_name(&name)
+                    .retention_period_hours(hours)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error(&context, &e))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Appends `records` (partition key, payload) to `topic` and returns where each landed, in
     /// the order given, once every one has. Records of one key keep their order: a call carries
     /// at most one pending record per key (a wave), so a throttled record is retried before

@@ -26,6 +26,12 @@ fn every_body() -> Vec<EventBody> {
             region: "eu-west-1".into(),
         }),
         EventBody::LatencySampled(LatencySampled { connection_id: "c1".into(), rtt_ms: 12 }),
+        EventBody::LatencySamples(LatencySamples {
+            samples: vec![
+                RttSample { connection_id: "c1".into(), rtt_ms: 12, at: 4 },
+                RttSample { connection_id: "c2".into(), rtt_ms: 30, at: 5 },
+            ],
+        }),
         EventBody::LatencyWarned(LatencyWarned {
             connection_id: "c1".into(),
             avg_rtt_ms: 120,
@@ -77,6 +83,25 @@ fn every_event_type_round_trips() {
         Some("player_joined")
     );
     assert_eq!(Event::peek_type(br#"{"type":"session_created","v":1}"#), Some("session_created"));
+}
+
+/// Both forms of a latency sample read as the same facts: a batch's samples keep their own
+/// times, a single sample takes its event's.
+#[test]
+fn rtt_samples_read_alike_from_both_forms() {
+    let one = Event::new(
+        "s1",
+        9,
+        "gw",
+        EventBody::LatencySampled(LatencySampled { connection_id: "c1".into(), rtt_ms: 12 }),
+    );
+    assert_eq!(one.rtt_samples().collect::<Vec<_>>(), vec![("c1", 12, 9)]);
+    let batch = Event::new("s1", 9, "gw", every_body().remove(3));
+    assert_eq!(batch.kind(), "latency_samples");
+    assert_eq!(batch.rtt_samples().collect::<Vec<_>>(), vec![("c1", 12, 4), ("c2", 30, 5)]);
+    let value: Value = serde_json::from_slice(&batch.to_bytes()).unwrap();
+    assert_eq!(value["samples"][1], json!({"connectionId":"c2","rttMs":30,"at":5}));
+    assert_eq!(Event::new("s1", 9, "gw", every_body().remove(0)).rtt_samples().count(), 0);
 }
 
 #[test]

@@ -1,0 +1,139 @@
+//! What `tickcast up` can carry, learned from what it costs (`--max-players auto`): the ticks
+//! a second the machine can deliver on time, from the machine's CPU per delivered tick and the
+//! cores it has. Admission ([`tickcast_producers::admission`]) counts the ticks a second its
+//! admitted players take against it, so a burst of games is refused at the door.
+//!
+//! The machine's CPU, not only the process's: whatever else runs there and grows with the
+//! players (a load client on the same cores, a proxy) takes the same cores. Learned only once
+//! the process delivers at least [`LEARN_FROM_PER_S`] ticks a second, where the fixed costs of
+//! an idle machine weigh little; until then the capacity is the cold estimate
+//! [`COLD_PER_CORE_PER_S`] per core.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tickcast_schemas::load::ProcessLoad;
+use tokio_util::sync::CancellationToken;
+
+/// Ticks a second one core delivers on time, assumed until the process has measured itself: a
+/// release build on the machines of BENCHMARKS.md delivers a tick for 8–17 µs of its own CPU
+/// and a load client on the same cores takes about 6 µs more, so 50,000 a second per core
+/// (20 µs each, at [`TARGET_SHARE`] of the core) is what such a machine carries with its load
+/// client beside it.
+const COLD_PER_CORE_PER_S: f64 = 50_000.0;
+
+/// The share of the machine's cores the delivered ticks may take: the rest is headroom for
+/// bursts of joins, log checkpoints and the scheduler's own jitter.
+const TARGET_SHARE: f64 = 0.8;
+
+/// Delivered ticks a second from which the machine's CPU per tick is measured, not assumed.
+const LEARN_FROM_PER_S: f64 = 10_000.0;
+
+/// How often the estimate is updated, and over how long a window it is measured.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+const WINDOW: usize = 10;
+
+/// The series admission's capacity is exposed as.
+const CAPACITY: &str = "tickcast_capacity_ticks_per_second";
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    /// The machine's busy CPU time, in clock ticks (`/proc/stat`).
+    machine_busy: u64,
+    delivered: u64,
+}
+
+/// The cold estimate for `cores`.
+fn cold_capacity(cores: f64) -> f64 {
+    cores * COLD_PER_CORE_PER_S
+}
+
+/// The capacity measured between two samples, if enough ticks were delivered to measure it.
+fn measured_capacity(from: Sample, to: Sample, cores: f64, clock_ticks_per_s: f64) -> Option<f64> {
+    let seconds = to.at.duration_since(from.at).as_secs_f64();
+    let delivered = to.delivered.saturating_sub(from.delivered) as f64;
+    if seconds <= 0.0 || delivered / seconds < LEARN_FROM_PER_S {
+        return None;
+    }
+    let busy_s = to.machine_busy.saturating_sub(from.machine_busy) as f64 / clock_ticks_per_s;
+    let per_tick_s = busy_s / delivered;
+    (per_tick_s > 0.0).then(|| cores * TARGET_SHARE / per_tick_s)
+}
+
+/// The machine's busy CPU time in clock ticks: every CPU's time but idle and iowait.
+fn machine_busy() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    Some(total.saturating_sub(idle))
+}
+
+/// Keeps `load`'s capacity current until `shutdown`.
+pub(crate) async fn learn(
+    load: Arc<ProcessLoad>,
+    shutdown: CancellationToken,
+) -> Result<(), std::convert::Infallible> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64;
+    // USER_HZ, the unit of /proc/stat: 100 on every Linux architecture tickcast builds for.
+    let clock_ticks_per_s = 100.0;
+    let mut capacity = cold_capacity(cores);
+    publish(&load, capacity);
+    let mut window: VecDeque<Sample> = VecDeque::with_capacity(WINDOW + 1);
+    let mut every = tokio::time::interval(SAMPLE_EVERY);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            _ = every.tick() => {}
+        }
+        let Some(machine_busy) = machine_busy() else {
+            // No /proc (not Linux): the cold estimate stays.
+            continue;
+        };
+        window.push_back(Sample { at: Instant::now(), machine_busy, delivered: load.delivered() });
+        if window.len() > WINDOW {
+            window.pop_front();
+        }
+        let (Some(&from), Some(&to)) = (window.front(), window.back()) else { continue };
+        if let Some(measured) = measured_capacity(from, to, cores, clock_ticks_per_s)
+            && (measured - capacity).abs() > capacity * 0.02
+        {
+            capacity = measured;
+            publish(&load, capacity);
+            tracing::debug!(
+                ticks_per_s = capacity as u64,
+                "capacity learned from the CPU per delivered tick"
+            );
+        }
+    }
+}
+
+fn publish(load: &ProcessLoad, capacity: f64) {
+    load.set_capacity_per_s(capacity.max(1.0) as u64);
+    metrics::gauge!(CAPACITY).set(capacity);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_capacity_is_measured_only_under_load() {
+        let t0 = Instant::now();
+        let at = |s: u64, busy: u64, delivered: u64| Sample {
+            at: t0 + Duration::from_secs(s),
+            machine_busy: busy,
+            delivered,
+        };
+        // 10 s, 50,000 ticks a second, 1.2 cores busy (1,200 clock ticks): 24 µs a tick, so
+        // 2 cores at 80 % carry 66,666 a second.
+        let measured = measured_capacity(at(0, 0, 0), at(10, 1_200, 500_000), 2.0, 100.0).unwrap();
+        assert!((measured - 66_666.0).abs() < 1.0, "{measured}");
+        // 5,000 ticks a second: fixed costs would dominate, nothing is learned.
+        assert_eq!(measured_capacity(at(0, 0, 0), at(10, 300, 50_000), 2.0, 100.0), None);
+        assert_eq!(cold_capacity(2.0), 100_000.0);
+    }
+}
