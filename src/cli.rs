@@ -30,8 +30,8 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run every role in one process on the embedded log: edge, a gateway per region, tick
-    /// generator and archiver, and the player page.
-    Up(UpArgs),
+    /// generator, archiver and projector (the read API's store), and the player page.
+    Up(Box<UpArgs>),
     /// Run the edge (HTTP game start/join) alone.
     Edge(EdgeArgs),
     /// Run the WebSocket gateway of one region alone.

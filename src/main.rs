@@ -71,7 +71,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Engine(args) => tools::engine(&args),
         Command::Bots(args) => tools::bots(args).await,
         Command::Replay(command) => replay::run(command).await,
-        Command::Up(args) => roles::up(args).await,
+        Command::Up(args) => roles::up(*args).await,
         Command::Edge(args) => roles::edge(args).await,
         Command::Gateway(args) => roles::gateway(args).await,
         Command::TickGenerator(args) => roles::tick_generator(args).await,

@@ -110,6 +110,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub(crate) struct Shared {
     pub(crate) connected: AtomicU64,
     pub(crate) received: AtomicU64,
+    /// Places among the connections opened at once (a burst): held from the connect to the join.
+    pub(crate) connects: Option<tokio::sync::Semaphore>,
 }
 
 pub(crate) fn now_us() -> i64 {
@@ -155,7 +157,11 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
         )));
     }
     let duration_ms = config.duration.as_millis() as i64;
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared {
+        connects: (config.arrival == Arrival::Burst)
+            .then(|| tokio::sync::Semaphore::new(BURST_CONNECTS_IN_FLIGHT)),
+        ..Shared::default()
+    });
     let http = reqwest::Client::new();
     let server_pid = config.server_pid;
     let baseline_rss = server_pid.and_then(proc_usage::rss_kib);
@@ -212,9 +218,10 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
                 window_end_ms: (first + config.tick_ms + duration_ms).max(last + config.tick_ms),
                 measure_end_ms: first + config.tick_ms + duration_ms,
             };
-            let connects = Arc::new(tokio::sync::Semaphore::new(BURST_CONNECTS_IN_FLIGHT));
             for (session, tickets) in created {
-                games.spawn_players(session, tickets, &config, plan, &shared, &shutdown, Some(&connects));
+                for (player, ticket) in tickets.into_iter().enumerate() {
+                    games.spawn_player(session, player, ticket, &config, plan, &shared, &shutdown);
+                }
             }
             plan
         }
@@ -274,7 +281,7 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
                 let due = plan.ramp_start + plan.ramp.mul_f64(index as f64 / players as f64);
                 tokio::time::sleep_until(due).await;
                 index += 1;
-                games.spawn_player(session, player, ticket, &config, plan, &shared, &shutdown, None);
+                games.spawn_player(session, player, ticket, &config, plan, &shared, &shutdown);
             }
         }
     }
@@ -410,7 +417,6 @@ impl Games {
         plan: Plan,
         shared: &Arc<Shared>,
         shutdown: &CancellationToken,
-        connects: Option<&Arc<tokio::sync::Semaphore>>,
     ) {
         let user_id = format!("bot-{session}-{player}");
         // A game that started on its own (staggered, burst) is measured over its own
@@ -424,27 +430,8 @@ impl Games {
             }
         };
         let (shared, config, shutdown) = (Arc::clone(shared), config.clone(), shutdown.clone());
-        let connects = connects.cloned();
         let seed = (session * config.players_per_session + player + 1) as u64;
-        self.tasks.spawn(async move {
-            play(ticket, user_id, &config, plan, &shared, shutdown, seed, connects).await
-        });
-    }
-
-    #[allow(clippy::too_many_arguments, reason = "one game's whole setting, passed through once")]
-    fn spawn_players(
-        &mut self,
-        session: usize,
-        tickets: Vec<edge::Ticket>,
-        config: &BotsConfig,
-        plan: Plan,
-        shared: &Arc<Shared>,
-        shutdown: &CancellationToken,
-        connects: Option<&Arc<tokio::sync::Semaphore>>,
-    ) {
-        for (player, ticket) in tickets.into_iter().enumerate() {
-            self.spawn_player(session, player, ticket, config, plan, shared, shutdown, connects);
-        }
+        self.tasks.spawn(async move { play(ticket, user_id, &config, plan, &shared, shutdown, seed).await });
     }
 }
 

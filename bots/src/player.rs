@@ -1,7 +1,6 @@
 //! One bot player: connect, join, then read frames with tungstenite's frame parser directly and
 //! record every tick it receives until the measured window is over.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -11,7 +10,6 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -71,7 +69,6 @@ pub(crate) async fn play(
     shared: &Shared,
     shutdown: CancellationToken,
     seed: u64,
-    connects: Option<Arc<Semaphore>>,
 ) -> PlayerOutcome {
     let mut outcome = PlayerOutcome::default();
     let last_expected = (plan.measure_end_ms - ticket.start_at).div_euclid(ticket.tick_ms);
@@ -82,8 +79,8 @@ pub(crate) async fn play(
     let mut unreported = 0u64;
     let ws_config = WebSocketConfig::default().read_buffer_size(1024).write_buffer_size(0);
     // A place among the connections opened at once (a burst), held until the join is sent.
-    let permit = match connects {
-        Some(connects) => connects.acquire_owned().await.ok(),
+    let permit = match &shared.connects {
+        Some(connects) => connects.acquire().await.ok(),
         None => None,
     };
     let Ok(stream) = TcpStream::connect(host_port(&ticket.ws_endpoint)).await else { return outcome };
