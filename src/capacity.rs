@@ -5,9 +5,10 @@
 //!
 //! The machine's CPU, not only the process's: whatever else runs there and grows with the
 //! players (a load client on the same cores, a proxy) takes the same cores. Learned only once
-//! the process delivers at least [`LEARN_FROM_PER_S`] ticks a second, where the fixed costs of
-//! an idle machine weigh little; until then the capacity is the cold estimate
-//! [`COLD_PER_CORE_PER_S`] per core.
+//! the process delivers at least [`LEARN_FROM_SHARE`] of the cold estimate, where the fixed
+//! costs of an idle machine weigh little (an average over a light load would be far above the
+//! cost of one more tick, and refuse players the machine can carry); until then the capacity is
+//! the cold estimate, [`COLD_PER_CORE_PER_S`] per core.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -27,8 +28,9 @@ const COLD_PER_CORE_PER_S: f64 = 50_000.0;
 /// bursts of joins, log checkpoints and the scheduler's own jitter.
 const TARGET_SHARE: f64 = 0.8;
 
-/// Delivered ticks a second from which the machine's CPU per tick is measured, not assumed.
-const LEARN_FROM_PER_S: f64 = 10_000.0;
+/// The share of the cold estimate the process must deliver before the machine's CPU per tick is
+/// measured, not assumed.
+const LEARN_FROM_SHARE: f64 = 0.4;
 
 /// How often the estimate is updated, and over how long a window it is measured.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -54,7 +56,7 @@ fn cold_capacity(cores: f64) -> f64 {
 fn measured_capacity(from: Sample, to: Sample, cores: f64, clock_ticks_per_s: f64) -> Option<f64> {
     let seconds = to.at.duration_since(from.at).as_secs_f64();
     let delivered = to.delivered.saturating_sub(from.delivered) as f64;
-    if seconds <= 0.0 || delivered / seconds < LEARN_FROM_PER_S {
+    if seconds <= 0.0 || delivered / seconds < LEARN_FROM_SHARE * cold_capacity(cores) {
         return None;
     }
     let busy_s = to.machine_busy.saturating_sub(from.machine_busy) as f64 / clock_ticks_per_s;
@@ -132,8 +134,9 @@ mod tests {
         // 2 cores at 80 % carry 66,666 a second.
         let measured = measured_capacity(at(0, 0, 0), at(10, 1_200, 500_000), 2.0, 100.0).unwrap();
         assert!((measured - 66_666.0).abs() < 1.0, "{measured}");
-        // 5,000 ticks a second: fixed costs would dominate, nothing is learned.
-        assert_eq!(measured_capacity(at(0, 0, 0), at(10, 300, 50_000), 2.0, 100.0), None);
+        // 30,000 ticks a second, under 40 % of the cold 100,000: fixed costs would weigh too
+        // much, nothing is learned.
+        assert_eq!(measured_capacity(at(0, 0, 0), at(10, 900, 300_000), 2.0, 100.0), None);
         assert_eq!(cold_capacity(2.0), 100_000.0);
     }
 }
