@@ -45,12 +45,16 @@ if not quick:
                  ("eventlog/append", f"{d}/batch_1000", 1000)]
     rows += [("eventlog/read", "scan_100k_from_sqlite", 100_000)]
     rows += [("gateway/fanout", f"serialize_once_send_to/{n}", n) for n in (10, 100, 1000)]
+    found = 0
     for group, bench, elements in rows:
         ns = criterion(group, bench)
         if ns is None:
             continue
+        found += 1
         rate = f"{elements / (ns / 1e9):,.0f} /s" if elements else ""
         print(f"| {group}/{bench} | {fmt_ns(ns)} | {rate} |")
+    if not found:
+        print("| not run in this run (`TICKCAST_BENCH_SKIP_MICRO=1` and no earlier results in target/criterion) | | |")
     print()
 
 print("## End to end: `tickcast up` + `tickcast bots`, 10 Hz ticks, embedded log\n")
