@@ -141,6 +141,12 @@ impl SessionSchedule {
     /// Appends to `out` everything due at `now`, in order; ends the session when its last
     /// round breaks or it has been idle too long.
     pub fn emit_due(&mut self, now: i64, out: &mut Vec<Emission>) {
+        self.emit_due_at_most(now, usize::MAX, out);
+    }
+
+    /// [`Self::emit_due`], with at most `max_ticks` ticks: the rest stays due (the next
+    /// deadline is then in the past) for a later call.
+    pub fn emit_due_at_most(&mut self, now: i64, max_ticks: usize, out: &mut Vec<Emission>) {
         if self.ended {
             return;
         }
@@ -164,7 +170,12 @@ impl SessionSchedule {
         // Ticks run up to now, or to the idle end if that comes first: a late call (a resumed
         // session) must not tick past the instant the session ended.
         let ticks_until = self.idle_at().map_or(now, |idle| idle.min(now));
+        let mut ticked = 0;
         while scheduled_at(start_at, self.created.tick_ms, self.stepper.next_step()) <= ticks_until {
+            if ticked == max_ticks {
+                return;
+            }
+            ticked += 1;
             let (step, state) = self.stepper.advance();
             out.push(Emission::Tick {
                 step,
@@ -318,6 +329,32 @@ mod tests {
         s.emit_due(10_000, &mut out);
         // Ticks up to 3050 (the idle end) only: steps 0..=30.
         assert_eq!(out.last(), Some(&Emission::Ended { reason: EndReason::Idle, last_step: 30 }));
+    }
+
+    #[test]
+    fn a_late_call_capped_to_a_few_ticks_emits_the_same_over_several_calls() {
+        let late = |s: &mut SessionSchedule| {
+            s.player_joined();
+            s.player_left(2_050);
+        };
+        let (mut whole, mut capped) = (
+            SessionSchedule::new(created(0, 1000), 0, 1_000),
+            SessionSchedule::new(created(0, 1000), 0, 1_000),
+        );
+        late(&mut whole);
+        late(&mut capped);
+        let (mut at_once, mut in_parts) = (Vec::new(), Vec::new());
+        whole.emit_due(10_000, &mut at_once);
+        let mut calls = 0;
+        while !capped.is_ended() {
+            let before = in_parts.len();
+            capped.emit_due_at_most(10_000, 8, &mut in_parts);
+            assert!(in_parts.len() - before <= 9, "8 ticks, and the end");
+            assert!(capped.is_ended() || capped.next_deadline().is_some_and(|d| d.is_due(10_000)));
+            calls += 1;
+        }
+        assert_eq!(in_parts, at_once, "steps 0..=30 and the idle end, not an early end");
+        assert_eq!(calls, 4);
     }
 
     #[test]

@@ -10,10 +10,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::restart::collect_steps;
+use crate::ended_games::{assert_no_tick_after_the_end, collect_steps, games_ended_far_apart};
 use crate::support::{
-    Player, Process, Seen, TOKEN_SECRET, assert_every_step_once_from, assert_no_tick_after_the_end, churn,
-    eventually, records_between_start_and_end, relax_limits, topic_events,
+    Player, Process, Seen, TOKEN_SECRET, assert_every_step_once_from, eventually, relax_limits, topic_events,
 };
 
 fn broker() -> String {
@@ -438,33 +437,7 @@ async fn a_generator_hand_over_keeps_every_game_correct() {
         };
         players.push(record_ticks(Player::join(&ticket, &format!("p{i}"), None).await, stop));
     }
-    let rounds = cluster
-        .post(
-            "/edge/game/start",
-            json!({"userId":"m","tickMs":20,"countdownMs":0,"maxRounds":1,"minBreakSteps":400,"maxBreakSteps":400,"preferredRegion":REGION}),
-        )
-        .await;
-    let rounds_done = tokio::spawn(collect_steps(Player::join(&rounds, "m", None).await));
-    let idle = cluster
-        .post("/edge/game/start", json!({"userId":"i","tickMs":50,"countdownMs":0,"preferredRegion":REGION}))
-        .await;
-    let idle_id = idle["gameId"].as_str().unwrap().to_owned();
-    let churn_ticket = cluster.post(&format!("/edge/game/{long_id}/join"), json!({"userId":"churn"})).await;
-    churn(&churn_ticket, "churn", 2_300).await;
-    assert!(rounds_done.await.unwrap().1, "the max_rounds game ended before the hand-over");
-    let events = eventually("the idle game's end", || async {
-        let events = topic_events(log.as_ref(), "game-events").await;
-        events
-            .iter()
-            .any(|e| e["sessionId"] == idle_id.as_str() && e["type"] == "session_ended")
-            .then_some(events)
-    })
-    .await;
-    for (id, what) in [(rounds["gameId"].as_str().unwrap(), "max_rounds"), (idle_id.as_str(), "idle")] {
-        let (apart, reason) = records_between_start_and_end(&events, id);
-        assert!(apart > 4_096, "the {what} game's start and end are {apart} records apart");
-        assert_eq!(reason, what);
-    }
+    let (rounds, idle_id) = games_ended_far_apart(&cluster, &long_id).await;
 
     // The hand-over: the only generator dies; a new one takes the partition.
     cluster.generators[0].process.kill9();

@@ -6,6 +6,7 @@ mod bad_input;
 mod bots;
 mod capacity;
 mod cli;
+mod ended_games;
 mod game;
 mod hostile;
 mod infra;

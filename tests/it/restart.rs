@@ -8,16 +8,11 @@ use std::collections::HashMap;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use crate::support::{
-    Player, Seen, Server, assert_no_tick_after_the_end, churn, eventually, log_events,
-    records_between_start_and_end,
-};
+use crate::ended_games::{assert_no_tick_after_the_end, collect_steps, games_ended_far_apart};
+use crate::support::{Player, Server, log_events};
 
 /// Players of the long game.
 const PLAYERS: usize = 40;
-/// Join-and-leave cycles by a churning client: two game-events records each, so the ended
-/// games' `session_created` and `session_ended` lie more than one read batch (4,096) apart.
-const CHURN_CYCLES: usize = 2_300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigterm_restart_keeps_every_game_correct() {
@@ -27,20 +22,6 @@ async fn a_sigterm_restart_keeps_every_game_correct() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_9_restart_keeps_every_game_correct() {
     restart_keeps_every_game_correct(true).await;
-}
-
-/// Reads ticks until the connection closes; returns the steps seen and whether the session ended.
-pub(crate) async fn collect_steps(mut player: Player) -> (Vec<i64>, bool) {
-    let mut steps = Vec::new();
-    loop {
-        match player.next().await {
-            Seen::Json(frame) if frame["type"] == "tick" => steps.push(frame["step"].as_i64().unwrap()),
-            Seen::Json(frame) if frame["type"] == "session_ended" => return (steps, true),
-            Seen::Json(frame) if frame["type"] == "error" => panic!("error frame: {frame}"),
-            Seen::Json(_) => {}
-            Seen::Closed(_) => return (steps, false),
-        }
-    }
 }
 
 async fn restart_keeps_every_game_correct(kill_9: bool) {
@@ -62,26 +43,8 @@ async fn restart_keeps_every_game_correct(kill_9: bool) {
         players.spawn(async move { (i, collect_steps(player).await) });
     }
 
-    // A game that ends by max_rounds (about 8 s) and one that ends idle (nobody joins, 8 s).
-    let rounds = server
-        .start_game(json!({"userId":"m","tickMs":20,"countdownMs":0,"maxRounds":1,"minBreakSteps":400,"maxBreakSteps":400}))
-        .await;
-    let rounds_player = Player::join(&rounds, "m", None).await;
-    let rounds_done = tokio::spawn(collect_steps(rounds_player));
-    let idle = server.start_game(json!({"userId":"i","tickMs":50,"countdownMs":0})).await;
-    let idle_id = idle["gameId"].as_str().unwrap().to_owned();
-
-    // Events between their start and their end: join and leave, again and again.
-    churn(&server.join_game(&long_id, "churn").await, "churn", CHURN_CYCLES).await;
-    let (_, ended) = rounds_done.await.unwrap();
-    assert!(ended, "the max_rounds game ended before the restart");
-    eventually("the idle game's end", || async { ended_in_log(&server, &idle_id).await.then_some(()) }).await;
-    let events = log_events(&server, "game-events").await;
-    for (id, what) in [(rounds["gameId"].as_str().unwrap(), "max_rounds"), (idle_id.as_str(), "idle")] {
-        let (apart, reason) = records_between_start_and_end(&events, id);
-        assert!(apart > 4_096, "the {what} game's start and end are {apart} records apart");
-        assert_eq!(reason, what);
-    }
+    // Games that ended since the start, far enough back that re-reading the log takes batches.
+    let (rounds, idle_id) = games_ended_far_apart(&server, &long_id).await;
 
     // The restart.
     if kill_9 {
@@ -147,11 +110,4 @@ async fn restart_keeps_every_game_correct(kill_9: bool) {
     for session in [rounds["gameId"].as_str().unwrap(), &idle_id] {
         assert_no_tick_after_the_end(&ticks, session);
     }
-}
-
-async fn ended_in_log(server: &Server, session: &str) -> bool {
-    log_events(server, "game-events")
-        .await
-        .iter()
-        .any(|e| e["sessionId"] == session && e["type"] == "session_ended")
 }

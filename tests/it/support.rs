@@ -378,56 +378,12 @@ pub(crate) async fn topic_events(log: &dyn tickcast_eventlog::EventLog, topic: &
     events
 }
 
-/// Join-and-leave cycles with `ticket` by a few clients at once: two game-events records each.
-pub(crate) async fn churn(ticket: &Value, user_id: &str, cycles: usize) {
-    let ticket = std::sync::Arc::new(ticket.clone());
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut clients = tokio::task::JoinSet::new();
-    for _ in 0..8 {
-        let (ticket, done, user_id) =
-            (std::sync::Arc::clone(&ticket), std::sync::Arc::clone(&done), user_id.to_owned());
-        clients.spawn(async move {
-            while done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < cycles {
-                let mut player = Player::join(&ticket, &user_id, None).await;
-                player.until("session_joined").await;
-                player.send_raw(Message::Close(None)).await;
-                while !matches!(player.next().await, Seen::Closed(_)) {}
-            }
-        });
-    }
-    clients.join_all().await;
-}
-
 /// `steps` are `first`, `first + 1`, … without a hole or a repeat.
 pub(crate) fn assert_every_step_once_from(who: &str, steps: &[i64], first: i64) {
     assert!(!steps.is_empty(), "{who} received no tick");
     for (expected, step) in (first..).zip(steps) {
         assert_eq!(*step, expected, "{who}: step {expected} missing, doubled or out of order (got {step})");
     }
-}
-
-/// The records of `events` between `session`'s `session_created` and `session_ended`, and the
-/// end's reason.
-pub(crate) fn records_between_start_and_end(events: &[Value], session: &str) -> (usize, String) {
-    let created =
-        events.iter().position(|e| e["sessionId"] == session && e["type"] == "session_created").unwrap();
-    let ended =
-        events.iter().position(|e| e["sessionId"] == session && e["type"] == "session_ended").unwrap();
-    (ended - created, events[ended]["reason"].as_str().unwrap().to_owned())
-}
-
-/// No tick of `session` follows its `session_ended` in the tick topic's `events`, nor goes past
-/// its last step.
-pub(crate) fn assert_no_tick_after_the_end(events: &[Value], session: &str) {
-    let mine: Vec<&Value> = events.iter().filter(|e| e["sessionId"] == session).collect();
-    let end = mine.iter().position(|e| e["type"] == "session_ended").expect("its end is in the tick topic");
-    let last_step = mine[end]["lastStep"].as_i64().unwrap();
-    let late: Vec<&&Value> = mine[end..].iter().filter(|e| e["type"] == "tick").collect();
-    assert!(late.is_empty(), "session {session} ticked after its end: {late:?}");
-    assert!(
-        mine.iter().filter(|e| e["type"] == "tick").all(|e| e["step"].as_i64().unwrap() <= last_step),
-        "session {session} ticked past its last step {last_step}"
-    );
 }
 
 /// Polls `check` until it returns `Some`, or panics after `WAIT`.

@@ -15,9 +15,14 @@ use crate::{Error, metrics};
 impl TickGenerator {
     /// Writes `player_left` (`gateway_lost`) for the players of each session whose gateway has
     /// been silent past the timeout. Only sessions of caught-up partitions are judged: before,
-    /// a heartbeat may still be ahead in the partition. Once each: the players are forgotten
-    /// here as they are written, and a later owner reads the leave back.
+    /// a heartbeat may still be ahead in the partition. Nothing is judged until the generator
+    /// has kept up for the timeout: one behind (emitting late, or with read events waiting)
+    /// may not have read the heartbeats of a gateway that is well. Once each: the players are
+    /// forgotten here as they are written, and a later owner reads the leave back.
     pub(super) async fn leave_for_lost_gateways(&mut self, now: i64) -> Result<(), Error> {
+        if now - self.steady_since <= self.config.gateway_timeout_ms {
+            return Ok(());
+        }
         let mut leaves = Vec::new();
         for (id, session) in &mut self.sessions {
             if !self.caught_up.contains(&session.partition) || session.schedule.is_ended() {

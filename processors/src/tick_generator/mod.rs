@@ -20,20 +20,23 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+
 use tickcast_eventlog::{
-    CommitPosition, Durability, EventLog, GroupConsumer, GroupEvent, NewRecord, Record, RetryHint, StartFrom,
+    CommitPosition, EventLog, GroupConsumer, GroupEvent, NewRecord, Record, RetryHint, StartFrom,
     TopicPartition,
 };
-use tickcast_schemas::event::{Countdown, EVENT_TYPES, Event, EventBody, SessionCreated, SessionEnded, Tick};
+use tickcast_schemas::event::{EVENT_TYPES, Event, EventBody, SessionCreated};
 use tickcast_schemas::health::Readiness;
 use tickcast_schemas::load::ProcessLoad;
 use tickcast_schemas::topics::{self, GAME_EVENTS};
 use tokio_util::sync::CancellationToken;
 
+mod emission;
 mod gateway_loss;
 
 use self::gateway_loss::SessionGateways;
-use crate::schedule::{Deadline, Emission, SessionSchedule};
+use crate::schedule::{Deadline, SessionSchedule};
 use crate::{Error, metrics, now_ms};
 
 /// A last step that says "ended": `session_ended` was found in the tick topic.
@@ -110,6 +113,10 @@ pub struct TickGenerator {
     /// active session scans them all, and a position committed a little late only makes the
     /// next owner re-read a little more.
     commit_due: Option<tokio::time::Instant>,
+    /// Since when (epoch ms) this generator has kept up: emitting on time and reading what was
+    /// read for it. A generator behind may not have read a gateway's latest heartbeats, so it
+    /// judges no gateway lost until it has kept up for the gateway timeout.
+    steady_since: i64,
 }
 
 /// `body` as a record of session `session_id`'s key, written by `source` at `now`.
@@ -122,6 +129,10 @@ fn event_record(source: &str, session_id: &str, now: i64, body: EventBody) -> Ne
 const COMMIT_EVERY: Duration = Duration::from_millis(200);
 /// How often sessions are checked for players of lost gateways.
 const GATEWAY_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Ready group events taken in after each round of emissions, at most.
+const READY_PER_ROUND: usize = 4;
+/// Ready group events taken in before judging lost gateways, at most.
+const READY_BEFORE_JUDGING: usize = 64;
 
 impl TickGenerator {
     #[must_use]
@@ -138,6 +149,7 @@ impl TickGenerator {
             consumed: HashMap::new(),
             committed: HashMap::new(),
             commit_due: None,
+            steady_since: now_ms(),
         }
     }
 
@@ -163,35 +175,19 @@ impl TickGenerator {
                 () = tokio::time::sleep(sleep) => {
                     self.emit_due(now_ms()).await?;
                     self.commit_if_due(&mut *consumer).await?;
+                    // Ticks always due (appends slower than the tick rate) must not starve
+                    // reading either: some of what was read is taken in after each round.
+                    self.take_ready(&mut *consumer, READY_PER_ROUND).await?;
                 }
-                _ = gateway_check.tick() => self.leave_for_lost_gateways(now_ms()).await?,
-                event = consumer.next_event() => match event? {
-                    GroupEvent::Records(records) => {
-                        self.apply(records).await?;
-                        self.positions_moved();
-                        self.commit_if_due(&mut *consumer).await?;
+                _ = gateway_check.tick() => {
+                    // Silence is judged on everything read so far: a heartbeat that waits in
+                    // the consumer is not silence. More waiting than this: the generator is behind.
+                    if !self.take_ready(&mut *consumer, READY_BEFORE_JUDGING).await? {
+                        self.steady_since = now_ms();
                     }
-                    GroupEvent::Assigned(partitions) => {
-                        self.config.readiness.set_ready();
-                        tracing::info!(partitions = %TopicPartition::joined(&partitions), "game-events partitions assigned");
-                    }
-                    GroupEvent::CaughtUp(partitions) => {
-                        self.config.readiness.set_ready();
-                        let caught_up: Vec<u32> =
-                            partitions.iter().filter(|p| p.topic == GAME_EVENTS).map(|p| p.partition).collect();
-                        self.caught_up_with(&caught_up).await?;
-                    }
-                    GroupEvent::Revoked(revocation) => {
-                        let partitions: Vec<u32> = revocation
-                            .partitions
-                            .iter()
-                            .filter(|p| p.topic == GAME_EVENTS)
-                            .map(|p| p.partition)
-                            .collect();
-                        self.drain(|p| partitions.contains(&p));
-                        revocation.release();
-                    }
-                },
+                    self.leave_for_lost_gateways(now_ms()).await?;
+                }
+                event = consumer.next_event() => self.handle(event?, &mut *consumer).await?,
             }
         }
         if self.commit_due.is_some() {
@@ -219,6 +215,49 @@ impl TickGenerator {
             kept = self.sessions.len(),
             "drained sessions"
         );
+    }
+
+    /// Acts on one event of the group: records applied, partitions taken, caught up or given up.
+    async fn handle(&mut self, event: GroupEvent, consumer: &mut dyn GroupConsumer) -> Result<(), Error> {
+        match event {
+            GroupEvent::Records(records) => {
+                self.apply(records).await?;
+                self.positions_moved();
+                self.commit_if_due(consumer).await?;
+            }
+            GroupEvent::Assigned(partitions) => {
+                self.config.readiness.set_ready();
+                tracing::info!(partitions = %TopicPartition::joined(&partitions), "game-events partitions assigned");
+            }
+            GroupEvent::CaughtUp(partitions) => {
+                self.config.readiness.set_ready();
+                let caught_up: Vec<u32> =
+                    partitions.iter().filter(|p| p.topic == GAME_EVENTS).map(|p| p.partition).collect();
+                self.caught_up_with(&caught_up).await?;
+            }
+            GroupEvent::Revoked(revocation) => {
+                let partitions: Vec<u32> = revocation
+                    .partitions
+                    .iter()
+                    .filter(|p| p.topic == GAME_EVENTS)
+                    .map(|p| p.partition)
+                    .collect();
+                self.drain(|p| partitions.contains(&p));
+                revocation.release();
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles up to `most` events the consumer has ready, without waiting for more; whether
+    /// it ran out of them (everything read so far is taken in).
+    async fn take_ready(&mut self, consumer: &mut dyn GroupConsumer, most: usize) -> Result<bool, Error> {
+        for _ in 0..most {
+            let Some(event) = consumer.next_event().now_or_never() else { return Ok(true) };
+            self.handle(event?, consumer).await?;
+        }
+        // More may be waiting: the caller comes back to them.
+        Ok(false)
     }
 
     async fn apply(&mut self, records: Vec<Record>) -> Result<(), Error> {
@@ -403,85 +442,6 @@ impl TickGenerator {
                 active.awaiting_resume = false;
                 self.push_deadline(&id);
             }
-        }
-        Ok(())
-    }
-
-    /// Emits everything due at `now` and writes it.
-    async fn emit_due(&mut self, now: i64) -> Result<(), Error> {
-        let mut ticks: HashMap<String, Vec<NewRecord>> = HashMap::new();
-        let mut facts = Vec::new();
-        let mut end_copies: HashMap<String, Vec<NewRecord>> = HashMap::new();
-        let mut emissions = Vec::new();
-        let emitted_at = now_ms();
-        while let Some(Reverse((deadline, _))) = self.deadlines.peek() {
-            if !deadline.is_due(now) {
-                break;
-            }
-            let Reverse((deadline, id)) = self.deadlines.pop().expect("peeked");
-            let Some(active) = self.sessions.get_mut(&id) else {
-                continue;
-            };
-            if active.schedule.next_deadline() != Some(deadline) {
-                continue; // stale entry; the current one is elsewhere in the heap
-            }
-            active.schedule.emit_due(now, &mut emissions);
-            let created = active.schedule.created();
-            let mut newest_tick_late_ms = None;
-            for emission in emissions.drain(..) {
-                let body = match emission {
-                    Emission::Countdown { remaining_ms } => EventBody::Countdown(Countdown { remaining_ms }),
-                    Emission::Tick { step, state, scheduled_at } => {
-                        active.series.tick(emitted_at - scheduled_at);
-                        newest_tick_late_ms = Some(emitted_at - scheduled_at);
-                        EventBody::Tick(Tick {
-                            step,
-                            value: state.value,
-                            round: state.round,
-                            broken: state.broken,
-                            scheduled_at,
-                            emitted_at,
-                        })
-                    }
-                    Emission::Ended { reason, last_step } => {
-                        metrics::session_ended(reason);
-                        EventBody::SessionEnded(SessionEnded { reason, last_step, seed: created.seed })
-                    }
-                };
-                let ended = matches!(body, EventBody::SessionEnded(_));
-                let record = event_record(&self.source, &id, now, body);
-                if ended {
-                    facts.push(record.clone());
-                    end_copies.entry(active.ticks_topic.clone()).or_default().push(record);
-                } else {
-                    ticks.entry(active.ticks_topic.clone()).or_default().push(record);
-                }
-            }
-            // How late the newest step is, not the oldest: steps missed while no generator ran
-            // (a restart catching up) say nothing about how loaded this process is now.
-            if let (Some(late_ms), Some(saturation)) = (newest_tick_late_ms, &self.config.saturation) {
-                saturation.lag.report(Duration::from_millis(late_ms.max(0) as u64), emitted_at * 1000);
-            }
-            if active.schedule.is_ended() {
-                tracing::info!(session = %id, last_step = active.schedule.last_step(), "session ended");
-                self.sessions.remove(&id);
-                self.positions_moved();
-            } else {
-                self.push_deadline(&id);
-            }
-        }
-        // Order matters across a crash: the last ticks, then the end as a fact, then its copy for
-        // players. A generator that restarts after the ticks but before the fact finds the last
-        // round already broken and ends the session at once (see `SessionSchedule::resume_at`).
-        for (topic, records) in ticks {
-            self.log.append(&topic, records, Durability::Relaxed).await?;
-        }
-        metrics::sessions_active(self.sessions.len());
-        if !facts.is_empty() {
-            self.log.append(GAME_EVENTS, facts, Durability::Durable).await?;
-        }
-        for (topic, records) in end_copies {
-            self.log.append(&topic, records, Durability::Relaxed).await?;
         }
         Ok(())
     }
