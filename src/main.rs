@@ -16,6 +16,7 @@
 mod capacity;
 mod cli;
 mod config;
+mod listeners;
 mod replay;
 mod roles;
 mod routes;

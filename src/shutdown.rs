@@ -1,17 +1,13 @@
 //! The shutdown tree: the roles of one command run under one root token, cancelled by Ctrl-C,
 //! SIGTERM or the first role that fails, then get a bounded grace period before they are aborted.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tickcast_schemas::health::Readiness;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-use crate::cli::ListenArgs;
 
 /// How long roles get to finish after a shutdown signal before they are aborted: the readers
 /// that stop last share it with the roles they follow.
@@ -22,23 +18,17 @@ pub(crate) struct Roles {
     /// Root of the shutdown tree: every role and connection watches it.
     pub(crate) shutdown: CancellationToken,
     /// The roles that stop on `shutdown`.
-    tasks: JoinSet<anyhow::Result<()>>,
+    pub(crate) tasks: JoinSet<anyhow::Result<()>>,
     /// Roles that read what the others write (the archiver): they stop only once `tasks` have
     /// finished, so they see everything written, within the same grace period.
     last: JoinSet<anyhow::Result<()>>,
     /// Cancelled once `tasks` have finished (or the grace is over): the stop of `last`.
     last_stop: CancellationToken,
     /// Renders `/metrics`; `None` if another recorder was installed first.
-    prometheus: Option<PrometheusHandle>,
+    pub(crate) prometheus: Option<PrometheusHandle>,
     /// The roles' readiness, which `/readyz` reports (registered with [`Roles::ready_when`]).
     readiness: Vec<Readiness>,
 }
-
-/// Bucket bounds of every histogram in milliseconds (the `_ms` series: tick lateness, gateway
-/// lag), so dashboards and alerts can take any quantile over any set of processes: from 1 ms, a
-/// tick's fair share, to 10 s, a hand-over.
-const MS_BUCKETS: [f64; 14] =
-    [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10_000.0, 30_000.0];
 
 impl Roles {
     pub(crate) fn new() -> Self {
@@ -49,20 +39,7 @@ impl Roles {
             tracing::info!("shutting down");
             signal.cancel();
         });
-        let prometheus = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_ms".into()), &MS_BUCKETS)
-            .and_then(PrometheusBuilder::install_recorder)
-            .ok();
-        if let Some(handle) = prometheus.clone() {
-            // Histograms accumulate samples until upkeep folds them into their summaries.
-            let token = shutdown.clone();
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(Duration::from_secs(5));
-                while token.run_until_cancelled(every.tick()).await.is_some() {
-                    handle.run_upkeep();
-                }
-            });
-        }
+        let prometheus = crate::listeners::install_metrics(&shutdown);
         Self {
             shutdown,
             tasks: JoinSet::new(),
@@ -103,75 +80,6 @@ impl Roles {
     /// What `/readyz` reports: every role registered.
     pub(crate) fn readiness(&self) -> Vec<Readiness> {
         self.readiness.clone()
-    }
-
-    /// Serves `/metrics`, `/healthz` and `/readyz` on `admin` (plain HTTP) until shutdown: the
-    /// one listener of a role that serves nothing else (tick generator, archiver, projector).
-    pub(crate) async fn serve_admin(&mut self, admin: SocketAddr) -> anyhow::Result<SocketAddr> {
-        let listener = tokio::net::TcpListener::bind(admin)
-            .await
-            .with_context(|| format!("cannot listen on {admin}; pick another with --admin-listen"))?;
-        let bound = listener.local_addr()?;
-        crate::roles::announce(&format!("admin (/metrics, /healthz, /readyz) on http://{bound}"));
-        let app = crate::routes::admin_routes(self.prometheus.clone(), self.readiness());
-        let config = tickcast_gateways::http::HttpConfig {
-            header_read_timeout: Some(Duration::from_secs(10)),
-            trusted_proxies: tickcast_gateways::client_addr::TrustedProxies::default(),
-            tls: None,
-        };
-        let token = self.shutdown.clone();
-        self.tasks.spawn(async move {
-            tickcast_gateways::http::serve(listener, app, config, token)
-                .await
-                .context("admin HTTP server failed")
-        });
-        Ok(bound)
-    }
-
-    /// What renders `/metrics` on the main listener: nothing when `listen` moves it to an admin
-    /// listener of its own.
-    pub(crate) fn metrics_on(&self, listen: &ListenArgs) -> Option<PrometheusHandle> {
-        if listen.admin().is_some() { None } else { self.prometheus.clone() }
-    }
-
-    /// Binds `addr` and serves `app` until shutdown; returns the bound address.
-    pub(crate) async fn serve(
-        &mut self,
-        listen: &ListenArgs,
-        default_port: u16,
-        app: Router,
-    ) -> anyhow::Result<SocketAddr> {
-        let addr = listen.or_port(default_port);
-        let config = listen.http_config()?;
-        if let Some(admin) = listen.admin() {
-            let listener = tokio::net::TcpListener::bind(admin)
-                .await
-                .with_context(|| format!("cannot listen on {admin}; pick another with --admin-listen"))?;
-            crate::roles::announce(&format!(
-                "admin (/metrics, /healthz, /readyz) on {}://{}",
-                listen.scheme(),
-                listener.local_addr()?
-            ));
-            let (app, config, token) = (
-                crate::routes::admin_routes(self.prometheus.clone(), self.readiness()),
-                config.clone(),
-                self.shutdown.clone(),
-            );
-            self.tasks.spawn(async move {
-                tickcast_gateways::http::serve(listener, app, config, token)
-                    .await
-                    .context("admin HTTP server failed")
-            });
-        }
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}; pick another with --listen"))?;
-        let bound = listener.local_addr()?;
-        let token = self.shutdown.clone();
-        self.tasks.spawn(async move {
-            tickcast_gateways::http::serve(listener, app, config, token).await.context("HTTP server failed")
-        });
-        Ok(bound)
     }
 
     /// Waits for every role to finish; returns the first failure.

@@ -171,10 +171,10 @@ impl Games for crate::support::Server {
     }
 }
 
-impl Games for crate::kafka::Cluster {
+impl Games for crate::cluster::Cluster {
     /// In the cluster's one region.
     async fn start(&self, mut request: Value) -> Value {
-        request["preferredRegion"] = crate::kafka::REGION.into();
+        request["preferredRegion"] = crate::cluster::REGION.into();
         self.post("/edge/game/start", request).await
     }
 

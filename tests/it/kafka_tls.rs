@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::kafka::{Cluster, REGION, assert_every_step_once_in_order, own_broker_on};
+use crate::cluster::{Cluster, REGION, assert_every_step_once_in_order, own_broker_on};
 use crate::support::{Player, Process};
 use crate::tls::self_signed;
 

@@ -119,6 +119,6 @@ async fn a_game_through_up_on_kinesis_and_dynamodb() {
 async fn generators_on_kinesis_scale_out_and_fail_over_without_a_missing_or_doubled_step() {
     let _turn = crate::support::HEAVY.lock().await;
     let log = deployment(4);
-    let mut cluster = crate::kafka::Cluster::on_log(log, &[], 3, &[]);
-    crate::kafka::scale_out_and_fail_over(&mut cluster, 40, std::time::Duration::from_secs(64)).await;
+    let mut cluster = crate::cluster::Cluster::on_log(log, &[], 3, &[]);
+    crate::generators::scale_out_and_fail_over(&mut cluster, 40, std::time::Duration::from_secs(64)).await;
 }
