@@ -1,5 +1,5 @@
-//! One player's connection: reads and answers client frames, pings every second and applies the
-//! latency policy to the pongs. The session's frames reach the socket through the fan-out.
+//! One player's connection: reads and answers client frames and applies the latency policy to
+//! the pongs. The session's frames and the pings reach the socket through the fan-out.
 
 use std::sync::Arc;
 
@@ -20,11 +20,11 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::budget::MessageBudget;
-use crate::fanout::{Command, JoinRefused, Signal};
+use crate::fanout::{JoinRefused, Signal};
 use crate::latency::{LatencyMonitor, Verdict};
-use crate::ping::PingTracker;
+use crate::ping::PingsInFlight;
 use crate::stream::PlayerStream;
-use crate::{Gateway, metrics, now_ms, now_us};
+use crate::{Gateway, metrics, now_ms};
 
 pub(crate) type Socket = WebSocketStream<PlayerStream>;
 type Sink = Socket;
@@ -71,8 +71,8 @@ struct Connection {
     connection_id: String,
     joined: Option<Joined>,
     monitor: LatencyMonitor,
-    /// Pings in flight, by nonce.
-    pings: PingTracker,
+    /// Pings in flight, written by the fan-out: a pong answers one of them.
+    pings: Arc<PingsInFlight>,
     /// What the client may still send before it counts as flooding.
     budget: MessageBudget,
     /// Its own signal channel, handed to the gateway's live-connection table when it joins (so
@@ -106,7 +106,7 @@ pub(crate) async fn serve(
     gateway: Arc<Gateway>,
     mut socket: Socket,
     id: u64,
-    pings: PingTracker,
+    pings: Arc<PingsInFlight>,
     own_signals: mpsc::UnboundedSender<Signal>,
     mut signals: mpsc::UnboundedReceiver<Signal>,
 ) {
@@ -120,9 +120,6 @@ pub(crate) async fn serve(
         id,
         joined: None,
     };
-    let mut ping = tokio::time::interval(conn.gateway.config.ping_interval);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.tick().await;
     let shutdown = conn.gateway.shutdown.clone();
     // Registered once: a waiter per loop turn would contend on the token's list of waiters.
     let cancelled = shutdown.cancelled();
@@ -166,9 +163,9 @@ pub(crate) async fn serve(
                     let close = Box::pin(error_then_close(&mut socket, ErrorCode::Replaced, message, CloseCode::Library(CLOSE_REPLACED), "replaced")).await;
                     break Close { left: Some(LeaveReason::Replaced), ..close };
                 }
+                Some(Signal::Unanswered { sent_us, age_us }) => Box::pin(conn.judge(sent_us, age_us, &mut socket)).await,
                 None => break Close { code: CloseCode::Restart, reason: "gateway shutting down; reconnect", left: Some(LeaveReason::GatewayShutdown) },
             },
-            scheduled = ping.tick() => Box::pin(conn.on_ping_due(scheduled, &mut socket)).await,
             () = &mut join_deadline, if conn.joined.is_none() && !join_timeout.is_zero() => {
                 metrics::join_timed_out();
                 break Close { code: CloseCode::Policy, reason: "no join in time", left: None };
@@ -384,32 +381,6 @@ impl Connection {
                 region: gateway.config.region.clone(),
             }),
         );
-        Ok(None)
-    }
-
-    /// The ping timer fired (due at `scheduled`): the samples due are judged (pings unanswered
-    /// too long, as samples of their age; pongs that came before their ping's stamp), then a
-    /// new ping goes out.
-    async fn on_ping_due(
-        &mut self,
-        scheduled: tokio::time::Instant,
-        sink: &mut Sink,
-    ) -> Result<Option<Close>, WsError> {
-        // A timer that fires late is the gateway's own lag (a busy or paused process).
-        self.gateway.lag.report(scheduled.elapsed());
-        if self.joined.is_none() {
-            return Ok(None);
-        }
-        let limit_us = self.gateway.config.latency.max_latency_ms as i64 * 1000;
-        let mut overdue = Vec::new();
-        self.pings.due(now_us(), limit_us, &mut overdue);
-        for (sent_us, rtt_us) in overdue {
-            if let Some(close) = self.judge(sent_us, rtt_us, sink).await? {
-                return Ok(Some(close));
-            }
-        }
-        let nonce = self.pings.issue();
-        let _ = self.gateway.shard(self.id).send(Command::Ping { connection: self.id, nonce });
         Ok(None)
     }
 

@@ -10,7 +10,8 @@ use tickcast_schemas::protocol::ServerMessage;
 use tickcast_schemas::sessions::SessionInfo;
 
 use crate::Gateway;
-use crate::fanout::{self, Command, Outgoing};
+use crate::dispatch::Outgoing;
+use crate::fanout::{self, Command};
 
 impl Gateway {
     /// Applies a batch of `game-events` records to the directory.

@@ -2,16 +2,15 @@
 //! (a connection belongs to one shard) and the session hubs. A dispatcher decodes each tick once
 //! and encodes it once as a complete WebSocket frame; each shard writes those bytes to its
 //! members' sockets with non-blocking writes: no task wake-up, lock or channel per player per
-//! tick. Connections send their shard their own frames (answers, pings, closes) as bytes, so
-//! everything written to one socket goes through one queue, in order.
+//! tick. Connections send their shard their own frames (answers, closes) as bytes, so
+//! everything written to one socket goes through one queue, in order. The shard also pings its
+//! joined players on one timer of its own ([`PingSchedule`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tickcast_eventlog::Record;
-use tickcast_schemas::event::{Event, EventBody};
 use tickcast_schemas::load::ProcessLoad;
 use tickcast_schemas::protocol::ServerMessage;
 use tickcast_schemas::sessions::SessionInfo;
@@ -20,103 +19,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_util::sync::CancellationToken;
 
-use crate::caught_up::CaughtUp;
 use crate::conn_map::ConnMap;
-use crate::hub::{HeldTick, SessionHub};
+use crate::dispatch::Outgoing;
+use crate::hub::SessionHub;
 use crate::lag::GatewayLag;
-use crate::ping::{PingStamps, ping_frame};
+use crate::ping::{PingSchedule, PingsInFlight, ping_frame};
 use crate::stream::SocketWriter;
 use crate::{metrics, now_ms, now_us};
-
-/// Tick records forwarded between two yields to the scheduler.
-const FORWARD_CHUNK: usize = 16;
-
-/// A record of the tick topic, decoded and encoded once for every shard.
-#[derive(Debug)]
-pub(crate) enum Outgoing {
-    Tick {
-        session_id: String,
-        /// What the hubs hold for `resume`; its `scheduled_at` is when it was due (its
-        /// lateness is measured when it is written).
-        tick: HeldTick,
-        frame: Bytes,
-    },
-    /// A frame for the members of a session, kept nowhere (countdowns, player lists).
-    Broadcast {
-        session_id: String,
-        frame: Bytes,
-    },
-    Ended {
-        session_id: String,
-        frame: Bytes,
-    },
-}
-
-/// Decodes tick-topic records into frames, once per gateway; skips what players never see.
-pub(crate) fn decode(records: &[Record]) -> Vec<Outgoing> {
-    let now = now_ms();
-    let mut out = Vec::with_capacity(records.len());
-    for record in records {
-        let event = match Event::from_bytes(&record.payload) {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::warn!(position = %record.position, %error, "skipping undecodable tick record");
-                continue;
-            }
-        };
-        let session_id = event.session_id;
-        out.push(match event.body {
-            EventBody::Tick(t) => {
-                let tick = HeldTick {
-                    step: t.step,
-                    value: t.value,
-                    round: t.round,
-                    broken: t.broken,
-                    scheduled_at: t.scheduled_at,
-                    server_timestamp: now,
-                };
-                Outgoing::Tick { session_id, tick, frame: text_frame(tick.message().to_json()) }
-            }
-            EventBody::Countdown(c) => Outgoing::Broadcast {
-                session_id,
-                frame: text_frame(ServerMessage::Countdown { remaining_ms: c.remaining_ms }.to_json()),
-            },
-            EventBody::SessionEnded(e) => {
-                let message =
-                    ServerMessage::SessionEnded { reason: e.reason, last_step: e.last_step, seed: e.seed };
-                Outgoing::Ended { session_id, frame: text_frame(message.to_json()) }
-            }
-            EventBody::Unknown => {
-                metrics::unknown_event();
-                continue;
-            }
-            _ => continue,
-        });
-    }
-    out
-}
-
-/// Reads the tick topic, decodes each record once and hands the frames to every shard, in
-/// chunks, until `stop` or a failed read.
-pub(crate) async fn dispatch(
-    mut ticks: CaughtUp,
-    shards: Vec<mpsc::UnboundedSender<Command>>,
-    stop: CancellationToken,
-) -> Result<(), tickcast_eventlog::Error> {
-    loop {
-        let records = tokio::select! {
-            records = ticks.next_batch() => records?,
-            () = stop.cancelled() => return Ok(()),
-        };
-        for chunk in records.chunks(FORWARD_CHUNK) {
-            let outgoing = Arc::new(decode(chunk));
-            let queued = Instant::now();
-            for shard in &shards {
-                let _ = shard.send(Command::Forward(Arc::clone(&outgoing), queued));
-            }
-        }
-    }
-}
 
 /// Requests to a fan-out shard.
 #[derive(Debug)]
@@ -124,14 +33,12 @@ pub(crate) enum Command {
     /// Frames from the tick topic, for the members this shard holds, and when they were queued
     /// (the shard's queue age is part of the gateway's lag).
     Forward(Arc<Vec<Outgoing>>, Instant),
-    /// Write a ping with `nonce` and stamp when it was written in the connection's stamps.
-    Ping { connection: u64, nonce: u64 },
     /// A new connection: from now on the fan-out owns its write half.
     Attach {
         connection: u64,
         write: SocketWriter,
         signals: mpsc::UnboundedSender<Signal>,
-        ping_stamps: Arc<PingStamps>,
+        pings: Arc<PingsInFlight>,
     },
     /// Bytes the connection's WebSocket wants written (complete frames, in order).
     Write { connection: u64, bytes: Bytes },
@@ -169,6 +76,9 @@ pub(crate) enum Signal {
     /// A newer connection of the same player joined the same session (here or through another
     /// gateway): this one closes with 4002.
     Replaced,
+    /// A ping written at `sent_us` went unanswered for `age_us`, past the latency limit: a
+    /// sample of its age for the latency policy.
+    Unanswered { sent_us: i64, age_us: i64 },
 }
 
 /// The write side of one player's socket.
@@ -185,8 +95,8 @@ struct PlayerSocket {
     session: Option<String>,
     /// Tells the connection task about ends and drops.
     signals: mpsc::UnboundedSender<Signal>,
-    /// Where the shard stamps when it wrote each ping, for the connection to read.
-    ping_stamps: Arc<PingStamps>,
+    /// The pings the shard wrote and the connection has not had answered yet.
+    pings: Arc<PingsInFlight>,
 }
 
 /// How the fan-out behaves.
@@ -197,6 +107,11 @@ pub(crate) struct FanoutConfig {
     pub(crate) max_pending_bytes: usize,
     /// How long ended sessions stay for resumes.
     pub(crate) keep_ended: Duration,
+    /// How often each joined player is pinged.
+    pub(crate) ping_interval: Duration,
+    /// How long a ping may go unanswered before it counts as a sample of its age (µs): the
+    /// latency policy's limit.
+    pub(crate) unanswered_after_us: i64,
     /// Test-only (feature `test-hooks`): how long a shard blocks before each batch of
     /// forwarded frames.
     #[cfg(feature = "test-hooks")]
@@ -224,6 +139,10 @@ pub(crate) struct Fanout {
     /// When its send queues were last summed, and the sum then (its share of the region's gauge).
     send_queue_sampled: Instant,
     send_queue_bytes: usize,
+    /// When each joined player of this shard is next pinged.
+    pings: PingSchedule,
+    /// Scratch space for the pings found unanswered as the next ones go out.
+    unanswered: Vec<(i64, i64)>,
 }
 
 /// How often a shard sums its sockets' send queues for the gauge.
@@ -244,6 +163,8 @@ impl Fanout {
         lag: Arc<GatewayLag>,
     ) -> Self {
         Self {
+            pings: PingSchedule::new(config.ping_interval),
+            unanswered: Vec::new(),
             config,
             hubs: HashMap::new(),
             sockets: ConnMap::default(),
@@ -263,7 +184,18 @@ impl Fanout {
         stop: CancellationToken,
     ) {
         let mut batch = Vec::new();
+        // One timer for the shard's pings, moved to the soonest one due whenever that changes.
+        let ping_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(ping_timer);
+        let mut armed_for = None;
         loop {
+            let next_ping = self.pings.next_due();
+            if next_ping != armed_for {
+                if let Some(due) = next_ping {
+                    ping_timer.as_mut().reset(due.into());
+                }
+                armed_for = next_ping;
+            }
             tokio::select! {
                 received = commands.recv_many(&mut batch, 64) => {
                     if received == 0 {
@@ -275,6 +207,10 @@ impl Fanout {
                     // Tens of socket writes per command at most, then let the connections'
                     // tasks (pongs, joins) and the tick generator run on these threads too.
                     tokio::task::yield_now().await;
+                }
+                () = &mut ping_timer, if armed_for.is_some() => {
+                    armed_for = None;
+                    self.ping_due();
                 }
                 () = stop.cancelled() => break,
             }
@@ -296,13 +232,7 @@ impl Fanout {
                 }
                 self.forward(&outgoing);
             }
-            Command::Ping { connection, nonce } => {
-                self.write(connection, &ping_frame(nonce));
-                if let Some(socket) = self.sockets.get(&connection) {
-                    socket.ping_stamps.stamp(nonce, now_us());
-                }
-            }
-            Command::Attach { connection, write, signals, ping_stamps } => {
+            Command::Attach { connection, write, signals, pings } => {
                 let socket = PlayerSocket {
                     write: Arc::new(write),
                     pending: VecDeque::new(),
@@ -310,13 +240,17 @@ impl Fanout {
                     waiting: false,
                     session: None,
                     signals,
-                    ping_stamps,
+                    pings,
                 };
                 self.sockets.insert(connection, socket);
             }
             Command::Write { connection, bytes } => self.write(connection, &bytes),
             Command::Join { connection, session, user_id, resume_after, reply } => {
-                let _ = reply.send(self.join(connection, &session, user_id, resume_after));
+                let joined = self.join(connection, &session, user_id, resume_after);
+                if joined.is_ok() {
+                    self.pings.add(connection, Instant::now());
+                }
+                let _ = reply.send(joined);
             }
             Command::Detach { connection } => {
                 self.flush(connection);
@@ -335,6 +269,33 @@ impl Fanout {
                 self.flush(connection);
             }
         }
+    }
+
+    /// Pings the players whose ping is due. A ping older than the latency limit and still
+    /// unanswered goes to its connection as a sample of its age.
+    fn ping_due(&mut self) {
+        let now = Instant::now();
+        if let Some(due) = self.pings.next_due() {
+            // A timer that fires late is the gateway's own lag (a busy or paused process).
+            self.lag.report(now.saturating_duration_since(due));
+        }
+        let written_us = now_us();
+        let limit_us = self.config.unanswered_after_us;
+        let mut pings = std::mem::replace(&mut self.pings, PingSchedule::new(self.config.ping_interval));
+        pings.take_due(now, |connection| {
+            // Gone, or dropped from its session as too slow and closing: no more pings.
+            let Some(socket) = self.sockets.get(&connection).filter(|s| s.session.is_some()) else {
+                return false;
+            };
+            let nonce = socket.pings.issue(written_us, limit_us, &mut self.unanswered);
+            for (sent_us, age_us) in self.unanswered.drain(..) {
+                let _ = socket.signals.send(Signal::Unanswered { sent_us, age_us });
+            }
+            // Written after the stamp: a pong cannot come back before its ping is in flight.
+            self.write(connection, &ping_frame(nonce));
+            true
+        });
+        self.pings = pings;
     }
 
     fn join(

@@ -31,6 +31,7 @@ pub mod client_addr;
 mod conn_map;
 mod connection;
 mod directory;
+mod dispatch;
 mod event_writer;
 mod fanout;
 pub mod http;
@@ -62,7 +63,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::caught_up::CaughtUp;
-use crate::fanout::{Command, Fanout, FanoutConfig, JoinRefused, Signal, dispatch};
+use crate::dispatch::dispatch;
+use crate::fanout::{Command, Fanout, FanoutConfig, JoinRefused, Signal};
 use crate::lag::GatewayLag;
 use crate::latency::LatencyPolicy;
 use crate::socket_limits::SocketLimits;
@@ -273,6 +275,8 @@ impl Gateway {
             resume_ticks: self.config.resume_ticks,
             max_pending_bytes: self.config.max_pending_bytes,
             keep_ended: self.config.history.min(Duration::from_secs(300)),
+            ping_interval: self.config.ping_interval,
+            unanswered_after_us: self.config.latency.max_latency_ms as i64 * 1000,
             #[cfg(feature = "test-hooks")]
             debug_write_delay: self.config.debug_write_delay,
             series: self.series.clone(),

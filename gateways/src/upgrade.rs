@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::fanout::Command;
-use crate::ping::PingTracker;
+use crate::ping::PingsInFlight;
 use crate::socket_limits::SocketRefused;
 use crate::stream::{PlayerStream, SocketWriter};
 use crate::{Gateway, connection, json_error, metrics};
@@ -126,8 +126,8 @@ impl Gateway {
             let (signals, signals_rx) = mpsc::unbounded_channel();
             let own_signals = signals.clone();
             let write = SocketWriter::new(write, tls.clone());
-            let pings = PingTracker::default();
-            let attach = Command::Attach { connection: id, write, signals, ping_stamps: pings.stamps() };
+            let pings = Arc::new(PingsInFlight::default());
+            let attach = Command::Attach { connection: id, write, signals, pings: Arc::clone(&pings) };
             if gateway.shard(id).send(attach).is_err() {
                 return;
             }
