@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tickcast_gateways::http::HttpConfig;
+use tickcast_http::HttpConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ListenArgs;
@@ -44,9 +44,9 @@ impl Roles {
     /// Serves `/metrics`, `/healthz` and `/readyz` on `admin` (plain HTTP) until shutdown: the
     /// one listener of a role that serves nothing else (tick generator, archiver, projector).
     pub(crate) async fn serve_admin(&mut self, admin: SocketAddr) -> anyhow::Result<SocketAddr> {
-        let config = tickcast_gateways::http::HttpConfig {
+        let config = tickcast_http::HttpConfig {
             header_read_timeout: Some(Duration::from_secs(10)),
-            trusted_proxies: tickcast_gateways::client_addr::TrustedProxies::default(),
+            trusted_proxies: tickcast_http::client_addr::TrustedProxies::default(),
             tls: None,
         };
         self.spawn_admin(admin, config, "http").await
@@ -76,7 +76,7 @@ impl Roles {
         let bound = listener.local_addr()?;
         let token = self.shutdown.clone();
         self.tasks.spawn(async move {
-            tickcast_gateways::http::serve(listener, app, config, token).await.context("HTTP server failed")
+            tickcast_http::serve(listener, app, config, token).await.context("HTTP server failed")
         });
         Ok(bound)
     }
@@ -96,9 +96,7 @@ impl Roles {
         let app = crate::routes::admin_routes(self.prometheus.clone(), self.readiness());
         let token = self.shutdown.clone();
         self.tasks.spawn(async move {
-            tickcast_gateways::http::serve(listener, app, config, token)
-                .await
-                .context("admin HTTP server failed")
+            tickcast_http::serve(listener, app, config, token).await.context("admin HTTP server failed")
         });
         Ok(bound)
     }

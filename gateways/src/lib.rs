@@ -11,11 +11,12 @@
 //!
 //! # Layout
 //! - [`latency`]: the latency policy (sans I/O).
-//! - `fanout`: the dispatcher and the shard tasks that own the sockets' write halves and the hubs.
-//! - [`http`]: the HTTP server whose upgraded sockets the gateway takes over; [`client_addr`]:
-//!   who a request comes from (trusted proxies' `X-Forwarded-For`).
+//! - `fanout`: the shard tasks that own the sockets' write halves, the hubs and the pings; `ping`:
+//!   who is pinged when, and the pings in flight (sans I/O).
+//! - `dispatch`: the tick topic read once, each frame encoded once for every shard.
 //! - `hub`: per-session members and recent frames.
-//! - `stream`: the byte stream under a player's WebSocket.
+//! - `stream`: the byte stream under a player's WebSocket; `tls_session`: its TLS session after
+//!   the upgrade.
 //! - `connection`: one player's socket; `budget`: its allowance of client messages;
 //!   [`socket_limits`]: sockets per process and per client address.
 //! - `directory`: this region's sessions and their players, from `game-events`; `caught_up`:
@@ -27,14 +28,12 @@
 
 mod budget;
 mod caught_up;
-pub mod client_addr;
 mod conn_map;
 mod connection;
 mod directory;
 mod dispatch;
 mod event_writer;
 mod fanout;
-pub mod http;
 mod hub;
 mod lag;
 pub mod latency;
@@ -42,7 +41,7 @@ mod metrics;
 mod ping;
 pub mod socket_limits;
 mod stream;
-pub mod tls;
+mod tls_session;
 mod upgrade;
 
 use std::collections::HashMap;

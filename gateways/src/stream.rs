@@ -2,7 +2,7 @@
 //! each stamped with the kernel's receive time; writes go to the fan-out, which owns the write
 //! half ([`SocketWriter`]), so a player's control frames and the session's frames share one
 //! ordered queue. Over TLS the two halves share the session: the reader decrypts, the fan-out
-//! encrypts (see [`crate::tls`]).
+//! encrypts (see [`crate::tls_session`]).
 //!
 //! The receive stamp is why reads use `recvmsg` (`SO_TIMESTAMPNS`) rather than `read`: a pong's
 //! arrival is the instant the kernel took it in, not the instant a busy task got to it, so the
@@ -21,7 +21,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use crate::fanout::Command;
-use crate::tls::{self, SharedTls};
+use crate::tls_session::{self as tls, SharedTls};
 
 /// Ciphertext read from a TLS socket at once: a TLS record's largest size.
 const CIPHERTEXT_CHUNK: usize = 16 * 1024 + 256;

@@ -298,7 +298,7 @@ pub(crate) struct ListenArgs {
     /// Proxies (addresses or CIDR blocks, comma-separated) whose X-Forwarded-For names the
     /// client; limits per client address key on it. Default: none, the peer is the client.
     #[arg(long, env = "TICKCAST_TRUSTED_PROXIES", default_value = "", value_parser = parse_trusted_proxies)]
-    trusted_proxies: tickcast_gateways::client_addr::TrustedProxies,
+    trusted_proxies: tickcast_http::client_addr::TrustedProxies,
     /// PEM certificate chain (leaf first): serve HTTPS and WSS on every listener of this
     /// process with it (needs --tls-key).
     #[arg(long, env = "TICKCAST_TLS_CERT", value_name = "FILE", requires = "tls_key")]
@@ -315,8 +315,8 @@ fn parse_ticket_ttl(text: &str) -> Result<std::time::Duration, String> {
     }
 }
 
-fn parse_trusted_proxies(list: &str) -> Result<tickcast_gateways::client_addr::TrustedProxies, String> {
-    tickcast_gateways::client_addr::TrustedProxies::parse(list)
+fn parse_trusted_proxies(list: &str) -> Result<tickcast_http::client_addr::TrustedProxies, String> {
+    tickcast_http::client_addr::TrustedProxies::parse(list)
 }
 
 impl ListenArgs {
@@ -325,12 +325,12 @@ impl ListenArgs {
         self.admin_listen
     }
 
-    pub(crate) fn http_config(&self) -> anyhow::Result<tickcast_gateways::http::HttpConfig> {
+    pub(crate) fn http_config(&self) -> anyhow::Result<tickcast_http::HttpConfig> {
         let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(tickcast_gateways::tls::server_config(cert, key)?),
+            (Some(cert), Some(key)) => Some(tickcast_http::tls::server_config(cert, key)?),
             _ => None,
         };
-        Ok(tickcast_gateways::http::HttpConfig {
+        Ok(tickcast_http::HttpConfig {
             header_read_timeout: Some(self.header_read_timeout).filter(|t| !t.is_zero()),
             trusted_proxies: self.trusted_proxies.clone(),
             tls,

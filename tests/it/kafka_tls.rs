@@ -59,7 +59,7 @@ async fn tls_broker(dir: &std::path::Path, extra: &[&str]) -> (Process, String, 
     let front_port = front.local_addr().unwrap().port();
     let broker_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (broker, upstream) = own_broker_on(broker_port, front_port, extra);
-    let config = tickcast_gateways::tls::server_config(&cert, &key).unwrap();
+    let config = tickcast_http::tls::server_config(&cert, &key).unwrap();
     (broker, format!("127.0.0.1:{front_port}"), tls_front(front, upstream, config))
 }
 
