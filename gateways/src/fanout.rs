@@ -24,6 +24,7 @@ use crate::dispatch::Outgoing;
 use crate::hub::SessionHub;
 use crate::lag::GatewayLag;
 use crate::ping::{PingSchedule, PingsInFlight, ping_frame};
+use crate::player_socket::{PlayerSocket, drain, write_to};
 use crate::stream::SocketWriter;
 use crate::{metrics, now_ms, now_us};
 
@@ -79,24 +80,6 @@ pub(crate) enum Signal {
     /// A ping written at `sent_us` went unanswered for `age_us`, past the latency limit: a
     /// sample of its age for the latency policy.
     Unanswered { sent_us: i64, age_us: i64 },
-}
-
-/// The write side of one player's socket.
-#[derive(Debug)]
-struct PlayerSocket {
-    /// Shared with the task that waits for the socket to become writable.
-    write: Arc<SocketWriter>,
-    /// Bytes the socket did not take yet, oldest first; the front may be partly written.
-    pending: VecDeque<Bytes>,
-    pending_bytes: usize,
-    /// A task is waiting for the socket to become writable.
-    waiting: bool,
-    /// The session it joined.
-    session: Option<String>,
-    /// Tells the connection task about ends and drops.
-    signals: mpsc::UnboundedSender<Signal>,
-    /// The pings the shard wrote and the connection has not had answered yet.
-    pings: Arc<PingsInFlight>,
 }
 
 /// How the fan-out behaves.
@@ -461,70 +444,6 @@ impl Fanout {
     fn flush(&mut self, connection: u64) {
         if let Some(socket) = self.sockets.get_mut(&connection) {
             drain(socket, &self.commands, connection);
-        }
-    }
-}
-
-/// Writes `bytes` to a socket now if nothing is queued before them, else queues them. Returns
-/// whether the socket's queue just overflowed (its player is then dropped as too slow).
-fn write_to(
-    sockets: &mut ConnMap<PlayerSocket>,
-    commands: &mpsc::UnboundedSender<Command>,
-    max_pending_bytes: usize,
-    connection: u64,
-    bytes: &Bytes,
-) -> bool {
-    let Some(socket) = sockets.get_mut(&connection) else { return false };
-    if socket.pending_bytes > max_pending_bytes {
-        return false; // already being dropped
-    }
-    socket.pending_bytes += bytes.len();
-    socket.pending.push_back(bytes.clone());
-    if socket.pending.len() == 1 {
-        drain(socket, commands, connection);
-    }
-    socket.pending_bytes > max_pending_bytes
-}
-
-/// Writes queued bytes until the socket would block; then a task waits for it to be writable.
-/// A TLS socket may hold encrypted bytes after the queue is empty: they are sent the same way.
-fn drain(socket: &mut PlayerSocket, commands: &mpsc::UnboundedSender<Command>, connection: u64) {
-    loop {
-        let written = match socket.pending.front() {
-            Some(front) => socket.write.try_write(front),
-            None => match socket.write.flush() {
-                Ok(()) => return,
-                Err(error) => Err(error),
-            },
-        };
-        match written {
-            Ok(n) => {
-                let front = socket.pending.front_mut().expect("only a queued frame is written");
-                socket.pending_bytes -= n;
-                if n == front.len() {
-                    socket.pending.pop_front();
-                } else {
-                    let _ = front.split_to(n);
-                }
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                if !socket.waiting {
-                    socket.waiting = true;
-                    let (write, commands) = (Arc::clone(&socket.write), commands.clone());
-                    tokio::spawn(async move {
-                        if write.writable().await.is_ok() {
-                            let _ = commands.send(Command::Writable { connection });
-                        }
-                    });
-                }
-                return;
-            }
-            Err(_) => {
-                // The peer is gone; its reader will see it and detach.
-                socket.pending.clear();
-                socket.pending_bytes = 0;
-                return;
-            }
         }
     }
 }

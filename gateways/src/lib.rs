@@ -15,6 +15,7 @@
 //!   who is pinged when, and the pings in flight (sans I/O).
 //! - `dispatch`: the tick topic read once, each frame encoded once for every shard.
 //! - `hub`: per-session members and recent frames.
+//! - `player_socket`: what a shard holds of a socket: its write half and the bytes it owes it.
 //! - `stream`: the byte stream under a player's WebSocket; `tls_session`: its TLS session after
 //!   the upgrade.
 //! - `connection`: one player's socket; `budget`: its allowance of client messages;
@@ -39,6 +40,7 @@ mod lag;
 pub mod latency;
 mod metrics;
 mod ping;
+mod player_socket;
 pub mod socket_limits;
 mod stream;
 mod tls_session;
