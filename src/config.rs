@@ -233,11 +233,12 @@ pub(crate) fn archiver_config(dir: std::path::PathBuf, table: &[Region], roll: &
     config
 }
 
-pub(crate) fn generator_config(game: &GameArgs, common: &CommonArgs) -> TickGeneratorConfig {
-    TickGeneratorConfig {
+pub(crate) fn generator_config(game: &GameArgs, common: &CommonArgs) -> anyhow::Result<TickGeneratorConfig> {
+    Ok(TickGeneratorConfig {
         idle_ms: game.idle_ms,
         gateway_timeout_ms: i64::try_from(game.gateway_timeout.as_millis()).unwrap_or(i64::MAX),
         instance: common.instance.clone(),
+        regions: region_table(&common.regions)?.into_iter().map(|r| r.id).collect(),
         ..TickGeneratorConfig::default()
-    }
+    })
 }

@@ -94,7 +94,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
         gateways.push(gateway);
     }
 
-    let mut generator_config = generator_config(&args.game, &args.common);
+    let mut generator_config = generator_config(&args.game, &args.common)?;
     generator_config.saturation = saturation;
     roles.ready_when(&generator_config.readiness);
     let generator_group = generator_config.group.clone();
@@ -225,7 +225,7 @@ pub(crate) async fn tick_generator(args: TickGeneratorArgs) -> anyhow::Result<()
     let table = region_table(&args.common.regions)?;
     check_topics(log.as_ref(), &needed_topics(&table)).await?;
     let mut roles = Roles::new();
-    let config = generator_config(&args.game, &args.common);
+    let config = generator_config(&args.game, &args.common)?;
     roles.ready_when(&config.readiness);
     if let Some(admin) = args.admin.admin_listen {
         roles.serve_admin(admin).await?;

@@ -34,6 +34,16 @@ pub const PARTITIONS_OWNED: &str = "tickcast_log_partitions_owned";
 /// Changes of ownership this process's members saw (partitions assigned or revoked), by group.
 pub const REBALANCES: &str = "tickcast_log_rebalances_total";
 
+/// Puts the append series of `topics` on /metrics at zero, before the first append: a role
+/// calls it at start for the topics it writes, so a dashboard shows 0, not "no data".
+pub fn expose_appends(topics: &[String]) {
+    for topic in topics {
+        let _registered = histogram!(APPEND_MS, "topic" => topic.clone());
+        counter!(RECORDS_APPENDED, "topic" => topic.clone()).increment(0);
+        counter!(APPEND_ERRORS, "topic" => topic.clone()).increment(0);
+    }
+}
+
 /// An [`EventLog`] that reports its appends and its group members' progress.
 #[derive(Debug)]
 pub(crate) struct MeteredLog {
@@ -183,7 +193,15 @@ impl GroupConsumer for MeteredMember {
         let event = self.inner.next_event().await?;
         match &event {
             GroupEvent::Records(records) => self.observe(records),
-            GroupEvent::Assigned(partitions) => self.owned_changed(partitions, 1),
+            GroupEvent::Assigned(partitions) => {
+                self.owned_changed(partitions, 1);
+                // Each partition's lag is on /metrics from its assignment on, at 0 until a
+                // record says otherwise: a dashboard shows an idle partition, not "no data".
+                for tp in partitions {
+                    let topic: Arc<str> = Arc::from(tp.topic.as_str());
+                    self.lag_gauge(&topic, tp.partition);
+                }
+            }
             GroupEvent::Revoked(revocation) => {
                 self.owned_changed(&revocation.partitions, -1);
                 for tp in &revocation.partitions {

@@ -271,6 +271,7 @@ impl Gateway {
         let ticks =
             self.log.tail(&topics::ticks(&self.config.region), StartFrom::Timestamp(history_start)).await?;
         let game_events = self.log.tail(GAME_EVENTS, StartFrom::Timestamp(history_start)).await?;
+        tickcast_eventlog::metrics::expose_appends(&[GAME_EVENTS.to_owned()]);
         let writer = tokio::spawn(Arc::clone(&self).write_events(events_rx));
         let fanout_config = FanoutConfig {
             resume_ticks: self.config.resume_ticks,

@@ -48,6 +48,29 @@ impl RegionSeries {
     }
 }
 
+/// The tick generator's series at zero, before anything happens: `regions`' ticks and
+/// lateness, the sessions running and ended, the players lost, the records it appends.
+pub(crate) fn expose_generator(regions: &[String]) {
+    let mut topics = vec![tickcast_schemas::topics::GAME_EVENTS.to_owned()];
+    for region in regions {
+        let topic = tickcast_schemas::topics::ticks(region);
+        RegionSeries::new(region, &topic);
+        topics.push(topic);
+    }
+    tickcast_eventlog::metrics::expose_appends(&topics);
+    sessions_active(0);
+    for reason in ["max_rounds", "idle", "ended_by_api"] {
+        counter!(SESSIONS_ENDED, "reason" => reason).increment(0);
+    }
+    players_lost(0);
+}
+
+/// The projector's series at zero, before its first batch.
+pub(crate) fn expose_projector() {
+    counter!(PROJECTOR_EVENTS).increment(0);
+    gauge!(PROJECTOR_LAG_MS).set(0.0);
+}
+
 pub(crate) fn archived_rows(kind: &'static str, rows: usize) {
     counter!(ARCHIVER_ROWS, "kind" => kind).increment(rows as u64);
 }

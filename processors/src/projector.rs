@@ -65,6 +65,7 @@ impl Projector {
     /// Runs until `shutdown`, committing what it projected.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let mut ends = SessionEnds::default();
+        metrics::expose_projector();
         self.store.create_tables().await?;
         let mut consumer = self.log.consume(&self.config.group, &[GAME_EVENTS], StartFrom::Beginning).await?;
         let mut expire = tokio::time::interval(self.config.expire_every);

@@ -208,10 +208,8 @@ impl Edge {
         regions: Vec<Region>,
         config: EdgeConfig,
     ) -> Arc<Self> {
-        if config.admission.is_some() {
-            // The series exists from the start: 0 until the process saturates.
-            metrics::saturated(false);
-        }
+        // 0 until the process saturates (always, on an edge without admission control).
+        metrics::expose(&regions.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
         Arc::new(Self {
             log,
             signer,

@@ -10,6 +10,15 @@ pub(crate) const REQUESTS_REFUSED: &str = "tickcast_edge_requests_refused_total"
 /// 1 while the edge refuses new games because the process is saturated, else 0.
 pub(crate) const SATURATED: &str = "tickcast_edge_saturated";
 
+/// The edge's series at zero, before the first request: a dashboard shows 0, not "no data".
+pub(crate) fn expose(regions: &[String]) {
+    for region in regions {
+        counter!(SESSIONS_CREATED, "region" => region.clone()).increment(0);
+    }
+    saturated(false);
+    tickcast_eventlog::metrics::expose_appends(&[tickcast_schemas::topics::GAME_EVENTS.to_owned()]);
+}
+
 pub(crate) fn saturated(saturated: bool) {
     gauge!(SATURATED).set(f64::from(u8::from(saturated)));
 }

@@ -7,6 +7,7 @@ mod bots;
 mod capacity;
 mod cli;
 mod cluster;
+mod dashboards;
 mod ended_games;
 mod game;
 mod gateways;

@@ -59,6 +59,10 @@ pub struct TickGeneratorConfig {
     /// A gateway that has not said it serves a session (`gateway_heartbeat`, or a join) for
     /// this long is lost: its players there leave with reason `gateway_lost`.
     pub gateway_timeout_ms: i64,
+    /// Regions whose series are exposed from the start, at zero (the region table): a
+    /// dashboard shows 0 before the first game, not "no data". A session of another region
+    /// gets its series when it starts.
+    pub regions: Vec<String>,
 }
 
 impl Default for TickGeneratorConfig {
@@ -70,6 +74,7 @@ impl Default for TickGeneratorConfig {
             saturation: None,
             readiness: Readiness::new("the tick generator to join its consumer group"),
             gateway_timeout_ms: 15_000,
+            regions: Vec::new(),
         }
     }
 }
@@ -156,7 +161,7 @@ impl TickGenerator {
     /// Runs until `shutdown`; returns after the last due emissions are written.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
         let mut consumer = self.log.consume(&self.config.group, &[GAME_EVENTS], StartFrom::Beginning).await?;
-        metrics::players_lost(0); // the series exists from the start
+        metrics::expose_generator(&self.config.regions);
         let mut gateway_check = tokio::time::interval(GATEWAY_CHECK_EVERY);
         gateway_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
