@@ -5,7 +5,7 @@
 //! once for every store), and the [`ProjectionStore`] trait with its backends, chosen by URL
 //! ([`open`]): `embedded://DIR` (SQLite, `DIR/projections.sqlite`) and
 //! `dynamodb://PREFIX?region=R[&endpoint=URL]` (DynamoDB tables `PREFIX-sessions`,
-//! `PREFIX-connections`, `PREFIX-latency`). It reads no log and serves no HTTP: the projector
+//! `PREFIX-connections`, `PREFIX-latency`, and a second set a rebuild fills). It reads no log and serves no HTTP: the projector
 //! role feeds it, the edge reads it.
 //!
 //! # Layout

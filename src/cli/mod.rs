@@ -97,8 +97,8 @@ pub(crate) struct ProjectorArgs {
     #[command(flatten)]
     pub(crate) store: StoreArgs,
     /// Project every event the log holds now into new tables, switch the store to them, and
-    /// exit (stop the running projectors first). On SQLite the old tables serve until the new
-    /// ones are complete; on DynamoDB the tables are emptied and refilled in place.
+    /// exit (stop the running projectors first). The old tables serve until the new ones are
+    /// complete (on DynamoDB: the other set of tables, switched to in PREFIX-tables).
     #[arg(long)]
     pub(crate) rebuild: bool,
     #[command(flatten)]

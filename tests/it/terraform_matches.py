@@ -83,12 +83,23 @@ for name, summary in made.items():
     if name != deployment and summary["RetentionPeriodHours"] != 168:
         fail(f"{name}: streams create --retention 7d (the default) keeps records 168 h, not {summary['RetentionPeriodHours']}")
 
-# Tables: keys, attribute types, indexes, TTL.
+# Tables: the same names (for_each over the sets of projection tables expanded), keys,
+# attribute types, indexes, TTL.
 dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+declared_tables = {}
 for (kind, name), body in resources.items():
     if kind != "aws_dynamodb_table":
         continue
-    table = named(body["name"])
+    if body.get("for_each"):
+        for key in locals_["table_sets"]:
+            declared_tables[named(body["name"]).replace("${each.key}", key)] = body
+    else:
+        declared_tables[named(body["name"])] = body
+made_tables = {t for page in dynamodb.get_paginator("list_tables").paginate() for t in page["TableNames"]
+               if t.startswith(prefix + "-")}
+if set(declared_tables) != made_tables:
+    fail(f"tables: the Terraform declares {sorted(declared_tables)}, tickcast makes {sorted(made_tables)}")
+for table, body in declared_tables.items():
     try:
         described = dynamodb.describe_table(TableName=table)["Table"]
     except dynamodb.exceptions.ResourceNotFoundException:

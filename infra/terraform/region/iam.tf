@@ -4,11 +4,12 @@
 locals {
   all_streams  = concat([aws_kinesis_stream.game_events.arn, aws_kinesis_stream.deployment.arn], [for s in aws_kinesis_stream.ticks : s.arn])
   tick_streams = [for s in aws_kinesis_stream.ticks : s.arn]
-  projection_tables = [
-    aws_dynamodb_table.sessions.arn, "${aws_dynamodb_table.sessions.arn}/index/*",
-    aws_dynamodb_table.connections.arn, "${aws_dynamodb_table.connections.arn}/index/*",
-    aws_dynamodb_table.latency.arn,
-  ]
+  # Both sets of projection tables, and the pointer to the one that serves.
+  projection_tables = concat([aws_dynamodb_table.tables.arn], flatten([for set in local.table_sets : [
+    aws_dynamodb_table.sessions[set].arn, "${aws_dynamodb_table.sessions[set].arn}/index/*",
+    aws_dynamodb_table.connections[set].arn, "${aws_dynamodb_table.connections[set].arn}/index/*",
+    aws_dynamodb_table.latency[set].arn,
+  ]]))
   # Reading a stream: its shards, an iterator, records.
   read_streams = ["kinesis:ListShards", "kinesis:GetShardIterator", "kinesis:GetRecords"]
   # A consumer group's shard leases.

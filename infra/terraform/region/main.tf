@@ -58,8 +58,27 @@ resource "aws_dynamodb_table" "leases" {
   }
 }
 
+# The projection tables, twice: set "a" (PREFIX-sessions, …) and set "b" (PREFIX-b-sessions, …).
+# A rebuild (`tickcast projector --rebuild`) fills the set that does not serve, then switches;
+# PREFIX-tables says which set serves (docs/operations.md).
+locals {
+  table_sets = ["", "b-"]
+}
+
+resource "aws_dynamodb_table" "tables" {
+  name         = "${var.prefix}-tables"
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "name"
+
+  attribute {
+    name = "name"
+    type = "S"
+  }
+}
+
 resource "aws_dynamodb_table" "sessions" {
-  name         = "${var.prefix}-sessions"
+  for_each     = toset(local.table_sets)
+  name         = "${var.prefix}-${each.key}sessions"
   billing_mode = "PAY_PER_REQUEST"
   hash_key     = "sessionId"
 
@@ -88,7 +107,8 @@ resource "aws_dynamodb_table" "sessions" {
 }
 
 resource "aws_dynamodb_table" "connections" {
-  name         = "${var.prefix}-connections"
+  for_each     = toset(local.table_sets)
+  name         = "${var.prefix}-${each.key}connections"
   billing_mode = "PAY_PER_REQUEST"
   hash_key     = "connectionId"
 
@@ -117,7 +137,8 @@ resource "aws_dynamodb_table" "connections" {
 }
 
 resource "aws_dynamodb_table" "latency" {
-  name         = "${var.prefix}-latency"
+  for_each     = toset(local.table_sets)
+  name         = "${var.prefix}-${each.key}latency"
   billing_mode = "PAY_PER_REQUEST"
   hash_key     = "connectionId"
   range_key    = "at"
@@ -134,4 +155,18 @@ resource "aws_dynamodb_table" "latency" {
     attribute_name = "expiresAt"
     enabled        = true
   }
+}
+
+# Set "a" was these tables' only set before there were two.
+moved {
+  from = aws_dynamodb_table.sessions
+  to   = aws_dynamodb_table.sessions[""]
+}
+moved {
+  from = aws_dynamodb_table.connections
+  to   = aws_dynamodb_table.connections[""]
+}
+moved {
+  from = aws_dynamodb_table.latency
+  to   = aws_dynamodb_table.latency[""]
 }

@@ -36,6 +36,14 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn a_rebuild_serves_the_old_items_until_it_switches() {
+        let (dir, store) = fresh();
+        let reader = Arc::new(tickcast_projections::embedded::EmbeddedStore::open(dir.path()).unwrap());
+        suite::a_rebuild_serves_the_old_items_until_it_switches(store, reader, std::time::Duration::ZERO)
+            .await;
+    }
+
+    #[tokio::test]
     async fn sessions_are_listed_newest_first_and_connections_by_session() {
         suite::sessions_are_listed_newest_first_and_connections_by_session(fresh().1).await;
     }
@@ -51,6 +59,11 @@ mod dynamodb {
     use super::*;
 
     async fn fresh() -> Arc<dyn ProjectionStore> {
+        fresh_at().await.1
+    }
+
+    /// A store under a new prefix, its tables made, and its URL (to open it again).
+    async fn fresh_at() -> (String, Arc<dyn ProjectionStore>) {
         let endpoint = std::env::var("TICKCAST_TEST_DYNAMODB").unwrap_or_else(|_| {
             panic!("set TICKCAST_TEST_DYNAMODB (a DynamoDB endpoint, e.g. moto's server) or run ./scripts/test.sh, which provides it")
         });
@@ -58,7 +71,20 @@ mod dynamodb {
         let url = format!("dynamodb://{prefix}?region=us-east-1&endpoint={endpoint}");
         let store = tickcast_projections::open(&url).await.unwrap();
         store.create_tables().await.unwrap();
-        store
+        (url, store)
+    }
+
+    /// The other process follows the switch within the pointer's refresh (2 s).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rebuild_serves_the_old_items_until_it_switches() {
+        let (url, store) = fresh_at().await;
+        let reader = tickcast_projections::open(&url).await.unwrap();
+        suite::a_rebuild_serves_the_old_items_until_it_switches(
+            store,
+            reader,
+            std::time::Duration::from_secs(2),
+        )
+        .await;
     }
 
     #[tokio::test]

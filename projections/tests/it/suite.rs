@@ -281,3 +281,49 @@ pub(crate) async fn two_projectors_racing_end_where_one_would(
     assert_eq!(store.session("s-4").await.unwrap(), alone.session("s-4").await.unwrap());
     assert_eq!(store.connections_of("s-4").await.unwrap(), alone.connections_of("s-4").await.unwrap());
 }
+
+/// A rebuild fills new tables while the old ones serve, and switches at its end; one begun and
+/// never finished changes nothing, and the next one drops what it left. `reader` is the same
+/// store opened again (another process, the edge): it serves the rebuilt items within `follow`.
+pub(crate) async fn a_rebuild_serves_the_old_items_until_it_switches(
+    store: Arc<dyn ProjectionStore>,
+    reader: Arc<dyn ProjectionStore>,
+    follow: std::time::Duration,
+) {
+    let serves = |store: Arc<dyn ProjectionStore>, ids: [&'static str; 3]| async move {
+        let mut found = Vec::new();
+        for id in ids {
+            found.push(store.session(id).await.unwrap().is_some());
+        }
+        found
+    };
+    apply(&store, &recorded_game("old")).await;
+    let abandoned = store.begin_rebuild().await.unwrap();
+    apply(&abandoned, &recorded_game("half")).await;
+    drop(abandoned);
+
+    let rebuild = store.begin_rebuild().await.unwrap();
+    assert!(
+        rebuild.session("half").await.unwrap().is_none(),
+        "the next rebuild drops an unfinished one's items"
+    );
+    apply(&rebuild, &recorded_game("new")).await;
+    for serving in [&store, &reader] {
+        assert_eq!(
+            serves(Arc::clone(serving), ["old", "half", "new"]).await,
+            [true, false, false],
+            "the old items serve until the rebuild switches"
+        );
+    }
+    store.finish_rebuild().await.unwrap();
+    assert_eq!(serves(Arc::clone(&store), ["old", "half", "new"]).await, [false, false, true], "switched");
+    assert_eq!(store.connections_of("new").await.unwrap().len(), 2, "with its connections");
+    let deadline = std::time::Instant::now() + follow + std::time::Duration::from_secs(5);
+    while serves(Arc::clone(&reader), ["old", "half", "new"]).await != [false, false, true] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "another opener of the store never followed the switch"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

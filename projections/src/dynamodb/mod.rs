@@ -1,29 +1,30 @@
 //! The DynamoDB store: tables `PREFIX-sessions` (key `sessionId`; index `byPhase` on `phase`,
 //! `createdAt`), `PREFIX-connections` (key `connectionId`; index `bySession` on `sessionId`,
 //! `joinedAt`) and `PREFIX-latency` (key `connectionId`, `at`), on-demand capacity, TTL on
-//! `expiresAt`. Items are written with a condition on their `position`, so a replay or a
-//! second projector never applies an event twice nor goes backwards.
+//! `expiresAt`, and a second set of them that a rebuild fills before it switches (`tables`).
+//! Items are written with a condition on their `position`, so a replay or a second projector
+//! never applies an event twice nor goes backwards.
+
+mod tables;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, PutRequest, ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus,
-    WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use self::tables::{TableSet, Tables};
 use crate::model::{ConnectionItem, LatencyItem, Phase, SessionItem};
 use crate::{Batch, Error, ProjectionStore, Result};
 
-/// How long `create_tables` waits for a new table to become active.
-const TABLE_READY: Duration = Duration::from_secs(120);
+/// How often a store reads which set of tables serves: a reader in another process (the edge)
+/// follows a rebuild's switch within this.
+const POINTER_REFRESH: Duration = Duration::from_secs(2);
 /// Conditional writes of one batch in flight at once.
 const WRITES_IN_FLIGHT: usize = 16;
 /// Attempts at writing the samples DynamoDB left unprocessed (throttled) in a batch.
@@ -70,9 +71,19 @@ impl DynamoAddress {
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     client: Client,
-    sessions: String,
-    connections: String,
-    latency: String,
+    prefix: String,
+    /// The set of tables it reads and writes, and when the pointer was last read; shared by
+    /// its clones, locked only to copy or replace it (never across a call).
+    serving: Arc<Mutex<Serving>>,
+    /// A rebuild's store: fixed on the set it fills, it never follows the pointer.
+    fixed: bool,
+}
+
+#[derive(Debug)]
+struct Serving {
+    tables: Tables,
+    /// `None` until the pointer is first read.
+    read_at: Option<Instant>,
 }
 
 impl DynamoStore {
@@ -86,111 +97,27 @@ impl DynamoStore {
             loader = loader.endpoint_url(endpoint);
         }
         let client = Client::new(&loader.load().await);
-        let table = |name: &str| format!("{}-{name}", address.prefix);
-        Self {
-            client,
-            sessions: table("sessions"),
-            connections: table("connections"),
-            latency: table("latency"),
-        }
+        let serving = Serving { tables: Tables::of(&address.prefix, TableSet::A), read_at: None };
+        Self { client, prefix: address.prefix, serving: Arc::new(Mutex::new(serving)), fixed: false }
     }
 
-    /// The three table names.
-    #[must_use]
-    pub fn tables(&self) -> [&str; 3] {
-        [&self.sessions, &self.connections, &self.latency]
+    /// The tables that serve now, as the pointer said at most [`POINTER_REFRESH`] ago.
+    async fn tables(&self) -> Result<Tables> {
+        let stale = {
+            let serving = self.serving.lock().unwrap();
+            !self.fixed && serving.read_at.is_none_or(|at| at.elapsed() > POINTER_REFRESH)
+        };
+        if stale {
+            let set = tables::active_set(&self.client, &self.prefix).await?;
+            self.serve(set);
+        }
+        Ok(self.serving.lock().unwrap().tables.clone())
     }
 
-    async fn create_table(
-        &self,
-        name: &str,
-        keys: &[(&str, ScalarAttributeType, KeyType)],
-        index: Option<(&str, [(&str, ScalarAttributeType); 2])>,
-    ) -> Result<()> {
-        // Tables made beforehand (by Terraform, or `tables create`) are only described: a
-        // projector's role then needs no CreateTable or UpdateTimeToLive permission.
-        if self.table_active(name).await? && self.ttl_enabled(name).await? {
-            return Ok(());
-        }
-        let mut definitions: HashMap<String, ScalarAttributeType> = HashMap::new();
-        let mut request =
-            self.client.create_table().table_name(name).billing_mode(BillingMode::PayPerRequest);
-        for (attribute, kind, key) in keys {
-            definitions.insert((*attribute).to_owned(), kind.clone());
-            request = request.key_schema(key_element(attribute, key.clone()));
-        }
-        if let Some((index_name, [(hash, hash_kind), (range, range_kind)])) = index {
-            definitions.insert(hash.to_owned(), hash_kind);
-            definitions.insert(range.to_owned(), range_kind);
-            request = request.global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(index_name)
-                    .key_schema(key_element(hash, KeyType::Hash))
-                    .key_schema(key_element(range, KeyType::Range))
-                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
-                    .build()
-                    .map_err(|e| build_error("an index", &e))?,
-            );
-        }
-        for (attribute, kind) in definitions {
-            request = request.attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(attribute)
-                    .attribute_type(kind)
-                    .build()
-                    .map_err(|e| build_error("an attribute definition", &e))?,
-            );
-        }
-        match request.send().await {
-            Ok(_) => {}
-            Err(error) if error.code() == Some("ResourceInUseException") => {} // exists already
-            Err(error) => return Err(sdk_error(&format!("creating table {name}"), &error)),
-        }
-        self.client.wait_until_table_exists().table_name(name).wait(TABLE_READY).await.map_err(|e| {
-            Error::Dynamo {
-                context: format!("waiting for table {name}"),
-                message: DisplayErrorContext(&e).to_string(),
-                transient: true,
-            }
-        })?;
-        let ttl = TimeToLiveSpecification::builder()
-            .attribute_name("expiresAt")
-            .enabled(true)
-            .build()
-            .map_err(|e| build_error("a TTL specification", &e))?;
-        match self.client.update_time_to_live().table_name(name).time_to_live_specification(ttl).send().await
-        {
-            Ok(_) => Ok(()),
-            // Enabling TTL twice is refused with this; it is enabled.
-            Err(error) if error.code() == Some("ValidationException") && self.ttl_enabled(name).await? => {
-                Ok(())
-            }
-            Err(error) => Err(sdk_error(&format!("enabling TTL on {name}"), &error)),
-        }
-    }
-
-    /// Whether `table` exists and is active.
-    async fn table_active(&self, table: &str) -> Result<bool> {
-        match self.client.describe_table().table_name(table).send().await {
-            Ok(described) => Ok(described
-                .table()
-                .and_then(|t| t.table_status())
-                .is_some_and(|status| *status == aws_sdk_dynamodb::types::TableStatus::Active)),
-            Err(error) if error.code() == Some("ResourceNotFoundException") => Ok(false),
-            Err(error) => Err(sdk_error(&format!("describing table {table}"), &error)),
-        }
-    }
-
-    async fn ttl_enabled(&self, table: &str) -> Result<bool> {
-        let described = self
-            .client
-            .describe_time_to_live()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| sdk_error(&format!("describing TTL of {table}"), &e))?;
-        Ok(described.time_to_live_description().and_then(|d| d.time_to_live_status())
-            == Some(&TimeToLiveStatus::Enabled))
+    /// From now on `set` serves this store.
+    fn serve(&self, set: TableSet) {
+        *self.serving.lock().unwrap() =
+            Serving { tables: Tables::of(&self.prefix, set), read_at: Some(Instant::now()) };
     }
 
     async fn get<T: DeserializeOwned>(&self, table: &str, key: &str, id: &str) -> Result<Option<T>> {
@@ -233,7 +160,7 @@ impl DynamoStore {
     }
 
     /// Writes latency samples in batches of 25, retrying what DynamoDB leaves unprocessed.
-    async fn put_latency(&self, items: &[LatencyItem]) -> Result<()> {
+    async fn put_latency(&self, table: &str, items: &[LatencyItem]) -> Result<()> {
         // A batch holds 25 writes and no two of one key.
         let mut unique: Vec<&LatencyItem> = items.iter().collect();
         unique.sort_by(|a, b| (&a.connection_id, a.at).cmp(&(&b.connection_id, b.at)));
@@ -255,18 +182,16 @@ impl DynamoStore {
                 let written = self
                     .client
                     .batch_write_item()
-                    .request_items(&self.latency, requests)
+                    .request_items(table, requests)
                     .send()
                     .await
-                    .map_err(|e| sdk_error(&format!("writing {}", self.latency), &e))?;
-                requests = written
-                    .unprocessed_items
-                    .and_then(|mut left| left.remove(&self.latency))
-                    .unwrap_or_default();
+                    .map_err(|e| sdk_error(&format!("writing {table}"), &e))?;
+                requests =
+                    written.unprocessed_items.and_then(|mut left| left.remove(table)).unwrap_or_default();
                 if !requests.is_empty() {
                     if attempt >= BATCH_ATTEMPTS {
                         return Err(Error::Dynamo {
-                            context: format!("writing {}", self.latency),
+                            context: format!("writing {table}"),
                             message: format!(
                                 "{} samples still unprocessed after {attempt} attempts",
                                 requests.len()
@@ -308,15 +233,7 @@ impl DynamoStore {
     }
 }
 
-fn key_element(attribute: &str, key: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder()
-        .attribute_name(attribute)
-        .key_type(key)
-        .build()
-        .expect("name and type are set")
-}
-
-fn build_error(what: &str, error: &dyn std::fmt::Display) -> Error {
+pub(crate) fn build_error(what: &str, error: &dyn std::fmt::Display) -> Error {
     Error::Dynamo { context: format!("building {what}"), message: error.to_string(), transient: false }
 }
 
@@ -329,7 +246,7 @@ fn from_item<T: DeserializeOwned>(item: HashMap<String, AttributeValue>) -> Resu
 }
 
 /// A failed call: throttling, server errors, timeouts and dropped connections can pass.
-fn sdk_error<E, R>(context: &str, error: &SdkError<E, R>) -> Error
+pub(crate) fn sdk_error<E, R>(context: &str, error: &SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -354,26 +271,12 @@ where
 #[async_trait]
 impl ProjectionStore for DynamoStore {
     async fn create_tables(&self) -> Result<()> {
-        use KeyType::{Hash, Range};
-        use ScalarAttributeType::{N, S};
-        self.create_table(
-            &self.sessions,
-            &[("sessionId", S, Hash)],
-            Some(("byPhase", [("phase", S), ("createdAt", N)])),
-        )
-        .await?;
-        self.create_table(
-            &self.connections,
-            &[("connectionId", S, Hash)],
-            Some(("bySession", [("sessionId", S), ("joinedAt", N)])),
-        )
-        .await?;
-        self.create_table(&self.latency, &[("connectionId", S, Hash), ("at", N, Range)], None).await
+        tables::create_all(&self.client, &self.prefix).await
     }
 
     async fn expiry_enabled(&self) -> Result<bool> {
-        for table in self.tables() {
-            if !self.ttl_enabled(table).await? {
+        for table in self.tables().await?.names() {
+            if !tables::ttl_enabled(&self.client, table).await? {
                 return Ok(false);
             }
         }
@@ -381,39 +284,42 @@ impl ProjectionStore for DynamoStore {
     }
 
     async fn session(&self, id: &str) -> Result<Option<SessionItem>> {
-        self.get(&self.sessions, "sessionId", id).await
+        self.get(&self.tables().await?.sessions, "sessionId", id).await
     }
 
     async fn connection(&self, id: &str) -> Result<Option<ConnectionItem>> {
-        self.get(&self.connections, "connectionId", id).await
+        self.get(&self.tables().await?.connections, "connectionId", id).await
     }
 
     async fn write(&self, batch: &Batch) -> Result<usize> {
+        let tables = self.tables().await?;
         // Items are independent, so their conditional writes go out together, a few at a time.
         let mut written = 0;
         for chunk in batch.sessions.chunks(WRITES_IN_FLIGHT) {
-            let puts =
-                chunk.iter().map(|item| self.put_if_newer(&self.sessions, "sessionId", item, &item.position));
+            let puts = chunk
+                .iter()
+                .map(|item| self.put_if_newer(&tables.sessions, "sessionId", item, &item.position));
             written += futures_util::future::try_join_all(puts).await?.into_iter().filter(|w| *w).count();
         }
         for chunk in batch.connections.chunks(WRITES_IN_FLIGHT) {
             let puts = chunk
                 .iter()
-                .map(|item| self.put_if_newer(&self.connections, "connectionId", item, &item.position));
+                .map(|item| self.put_if_newer(&tables.connections, "connectionId", item, &item.position));
             written += futures_util::future::try_join_all(puts).await?.into_iter().filter(|w| *w).count();
         }
         if !batch.latency.is_empty() {
-            self.put_latency(&batch.latency).await?;
+            self.put_latency(&tables.latency, &batch.latency).await?;
         }
         Ok(written)
     }
 
     async fn sessions(&self, phase: Phase, limit: usize) -> Result<Vec<SessionItem>> {
+        let table = self.tables().await?.sessions;
         self.query(
             || {
                 self.client
                     .query()
-                    .table_name(&self.sessions)
+                    .table_name(&table)
                     .index_name("byPhase")
                     .key_condition_expression("#phase = :phase")
                     .expression_attribute_names("#phase", "phase")
@@ -426,11 +332,12 @@ impl ProjectionStore for DynamoStore {
     }
 
     async fn connections_of(&self, session_id: &str) -> Result<Vec<ConnectionItem>> {
+        let table = self.tables().await?.connections;
         self.query(
             || {
                 self.client
                     .query()
-                    .table_name(&self.connections)
+                    .table_name(&table)
                     .index_name("bySession")
                     .key_condition_expression("sessionId = :session")
                     .expression_attribute_values(":session", AttributeValue::S(session_id.to_owned()))
@@ -441,11 +348,12 @@ impl ProjectionStore for DynamoStore {
     }
 
     async fn latency_of(&self, connection_id: &str, limit: usize) -> Result<Vec<LatencyItem>> {
+        let table = self.tables().await?.latency;
         self.query(
             || {
                 self.client
                     .query()
-                    .table_name(&self.latency)
+                    .table_name(&table)
                     .key_condition_expression("connectionId = :connection")
                     .expression_attribute_values(":connection", AttributeValue::S(connection_id.to_owned()))
                     .scan_index_forward(false)
@@ -455,38 +363,42 @@ impl ProjectionStore for DynamoStore {
         .await
     }
 
+    /// Deletes the serving set's tables and makes them again: one call a table, where deleting
+    /// the items would be one call each.
     async fn clear(&self) -> Result<()> {
-        // Deleting a table is one call where deleting its items is one per item.
-        for table in self.tables() {
-            match self.client.delete_table().table_name(table).send().await {
-                Ok(_) => {}
-                Err(error) if error.code() == Some("ResourceNotFoundException") => continue,
-                Err(error) => return Err(sdk_error(&format!("deleting table {table}"), &error)),
-            }
-            self.client.wait_until_table_not_exists().table_name(table).wait(TABLE_READY).await.map_err(
-                |e| Error::Dynamo {
-                    context: format!("waiting for table {table} to go"),
-                    message: DisplayErrorContext(&e).to_string(),
-                    transient: true,
-                },
-            )?;
-        }
-        self.create_tables().await
+        let tables = self.tables().await?;
+        tables::delete_set(&self.client, &tables).await?;
+        tables::create_set(&self.client, &tables).await
     }
 
     async fn expire(&self, _now_s: i64) -> Result<u64> {
         Ok(0) // DynamoDB's TTL deletes expired items itself
     }
 
-    /// On DynamoDB the tables are emptied and filled again in place: readers see them partly
-    /// filled meanwhile (docs/operations.md says so). Tables of a new generation, switched to
-    /// at the end, are not done yet.
-    async fn begin_rebuild(&self) -> Result<std::sync::Arc<dyn ProjectionStore>> {
-        self.clear().await?;
-        Ok(std::sync::Arc::new(self.clone()))
+    /// The set that does not serve, emptied (what an unfinished rebuild left there goes too):
+    /// readers keep the serving set until [`ProjectionStore::finish_rebuild`] moves the pointer.
+    async fn begin_rebuild(&self) -> Result<Arc<dyn ProjectionStore>> {
+        let serving = tables::active_set(&self.client, &self.prefix).await?;
+        self.serve(serving);
+        let target = Self {
+            client: self.client.clone(),
+            prefix: self.prefix.clone(),
+            serving: Arc::new(Mutex::new(Serving {
+                tables: Tables::of(&self.prefix, serving.other()),
+                read_at: None,
+            })),
+            fixed: true,
+        };
+        target.clear().await?;
+        Ok(Arc::new(target))
     }
 
+    /// Moves the pointer to the rebuilt set: this store serves it at once, every other within
+    /// [`POINTER_REFRESH`].
     async fn finish_rebuild(&self) -> Result<()> {
+        let rebuilt = tables::active_set(&self.client, &self.prefix).await?.other();
+        tables::activate(&self.client, &self.prefix, rebuilt).await?;
+        self.serve(rebuilt);
         Ok(())
     }
 }
