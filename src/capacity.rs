@@ -9,8 +9,14 @@
 //! costs of an idle machine weigh little (an average over a light load would be far above the
 //! cost of one more tick, and refuse players the machine can carry); until then the capacity is
 //! the cold estimate, [`COLD_PER_CORE_PER_S`] per core.
+//!
+//! What it learns it remembers in the data directory (`capacity.json`), so the next start on
+//! the same machine begins from the measured capacity instead of the cold estimate: a burst
+//! right after a restart is then judged by what this machine carries, not by a guess. A file
+//! written on a machine with another number of cores is ignored.
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +53,34 @@ struct Sample {
     delivered: u64,
 }
 
+/// Where a data directory keeps the capacity learned there.
+pub(crate) fn remembered_at(data_dir: &Path) -> PathBuf {
+    data_dir.join("capacity.json")
+}
+
+/// The capacity remembered at `path` (`{"ticksPerSecond", "cores", "learnedAtMs"}`), if it was
+/// learned on as many cores as this machine has.
+fn recall(path: &Path, cores: f64) -> Option<f64> {
+    let remembered: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let capacity = remembered["ticksPerSecond"].as_f64().filter(|c| *c >= 1.0)?;
+    (remembered["cores"].as_f64() == Some(cores)).then_some(capacity)
+}
+
+/// Writes what was learned to `path` (a new file renamed over the old, so a crash leaves one or
+/// the other whole). A failure costs only the memory of it: it is logged, not fatal.
+fn remember(path: &Path, cores: f64, capacity: f64) {
+    let learned_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let remembered =
+        serde_json::json!({ "ticksPerSecond": capacity, "cores": cores, "learnedAtMs": learned_at_ms });
+    let json = serde_json::to_vec_pretty(&remembered).expect("plain numbers serialize");
+    let fresh = path.with_extension("json.new");
+    if let Err(error) = std::fs::write(&fresh, json).and_then(|()| std::fs::rename(&fresh, path)) {
+        tracing::warn!(path = %path.display(), %error, "cannot remember the capacity learned");
+    }
+}
+
 /// The cold estimate for `cores`.
 fn cold_capacity(cores: f64) -> f64 {
     cores * COLD_PER_CORE_PER_S
@@ -74,15 +108,23 @@ fn machine_busy() -> Option<u64> {
     Some(total.saturating_sub(idle))
 }
 
-/// Keeps `load`'s capacity current until `shutdown`.
+/// Keeps `load`'s capacity current until `shutdown`, starting from what `remembered` (a
+/// `capacity.json`) holds, and keeping what it learns there.
 pub(crate) async fn learn(
     load: Arc<ProcessLoad>,
+    remembered: PathBuf,
     shutdown: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64;
     // USER_HZ, the unit of /proc/stat: 100 on every Linux architecture tickcast builds for.
     let clock_ticks_per_s = 100.0;
-    let mut capacity = cold_capacity(cores);
+    let mut capacity = match recall(&remembered, cores) {
+        Some(capacity) => {
+            tracing::info!(ticks_per_s = capacity as u64, "capacity as learned on an earlier run");
+            capacity
+        }
+        None => cold_capacity(cores),
+    };
     publish(&load, capacity);
     let mut window: VecDeque<Sample> = VecDeque::with_capacity(WINDOW + 1);
     let mut every = tokio::time::interval(SAMPLE_EVERY);
@@ -105,6 +147,7 @@ pub(crate) async fn learn(
         {
             capacity = measured;
             publish(&load, capacity);
+            remember(&remembered, cores, capacity);
             tracing::debug!(
                 ticks_per_s = capacity as u64,
                 "capacity learned from the CPU per delivered tick"
@@ -138,5 +181,17 @@ mod tests {
         // much, nothing is learned.
         assert_eq!(measured_capacity(at(0, 0, 0), at(10, 900, 300_000), 2.0, 100.0), None);
         assert_eq!(cold_capacity(2.0), 100_000.0);
+    }
+
+    #[test]
+    fn a_capacity_is_recalled_only_on_as_many_cores_as_it_was_learned_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = remembered_at(dir.path());
+        assert_eq!(recall(&path, 2.0), None, "nothing learned yet");
+        remember(&path, 2.0, 61_234.5);
+        assert_eq!(recall(&path, 2.0), Some(61_234.5));
+        assert_eq!(recall(&path, 4.0), None, "another machine");
+        std::fs::write(&path, b"{not json").unwrap();
+        assert_eq!(recall(&path, 2.0), None, "a damaged file is ignored");
     }
 }

@@ -58,7 +58,8 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     if let Some(load) = &saturation
         && args.admission.max_players == MaxPlayers::Auto
     {
-        roles.spawn("capacity", crate::capacity::learn(Arc::clone(load), roles.shutdown.clone()));
+        let remembered = crate::capacity::remembered_at(&args.data_dir);
+        roles.spawn("capacity", crate::capacity::learn(Arc::clone(load), remembered, roles.shutdown.clone()));
     }
     // The projections, in the data directory unless --store says otherwise: the projector
     // feeds them, the edge answers the read API and joins from them. `--store none` runs

@@ -148,3 +148,31 @@ fn the_tests_run_with_the_test_hooks() {
         "run the tests with `--features test-hooks` (scripts/test.sh does): the slow-gateway tests need it"
     );
 }
+
+/// What a run learned about the machine is where the next run on it starts: given a
+/// `capacity.json` in its data directory (learned on as many cores as this machine has), `up`
+/// counts admissions against it from its first game, not against the cold estimate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capacity_learned_on_an_earlier_run_is_where_the_next_one_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    // 45 ticks a second: four players at 10 Hz, not five.
+    let remembered = json!({"ticksPerSecond": 45.0, "cores": cores as f64, "learnedAtMs": 0});
+    std::fs::write(dir.path().join("capacity.json"), remembered.to_string()).unwrap();
+    let server = Server::start_in(dir.path(), &["--max-players", "auto"]);
+    // Published by the task that learns it, which starts beside the listener.
+    crate::support::eventually("the remembered capacity on /metrics", || {
+        let server = &server;
+        async move { server.metrics().await.contains("tickcast_capacity_ticks_per_second 45").then_some(()) }
+    })
+    .await;
+    let mut answers = Vec::new();
+    for i in 0..5 {
+        let body = json!({"userId": format!("u{i}"), "countdownMs": 10_000, "tickMs": 100}).to_string();
+        let (status, answer) = server.post("/edge/game/start", &body).await;
+        answers.push((status, answer["error"].clone()));
+    }
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 503], "{answers:?}");
+    assert_eq!(answers[4].1, "at_capacity");
+}
