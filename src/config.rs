@@ -17,7 +17,7 @@ use tickcast_schemas::regions::{self, Region};
 
 use crate::cli::{
     AdmissionArgs, CommonArgs, GameArgs, KafkaClientArgs, LatencyArgs, LogArgs, MaxPlayers, RegionArgs,
-    RollArgs, SocketLimitArgs,
+    RegionControlArgs, RollArgs, SocketLimitArgs,
 };
 
 /// Opens the log of a role's flags; `group_instance_id` makes its group members static.
@@ -208,8 +208,10 @@ pub(crate) fn admission(args: &AdmissionArgs) -> anyhow::Result<Option<(Arc<Proc
     Ok(Some((load, admission)))
 }
 
-pub(crate) fn edge_config(game: &GameArgs, common: &CommonArgs) -> EdgeConfig {
+pub(crate) fn edge_config(game: &GameArgs, common: &CommonArgs, control: &RegionControlArgs) -> EdgeConfig {
     EdgeConfig {
+        admin_token: control.admin_token.clone().filter(|t| !t.is_empty()),
+        region_failover_after: control.region_failover_after,
         defaults: GameDefaults {
             tick_ms: game.default_tick_ms,
             countdown_ms: game.countdown_ms,

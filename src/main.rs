@@ -17,6 +17,7 @@ mod capacity;
 mod cli;
 mod config;
 mod listeners;
+mod regions;
 mod replay;
 mod roles;
 mod routes;
@@ -85,5 +86,6 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Streams(StreamsCommand::Create { log, shards, retention, regions }) => {
             roles::create_streams(&log, shards, retention, &regions).await
         }
+        Command::Regions(command) => regions::run(command).await,
     }
 }

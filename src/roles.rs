@@ -52,7 +52,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut roles = Roles::new();
     // One saturation gauge for the process: its gateways and generator report to it, the edge
     // refuses new games while it is over.
-    let mut edge_config = edge_config(&args.game, &args.common);
+    let mut edge_config = edge_config(&args.game, &args.common, &args.regions_control);
     edge_config.admission = saturation.as_ref().map(|(_, admission)| Arc::clone(admission));
     let saturation = saturation.map(|(gauge, _)| gauge);
     if let Some(load) = &saturation
@@ -146,7 +146,7 @@ pub(crate) async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     let log = open_log(&args.log, None)?;
     check_topics(log.as_ref(), &[GAME_EVENTS.to_owned()]).await?;
     let mut roles = Roles::new();
-    let mut config = edge_config(&args.game, &args.common);
+    let mut config = edge_config(&args.game, &args.common, &args.regions_control);
     config.gateway_ca.clone_from(&args.gateway_ca);
     if let Some(url) = &args.store {
         config.store = Some(open_store(url).await?);

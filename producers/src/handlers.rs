@@ -90,19 +90,7 @@ pub(crate) async fn start_game(
     edge.log.append(GAME_EVENTS, vec![record], Durability::Durable).await.map_err(|e| {
         edge.release(&game_id);
         tracing::error!(error = %e, "could not log session_created");
-        match e.retry_hint() {
-            RetryHint::Retry => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "log_unavailable",
-                "the event log refused the new session for now; retry in a few seconds",
-            )
-            .retry_after(LOG_RETRY_AFTER_S),
-            RetryHint::DoNotRetry => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "log_failed",
-                "the event log cannot take new sessions; an operator must look at it",
-            ),
-        }
+        log_refused(&e, "the new session")
     })?;
     let info = {
         let mut directory = edge.directory.lock().unwrap();
@@ -156,8 +144,29 @@ pub(crate) async fn join_game(
 }
 
 pub(crate) async fn list_regions(State(edge): State<Arc<Edge>>) -> Json<serde_json::Value> {
-    let ids: Vec<String> = edge.router.read().unwrap().regions().iter().map(|r| r.id.clone()).collect();
-    Json(serde_json::json!({ "regions": ids }))
+    let router = edge.router.read().unwrap();
+    let ids: Vec<&str> = router.regions().iter().map(|r| r.id.as_str()).collect();
+    let states: serde_json::Map<String, serde_json::Value> =
+        ids.iter().map(|id| ((*id).to_owned(), router.state(id).into())).collect();
+    Json(serde_json::json!({ "regions": ids, "states": states }))
+}
+
+/// A write the log refused, as the client is told: 503 with `Retry-After` when a retry can
+/// help, 500 when an operator must look.
+pub(crate) fn log_refused(error: &tickcast_eventlog::Error, what: &str) -> ApiError {
+    match error.retry_hint() {
+        RetryHint::Retry => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "log_unavailable",
+            format!("the event log refused {what} for now; retry in a few seconds"),
+        )
+        .retry_after(LOG_RETRY_AFTER_S),
+        RetryHint::DoNotRetry => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "log_failed",
+            format!("the event log cannot take {what}; an operator must look at it"),
+        ),
+    }
 }
 
 /// The request's JSON body. Only `Content-Type: application/json` is read: a browser sends that

@@ -2,9 +2,17 @@
 //! every [`POLL_EVERY`]; an instance that does not answer 200 gets no new games (the router
 //! places them on the region's other ready instances), and a region with none gets no new
 //! games (the router sends them to the nearest ready region) until one answers again.
+//!
+//! A region with no ready gateway for `region_failover_after` (10 s by default) is drained with
+//! reason `unhealthy` (`region_drained`, in the log: its running games move to another region),
+//! and restored once one of its gateways is ready again. A region an operator drained stays
+//! drained whatever its health.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tickcast_schemas::event::DrainReason;
 
 use tokio_util::sync::CancellationToken;
 
@@ -113,6 +121,10 @@ impl Edge {
             return Ok(());
         }
         let tls = tokio_rustls::TlsConnector::from(Arc::new(self.gateway_tls()?));
+        let mut regions: Vec<String> = targets.iter().map(|(region, _, _)| region.clone()).collect();
+        regions.dedup();
+        // Since when each region has had no ready gateway.
+        let mut unready_since: HashMap<String, Instant> = HashMap::new();
         let mut every = tokio::time::interval(POLL_EVERY);
         while shutdown.run_until_cancelled(every.tick()).await.is_some() {
             let answers = futures_util::future::join_all(targets.iter().map(|(region, instance, target)| {
@@ -120,23 +132,63 @@ impl Edge {
                 async move { (region, instance, answers_ready(target, tls).await) }
             }))
             .await;
-            let mut router = self.router.write().unwrap();
-            for (region, instance, ready) in answers {
-                let was = router.is_healthy(region);
-                router.set_ready(region, instance, ready);
-                match (was, router.is_healthy(region)) {
-                    (false, true) => {
-                        tracing::info!(region, "the region has a ready gateway again: new games go there");
-                    }
-                    (true, false) => tracing::warn!(
-                        region,
-                        "the region has no ready gateway: new games go to the nearest ready region"
-                    ),
-                    _ => {}
-                }
+            self.mark_ready(answers);
+            for region in &regions {
+                self.fail_over(region, &mut unready_since).await;
             }
         }
         Ok(())
+    }
+
+    /// Marks each gateway instance ready or not, as it answered; says when a region's health
+    /// changes.
+    fn mark_ready(&self, answers: Vec<(&String, &String, bool)>) {
+        let mut router = self.router.write().unwrap();
+        for (region, instance, ready) in answers {
+            let was = router.is_healthy(region);
+            router.set_ready(region, instance, ready);
+            match (was, router.is_healthy(region)) {
+                (false, true) => {
+                    tracing::info!(region, "the region has a ready gateway again: new games go there");
+                }
+                (true, false) => tracing::warn!(
+                    region,
+                    "the region has no ready gateway: new games go to the nearest ready region"
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    /// Drains `region` once it has had no ready gateway for the failover time; restores it
+    /// once it has one again, if that is why it was drained. A failed write is tried again at
+    /// the next poll.
+    async fn fail_over(&self, region: &str, unready_since: &mut HashMap<String, Instant>) {
+        let (healthy, drained) = {
+            let router = self.router.read().unwrap();
+            (router.is_healthy(region), router.drained(region))
+        };
+        if healthy {
+            unready_since.remove(region);
+            if drained == Some(DrainReason::Unhealthy) && self.restore_region(region).await.is_ok() {
+                tracing::info!(region, "the region is restored: its gateways are ready again");
+            }
+            return;
+        }
+        let since = *unready_since.entry(region.to_owned()).or_insert_with(Instant::now);
+        if drained.is_none() && since.elapsed() >= self.config.region_failover_after {
+            match self.drain_region(region, DrainReason::Unhealthy).await {
+                Ok(_) => tracing::warn!(
+                    region,
+                    "the region has had no ready gateway for the failover time: drained, its games move"
+                ),
+                // The last active region stays, unhealthy or not: said once, when it went down.
+                Err(refused) if refused.code == "last_region" => {}
+                Err(refused) => {
+                    tracing::warn!(region, reason = %refused.message, "cannot drain the unhealthy region")
+                }
+            }
+        }
     }
 }
 

@@ -23,8 +23,11 @@ mod health;
 pub mod lobby;
 mod metrics;
 mod rate;
+mod regions_admin;
 pub mod routing;
 pub mod rules;
+
+pub use regions_admin::region_states;
 
 use std::sync::{Arc, Mutex};
 
@@ -33,7 +36,7 @@ use axum::Router;
 use axum::http::uri::Scheme;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use serde::Serialize;
 use tickcast_eventlog::{EventLog, StartFrom};
 use tickcast_schemas::event::{Event, EventBody};
@@ -73,6 +76,11 @@ pub struct EdgeConfig {
     /// The projection store the read API answers from, and joins of games the directory does
     /// not hold; `None`: no read API, joins from the directory alone.
     pub store: Option<Arc<dyn tickcast_projections::ProjectionStore>>,
+    /// The bearer token of the operator's endpoints (`/admin/*`); `None`: they answer 404.
+    pub admin_token: Option<String>,
+    /// A region none of whose gateways has been ready for this long is drained (reason
+    /// `unhealthy`) by the edge that sees it, and restored when one is ready again.
+    pub region_failover_after: std::time::Duration,
 }
 
 impl Default for EdgeConfig {
@@ -88,6 +96,8 @@ impl Default for EdgeConfig {
             game_rate_per_ip: 30,
             max_games_per_user: 5,
             store: None,
+            admin_token: None,
+            region_failover_after: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -228,11 +238,30 @@ impl Edge {
             .route("/edge/regions", get(list_regions))
             .route("/edge/sessions", get(lobby::list_sessions))
             .route("/edge/sessions/{session_id}", get(lobby::session_detail))
+            .merge(self.admin_routes())
             .with_state(Arc::clone(self))
     }
 
-    /// Keeps the directory current from `game-events` until `shutdown`.
+    /// The operator's endpoints when an admin token is set; every other `/admin/*` path, and
+    /// every one without a token, answers 404.
+    fn admin_routes(&self) -> Router<Arc<Self>> {
+        let mut routes = Router::new()
+            .route("/admin", any(regions_admin::not_found))
+            .route("/admin/{*rest}", any(regions_admin::not_found));
+        if self.config.admin_token.as_deref().is_some_and(|t| !t.is_empty()) {
+            routes = routes
+                .route("/admin/regions/{region}/drain", post(regions_admin::drain))
+                .route("/admin/regions/{region}/restore", post(regions_admin::restore));
+        }
+        routes
+    }
+
+    /// Keeps the directory and the regions' states current from `game-events` until
+    /// `shutdown`. The regions' states are read from the start of the log first: a region
+    /// drained long ago is still drained.
     pub async fn follow_sessions(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), Error> {
+        let states = region_states(self.log.as_ref()).await?;
+        self.router.write().unwrap().set_states(states);
         let from = StartFrom::Timestamp(now_ms() - self.config.directory_history_ms);
         let mut tail = self.log.tail(GAME_EVENTS, from).await?;
         loop {
@@ -244,11 +273,19 @@ impl Edge {
             for record in records {
                 if !matches!(
                     Event::peek_type(&record.payload),
-                    Some("session_created" | "session_ended") | None
+                    Some("session_created" | "session_ended" | "region_drained" | "region_restored") | None
                 ) {
                     continue;
                 }
                 match Event::from_bytes(&record.payload) {
+                    Ok(event)
+                        if matches!(
+                            event.body,
+                            EventBody::RegionDrained(_) | EventBody::RegionRestored(_)
+                        ) =>
+                    {
+                        self.router.write().unwrap().apply(&event.body);
+                    }
                     Ok(event) => {
                         if matches!(event.body, EventBody::SessionEnded(_)) {
                             self.release(&event.session_id);

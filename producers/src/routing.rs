@@ -1,8 +1,9 @@
 //! Region selection (docs/protocol.md, "Edge"): preferredRegion → `x-user-region` → `cf-ipcountry` → default,
-//! skipping unhealthy regions. Plain data in, a decision out.
+//! skipping unhealthy and drained regions. Plain data in, a decision out.
 
 use std::collections::HashMap;
 
+use tickcast_schemas::region_events::{DrainReason, RegionStates};
 use tickcast_schemas::regions::Region;
 
 /// What the request says about where the player is.
@@ -21,7 +22,7 @@ pub struct RegionHints<'a> {
 pub enum RoutingError {
     #[error("unknown preferredRegion {0:?}")]
     UnknownRegion(String),
-    #[error("no healthy region is available")]
+    #[error("no healthy region is available (the others are down or drained)")]
     NoHealthyRegion,
 }
 
@@ -59,6 +60,9 @@ pub struct RegionRouter {
     /// have one, the empty endpoint: the process itself).
     instances: HashMap<String, Vec<Instance>>,
     default_index: usize,
+    /// Regions drained (by an operator, or found unhealthy for the failover time), as the log
+    /// says: new games avoid them as they avoid unhealthy ones.
+    states: RegionStates,
 }
 
 /// One gateway of a region.
@@ -125,7 +129,7 @@ impl RegionRouter {
                 by_country.entry(country.to_ascii_uppercase()).or_insert(index);
             }
         }
-        Self { regions: unique, by_country, instances, default_index: 0 }
+        Self { regions: unique, by_country, instances, default_index: 0, states: RegionStates::default() }
     }
 
     #[must_use]
@@ -143,6 +147,34 @@ impl RegionRouter {
     #[must_use]
     pub fn is_healthy(&self, id: &str) -> bool {
         self.instances.get(id).is_some_and(|all| all.iter().any(|i| i.ready))
+    }
+
+    /// Takes the regions' states as read from the log.
+    pub fn set_states(&mut self, states: RegionStates) {
+        self.states = states;
+    }
+
+    /// Folds a `region_drained` or `region_restored` in; returns whether a state changed.
+    pub fn apply(&mut self, body: &tickcast_schemas::EventBody) -> bool {
+        self.states.apply(body)
+    }
+
+    /// Why `id` is drained, if it is.
+    #[must_use]
+    pub fn drained(&self, id: &str) -> Option<DrainReason> {
+        self.states.drained(id)
+    }
+
+    /// `"active"` or `"drained"`, as `GET /edge/regions` says.
+    #[must_use]
+    pub fn state(&self, id: &str) -> &'static str {
+        if self.states.is_drained(id) { "drained" } else { "active" }
+    }
+
+    /// Whether new games may go to `id`: it is healthy and not drained.
+    #[must_use]
+    pub fn is_available(&self, id: &str) -> bool {
+        self.is_healthy(id) && !self.states.is_drained(id)
     }
 
     /// Marks every instance of a region ready or not (the tests' shorthand; the edge's poller
@@ -182,8 +214,8 @@ impl RegionRouter {
     }
 
     /// The region for a player: the first of `preferred`, `x-user-region`, the country's region
-    /// and the default that applies; if it is unhealthy, the nearest healthy region (then the
-    /// table's order, for regions whose place is not known). An unknown `preferred` is an error
+    /// and the default that applies; if it is unhealthy or drained, the nearest available region
+    /// (then the table's order, for regions whose place is not known). An unknown `preferred` is an error
     /// (the player asked for something that does not exist); unknown headers are ignored.
     pub fn pick(&self, hints: &RegionHints<'_>) -> Result<Routed, RoutingError> {
         if let Some(preferred) = hints.preferred
@@ -216,7 +248,7 @@ impl RegionRouter {
         });
         let mut skipped = Vec::new();
         for region in std::iter::once(chosen).chain(others) {
-            if self.is_healthy(&region.id) {
+            if self.is_available(&region.id) {
                 return Ok(Routed { region: region.clone(), by, skipped });
             }
             skipped.push(region.id.clone());
@@ -248,6 +280,26 @@ mod tests {
         assert_eq!(pick(&router, None, None, Some("DE")), "eu-central-1");
         assert_eq!(pick(&router, None, None, Some("XX")), "us-east-1");
         assert_eq!(pick(&router, None, None, None), "us-east-1");
+    }
+
+    #[test]
+    fn a_drained_region_s_games_go_to_the_nearest_active_one_until_it_is_restored() {
+        use tickcast_schemas::EventBody;
+        use tickcast_schemas::region_events::{RegionDrained, RegionRestored};
+        let mut router = RegionRouter::new(default_regions());
+        let drain = EventBody::RegionDrained(RegionDrained {
+            region: "eu-central-1".into(),
+            reason: DrainReason::Operator,
+        });
+        assert!(router.apply(&drain));
+        assert_eq!((router.state("eu-central-1"), router.state("eu-west-1")), ("drained", "active"));
+        let routed = router.pick(&RegionHints { country: Some("DE"), ..Default::default() }).unwrap();
+        assert_eq!(
+            (routed.region.id.as_str(), routed.skipped),
+            ("eu-west-1", vec!["eu-central-1".to_owned()])
+        );
+        assert!(router.apply(&EventBody::RegionRestored(RegionRestored { region: "eu-central-1".into() })));
+        assert_eq!(pick(&router, None, None, Some("DE")), "eu-central-1");
     }
 
     #[test]

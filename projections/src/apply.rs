@@ -241,6 +241,9 @@ impl<'a> Fold<'a> {
             EventBody::Countdown(_)
             | EventBody::Tick(_)
             | EventBody::GatewayHeartbeat(_)
+            | EventBody::RegionDrained(_)
+            | EventBody::RegionRestored(_)
+            | EventBody::SessionMigrated(_)
             | EventBody::Unknown => {}
         }
         Ok(())

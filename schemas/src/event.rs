@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::region_events::{DrainReason, RegionDrained, RegionRestored, SessionMigrated};
+
 /// The envelope version this crate writes and understands.
 pub const ENVELOPE_VERSION: u32 = 1;
 
@@ -149,7 +151,7 @@ struct Envelope {
 }
 
 /// Every event type this build knows, as written in the `type` field.
-pub const EVENT_TYPES: [&str; 11] = [
+pub const EVENT_TYPES: [&str; 14] = [
     "session_created",
     "player_joined",
     "latency_sampled",
@@ -161,6 +163,9 @@ pub const EVENT_TYPES: [&str; 11] = [
     "countdown",
     "tick",
     "gateway_heartbeat",
+    "region_drained",
+    "region_restored",
+    "session_migrated",
 ];
 
 /// The type-specific part of an event, tagged by `type`.
@@ -178,6 +183,9 @@ pub enum EventBody {
     Countdown(Countdown),
     Tick(Tick),
     GatewayHeartbeat(GatewayHeartbeat),
+    RegionDrained(RegionDrained),
+    RegionRestored(RegionRestored),
+    SessionMigrated(SessionMigrated),
     /// An event type (or envelope version) this build does not know: counted and skipped.
     #[serde(other)]
     Unknown,
@@ -199,6 +207,9 @@ impl EventBody {
             Self::Countdown(_) => "countdown",
             Self::Tick(_) => "tick",
             Self::GatewayHeartbeat(_) => "gateway_heartbeat",
+            Self::RegionDrained(_) => "region_drained",
+            Self::RegionRestored(_) => "region_restored",
+            Self::SessionMigrated(_) => "session_migrated",
             Self::Unknown => "unknown",
         }
     }

@@ -14,7 +14,8 @@
 //! - [`topics`]: topic names.
 //! - [`protocol`]: client ↔ gateway messages.
 //! - [`token`]: HMAC-signed join tokens issued by the edge and checked by gateways.
-//! - [`regions`]: the region table and the eight default regions.
+//! - [`regions`]: the region table and the eight default regions; [`region_events`]: regions
+//!   drained and restored, sessions moved, and the states they fold into.
 //! - [`sessions`]: the session directory, the one projection several roles keep in memory.
 //! - [`health`]: whether a role can do its work now ([`health::Readiness`], `/readyz`).
 //! - [`load`]: how late a process runs ([`load::LagGauge`], [`load::ProcessLoad`]), shared by the roles that measure it
@@ -26,6 +27,7 @@ pub mod event;
 pub mod health;
 pub mod load;
 pub mod protocol;
+pub mod region_events;
 pub mod regions;
 pub mod sessions;
 pub mod token;

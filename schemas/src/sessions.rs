@@ -51,6 +51,12 @@ pub struct SessionDirectory {
 }
 
 impl SessionDirectory {
+    /// Sessions of `region` that have not ended (waiting or running).
+    #[must_use]
+    pub fn running_in(&self, region: &str) -> usize {
+        self.sessions.values().filter(|info| !info.ended && info.region == region).count()
+    }
+
     /// How many games `user_id` started that have not ended.
     #[must_use]
     pub fn running_games_of(&self, user_id: &str) -> usize {

@@ -1,5 +1,6 @@
 //! The flags of the event log: where it is, how Kafka clients connect, how long records are
-//! kept, and the commands that make its topics, streams and tables.
+//! kept, the commands that make its topics, streams and tables, and those that drain and
+//! restore regions.
 
 use clap::{Args, Subcommand};
 
@@ -55,11 +56,35 @@ pub(crate) enum StreamsCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum TablesCommand {
     /// Create `PREFIX-sessions`, `PREFIX-connections` and `PREFIX-latency` with their indexes
-    /// and TTL; tables that exist are left as they are.
+    /// and TTL, their second set `PREFIX-b-…` (what a rebuild fills) and `PREFIX-tables` (which
+    /// set serves); tables that exist are left as they are.
     Create {
         /// The projection store: dynamodb://PREFIX?region=R[&endpoint=URL] (or embedded://DIR).
         #[arg(long = "store", env = "TICKCAST_STORE", value_name = "URL")]
         store: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RegionsCommand {
+    /// Drain a region: new games avoid it and its running games move to the nearest active
+    /// region (writes `region_drained` with reason `operator`, as `POST
+    /// /admin/regions/{region}/drain` does).
+    Drain {
+        /// The region, one of the region table's.
+        region: String,
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        regions: RegionArgs,
+    },
+    /// Restore a drained region: new games may go there again (writes `region_restored`).
+    Restore {
+        region: String,
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        regions: RegionArgs,
     },
 }
 

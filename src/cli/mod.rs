@@ -63,6 +63,10 @@ pub(crate) enum Command {
     /// Manage a Kinesis log's streams and lease table.
     #[command(subcommand)]
     Streams(StreamsCommand),
+    /// Drain a region for maintenance, or restore it (split deployments; `up` and the edge
+    /// serve the same as `POST /admin/regions/{region}/drain|restore`).
+    #[command(subcommand)]
+    Regions(RegionsCommand),
     /// Load bots: create games through an edge, connect one WebSocket per player and measure
     /// every tick they receive. Exits 2 when a step was missing, doubled or out of order.
     Bots(BotsArgs),
@@ -141,6 +145,8 @@ pub(crate) struct UpArgs {
     pub(crate) admission: AdmissionArgs,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) regions_control: RegionControlArgs,
 }
 
 /// When `tickcast up` refuses new games because it is saturated (docs/operations.md).
@@ -235,6 +241,21 @@ pub(crate) struct EdgeArgs {
     /// projection store (a projector must feed it).
     #[arg(long = "store", env = "TICKCAST_STORE", value_name = "URL")]
     pub(crate) store: Option<String>,
+    #[command(flatten)]
+    pub(crate) regions_control: RegionControlArgs,
+}
+
+/// Draining regions: the operator's endpoints and automatic failover (edge, up).
+#[derive(Debug, Args)]
+pub(crate) struct RegionControlArgs {
+    /// Bearer token of the operator's endpoints (`POST /admin/regions/{region}/drain` and
+    /// `/restore`); without it every `/admin/*` path answers 404.
+    #[arg(long, env = "TICKCAST_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub(crate) admin_token: Option<String>,
+    /// A region with no ready gateway for this long is drained (reason `unhealthy`): new games
+    /// avoid it and its running games move; it is restored when a gateway is ready again.
+    #[arg(long, env = "TICKCAST_REGION_FAILOVER_AFTER", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) region_failover_after: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

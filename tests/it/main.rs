@@ -20,6 +20,7 @@ mod kinesis;
 mod latency;
 mod projections;
 mod quickstart;
+mod regions;
 mod replay;
 mod restart;
 mod retention;
