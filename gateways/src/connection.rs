@@ -163,6 +163,7 @@ pub(crate) async fn serve(
                     let close = Box::pin(error_then_close(&mut socket, ErrorCode::Replaced, message, CloseCode::Library(CLOSE_REPLACED), "replaced")).await;
                     break Close { left: Some(LeaveReason::Replaced), ..close };
                 }
+                Some(Signal::Migrated) => break Close { code: CloseCode::Restart, reason: "session moved; rejoin through the edge", left: Some(LeaveReason::Migrated) },
                 Some(Signal::Unanswered { sent_us, age_us }) => Box::pin(conn.judge(sent_us, age_us, &mut socket)).await,
                 None => break Close { code: CloseCode::Restart, reason: "gateway shutting down; reconnect", left: Some(LeaveReason::GatewayShutdown) },
             },
@@ -336,6 +337,19 @@ impl Connection {
                 )
                 .await;
         };
+        if info.region != gateway.config.region {
+            // It moved away (an old ticket): the player is sent where it is now.
+            let moved = ServerMessage::SessionMigrated {
+                region: info.region.clone(),
+                from_step: info.moved_at_step.unwrap_or(0),
+            };
+            send(sink, &moved).await?;
+            return Ok(Some(Close {
+                code: CloseCode::Restart,
+                reason: "session moved; rejoin through the edge",
+                left: None,
+            }));
+        }
         if info.ended && resume_after.is_none() {
             return self
                 .refuse(

@@ -39,6 +39,12 @@ pub(crate) enum Outgoing {
         session_id: String,
         frame: Bytes,
     },
+    /// The session moved to another region (`session_migrated` in game-events): its members
+    /// get the frame, then close with 1012 to rejoin there.
+    Migrated {
+        session_id: String,
+        frame: Bytes,
+    },
 }
 
 /// Decodes tick-topic records into frames, once per gateway; skips what players never see.

@@ -77,6 +77,9 @@ pub(crate) enum Signal {
     /// A newer connection of the same player joined the same session (here or through another
     /// gateway): this one closes with 4002.
     Replaced,
+    /// The session moved to another region: its `session_migrated` frame is written; close
+    /// with 1012 so the player rejoins there.
+    Migrated,
     /// A ping written at `sent_us` went unanswered for `age_us`, past the latency limit: a
     /// sample of its age for the latency policy.
     Unanswered { sent_us: i64, age_us: i64 },
@@ -362,6 +365,17 @@ impl Fanout {
                 Outgoing::Broadcast { session_id, frame } => {
                     if let Some(hub) = hubs.get(session_id) {
                         hub.each_member(|c| deliver(c, frame));
+                    }
+                }
+                Outgoing::Migrated { session_id, frame } => {
+                    let members = hubs.get_mut(session_id).map(SessionHub::move_away).unwrap_or_default();
+                    for &connection in &members {
+                        deliver(connection, frame);
+                    }
+                    for connection in members {
+                        if let Some(socket) = sockets.get(&connection) {
+                            let _ = socket.signals.send(Signal::Migrated);
+                        }
                     }
                 }
                 Outgoing::Ended { session_id, frame } => {

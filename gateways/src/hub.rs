@@ -125,6 +125,11 @@ impl SessionHub {
         self.members.keys().copied().for_each(deliver);
     }
 
+    /// The session moved to another region: its members, who are no longer members.
+    pub(crate) fn move_away(&mut self) -> Vec<u64> {
+        self.members.drain().map(|(connection, _)| connection).collect()
+    }
+
     /// Records the end; returns the members, who are no longer members, or nothing if the end
     /// was already seen.
     pub(crate) fn end(&mut self, frame: &Bytes) -> Vec<u64> {

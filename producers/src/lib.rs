@@ -273,7 +273,13 @@ impl Edge {
             for record in records {
                 if !matches!(
                     Event::peek_type(&record.payload),
-                    Some("session_created" | "session_ended" | "region_drained" | "region_restored") | None
+                    Some(
+                        "session_created"
+                            | "session_ended"
+                            | "session_migrated"
+                            | "region_drained"
+                            | "region_restored"
+                    ) | None
                 ) {
                     continue;
                 }

@@ -95,6 +95,8 @@ impl Edge {
             ended: item.phase == Phase::Ended,
             kicked: std::collections::BTreeSet::new(),
             connections: item.connected,
+            // The store does not follow moves yet: the directory does, for recent games.
+            moved_at_step: None,
         }))
     }
 

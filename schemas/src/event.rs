@@ -331,6 +331,8 @@ pub enum LeaveReason {
     /// Its gateway stopped saying it serves the session (no `gateway_heartbeat` for longer than
     /// the timeout): written by the session's tick generator, once, for each of its players.
     GatewayLost,
+    /// Its session moved to another region (`session_migrated`): the player reconnects there.
+    Migrated,
 }
 
 /// A gateway still serves players of this session: each gateway writes one for every session

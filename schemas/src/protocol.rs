@@ -77,6 +77,13 @@ pub enum ServerMessage {
         #[serde(with = "crate::u64_string")]
         seed: u64,
     },
+    /// The session moved to `region` (its old region was drained): from `from_step` on its
+    /// ticks come from there. Followed by a close with 1012; the player asks the edge for a
+    /// ticket (`POST /edge/game/{gameId}/join`) and resumes there with its last step.
+    SessionMigrated {
+        region: String,
+        from_step: i64,
+    },
     Error {
         code: ErrorCode,
         message: String,

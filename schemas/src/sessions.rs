@@ -31,6 +31,9 @@ pub struct SessionInfo {
     pub kicked: std::collections::BTreeSet<String>,
     /// Connected players, from `player_joined` / `player_left`: connection id → user id.
     pub connections: std::collections::BTreeMap<String, String>,
+    /// The first step written in `region` when the session moved there (`session_migrated`);
+    /// `None` for a session still in the region it was created in.
+    pub moved_at_step: Option<i64>,
 }
 
 impl SessionInfo {
@@ -63,8 +66,9 @@ impl SessionDirectory {
         self.sessions.values().filter(|info| !info.ended && info.created_by == user_id).count()
     }
 
-    /// Applies one event (`session_created`, `session_ended`, `player_joined`, `player_kicked`,
-    /// `player_left`; others are ignored). Returns whether the session's players changed.
+    /// Applies one event (`session_created`, `session_ended`, `session_migrated` — the session's
+    /// region is then its new one —, `player_joined`, `player_kicked`, `player_left`; others are
+    /// ignored). Returns whether the session's players changed.
     pub fn apply(&mut self, event: &Event) -> bool {
         match &event.body {
             EventBody::SessionCreated(created) => {
@@ -82,6 +86,7 @@ impl SessionDirectory {
                     kicked: std::collections::BTreeSet::new(),
                     ended: false,
                     connections: std::collections::BTreeMap::new(),
+                    moved_at_step: None,
                 });
                 false
             }
@@ -97,6 +102,13 @@ impl SessionDirectory {
             EventBody::PlayerKicked(kicked) => {
                 if let Some(info) = self.sessions.get_mut(&event.session_id) {
                     info.kicked.insert(kicked.user_id.clone());
+                }
+                false
+            }
+            EventBody::SessionMigrated(moved) => {
+                if let Some(info) = self.sessions.get_mut(&event.session_id) {
+                    info.region.clone_from(&moved.to_region);
+                    info.moved_at_step = Some(moved.from_step);
                 }
                 false
             }

@@ -203,3 +203,80 @@ async fn a_region_without_a_ready_gateway_is_drained_after_the_failover_time_and
     );
     brought_back.process.kill9();
 }
+
+/// When a session moves (`session_migrated` in game-events, as the tick generator writes it),
+/// the old region's gateway tells its players where to and closes with 1012; the edge's join
+/// then hands out a ticket for the new region, and an old ticket presented to the old region
+/// is sent there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_players_of_a_moved_session_are_sent_to_its_new_region() {
+    use crate::support::Player;
+    let cluster = Cluster::start(1);
+    let log = cluster.log.as_str();
+    let us_gateway = Role::start(
+        &["gateway", "--log", log, "--region", "us-east-1", "--listen", "127.0.0.1:0"],
+        Some("gateway listening on "),
+    );
+    let us_url = us_gateway.url.clone().unwrap();
+    let eu_url = cluster.gateway.url.clone().unwrap();
+    let (eu, us) = (format!("{REGION}={eu_url}"), format!("us-east-1={us_url}"));
+    let edge = Role::start(
+        &["edge", "--log", log, "--listen", "127.0.0.1:0", "--gateway", &eu, "--gateway", &us],
+        Some("edge listening on "),
+    );
+    let edge_url = edge.url.clone().unwrap();
+    let post = |path: String, body: Value| async move {
+        let response = http_client().post(path).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    };
+    let ticket = post(
+        format!("{edge_url}/edge/game/start"),
+        json!({"userId": "ana", "preferredRegion": REGION, "countdownMs": 0, "tickMs": 100}),
+    )
+    .await;
+    assert_eq!(ticket["region"], REGION);
+    let game = ticket["gameId"].as_str().unwrap().to_owned();
+    let mut player = Player::join(&ticket, "ana", None).await;
+    player.until("tick").await;
+
+    let moved = tickcast_schemas::Event::new(
+        game.clone(),
+        0,
+        "test",
+        tickcast_schemas::EventBody::SessionMigrated(tickcast_schemas::event::SessionMigrated {
+            from_region: REGION.into(),
+            to_region: "us-east-1".into(),
+            from_step: 1_000,
+        }),
+    );
+    let record =
+        tickcast_eventlog::NewRecord { key: game.clone(), timestamp_ms: 0, payload: moved.to_bytes().into() };
+    tickcast_eventlog::open(log)
+        .unwrap()
+        .append("game-events", vec![record], tickcast_eventlog::Durability::Durable)
+        .await
+        .unwrap();
+    let (frames, code) = player.until_closed().await;
+    assert_eq!(code, Some(1012), "closed to reconnect elsewhere");
+    let told = frames.iter().find(|f| f["type"] == "session_migrated").expect("told where the session went");
+    assert_eq!(*told, json!({"type": "session_migrated", "region": "us-east-1", "fromStep": 1000}));
+
+    let again = crate::support::eventually("the edge to hand out tickets for the new region", || {
+        let (post, url) = (&post, format!("{edge_url}/edge/game/{game}/join"));
+        async move {
+            let ticket = post(url, json!({"userId": "ana"})).await;
+            (ticket["region"] == "us-east-1").then_some(ticket)
+        }
+    })
+    .await;
+    assert_eq!(again["wsEndpoint"], us_url.as_str(), "{again}");
+    // The old ticket, presented to the old region: sent on.
+    let mut late = Player::join(&ticket, "ana", None).await;
+    let (frames, code) = late.until_closed().await;
+    assert_eq!(code, Some(1012));
+    assert!(
+        frames.iter().any(|f| f["type"] == "session_migrated" && f["region"] == "us-east-1"),
+        "{frames:?}"
+    );
+}
