@@ -18,8 +18,6 @@ impl Gateway {
     pub(crate) fn follow_sessions(&self, records: &[Record]) {
         let mut directory = self.directory.lock().unwrap();
         let mut changed_players = Vec::new();
-        // Sessions that moved away from this region: their members are told, and let go.
-        let mut migrated = Vec::new();
         for record in records {
             if !matches!(
                 Event::peek_type(&record.payload),
@@ -36,17 +34,7 @@ impl Gateway {
             }
             match Event::from_bytes(&record.payload) {
                 Ok(event) => {
-                    // Every region's sessions are kept: one may move here.
-                    if let EventBody::SessionMigrated(moved) = &event.body
-                        && moved.from_region == self.config.region
-                    {
-                        let message = ServerMessage::SessionMigrated {
-                            region: moved.to_region.clone(),
-                            from_step: moved.from_step,
-                        };
-                        let frame = fanout::text_frame(message.to_json());
-                        migrated.push(Outgoing::Migrated { session_id: event.session_id.clone(), frame });
-                    }
+                    // Every region's sessions are kept: one may move here (`session_migrated`).
                     if let EventBody::PlayerJoined(joined) = &event.body
                         && joined.gateway_id != self.gateway_id
                     {
@@ -65,7 +53,7 @@ impl Gateway {
         // Tell each changed session's players who is in it now (whichever gateway they use).
         changed_players.sort();
         changed_players.dedup();
-        let mut notices: Vec<Outgoing> = changed_players
+        let notices: Vec<Outgoing> = changed_players
             .into_iter()
             .filter_map(|session_id| {
                 let players = directory.get(&session_id)?.players();
@@ -73,7 +61,6 @@ impl Gateway {
                 Some(Outgoing::Broadcast { session_id, frame })
             })
             .collect();
-        notices.append(&mut migrated);
         drop(directory);
         self.directory_version.send_modify(|v| *v += 1);
         if !notices.is_empty() {

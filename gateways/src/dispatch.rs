@@ -39,8 +39,8 @@ pub(crate) enum Outgoing {
         session_id: String,
         frame: Bytes,
     },
-    /// The session moved to another region (`session_migrated` in game-events): its members
-    /// get the frame, then close with 1012 to rejoin there.
+    /// The session moved to another region (the copy of its `session_migrated` in this
+    /// region's tick topic): its members get the frame, then close with 1012 to rejoin there.
     Migrated {
         session_id: String,
         frame: Bytes,
@@ -80,6 +80,12 @@ pub(crate) fn decode(records: &[Record]) -> Vec<Outgoing> {
                 let message =
                     ServerMessage::SessionEnded { reason: e.reason, last_step: e.last_step, seed: e.seed };
                 Outgoing::Ended { session_id, frame: text_frame(message.to_json()) }
+            }
+            // Its copy in this region's tick topic comes after the last tick written here.
+            EventBody::SessionMigrated(moved) => {
+                let message =
+                    ServerMessage::SessionMigrated { region: moved.to_region, from_step: moved.from_step };
+                Outgoing::Migrated { session_id, frame: text_frame(message.to_json()) }
             }
             EventBody::Unknown => {
                 metrics::unknown_event();

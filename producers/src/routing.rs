@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use tickcast_schemas::region_events::{DrainReason, RegionStates};
-use tickcast_schemas::regions::Region;
+use tickcast_schemas::regions::{Region, by_distance_from};
 
 /// What the request says about where the player is.
 #[derive(Debug, Default, Clone)]
@@ -80,28 +80,6 @@ fn rendezvous_weight(game_id: &str, instance: &str) -> u64 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::new().chain_update(game_id).chain_update([0]).chain_update(instance).finalize();
     u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 32 bytes"))
-}
-
-/// Where the AWS regions of the default table are (latitude, longitude in degrees): when the
-/// chosen region is unhealthy, the nearest healthy one takes the game.
-const LOCATIONS: [(&str, f64, f64); 8] = [
-    ("us-east-1", 38.9, -77.4),
-    ("us-west-2", 45.8, -119.7),
-    ("eu-west-1", 53.3, -6.3),
-    ("eu-central-1", 50.1, 8.7),
-    ("ap-northeast-1", 35.7, 139.7),
-    ("ap-southeast-1", 1.35, 103.8),
-    ("ap-south-1", 19.1, 72.9),
-    ("sa-east-1", -23.5, -46.6),
-];
-
-/// The great-circle distance between two regions in radians; `None` when either is not one
-/// whose place is known.
-fn distance(a: &str, b: &str) -> Option<f64> {
-    let place = |id: &str| LOCATIONS.iter().find(|(r, _, _)| *r == id).map(|(_, lat, lon)| (*lat, *lon));
-    let ((lat1, lon1), (lat2, lon2)) = (place(a)?, place(b)?);
-    let (p1, p2, dl) = (lat1.to_radians(), lat2.to_radians(), (lon2 - lon1).to_radians());
-    Some((p1.sin() * p2.sin() + p1.cos() * p2.cos() * dl.cos()).clamp(-1.0, 1.0).acos())
 }
 
 impl RegionRouter {
@@ -236,16 +214,7 @@ impl RegionRouter {
         .find_map(|(region, by)| region.map(|r| (r, by)))
         .unwrap_or((&self.regions[self.default_index], RoutedBy::Default));
         let mut others: Vec<&Region> = self.regions.iter().filter(|r| r.id != chosen.id).collect();
-        // Stable: regions at unknown distances keep the table's order, after the known ones.
-        others.sort_by(|a, b| {
-            let (da, db) = (distance(&chosen.id, &a.id), distance(&chosen.id, &b.id));
-            match (da, db) {
-                (Some(x), Some(y)) => x.total_cmp(&y),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
-            }
-        });
+        others.sort_by(|a, b| by_distance_from(&chosen.id, &a.id, &b.id));
         let mut skipped = Vec::new();
         for region in std::iter::once(chosen).chain(others) {
             if self.is_available(&region.id) {

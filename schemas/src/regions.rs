@@ -119,6 +119,48 @@ fn is_ws_url(url: &str) -> bool {
     url.starts_with("ws://") || url.starts_with("wss://")
 }
 
+/// Where the AWS regions of the default table are (latitude, longitude in degrees): when the
+/// chosen region is unhealthy, the nearest healthy one takes the game.
+const LOCATIONS: [(&str, f64, f64); 8] = [
+    ("us-east-1", 38.9, -77.4),
+    ("us-west-2", 45.8, -119.7),
+    ("eu-west-1", 53.3, -6.3),
+    ("eu-central-1", 50.1, 8.7),
+    ("ap-northeast-1", 35.7, 139.7),
+    ("ap-southeast-1", 1.35, 103.8),
+    ("ap-south-1", 19.1, 72.9),
+    ("sa-east-1", -23.5, -46.6),
+];
+
+/// The great-circle distance between two regions in radians; `None` when either is not one
+/// whose place is known.
+fn distance(a: &str, b: &str) -> Option<f64> {
+    let place = |id: &str| LOCATIONS.iter().find(|(r, _, _)| *r == id).map(|(_, lat, lon)| (*lat, *lon));
+    let ((lat1, lon1), (lat2, lon2)) = (place(a)?, place(b)?);
+    let (p1, p2, dl) = (lat1.to_radians(), lat2.to_radians(), (lon2 - lon1).to_radians());
+    Some((p1.sin() * p2.sin() + p1.cos() * p2.cos() * dl.cos()).clamp(-1.0, 1.0).acos())
+}
+
+/// How two regions compare by their distance from `from`: nearer first; regions whose place is
+/// not known come after the known ones, in the order they are given (the sort is stable).
+#[must_use]
+pub fn by_distance_from(from: &str, a: &str, b: &str) -> std::cmp::Ordering {
+    match (distance(from, a), distance(from, b)) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    }
+}
+
+/// The region of `candidates` nearest to `from` (other than `from`) that `usable` accepts.
+#[must_use]
+pub fn nearest<'a>(from: &str, candidates: &'a [String], usable: impl Fn(&str) -> bool) -> Option<&'a str> {
+    let mut others: Vec<&String> = candidates.iter().filter(|c| c.as_str() != from && usable(c)).collect();
+    others.sort_by(|a, b| by_distance_from(from, a, b));
+    others.first().map(|c| c.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

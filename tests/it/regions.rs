@@ -204,7 +204,8 @@ async fn a_region_without_a_ready_gateway_is_drained_after_the_failover_time_and
     brought_back.process.kill9();
 }
 
-/// When a session moves (`session_migrated` in game-events, as the tick generator writes it),
+/// When a session moves (`session_migrated` in game-events and the old tick topic, as the tick
+/// generator writes it),
 /// the old region's gateway tells its players where to and closes with 1012; the edge's join
 /// then hands out a ticket for the new region, and an old ticket presented to the old region
 /// is sent there too.
@@ -250,13 +251,14 @@ async fn the_players_of_a_moved_session_are_sent_to_its_new_region() {
             from_step: 1_000,
         }),
     );
+    // Where the generator writes it: game-events, and a copy in the old region's tick topic
+    // after the last tick written there.
     let record =
         tickcast_eventlog::NewRecord { key: game.clone(), timestamp_ms: 0, payload: moved.to_bytes().into() };
-    tickcast_eventlog::open(log)
-        .unwrap()
-        .append("game-events", vec![record], tickcast_eventlog::Durability::Durable)
-        .await
-        .unwrap();
+    let writer = tickcast_eventlog::open(log).unwrap();
+    for topic in ["game-events".to_owned(), tickcast_schemas::topics::ticks(REGION)] {
+        writer.append(&topic, vec![record.clone()], tickcast_eventlog::Durability::Durable).await.unwrap();
+    }
     let (frames, code) = player.until_closed().await;
     assert_eq!(code, Some(1012), "closed to reconnect elsewhere");
     let told = frames.iter().find(|f| f["type"] == "session_migrated").expect("told where the session went");
@@ -279,4 +281,107 @@ async fn the_players_of_a_moved_session_are_sent_to_its_new_region() {
         frames.iter().any(|f| f["type"] == "session_migrated" && f["region"] == "us-east-1"),
         "{frames:?}"
     );
+}
+
+/// One player of a game that moves: plays, and on `session_migrated` and close 1012 asks the
+/// edge for a ticket and resumes in the new region with its last step, as the player page
+/// does. Every tick it got, and the regions that served them.
+async fn play_across_moves(
+    server: &Server,
+    game: String,
+    user: &'static str,
+    ticket: Value,
+    seen: &std::sync::atomic::AtomicI64,
+) -> (Vec<Value>, Vec<String>, Value) {
+    use crate::support::{Player, Seen};
+    let mut ticks: Vec<Value> = Vec::new();
+    let mut regions = vec![ticket["region"].as_str().unwrap().to_owned()];
+    let mut player = Player::join(&ticket, user, None).await;
+    loop {
+        match player.next().await {
+            Seen::Json(frame) if frame["type"] == "tick" => {
+                seen.fetch_max(frame["step"].as_i64().unwrap(), std::sync::atomic::Ordering::Relaxed);
+                ticks.push(frame);
+            }
+            Seen::Json(frame) if frame["type"] == "session_ended" => return (ticks, regions, frame),
+            Seen::Json(frame) if frame["type"] == "error" => panic!("{user}: error frame {frame}"),
+            Seen::Json(_) => {}
+            Seen::Closed(code) => {
+                assert_eq!(code, Some(1012), "{user}: only a move closes the socket before the end");
+                let body = json!({"userId": user}).to_string();
+                let (status, ticket) = server.post(&format!("/edge/game/{game}/join"), &body).await;
+                assert_eq!(status, 200, "{ticket}");
+                regions.push(ticket["region"].as_str().unwrap().to_owned());
+                let last = ticks.last().map_or(-1, |t| t["step"].as_i64().unwrap());
+                player = Player::connect(ticket["wsEndpoint"].as_str().unwrap()).await;
+                player
+                    .send(json!({"action":"resume","sessionId":game,"userId":user,"token":ticket["token"],"lastStep":last}))
+                    .await;
+            }
+        }
+    }
+}
+
+/// An operator drains the region of a game three players play on `tickcast up`: the game moves
+/// to the nearest active region, each player follows it, and each gets every step exactly once,
+/// equal to the engine, across the move; the log says where and from which step it moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_moves_out_of_a_drained_region_without_a_missing_or_doubled_step() {
+    let server = Server::start_with(&["--regions", "eu-west-1,eu-central-1", "--admin-token", ADMIN_TOKEN]);
+    let start = json!({"userId": "p1", "preferredRegion": "eu-west-1", "countdownMs": 1_000, "tickMs": 50,
+        "maxRounds": 3, "minBreakSteps": 30, "maxBreakSteps": 40});
+    let (status, ticket) = server.post("/edge/game/start", &start.to_string()).await;
+    assert_eq!(status, 200, "{ticket}");
+    let game = ticket["gameId"].as_str().unwrap().to_owned();
+    // The highest step any player has seen.
+    let seen = std::sync::atomic::AtomicI64::new(-1);
+    let mut players = Vec::new();
+    for user in ["p1", "p2", "p3"] {
+        let ticket = if user == "p1" { ticket.clone() } else { server.join_game(&game, user).await };
+        let (server, game, seen) = (&server, game.clone(), &seen);
+        players.push(async move { play_across_moves(server, game, user, ticket, seen).await });
+    }
+    let drain = async {
+        // Once the game plays: its first steps are in the old region.
+        crate::support::eventually("the game's tenth step", || {
+            let seen = &seen;
+            async move { (seen.load(std::sync::atomic::Ordering::Relaxed) >= 10).then_some(()) }
+        })
+        .await;
+        let (status, body) = admin(&server, "/admin/regions/eu-west-1/drain", Some(ADMIN_TOKEN)).await;
+        assert_eq!((status, body["sessionsMoving"].as_u64()), (200, Some(1)), "{body}");
+    };
+    let (results, ()) = tokio::join!(futures_util::future::join_all(players), drain);
+
+    let events = log_events(&server, "game-events").await;
+    let moved: Vec<&Value> = events.iter().filter(|e| e["type"] == "session_migrated").collect();
+    assert_eq!(moved.len(), 1, "one move: {moved:?}");
+    assert_eq!(
+        (moved[0]["fromRegion"].as_str(), moved[0]["toRegion"].as_str()),
+        (Some("eu-west-1"), Some("eu-central-1"))
+    );
+    let from_step = moved[0]["fromStep"].as_i64().unwrap();
+    for (user, (ticks, regions, ended)) in ["p1", "p2", "p3"].iter().zip(results) {
+        assert_eq!(regions, ["eu-west-1", "eu-central-1"], "{user} followed the game once");
+        let steps: Vec<i64> = ticks.iter().map(|t| t["step"].as_i64().unwrap()).collect();
+        assert_eq!(
+            steps,
+            (0..=ended["lastStep"].as_i64().unwrap()).collect::<Vec<_>>(),
+            "{user}: every step once, in order"
+        );
+        assert!(
+            0 < from_step && from_step <= ended["lastStep"].as_i64().unwrap(),
+            "it moved mid-game at {from_step}"
+        );
+        let seed: u64 = ended["seed"].as_str().unwrap().parse().unwrap();
+        let params = tickcast_engine::Params { seed, min_break_steps: 30, max_break_steps: 40 };
+        for tick in &ticks {
+            let state = tickcast_engine::state_at(&params, tick["step"].as_i64().unwrap());
+            assert_eq!(
+                (tick["value"].as_u64(), tick["round"].as_u64(), tick["broken"].as_bool()),
+                (Some(state.value), Some(state.round), Some(state.broken)),
+                "{user}: {tick} equals the engine"
+            );
+        }
+    }
 }

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 mod emission;
 mod gateway_loss;
+mod migration;
 
 use self::gateway_loss::SessionGateways;
 use crate::schedule::{Deadline, SessionSchedule};
@@ -86,7 +87,12 @@ struct ActiveSession {
     /// the commit point while it is active.
     partition: u32,
     created: CommitPosition,
+    /// The region its ticks go to now (its own, or where it moved), and their topic.
+    region: String,
     ticks_topic: String,
+    /// The last step written before it moved here (`fromStep − 1`), -1 if it never moved: a
+    /// resume continues after it at the least, since those steps are in the old topic.
+    resume_floor: i64,
     /// Its region's tick counter and lateness histogram.
     series: metrics::RegionSeries,
     /// Its players' gateways, to find those of a gateway that fell silent.
@@ -122,6 +128,9 @@ pub struct TickGenerator {
     /// read for it. A generator behind may not have read a gateway's latest heartbeats, so it
     /// judges no gateway lost until it has kept up for the gateway timeout.
     steady_since: i64,
+    /// Which regions are drained, from the region events of all of `game-events`: its sessions
+    /// there move to the nearest active region.
+    regions: tickcast_schemas::region_events::RegionStates,
 }
 
 /// `body` as a record of session `session_id`'s key, written by `source` at `now`.
@@ -155,6 +164,7 @@ impl TickGenerator {
             committed: HashMap::new(),
             commit_due: None,
             steady_since: now_ms(),
+            regions: tickcast_schemas::region_events::RegionStates::default(),
         }
     }
 
@@ -162,6 +172,8 @@ impl TickGenerator {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
         let mut consumer = self.log.consume(&self.config.group, &[GAME_EVENTS], StartFrom::Beginning).await?;
         metrics::expose_generator(&self.config.regions);
+        // The regions' states come from every partition of game-events, not only those owned.
+        let mut regions = self.log.tail(GAME_EVENTS, StartFrom::Beginning).await?;
         let mut gateway_check = tokio::time::interval(GATEWAY_CHECK_EVERY);
         gateway_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -193,6 +205,7 @@ impl TickGenerator {
                     self.leave_for_lost_gateways(now_ms()).await?;
                 }
                 event = consumer.next_event() => self.handle(event?, &mut *consumer).await?,
+                records = regions.next_batch() => self.regions_read(records?).await?,
             }
         }
         if self.commit_due.is_some() {
@@ -273,7 +286,7 @@ impl TickGenerator {
             match Event::peek_type(&record.payload) {
                 Some(
                     "session_created" | "player_joined" | "player_left" | "session_ended"
-                    | "gateway_heartbeat",
+                    | "gateway_heartbeat" | "session_migrated",
                 )
                 | None => {}
                 Some(kind) if EVENT_TYPES.contains(&kind) => continue,
@@ -344,6 +357,7 @@ impl TickGenerator {
                     self.sessions.remove(&event.session_id);
                     self.positions_moved();
                 }
+                EventBody::SessionMigrated(moved) => self.migrated(&event.session_id, &moved),
                 EventBody::Unknown => {
                     tracing::warn!(position = %record.position, "skipping an event of unknown type or version");
                     metrics::unknown_event();
@@ -368,15 +382,18 @@ impl TickGenerator {
         created: SessionCreated,
         schedule_now: bool,
     ) {
-        let ticks_topic = topics::ticks(&created.region);
-        let series = metrics::RegionSeries::new(&created.region, &ticks_topic);
+        let region = created.region.clone();
+        let ticks_topic = topics::ticks(&region);
+        let series = metrics::RegionSeries::new(&region, &ticks_topic);
         let schedule = SessionSchedule::new(created, created_at, self.config.idle_ms);
         let awaiting_resume = !schedule_now;
         let session = ActiveSession {
             schedule,
             partition,
             created: position,
+            region,
             ticks_topic,
+            resume_floor: -1,
             series,
             gateways: SessionGateways::default(),
             awaiting_resume,
@@ -409,6 +426,7 @@ impl TickGenerator {
 
     /// Continues sessions that were already running after the last step their tick topic holds.
     async fn resume_from_tick_topics(&mut self, ids: Vec<String>) -> Result<(), Error> {
+        let mut drained = Vec::new();
         let mut by_topic: HashMap<String, (i64, Vec<String>)> = HashMap::new();
         for id in ids {
             let Some(s) = self.sessions.get(&id) else {
@@ -442,11 +460,19 @@ impl TickGenerator {
                 let Some(active) = self.sessions.get_mut(&id) else {
                     continue;
                 };
+                let last_step = last_step.max(active.resume_floor);
                 tracing::info!(session = %id, resume_at = last_step + 1, "resuming a running session");
                 active.schedule.resume_at(last_step + 1);
                 active.awaiting_resume = false;
+                if self.regions.is_drained(&active.region) {
+                    drained.push(id.clone());
+                }
                 self.push_deadline(&id);
             }
+        }
+        // Resumed in a region drained meanwhile: they move now.
+        for id in drained {
+            self.move_session(&id).await?;
         }
         Ok(())
     }
