@@ -233,3 +233,32 @@ test("the lobby lists the games waiting and running, and one click joins one", a
   await page.screenshot({ path: path.join(artifacts, "lobby-joined.png") });
   await other.screenshot({ path: path.join(artifacts, "lobby.png") });
 });
+
+test("a game drained while the page plays it moves to another region and ends on the page, verified, with no step missing", async () => {
+  const token = "e2e-admin";
+  const drained = await startServer(["--regions", "eu-west-1,eu-central-1", "--admin-token", token]);
+  try {
+    const started = await fetch(drained.url + "/edge/game/start", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ userId: "host", preferredRegion: "eu-west-1", tickMs: 50, countdownMs: 0, maxRounds: 3, minBreakSteps: 30, maxBreakSteps: 40 }),
+    }).then((r) => r.json());
+    assert.equal(started.region, "eu-west-1");
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${drained.url}/?join=${started.gameId}`);
+    await page.waitForFunction(() => Number(document.querySelector("[data-testid=step]")?.textContent) >= 10, null, { timeout: 20_000, polling: 100 });
+    const answer = await fetch(drained.url + "/admin/regions/eu-west-1/drain", { method: "POST", headers: { authorization: `Bearer ${token}` } });
+    assert.equal(answer.status, 200);
+    assert.equal((await answer.json()).sessionsMoving, 1);
+    await page.locator("[data-testid=ended]").waitFor({ timeout: 30_000 });
+    await page.waitForFunction(() => !document.querySelector("[data-testid=verdict]")?.textContent?.includes("verifying"), null, { timeout: 10_000, polling: 100 });
+    assert.match(await page.locator("[data-testid=verdict]").innerText(), /^verified/);
+    const latency = page.locator("[data-testid=latency]");
+    assert.equal(await latency.getAttribute("data-missing"), "0", "no step missing across the move");
+    assert.equal(await latency.getAttribute("data-first-step"), "0");
+    const regions = await fetch(drained.url + "/edge/regions").then((r) => r.json());
+    assert.equal(regions.states["eu-west-1"], "drained");
+  } finally {
+    drained.proc.kill("SIGTERM");
+  }
+});

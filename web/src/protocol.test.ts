@@ -24,6 +24,15 @@ describe("protocol reducer", () => {
     expect(s.ended).toEqual({ reason: "max_rounds", lastStep: 1, seed: "42" });
   });
 
+  it("follows a game to its new region, and shows nothing for a frame it does not know", () => {
+    let s = feed(initialState, { type: "session_joined", sessionId: "g", startAt: 0, tickMs: 100, seedHash: "h", region: "eu-west-1", players: ["ana"], minBreakSteps: 10, maxBreakSteps: 100 }, tick(0));
+    s = feed(s, { type: "session_migrated", region: "eu-central-1", fromStep: 1 });
+    expect(s.phase).toBe("running");
+    expect(s.region).toBe("eu-central-1");
+    const unknown = { type: "something_new", field: 1 } as unknown as ServerMessage;
+    expect(feed(s, unknown)).toBe(s);
+  });
+
   it("keeps a kicked or ended game so, whatever the socket does after", () => {
     const kicked = feed(initialState, tick(0), { type: "kicked", reason: "latency too high" });
     for (const action of [{ type: "disconnected" }, { type: "connecting" }] as const) {

@@ -42,6 +42,9 @@ export type ServerMessage =
   | { type: "latency_status"; status: "ok" | "warning"; avgRttMs: number; jitterMs: number }
   | { type: "kicked"; reason: string }
   | { type: "session_ended"; reason: string; lastStep: number; seed: string }
+  /** The game moved to another region; the close (1012) that follows makes the page ask the
+   * edge for a ticket there and resume from its last step. */
+  | { type: "session_migrated"; region: string; fromStep: number }
   | { type: "error"; code: string; message: string };
 
 export type Phase = "idle" | "connecting" | "countdown" | "running" | "ended" | "kicked" | "reconnecting";
@@ -128,8 +131,13 @@ function onMessage(state: GameState, m: ServerMessage, receivedAt: number): Game
       return { ...state, phase: "kicked", kickedReason: m.reason };
     case "session_ended":
       return { ...state, phase: "ended", ended: { reason: m.reason, lastStep: m.lastStep, seed: m.seed } };
+    case "session_migrated":
+      return { ...state, region: m.region };
     case "error":
       return { ...state, error: `${m.code}: ${m.message}` };
+    default:
+      // A frame type this page does not know (a newer server): nothing to show.
+      return state;
   }
 }
 
