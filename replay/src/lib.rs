@@ -130,11 +130,17 @@ impl History {
         let mut history = Self::default();
         let mut read = 0;
         history.read_topic(log, GAME_EVENTS, &mut read, progress).await?;
+        // Every region a session ticked in: where it was created, and where it moved.
         let mut regions: Vec<String> = history
             .sessions
             .values()
-            .filter_map(|events| session_created(events))
-            .map(|c| c.region.clone())
+            .flat_map(|events| {
+                events.iter().filter_map(|l| match &l.event.body {
+                    EventBody::SessionCreated(c) => Some(c.region.clone()),
+                    EventBody::SessionMigrated(m) => Some(m.to_region.clone()),
+                    _ => None,
+                })
+            })
             .collect();
         regions.sort();
         regions.dedup();
@@ -146,13 +152,20 @@ impl History {
             events.sort_by_key(|l| l.event.at);
             // session_ended is in both topics (the fact and the players' copy, written after the
             // last tick in the same topic): keep the last one, which is after the last tick.
+            // session_migrated is in both too (the fact, and its copy after the old region's
+            // last tick): keep the later, which is where the move happened among the ticks.
             let last_end = events.iter().rposition(|l| matches!(l.event.body, EventBody::SessionEnded(_)));
-            let mut index = 0;
-            events.retain(|l| {
-                let keep = !matches!(l.event.body, EventBody::SessionEnded(_)) || Some(index) == last_end;
-                index += 1;
-                keep
-            });
+            let mut moves = std::collections::HashSet::new();
+            let mut keep = vec![true; events.len()];
+            for i in (0..events.len()).rev() {
+                match &events[i].event.body {
+                    EventBody::SessionEnded(_) => keep[i] = Some(i) == last_end,
+                    EventBody::SessionMigrated(_) => keep[i] = moves.insert(events[i].event.id),
+                    _ => {}
+                }
+            }
+            let mut kept = keep.into_iter();
+            events.retain(|_| kept.next().unwrap_or(true));
         }
         Ok(history)
     }

@@ -384,4 +384,28 @@ async fn a_game_moves_out_of_a_drained_region_without_a_missing_or_doubled_step(
             );
         }
     }
+
+    // The replay reads it whole: ticks from both regions, the move once where it happened.
+    let replay = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+            .arg("replay")
+            .args(args)
+            .args(["--log", &format!("embedded://{}", server.data_dir.display())])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.success(), text, String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (ok, out, err) = replay(&["verify", "--session", &game]);
+    assert!(ok, "replay verify passes for a moved game: {out}{err}");
+    let (ok, timeline, err) = replay(&["timeline", "--session", &game, "--json"]);
+    assert!(ok, "{err}");
+    let kinds: Vec<String> = timeline
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].as_str().unwrap().to_owned())
+        .collect();
+    let moved_at = kinds.iter().position(|k| k == "session_migrated").expect("the timeline shows the move");
+    assert_eq!(kinds.iter().filter(|k| *k == "session_migrated").count(), 1, "once");
+    let ticks_before = kinds[..moved_at].iter().filter(|k| *k == "tick").count() as i64;
+    assert_eq!(ticks_before, from_step, "between the last tick of the old region and the first of the new");
 }
