@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use tickcast_schemas::event::{Event, EventBody, LatencyStatus};
 
-use crate::model::{ConnectionItem, ConnectionState, LatencyItem, Phase, SessionItem};
+use crate::model::{ConnectionItem, ConnectionState, LatencyItem, Phase, SessionItem, SessionMove};
 use crate::{ProjectionStore, Result};
 
 /// An event and its position in the log, as a string whose byte order is the log's order
@@ -128,6 +128,7 @@ impl<'a> Fold<'a> {
                     end_reason: None,
                     last_step: None,
                     seed: None,
+                    moves: Vec::new(),
                     position: position.to_owned(),
                     expires_at: 0,
                 };
@@ -237,13 +238,25 @@ impl<'a> Fold<'a> {
                 })
                 .await?;
             }
+            EventBody::SessionMigrated(moved) => {
+                let step = SessionMove {
+                    from_region: moved.from_region.clone(),
+                    to_region: moved.to_region.clone(),
+                    from_step: moved.from_step,
+                    at,
+                };
+                self.update_session(session_id, position, |s| {
+                    s.region.clone_from(&step.to_region);
+                    s.moves.push(step);
+                })
+                .await?;
+            }
             // Ticks and countdowns are recomputed from the engine, never projected.
             EventBody::Countdown(_)
             | EventBody::Tick(_)
             | EventBody::GatewayHeartbeat(_)
             | EventBody::RegionDrained(_)
             | EventBody::RegionRestored(_)
-            | EventBody::SessionMigrated(_)
             | EventBody::Unknown => {}
         }
         Ok(())

@@ -51,6 +51,7 @@ impl SessionState {
 #[serde(rename_all = "camelCase")]
 pub struct SessionItem {
     pub session_id: String,
+    /// Where its ticks come from now: where it was created, or where it last moved.
     pub region: String,
     pub phase: Phase,
     pub created_at: i64,
@@ -74,11 +75,26 @@ pub struct SessionItem {
     /// The seed (decimal), only once the session has ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<String>,
+    /// Its moves to other regions (`session_migrated`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<SessionMove>,
     /// The log position of the last event applied to this item, as an order key (byte order
     /// is log order; the log's offset or Kinesis sequence number inside).
     pub position: String,
     /// Epoch seconds after which the item may be deleted (DynamoDB TTL).
     pub expires_at: i64,
+}
+
+/// A session's move out of a drained region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionMove {
+    pub from_region: String,
+    pub to_region: String,
+    /// The first step written in `to_region`.
+    pub from_step: i64,
+    /// When it moved (epoch ms).
+    pub at: i64,
 }
 
 impl SessionItem {

@@ -385,6 +385,24 @@ async fn a_game_moves_out_of_a_drained_region_without_a_missing_or_doubled_step(
         }
     }
 
+    // The read API shows where it is and how it got there.
+    let path = format!("/edge/sessions/{game}");
+    let detail = crate::support::eventually("the projections to show the move", || {
+        let (server, path) = (&server, path.clone());
+        async move {
+            let (status, detail) = server.get(&path).await;
+            (status == 200 && detail["moves"].is_array()).then_some(detail)
+        }
+    })
+    .await;
+    assert_eq!(detail["region"], "eu-central-1", "{detail}");
+    let moves = detail["moves"].as_array().unwrap();
+    assert_eq!(moves.len(), 1, "{detail}");
+    assert_eq!(
+        (moves[0]["fromRegion"].as_str(), moves[0]["toRegion"].as_str(), moves[0]["fromStep"].as_i64()),
+        (Some("eu-west-1"), Some("eu-central-1"), Some(from_step))
+    );
+
     // The replay reads it whole: ticks from both regions, the move once where it happened.
     let replay = |args: &[&str]| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
