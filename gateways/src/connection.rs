@@ -341,7 +341,7 @@ impl Connection {
             // It moved away (an old ticket): the player is sent where it is now.
             let moved = ServerMessage::SessionMigrated {
                 region: info.region.clone(),
-                from_step: info.moved_at_step.unwrap_or(0),
+                from_step: info.moved_at_step().unwrap_or(0),
             };
             send(sink, &moved).await?;
             return Ok(Some(Close {

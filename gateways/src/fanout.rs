@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn_map::ConnMap;
 use crate::dispatch::Outgoing;
-use crate::hub::SessionHub;
+use crate::hub::{HeldTick, SessionHub};
 use crate::lag::GatewayLag;
 use crate::ping::{PingSchedule, PingsInFlight, ping_frame};
 use crate::player_socket::{PlayerSocket, drain, write_to};
@@ -51,6 +51,8 @@ pub(crate) enum Command {
         session: Box<SessionInfo>,
         user_id: String,
         resume_after: Option<i64>,
+        /// Steps of a moved session from the regions it left, before what this gateway holds.
+        earlier: Vec<HeldTick>,
         reply: oneshot::Sender<Result<(), JoinRefused>>,
     },
     /// The connection is closing: flush what can be flushed and let the socket go.
@@ -231,8 +233,8 @@ impl Fanout {
                 self.sockets.insert(connection, socket);
             }
             Command::Write { connection, bytes } => self.write(connection, &bytes),
-            Command::Join { connection, session, user_id, resume_after, reply } => {
-                let joined = self.join(connection, &session, user_id, resume_after);
+            Command::Join { connection, session, user_id, resume_after, earlier, reply } => {
+                let joined = self.join(connection, &session, user_id, resume_after, &earlier);
                 if joined.is_ok() {
                     self.pings.add(connection, Instant::now());
                 }
@@ -290,6 +292,7 @@ impl Fanout {
         session: &SessionInfo,
         user_id: String,
         resume_after: Option<i64>,
+        earlier: &[HeldTick],
     ) -> Result<(), JoinRefused> {
         let held_end = self.hubs.get(&session.session_id).is_some_and(SessionHub::is_ended);
         if session.ended && !held_end {
@@ -322,7 +325,8 @@ impl Fanout {
         if remaining_ms > 0 {
             self.write(connection, &text_frame(ServerMessage::Countdown { remaining_ms }.to_json()));
         }
-        for tick in &backlog.ticks {
+        let held_from = backlog.ticks.first().map_or(i64::MAX, |t| t.step);
+        for tick in earlier.iter().filter(|t| t.step < held_from).chain(&backlog.ticks) {
             self.write(connection, &text_frame(tick.message().to_json()));
         }
         if let Some(ended) = backlog.ended {

@@ -39,6 +39,7 @@ mod hub;
 mod lag;
 pub mod latency;
 mod metrics;
+mod moved_backlog;
 mod ping;
 mod player_socket;
 pub mod socket_limits;
@@ -349,8 +350,13 @@ impl Gateway {
         user_id: String,
         resume_after: Option<i64>,
     ) -> Result<(), JoinRefused> {
+        let earlier = match resume_after {
+            Some(after) => self.steps_before_the_move(&session, after).await,
+            None => Vec::new(),
+        };
         let (reply, answer) = oneshot::channel();
-        let command = Command::Join { connection, session: Box::new(session), user_id, resume_after, reply };
+        let command =
+            Command::Join { connection, session: Box::new(session), user_id, resume_after, earlier, reply };
         if self.shard(connection).send(command).is_err() {
             return Err(JoinRefused::Ended);
         }

@@ -96,7 +96,7 @@ impl Edge {
             kicked: std::collections::BTreeSet::new(),
             connections: item.connected,
             // The store does not follow moves yet: the directory does, for recent games.
-            moved_at_step: None,
+            moved_from: Vec::new(),
         }))
     }
 

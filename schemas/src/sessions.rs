@@ -31,9 +31,17 @@ pub struct SessionInfo {
     pub kicked: std::collections::BTreeSet<String>,
     /// Connected players, from `player_joined` / `player_left`: connection id → user id.
     pub connections: std::collections::BTreeMap<String, String>,
-    /// The first step written in `region` when the session moved there (`session_migrated`);
-    /// `None` for a session still in the region it was created in.
-    pub moved_at_step: Option<i64>,
+    /// The regions it moved out of (`session_migrated`), oldest first, each with the first
+    /// step written after it left: the steps before that were written there.
+    pub moved_from: Vec<(String, i64)>,
+}
+
+impl SessionInfo {
+    /// The first step written in its region now, if it moved there.
+    #[must_use]
+    pub fn moved_at_step(&self) -> Option<i64> {
+        self.moved_from.last().map(|(_, step)| *step)
+    }
 }
 
 impl SessionInfo {
@@ -86,7 +94,7 @@ impl SessionDirectory {
                     kicked: std::collections::BTreeSet::new(),
                     ended: false,
                     connections: std::collections::BTreeMap::new(),
-                    moved_at_step: None,
+                    moved_from: Vec::new(),
                 });
                 false
             }
@@ -107,8 +115,10 @@ impl SessionDirectory {
             }
             EventBody::SessionMigrated(moved) => {
                 if let Some(info) = self.sessions.get_mut(&event.session_id) {
-                    info.region.clone_from(&moved.to_region);
-                    info.moved_at_step = Some(moved.from_step);
+                    info.moved_from.push((
+                        std::mem::replace(&mut info.region, moved.to_region.clone()),
+                        moved.from_step,
+                    ));
                 }
                 false
             }

@@ -350,8 +350,29 @@ async fn a_game_moves_out_of_a_drained_region_without_a_missing_or_doubled_step(
         .await;
         let (status, body) = admin(&server, "/admin/regions/eu-west-1/drain", Some(ADMIN_TOKEN)).await;
         assert_eq!((status, body["sessionsMoving"].as_u64()), (200, Some(1)), "{body}");
+        // A fourth player, who last saw step 3, resumes in the new region once it is there.
+        let late = crate::support::eventually("the game in its new region", || {
+            let (server, path) = (&server, format!("/edge/game/{game}/join"));
+            async move {
+                let (status, ticket) = server.post(&path, &json!({"userId": "p4"}).to_string()).await;
+                (status == 200 && ticket["region"] == "eu-central-1").then_some(ticket)
+            }
+        })
+        .await;
+        let mut player = crate::support::Player::connect(late["wsEndpoint"].as_str().unwrap()).await;
+        player
+            .send(
+                json!({"action":"resume","sessionId":game,"userId":"p4","token":late["token"],"lastStep":3}),
+            )
+            .await;
+        let (frames, _) = player.until("session_ended").await;
+        frames
+            .iter()
+            .filter(|f| f["type"] == "tick")
+            .map(|f| f["step"].as_i64().unwrap())
+            .collect::<Vec<i64>>()
     };
-    let (results, ()) = tokio::join!(futures_util::future::join_all(players), drain);
+    let (results, late_steps) = tokio::join!(futures_util::future::join_all(players), drain);
 
     let events = log_events(&server, "game-events").await;
     let moved: Vec<&Value> = events.iter().filter(|e| e["type"] == "session_migrated").collect();
@@ -361,6 +382,7 @@ async fn a_game_moves_out_of_a_drained_region_without_a_missing_or_doubled_step(
         (Some("eu-west-1"), Some("eu-central-1"))
     );
     let from_step = moved[0]["fromStep"].as_i64().unwrap();
+    let results_last_step = results[0].2["lastStep"].as_i64().unwrap();
     for (user, (ticks, regions, ended)) in ["p1", "p2", "p3"].iter().zip(results) {
         assert_eq!(regions, ["eu-west-1", "eu-central-1"], "{user} followed the game once");
         let steps: Vec<i64> = ticks.iter().map(|t| t["step"].as_i64().unwrap()).collect();
@@ -384,6 +406,14 @@ async fn a_game_moves_out_of_a_drained_region_without_a_missing_or_doubled_step(
             );
         }
     }
+
+    // A player resuming in the new region from before the move got the steps written in the
+    // old region from the log, then the rest, each once.
+    assert_eq!(
+        late_steps,
+        (4..=results_last_step).collect::<Vec<_>>(),
+        "every step after 3, across the move, once"
+    );
 
     // The read API shows where it is and how it got there.
     let path = format!("/edge/sessions/{game}");
