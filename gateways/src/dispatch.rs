@@ -62,14 +62,7 @@ pub(crate) fn decode(records: &[Record]) -> Vec<Outgoing> {
         let session_id = event.session_id;
         out.push(match event.body {
             EventBody::Tick(t) => {
-                let tick = HeldTick {
-                    step: t.step,
-                    value: t.value,
-                    round: t.round,
-                    broken: t.broken,
-                    scheduled_at: t.scheduled_at,
-                    server_timestamp: now,
-                };
+                let tick = HeldTick::of(&t, now);
                 Outgoing::Tick { session_id, tick, frame: text_frame(tick.message().to_json()) }
             }
             EventBody::Countdown(c) => Outgoing::Broadcast {

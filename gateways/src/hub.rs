@@ -33,6 +33,18 @@ pub(crate) struct HeldTick {
 }
 
 impl HeldTick {
+    /// A logged tick, as first written by this gateway at `server_timestamp`.
+    pub(crate) const fn of(tick: &tickcast_schemas::event::Tick, server_timestamp: i64) -> Self {
+        Self {
+            step: tick.step,
+            value: tick.value,
+            round: tick.round,
+            broken: tick.broken,
+            scheduled_at: tick.scheduled_at,
+            server_timestamp,
+        }
+    }
+
     pub(crate) const fn message(&self) -> ServerMessage {
         ServerMessage::Tick {
             step: self.step,

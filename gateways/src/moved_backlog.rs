@@ -37,14 +37,7 @@ impl Gateway {
                             && t.step > after
                             && t.step < moved_at
                         {
-                            found.entry(t.step).or_insert(HeldTick {
-                                step: t.step,
-                                value: t.value,
-                                round: t.round,
-                                broken: t.broken,
-                                scheduled_at: t.scheduled_at,
-                                server_timestamp: now,
-                            });
+                            found.entry(t.step).or_insert(HeldTick::of(&t, now));
                         }
                     }
                 }
