@@ -166,6 +166,9 @@ impl History {
             }
             let mut kept = keep.into_iter();
             events.retain(|_| kept.next().unwrap_or(true));
+            // Times tie at the millisecond: a move goes right before its first step, wherever
+            // the clock put it.
+            place_moves_before_their_first_step(events);
         }
         Ok(history)
     }
@@ -227,5 +230,26 @@ impl History {
     /// The events of one session.
     pub fn session(&self, id: &str) -> Result<&[Logged], Error> {
         self.sessions.get(id).map(Vec::as_slice).ok_or_else(|| Error::UnknownSession(id.to_owned()))
+    }
+}
+
+/// Puts each `session_migrated` of a session's events right before its first tick at or after
+/// `fromStep` (the last place when none is).
+fn place_moves_before_their_first_step(events: &mut Vec<Logged>) {
+    let moves: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| matches!(l.event.body, EventBody::SessionMigrated(_)))
+        .map(|(i, _)| i)
+        .collect();
+    for index in moves.into_iter().rev() {
+        let EventBody::SessionMigrated(m) = &events[index].event.body else { continue };
+        let from_step = m.from_step;
+        let moved = events.remove(index);
+        let at = events
+            .iter()
+            .position(|l| matches!(&l.event.body, EventBody::Tick(t) if t.step >= from_step))
+            .unwrap_or(events.len());
+        events.insert(at, moved);
     }
 }
