@@ -18,6 +18,7 @@ mod kafka;
 mod kafka_tls;
 mod kinesis;
 mod latency;
+mod migration;
 mod projections;
 mod quickstart;
 mod regions;
