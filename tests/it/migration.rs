@@ -134,7 +134,14 @@ async fn play_across_moves(
 /// equal to the engine, across the move; the log says where and from which step it moved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_game_moves_out_of_a_drained_region_without_a_missing_or_doubled_step() {
-    let server = Server::start_with(&["--regions", "eu-west-1,eu-central-1", "--admin-token", ADMIN_TOKEN]);
+    let server = Server::start_with(&[
+        "--regions",
+        "eu-west-1,eu-central-1",
+        "--admin-token",
+        ADMIN_TOKEN,
+        "--archive-roll-age",
+        "1s",
+    ]);
     let start = json!({"userId": "p1", "preferredRegion": "eu-west-1", "countdownMs": 1_000, "tickMs": 50,
         "maxRounds": 3, "minBreakSteps": 30, "maxBreakSteps": 40});
     let (status, ticket) = server.post("/edge/game/start", &start.to_string()).await;
@@ -221,6 +228,23 @@ async fn a_game_moves_out_of_a_drained_region_without_a_missing_or_doubled_step(
         (4..=results_last_step).collect::<Vec<_>>(),
         "every step after 3, across the move, once"
     );
+
+    // The archive's tick rows say which region broadcast each step (the files closed so far:
+    // the archiver closes a file as records arrive past its roll age).
+    let ticks_dir = server.data_dir.join("archive").join("kind=ticks");
+    let rows = crate::support::eventually("ticks of both regions archived", || {
+        let (ticks_dir, game) = (ticks_dir.clone(), game.clone());
+        async move {
+            let rows = archived_tick_regions(&ticks_dir, &game)?;
+            let both = rows.iter().any(|(s, _)| *s < from_step) && rows.iter().any(|(s, _)| *s >= from_step);
+            both.then_some(rows)
+        }
+    })
+    .await;
+    for (step, region) in &rows {
+        let expected = if *step < from_step { "eu-west-1" } else { "eu-central-1" };
+        assert_eq!(region, expected, "step {step} was broadcast by {expected}");
+    }
 
     // The read API shows where it is and how it got there.
     let path = format!("/edge/sessions/{game}");
@@ -371,4 +395,28 @@ async fn a_game_whose_region_lost_every_gateway_moves_and_its_players_finish_it_
         events.iter().filter(|e| e["type"] == "session_migrated" && e["sessionId"] == game.as_str()).count(),
         1
     );
+}
+
+/// (step, region) of each archived tick row of `game` under `ticks_dir` (read by pyarrow), one
+/// per step; `None` while there is none or a file is being closed.
+fn archived_tick_regions(ticks_dir: &std::path::Path, game: &str) -> Option<Vec<(i64, String)>> {
+    let script = [
+        "import glob, json, sys",
+        "import pyarrow.parquet as pq",
+        "rows = set()",
+        "for f in glob.glob(sys.argv[1] + '/**/*.parquet', recursive=True):",
+        "    t = pq.read_table(f)",
+        "    columns = zip(t['step'].to_pylist(), t['region'].to_pylist(), t['session_id'].to_pylist())",
+        "    rows |= {(s, r) for s, r, g in columns if g == sys.argv[2]}",
+        "print(json.dumps(sorted(rows)))",
+    ]
+    .join("\n");
+    let output = std::process::Command::new(crate::support::test_python())
+        .args(["-c", &script, ticks_dir.to_str()?, game])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&output.stdout).ok()
 }
