@@ -94,14 +94,8 @@ async fn a_drained_region_gets_no_new_games_until_it_is_restored() {
     assert_eq!((status, body), (200, json!({"region": "eu-west-1", "state": "active", "sessionsMoving": 0})));
     assert_eq!(start("after").await["region"], "eu-west-1");
 
-    let region_events: Vec<Value> = log_events(&server, "game-events")
-        .await
-        .into_iter()
-        .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("region_")))
-        .map(|e| json!({"type": e["type"], "region": e["region"], "reason": e["reason"]}))
-        .collect();
     assert_eq!(
-        region_events,
+        region_events(log_events(&server, "game-events").await),
         [
             json!({"type": "region_drained", "region": "eu-west-1", "reason": "operator"}),
             json!({"type": "region_restored", "region": "eu-west-1", "reason": null}),
@@ -184,17 +178,21 @@ async fn a_region_without_a_ready_gateway_is_drained_after_the_failover_time_and
 
     let events =
         crate::support::topic_events(tickcast_eventlog::open(log).unwrap().as_ref(), "game-events").await;
-    let region_events: Vec<Value> = events
-        .into_iter()
-        .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("region_")))
-        .map(|e| json!({"type": e["type"], "region": e["region"], "reason": e["reason"]}))
-        .collect();
     assert_eq!(
-        region_events,
+        region_events(events),
         [
             json!({"type": "region_drained", "region": "us-east-1", "reason": "unhealthy"}),
             json!({"type": "region_restored", "region": "us-east-1", "reason": null}),
         ]
     );
     brought_back.process.kill9();
+}
+
+/// The region events among `events`: their type, region and reason.
+fn region_events(events: Vec<Value>) -> Vec<Value> {
+    events
+        .into_iter()
+        .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("region_")))
+        .map(|e| json!({"type": e["type"], "region": e["region"], "reason": e["reason"]}))
+        .collect()
 }
