@@ -4,6 +4,7 @@ import json, os, platform, subprocess, sys, datetime
 out, duration, loads, quick = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4] == "1"
 overload, overload_duration = sys.argv[5], sys.argv[6]
 admitted = sys.argv[7] if len(sys.argv) > 7 else ""
+paced = sys.argv[8] if len(sys.argv) > 8 else ""
 
 def sysctl(name):
     try:
@@ -150,6 +151,29 @@ if overload:
                 print(f"| {overload} | {arrival}, {admission} | run failed | | | | | | | | | | | |")
                 continue
             print(admission_row(overload, f"{arrival}, {admission}", r))
+
+if paced:
+    print()
+    print("## Adaptive pace past capacity\n")
+    print(f"`tickcast up --saturation-lag-ms 0 --max-players 0 --pace-load-limit-ms 5` (every player admitted, the")
+    print(f"tick generator's load policy on) and `tickcast bots --sessions S --players-per-session P --duration {overload_duration}")
+    print("--min-break-steps 10 --max-break-steps 20 [--max-tick-ms 400]`: the same load as fixed-pace games (100 ms a step)")
+    print("and as adaptive ones (100–400 ms), which slow by ×1.5 a round while most of a round's ticks are emitted")
+    print("more than 5 ms late. Lateness is against each tick's own (paced) `scheduledAt`.\n")
+    print("| players | games | refused | kicked | missing | live p50 ms | live p99 ms | live p99.9 ms | pace at the end p50 / max ms | players slowed | server µs/msg | server CPU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for pace in ("fixed", "adaptive"):
+        try:
+            r = json.load(open(os.path.join(out, f"pace-{pace}-{paced}.json")))
+        except (OSError, ValueError):
+            print(f"| {paced} | {pace} | run failed | | | | | | | | | |")
+            continue
+        l, s_, p = r["latenessMs"], r.get("server") or {}, r.get("pace")
+        reached = f"{p['finalP50Ms']} / {p['finalMaxMs']}" if p else f"{r['tickMs']} / {r['tickMs']}"
+        slowed = f"{p['playersSlowed']:,}" if p else "—"
+        print(f"| {r['players']:,} ({paced}) | {pace} | {r.get('refused', 0):,} | {r['kicks']} | {r['missingSteps']} | "
+              f"{l['p50']:.1f} | {l['p99']:.1f} | {l['p999']:.1f} | {reached} | {slowed} | "
+              f"{s_.get('cpuUsPerMessage', 0):.2f} | {s_.get('cpuPercent', 0):.0f}% |")
 
 notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
 if os.path.exists(notes):

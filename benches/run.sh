@@ -8,12 +8,15 @@
 #   - 10,000 players to `tickcast up` as it ships (admission on): every one must be admitted;
 #   - graceful overload: 14,000 players offered as games arriving one by one (staggered, 500
 #     players/s), and as a burst (every game created back to back, then every player connects),
-#     to `tickcast up` with its admission control and with it off.
+#     to `tickcast up` with its admission control and with it off;
+#   - adaptive pace under load: a load past capacity, admitted whole, as fixed-pace games and as
+#     adaptive ones (maxTickMs 400) whose generator slows them when it runs late.
 # Usage: benches/run.sh [--quick]     (--quick: shorter runs, for a smoke test of the script)
 #        TICKCAST_BENCH_LOADS="800x10 1000x10" benches/run.sh   (other loads: sessions x players)
 #        TICKCAST_BENCH_SKIP_MICRO=1 benches/run.sh              (keep the last criterion results)
 #        TICKCAST_BENCH_OVERLOAD="1400x10" benches/run.sh        (the overload offered; "" skips it)
 #        TICKCAST_BENCH_ADMITTED="1000x10" benches/run.sh        (the load admission must admit; "" skips it)
+#        TICKCAST_BENCH_PACE="1400x10" benches/run.sh            (adaptive against fixed past capacity; "" skips it)
 #        TICKCAST_BENCH_OUT=DIR benches/run.sh                   (keep the raw reports in DIR)
 # The bots all come from 127.0.0.1 and offer up to 18,000 sockets: the limits per client
 # address and the cap on sockets are turned off here, as any limit the load client would trip
@@ -28,8 +31,9 @@ duration=30s
 loads="${TICKCAST_BENCH_LOADS:-500x10 800x10 1000x10 1400x10 1800x10}"
 overload="${TICKCAST_BENCH_OVERLOAD-1400x10}"
 admitted="${TICKCAST_BENCH_ADMITTED-1000x10}"
+paced="${TICKCAST_BENCH_PACE-1400x10}"
 overload_duration=40s
-if [ "$quick" = 1 ]; then duration=5s; loads="50x10"; overload="50x10"; admitted="50x10"; overload_duration=8s; fi
+if [ "$quick" = 1 ]; then duration=5s; loads="50x10"; overload="50x10"; admitted="50x10"; paced="50x10"; overload_duration=8s; fi
 
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cargo build --release --locked -p tickcast -p tickcast-naive-broadcaster
@@ -105,6 +109,25 @@ if [ -n "$overload" ]; then
   duration=$e2e_duration
 fi
 
-python3 benches/report.py "$out" "$duration" "$loads" $quick "$overload" "$overload_duration" "$admitted" > BENCHMARKS.md.new
+# Adaptive pace past capacity: every player admitted (admission off), the generator's load policy
+# on (late past 5 ms); games of 10–20-step rounds, fixed or adaptive up to 400 ms a step.
+if [ -n "$paced" ]; then
+  load=$paced; sessions=${load%x*}; players=${load#*x}
+  e2e_duration=$duration
+  duration=$overload_duration
+  for pace in fixed adaptive; do
+    bots_args=(--min-break-steps 10 --max-break-steps 20)
+    [ "$pace" = adaptive ] && bots_args+=(--max-tick-ms 400)
+    data=$(mktemp -d)
+    RUST_LOG=warn measure "pace-$pace" $port ./target/release/tickcast up --listen "127.0.0.1:{port}" \
+      --data-dir "$data" --saturation-lag-ms 0 --max-players 0 --pace-load-limit-ms 5
+    rm -rf "$data"
+    port=$((port + 1))
+  done
+  bots_args=()
+  duration=$e2e_duration
+fi
+
+python3 benches/report.py "$out" "$duration" "$loads" $quick "$overload" "$overload_duration" "$admitted" "$paced" > BENCHMARKS.md.new
 mv BENCHMARKS.md.new BENCHMARKS.md
 echo "wrote BENCHMARKS.md"

@@ -8,6 +8,7 @@ use tickcast_eventlog::{EventLog, LogOptions};
 use tickcast_gateways::GatewayConfig;
 use tickcast_gateways::latency::LatencyPolicy;
 use tickcast_gateways::socket_limits::SocketLimits;
+use tickcast_processors::pace::PaceConfig;
 use tickcast_processors::{ArchiverConfig, TickGeneratorConfig};
 use tickcast_producers::EdgeConfig;
 use tickcast_producers::admission::{Admission, AdmissionLimits};
@@ -241,6 +242,12 @@ pub(crate) fn generator_config(game: &GameArgs, common: &CommonArgs) -> anyhow::
         gateway_timeout_ms: i64::try_from(game.gateway_timeout.as_millis()).unwrap_or(i64::MAX),
         instance: common.instance.clone(),
         regions: region_table(&common.regions)?.into_iter().map(|r| r.id).collect(),
+        pace: PaceConfig {
+            rtt_factor: game.pace_rtt_factor,
+            load_limit_ms: game
+                .pace_load_limit_ms
+                .map_or(PaceConfig::default().load_limit_ms, |ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+        },
         ..TickGeneratorConfig::default()
     })
 }

@@ -97,6 +97,11 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let mut generator_config = generator_config(&args.game, &args.common)?;
     generator_config.saturation = saturation;
+    // Late for the pace is late for admission, unless told otherwise.
+    if args.game.pace_load_limit_ms.is_none() {
+        generator_config.pace.load_limit_ms =
+            i64::try_from(args.admission.saturation_lag_ms).unwrap_or(i64::MAX);
+    }
     roles.ready_when(&generator_config.readiness);
     let generator_group = generator_config.group.clone();
     let generator = TickGenerator::new(Arc::clone(&log), generator_config);

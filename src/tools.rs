@@ -34,6 +34,19 @@ pub(crate) fn engine(args: &EngineArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn bots(args: BotsArgs) -> anyhow::Result<()> {
+    if let Some(max) = args.max_tick_ms
+        && max < args.tick_ms
+    {
+        bail!(
+            "--max-tick-ms {max} is below --tick-ms {}: an adaptive game's slowest pace is at least its fastest",
+            args.tick_ms
+        );
+    }
+    if let (Some(min), Some(max)) = (args.min_break_steps, args.max_break_steps)
+        && min > max
+    {
+        bail!("--min-break-steps {min} is above --max-break-steps {max}");
+    }
     use std::io::IsTerminal;
     let config = tickcast_bots::BotsConfig {
         edge: args.edge.trim_end_matches('/').to_owned(),
@@ -43,6 +56,8 @@ pub(crate) async fn bots(args: BotsArgs) -> anyhow::Result<()> {
         rtt: Duration::from_millis(args.rtt_ms),
         jitter: Duration::from_millis(args.jitter_ms),
         tick_ms: args.tick_ms,
+        max_tick_ms: args.max_tick_ms,
+        break_steps: args.min_break_steps.zip(args.max_break_steps),
         connect_rate: args.connect_rate,
         server_pid: args.server_pid,
         region: args.region,

@@ -36,6 +36,13 @@ pub(crate) async fn create_game(
     if let Some(region) = &config.region {
         body["preferredRegion"] = json!(region);
     }
+    if let Some(max_tick_ms) = config.max_tick_ms {
+        body["maxTickMs"] = json!(max_tick_ms);
+    }
+    if let Some((min, max)) = config.break_steps {
+        body["minBreakSteps"] = json!(min);
+        body["maxBreakSteps"] = json!(max);
+    }
     let first: Ticket = post(http, &format!("{}/edge/game/start", config.edge), &body).await?;
     let mut game = Game { tickets: vec![first.clone()], refused: 0 };
     for player in 1..config.players_per_session {

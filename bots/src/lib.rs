@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::edge::create_game;
 use crate::player::{PlayerOutcome, play};
-pub use crate::report::{Lateness, Report, ServerUsage};
+pub use crate::report::{Lateness, PaceReached, Report, ServerUsage};
 use crate::stats::LatenessHistogram;
 
 /// One load run.
@@ -52,6 +52,11 @@ pub struct BotsConfig {
     /// Uniform jitter (±) on that delay.
     pub jitter: Duration,
     pub tick_ms: i64,
+    /// Adaptive games: their slowest pace (`maxTickMs`); `None` plays fixed-pace games.
+    pub max_tick_ms: Option<i64>,
+    /// The games' round lengths in steps (`minBreakSteps`, `maxBreakSteps`); the edge's
+    /// defaults when `None`. Short rounds let adaptive games change pace often.
+    pub break_steps: Option<(u64, u64)>,
     /// Connections opened per second during the ramp-up.
     pub connect_rate: u32,
     /// The server's process id, to report its CPU and memory (Linux `/proc`).
@@ -343,6 +348,7 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
         players,
         arrival: config.arrival,
         tick_ms: config.tick_ms,
+        max_tick_ms: config.max_tick_ms,
         duration_s: config.duration.as_secs_f64(),
         rtt_ms: config.rtt.as_millis() as u64,
         jitter_ms: config.jitter.as_millis() as u64,
@@ -359,6 +365,7 @@ pub async fn run(config: BotsConfig, shutdown: CancellationToken) -> Result<Repo
         errors: sum(|o| o.errors),
         lateness_ms: Lateness::of(h),
         backlog_ticks: sum(|o| o.backlog),
+        pace: config.max_tick_ms.map(|_| PaceReached::of(&outcomes, config.tick_ms)),
         server_lateness_ms: Lateness::of(&server_lateness),
         window_messages,
         window_s,

@@ -47,6 +47,10 @@ pub(crate) struct PlayerOutcome {
     /// serverTimestamp − scheduledAt of each live tick, ms: the part of the lateness spent
     /// before the gateway wrote the tick (generator, log, fan-out).
     pub(crate) server_lateness_ms: Vec<i32>,
+    /// An adaptive game's pace when the player left (its last `tick_rate`), and how many
+    /// changes it was told of.
+    pub(crate) pace_ms: Option<i64>,
+    pub(crate) pace_changes: u64,
 }
 
 /// The fields of a server frame the bots read.
@@ -58,6 +62,8 @@ struct Frame<'a> {
     step: Option<i64>,
     scheduled_at: Option<i64>,
     server_timestamp: Option<i64>,
+    from_step: Option<i64>,
+    tick_ms: Option<i64>,
 }
 
 /// One player: connect, join, record every tick until the measured window is over.
@@ -183,6 +189,21 @@ pub(crate) async fn play(
                         break 'read;
                     }
                 }
+                // An adaptive game slowed or sped up: fewer (or more) of its steps fall in the
+                // measured window, and lateness is judged by the new pace's scheduledAt.
+                "tick_rate" => {
+                    let (Some(from), Some(at), Some(tick_ms)) =
+                        (frame.from_step, frame.scheduled_at, frame.tick_ms)
+                    else {
+                        continue;
+                    };
+                    outcome.pace_ms = Some(tick_ms);
+                    outcome.pace_changes += 1;
+                    record.expect_until(from + (plan.measure_end_ms - at).div_euclid(tick_ms.max(1)));
+                    if record.complete() {
+                        break 'read;
+                    }
+                }
                 "kicked" => outcome.kicked = true,
                 "error" => outcome.errors += 1,
                 "session_ended" => break 'read,
@@ -192,6 +213,7 @@ pub(crate) async fn play(
     }
     shared.received.fetch_add(unreported, Ordering::Relaxed);
     let _ = io.write_all(&client_frame(WsFrame::close(None), &mut mask_state)).await;
+    outcome.expected = record.expected();
     outcome.delivered = record.delivered;
     outcome.duplicates = record.duplicates;
     outcome.out_of_order = record.out_of_order;

@@ -12,6 +12,9 @@ pub struct Report {
     pub players: usize,
     pub arrival: crate::Arrival,
     pub tick_ms: i64,
+    /// The slowest pace of adaptive games (`maxTickMs`); absent for fixed-pace games.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tick_ms: Option<i64>,
     pub duration_s: f64,
     pub rtt_ms: u64,
     pub jitter_ms: u64,
@@ -35,6 +38,9 @@ pub struct Report {
     /// Ticks scheduled before their player sent its join (replayed history): delivered, and
     /// counted here rather than in `lateness_ms`.
     pub backlog_ticks: u64,
+    /// Adaptive games: the pace their players ended at, and how many changes they were told of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pace: Option<PaceReached>,
     /// serverTimestamp − scheduledAt (ms resolution): lateness before the gateway wrote the tick.
     pub server_lateness_ms: Lateness,
     /// Frames received by all bots during the measured window.
@@ -48,6 +54,31 @@ pub struct Report {
     /// RTT samples the server measured but did not judge because it lagged.
     pub samples_not_judged: u64,
     pub server: Option<ServerUsage>,
+}
+
+/// The pace adaptive games reached: each player's last pace (the one in force when it left).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaceReached {
+    /// Players told of at least one change (`tick_rate`).
+    pub players_slowed: u64,
+    pub changes_told: u64,
+    pub final_p50_ms: i64,
+    pub final_max_ms: i64,
+}
+
+impl PaceReached {
+    pub(crate) fn of(outcomes: &[crate::player::PlayerOutcome], fastest_ms: i64) -> Self {
+        let mut last: Vec<i64> =
+            outcomes.iter().filter(|o| o.connected).map(|o| o.pace_ms.unwrap_or(fastest_ms)).collect();
+        last.sort_unstable();
+        Self {
+            players_slowed: outcomes.iter().filter(|o| o.pace_changes > 0).count() as u64,
+            changes_told: outcomes.iter().map(|o| o.pace_changes).sum(),
+            final_p50_ms: last.get(last.len() / 2).copied().unwrap_or(fastest_ms),
+            final_max_ms: last.last().copied().unwrap_or(fastest_ms),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,6 +150,17 @@ impl Report {
             self.lateness_ms.max,
             self.backlog_ticks
         );
+        if let Some(pace) = &self.pace {
+            out += &format!(
+                "adaptive pace ({}–{} ms): {} players told of {} changes; pace at the end p50 {} ms, max {} ms\n",
+                self.tick_ms,
+                self.max_tick_ms.unwrap_or(self.tick_ms),
+                pace.players_slowed,
+                pace.changes_told,
+                pace.final_p50_ms,
+                pace.final_max_ms
+            );
+        }
         out += &format!(
             "  of which before the gateway wrote it (serverTimestamp − scheduledAt): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n",
             self.server_lateness_ms.p50, self.server_lateness_ms.p99, self.server_lateness_ms.max

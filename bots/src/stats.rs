@@ -108,6 +108,8 @@ impl LatenessHistogram {
 pub struct StepRecord {
     seen: Vec<u64>,
     last_expected: i64,
+    /// The range it was made for: the most `last_expected` may be.
+    last_possible: i64,
     last_received: Option<i64>,
     pub delivered: u64,
     pub duplicates: u64,
@@ -121,6 +123,7 @@ impl StepRecord {
         Self {
             seen: vec![0; words],
             last_expected,
+            last_possible: last_expected,
             last_received: None,
             delivered: 0,
             duplicates: 0,
@@ -147,6 +150,13 @@ impl StepRecord {
             self.delivered += 1;
         }
         true
+    }
+
+    /// The measured range ends at `last` instead (an adaptive game's pace changed), never past
+    /// the range it was made for nor below a step already received.
+    pub fn expect_until(&mut self, last: i64) {
+        let floor = self.last_received.unwrap_or(-1);
+        self.last_expected = last.max(floor).min(self.last_possible);
     }
 
     /// Steps expected in the measured range.
@@ -194,5 +204,19 @@ mod tests {
         }
         assert_eq!((r.delivered, r.duplicates, r.out_of_order), (6, 1, 1));
         assert_eq!((r.expected(), r.missing()), (10, 4));
+    }
+
+    #[test]
+    fn a_slower_pace_expects_fewer_steps_but_never_fewer_than_received_nor_more_than_planned() {
+        let mut r = StepRecord::new(99);
+        for step in 0..=20 {
+            r.receive(step);
+        }
+        r.expect_until(40);
+        assert_eq!(r.expected(), 41);
+        r.expect_until(5);
+        assert_eq!(r.expected(), 21, "step 20 was received");
+        r.expect_until(1_000);
+        assert_eq!(r.expected(), 100);
     }
 }

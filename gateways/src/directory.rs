@@ -25,6 +25,7 @@ impl Gateway {
                     "session_created"
                         | "session_ended"
                         | "session_migrated"
+                        | "tick_rate_changed"
                         | "player_joined"
                         | "player_kicked"
                         | "player_left"

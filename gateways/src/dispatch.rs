@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tickcast_eventlog::Record;
 use tickcast_schemas::event::{Event, EventBody};
+use tickcast_schemas::pace::Pace;
 use tickcast_schemas::protocol::ServerMessage;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +38,13 @@ pub(crate) enum Outgoing {
     },
     Ended {
         session_id: String,
+        frame: Bytes,
+    },
+    /// The session's pace changes (the copy of its `tick_rate_changed`, before the tick it
+    /// applies from): its members get the frame, and the hubs keep it for later joins.
+    Pace {
+        session_id: String,
+        pace: Pace,
         frame: Bytes,
     },
     /// The session moved to another region (the copy of its `session_migrated` in this
@@ -79,6 +87,15 @@ pub(crate) fn decode(records: &[Record]) -> Vec<Outgoing> {
                 let message =
                     ServerMessage::SessionMigrated { region: moved.to_region, from_step: moved.from_step };
                 Outgoing::Migrated { session_id, frame: text_frame(message.to_json()) }
+            }
+            EventBody::TickRateChanged(changed) => {
+                let message = ServerMessage::TickRate {
+                    from_step: changed.from_step,
+                    scheduled_at: changed.scheduled_at,
+                    tick_ms: changed.tick_ms,
+                    reason: changed.reason,
+                };
+                Outgoing::Pace { session_id, pace: changed.pace(), frame: text_frame(message.to_json()) }
             }
             EventBody::Unknown => {
                 metrics::unknown_event();

@@ -300,10 +300,16 @@ impl Fanout {
         }
         let hub = self.hubs.entry(session.session_id.clone()).or_default();
         let backlog = hub.join(connection, user_id, resume_after);
+        let paces = hub.paces(&session.paces);
+        let in_force = *paces.latest();
         let joined = ServerMessage::SessionJoined {
             session_id: session.session_id.clone(),
             start_at: session.start_at,
-            tick_ms: session.tick_ms,
+            tick_ms: in_force.tick_ms,
+            max_tick_ms: session.max_tick_ms,
+            pace_from_step: in_force.from_step,
+            pace_scheduled_at: in_force.scheduled_at,
+            paces: paces.paces().to_vec(),
             seed_hash: session.seed_hash.clone(),
             region: session.region.clone(),
             players: {
@@ -368,6 +374,12 @@ impl Fanout {
                 }
                 Outgoing::Broadcast { session_id, frame } => {
                     if let Some(hub) = hubs.get(session_id) {
+                        hub.each_member(|c| deliver(c, frame));
+                    }
+                }
+                Outgoing::Pace { session_id, pace, frame } => {
+                    let hub = hubs.entry(session_id.clone()).or_default();
+                    if hub.pace(*pace) {
                         hub.each_member(|c| deliver(c, frame));
                     }
                 }

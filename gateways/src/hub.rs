@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use tickcast_schemas::pace::{Pace, PaceSchedule};
 use tickcast_schemas::protocol::ServerMessage;
 
 use crate::conn_map::ConnMap;
@@ -67,6 +68,9 @@ pub(crate) struct SessionHub {
     /// generators during a hand-over) and are dropped.
     last_step: Option<i64>,
     ended: Option<Bytes>,
+    /// Pace changes read from the tick topic: a join tells them even before the directory,
+    /// which reads `game-events`, has them.
+    paces: Vec<Pace>,
 }
 
 /// What to send a player right after it joins or resumes, before anything live.
@@ -130,6 +134,25 @@ impl SessionHub {
                 deliver(connection);
             }
         }
+    }
+
+    /// Records a pace change; whether it is new (a second generator's copy during a hand-over
+    /// is not).
+    pub(crate) fn pace(&mut self, pace: Pace) -> bool {
+        if self.paces.iter().any(|p| p.from_step == pace.from_step) {
+            return false;
+        }
+        self.paces.push(pace);
+        true
+    }
+
+    /// `known` (the directory's paces of the session) with the changes this hub read.
+    pub(crate) fn paces(&self, known: &PaceSchedule) -> PaceSchedule {
+        let mut paces = known.clone();
+        for pace in &self.paces {
+            paces.record(*pace);
+        }
+        paces
     }
 
     /// Calls `deliver` for every member (countdowns).

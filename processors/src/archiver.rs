@@ -2,7 +2,8 @@
 //! Parquet files with typed columns, for DuckDB, pandas or polars.
 //!
 //! Layout: `DIR/kind=K/date=YYYY-MM-DD[/region=R]/part-<uuid>.parquet`, with kinds `ticks`
-//! (partitioned by region too), `latency`, `joins`, `kicks` and `events` (every other event type:
+//! (partitioned by region too), `latency`, `joins`, `kicks`, `tick_rate` (pace changes) and
+//! `events` (every other event type:
 //! envelope columns and the type's fields as JSON). A file is written as `….parquet.tmp`, and
 //! closed — flushed, fsynced, renamed, its directory fsynced — when it reaches `roll_rows` rows or
 //! `roll_age`, on a rebalance and on shutdown.
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{ArrayRef, StringBuilder, TimestampMillisecondBuilder, UInt64Builder};
+use arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampMillisecondBuilder, UInt64Builder};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -77,6 +78,7 @@ enum Kind {
     Latency,
     Joins,
     Kicks,
+    TickRate,
     Events,
 }
 
@@ -87,6 +89,7 @@ impl Kind {
             EventBody::LatencySampled(_) | EventBody::LatencySamples(_) => Self::Latency,
             EventBody::PlayerJoined(_) => Self::Joins,
             EventBody::PlayerKicked(_) => Self::Kicks,
+            EventBody::TickRateChanged(_) => Self::TickRate,
             _ => Self::Events,
         }
     }
@@ -97,6 +100,7 @@ impl Kind {
             Self::Latency => "latency",
             Self::Joins => "joins",
             Self::Kicks => "kicks",
+            Self::TickRate => "tick_rate",
             Self::Events => "events",
         }
     }
@@ -108,6 +112,7 @@ impl Kind {
             Self::Latency => arrow::latency(),
             Self::Joins => arrow::joins(),
             Self::Kicks => arrow::kicks(),
+            Self::TickRate => arrow::tick_rate(),
             Self::Events => arrow::events(),
         }
     }
@@ -175,7 +180,7 @@ impl Archiver {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
         remove_unclosed(&self.config.dir)?;
         // Every kind's series from the start (at 0), before its first file closes.
-        for kind in [Kind::Ticks, Kind::Latency, Kind::Joins, Kind::Kicks, Kind::Events] {
+        for kind in [Kind::Ticks, Kind::Latency, Kind::Joins, Kind::Kicks, Kind::TickRate, Kind::Events] {
             metrics::archived_rows(kind.name(), 0);
             metrics::archive_files_closed(kind.name(), 0);
         }
@@ -442,6 +447,27 @@ fn batch(kind: Kind, rows: &[(Event, String)]) -> Result<RecordBatch, Error> {
                 Arc::new(reason.finish()),
                 Arc::new(avg.finish()),
                 Arc::new(jitter.finish()),
+            ]
+        }
+        Kind::TickRate => {
+            let (mut from_step, mut scheduled, mut tick_ms) =
+                (Int64Builder::new(), TimestampMillisecondBuilder::new(), Int64Builder::new());
+            let (mut reason, mut worst) = (StringBuilder::new(), UInt64Builder::new());
+            for (event, _) in rows {
+                let EventBody::TickRateChanged(c) = &event.body else { continue };
+                envelope_at(event, event.at);
+                from_step.append_value(c.from_step);
+                scheduled.append_value(c.scheduled_at);
+                tick_ms.append_value(c.tick_ms);
+                reason.append_value(c.reason.as_str());
+                worst.append_value(c.worst_rtt_ms);
+            }
+            vec![
+                Arc::new(from_step.finish()),
+                utc(scheduled),
+                Arc::new(tick_ms.finish()),
+                Arc::new(reason.finish()),
+                Arc::new(worst.finish()),
             ]
         }
         Kind::Events => {

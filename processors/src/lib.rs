@@ -17,6 +17,7 @@
 
 pub mod archiver;
 mod metrics;
+pub mod pace;
 pub mod projector;
 pub mod retention;
 pub mod schedule;

@@ -23,6 +23,8 @@ pub(crate) const PROJECTOR_EVENTS: &str = "tickcast_projector_events_total";
 pub(crate) const SESSIONS_ACTIVE: &str = "tickcast_sessions_active";
 /// Sessions ended, by reason.
 pub(crate) const SESSIONS_ENDED: &str = "tickcast_sessions_ended_total";
+/// Pace changes of adaptive sessions, by region and reason (`latency`, `load`).
+pub(crate) const PACE_CHANGES: &str = "tickcast_pace_changes_total";
 /// Events of unknown type or version, skipped.
 pub(crate) const EVENTS_UNKNOWN: &str = "tickcast_events_unknown_total";
 
@@ -63,6 +65,15 @@ pub(crate) fn expose_generator(regions: &[String]) {
         counter!(SESSIONS_ENDED, "reason" => reason).increment(0);
     }
     players_lost(0);
+    for region in regions {
+        for reason in ["latency", "load"] {
+            counter!(PACE_CHANGES, "region" => region.clone(), "reason" => reason).increment(0);
+        }
+    }
+}
+
+pub(crate) fn pace_changed(region: &str, reason: tickcast_schemas::event::PaceReason) {
+    counter!(PACE_CHANGES, "region" => region.to_owned(), "reason" => reason.as_str()).increment(1);
 }
 
 /// The projector's series at zero, before its first batch.

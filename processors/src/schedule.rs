@@ -1,16 +1,32 @@
 //! The schedule of one session, sans I/O: given the time, which countdowns, ticks and end are
-//! due. Ticks are due at absolute deadlines `startAt + step·tickMs`; a late call emits every
-//! missed step at once, in order, so a session never drifts, skips or repeats a step.
+//! due. Ticks are due at absolute deadlines, `startAt + step·tickMs` at a fixed pace (the paced
+//! schedule's, [`PaceSchedule`], when the pace changes); a late call emits every missed step at
+//! once, in order, so a session never drifts, skips or repeats a step.
 
-use tickcast_engine::{State, Stepper, scheduled_at};
+use tickcast_engine::{State, Stepper};
 use tickcast_schemas::event::{EndReason, SessionCreated};
+use tickcast_schemas::pace::{Pace, PaceSchedule};
 
 /// Something a session emits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Emission {
-    Countdown { remaining_ms: i64 },
-    Tick { step: i64, state: State, scheduled_at: i64 },
-    Ended { reason: EndReason, last_step: i64 },
+    Countdown {
+        remaining_ms: i64,
+    },
+    Tick {
+        step: i64,
+        state: State,
+        scheduled_at: i64,
+    },
+    Ended {
+        reason: EndReason,
+        last_step: i64,
+    },
+    /// An adaptive session's next step starts a round: its pace must be decided
+    /// ([`SessionSchedule::decide_pace`]) before anything more is emitted.
+    RoundStarts {
+        from_step: i64,
+    },
 }
 
 /// When a session next needs its generator.
@@ -48,6 +64,14 @@ impl Deadline {
 pub struct SessionSchedule {
     created: SessionCreated,
     stepper: Stepper,
+    /// When each step is due: its start's pace, then each logged change.
+    paces: PaceSchedule,
+    /// Whether the pace may change (decided at each round's start).
+    adaptive: bool,
+    /// The latest round start whose pace is decided: the first round's is its start's.
+    decided_through: i64,
+    /// Whether the last step emitted was a break: the next one starts a round.
+    last_broken: bool,
     /// Next whole-second countdown instant (`startAt − k·1000`), while before the start.
     next_countdown_at: Option<i64>,
     /// Players connected now, from player_joined / player_left.
@@ -69,6 +93,10 @@ impl SessionSchedule {
         let next_countdown_at = (seconds_before >= 1).then(|| created.start_at - seconds_before * 1000);
         Self {
             stepper,
+            paces: PaceSchedule::new(created.start_at, created.tick_ms),
+            adaptive: created.is_adaptive(),
+            decided_through: 0,
+            last_broken: false,
             next_countdown_at,
             connected: 0,
             empty_since: Some(created.start_at.max(created_at)),
@@ -89,6 +117,34 @@ impl SessionSchedule {
         self.ended
     }
 
+    /// When each step is due.
+    #[must_use]
+    pub const fn paces(&self) -> &PaceSchedule {
+        &self.paces
+    }
+
+    /// A pace change read from the log: known from now on (ignored when known already).
+    pub fn record_pace(&mut self, pace: Pace) {
+        if self.paces.record(pace) {
+            self.decided_through = self.decided_through.max(pace.from_step);
+        }
+    }
+
+    /// The pace of the round starting at `from_step`: `Some(tick_ms)` to change it (returned:
+    /// the change to log), `None` to keep the one in force.
+    pub fn decide_pace(&mut self, from_step: i64, tick_ms: Option<i64>) -> Option<Pace> {
+        self.decided_through = self.decided_through.max(from_step);
+        let tick_ms = tick_ms.filter(|ms| *ms > 0 && *ms != self.paces.in_force_at(from_step).tick_ms)?;
+        let pace = self.paces.pace_from(from_step, tick_ms);
+        self.paces.record(pace).then_some(pace)
+    }
+
+    /// Whether the next step starts a round whose pace is not decided yet.
+    fn round_pending(&self) -> bool {
+        let next = self.stepper.next_step();
+        self.adaptive && self.last_broken && self.decided_through < next
+    }
+
     /// The last step emitted, -1 before the first.
     #[must_use]
     pub const fn last_step(&self) -> i64 {
@@ -104,6 +160,7 @@ impl SessionSchedule {
         self.next_countdown_at = None;
         let last = tickcast_engine::state_at(&self.created.engine_params(), first_step - 1);
         self.end_due = first_step > 0 && last.broken && last.round >= self.created.max_rounds;
+        self.last_broken = first_step > 0 && last.broken;
     }
 
     pub fn player_joined(&mut self) {
@@ -127,7 +184,10 @@ impl SessionSchedule {
         if self.end_due {
             return Some(Deadline::EndNow);
         }
-        let tick = scheduled_at(self.created.start_at, self.created.tick_ms, self.stepper.next_step());
+        if self.round_pending() {
+            return Some(Deadline::At(i64::MIN));
+        }
+        let tick = self.paces.scheduled_at(self.stepper.next_step());
         let at =
             [Some(tick), self.next_countdown_at, self.idle_at()].into_iter().flatten().min().unwrap_or(tick);
         Some(Deadline::At(at))
@@ -171,17 +231,23 @@ impl SessionSchedule {
         // session) must not tick past the instant the session ended.
         let ticks_until = self.idle_at().map_or(now, |idle| idle.min(now));
         let mut ticked = 0;
-        while scheduled_at(start_at, self.created.tick_ms, self.stepper.next_step()) <= ticks_until {
+        loop {
+            // Decided before anything of the round is due, even its first step: a faster pace
+            // makes it due sooner than the one in force says.
+            if self.round_pending() {
+                out.push(Emission::RoundStarts { from_step: self.stepper.next_step() });
+                return;
+            }
+            if self.paces.scheduled_at(self.stepper.next_step()) > ticks_until {
+                break;
+            }
             if ticked == max_ticks {
                 return;
             }
             ticked += 1;
             let (step, state) = self.stepper.advance();
-            out.push(Emission::Tick {
-                step,
-                state,
-                scheduled_at: scheduled_at(start_at, self.created.tick_ms, step),
-            });
+            self.last_broken = state.broken;
+            out.push(Emission::Tick { step, state, scheduled_at: self.paces.scheduled_at(step) });
             if state.broken && state.round >= self.created.max_rounds {
                 self.ended = true;
                 out.push(Emission::Ended { reason: EndReason::MaxRounds, last_step: step });
@@ -213,6 +279,7 @@ mod tests {
             max_rounds,
             engine: 1,
             created_by: "u".into(),
+            max_tick_ms: None,
         }
     }
 
@@ -230,6 +297,7 @@ mod tests {
                 Emission::Countdown { remaining_ms } => format!("c{remaining_ms}"),
                 Emission::Tick { step, .. } => format!("t{step}"),
                 Emission::Ended { .. } => "end".into(),
+                Emission::RoundStarts { .. } => "round".into(),
             })
             .collect();
         assert_eq!(steps, ["c3000", "c2000", "c1000", "t0", "t1"]);
@@ -355,6 +423,60 @@ mod tests {
         }
         assert_eq!(in_parts, at_once, "steps 0..=30 and the idle end, not an early end");
         assert_eq!(calls, 4);
+    }
+
+    /// A session of rounds of 2 to 5 steps (the test's `created`) whose pace may go to 400 ms.
+    fn adaptive() -> SessionSchedule {
+        let mut s = SessionSchedule::new(
+            SessionCreated { max_tick_ms: Some(400), ..created(0, 1000) },
+            0,
+            i64::MAX / 4,
+        );
+        s.player_joined();
+        s
+    }
+
+    #[test]
+    fn an_adaptive_session_asks_for_each_rounds_pace_right_after_its_break() {
+        let params = created(0, 1000).engine_params();
+        let first_break = (0..).find(|&step| state_at(&params, step).broken).unwrap();
+        let mut s = adaptive();
+        let mut out = Vec::new();
+        s.emit_due(first_break * 100, &mut out);
+        assert_eq!(out.last(), Some(&Emission::RoundStarts { from_step: first_break + 1 }));
+        assert_eq!(s.next_deadline(), Some(Deadline::At(i64::MIN)), "due at once, whatever the clock");
+        let pace = s.decide_pace(first_break + 1, Some(250)).expect("a change");
+        assert_eq!(pace.scheduled_at, first_break * 100 + 250, "one step of the new pace after the break");
+        assert_eq!(s.decide_pace(first_break + 1, Some(250)), None, "decided once");
+        assert_eq!(s.next_deadline(), Some(Deadline::At(first_break * 100 + 250)));
+        out.clear();
+        s.emit_due(first_break * 100 + 500, &mut out);
+        let Emission::Tick { step, scheduled_at, .. } = out[1] else { panic!("{out:?}") };
+        assert_eq!((step, scheduled_at), (first_break + 2, first_break * 100 + 500));
+        let mut fixed = SessionSchedule::new(created(0, 1000), 0, i64::MAX / 4);
+        fixed.player_joined();
+        out.clear();
+        fixed.emit_due(100_000, &mut out);
+        assert!(!out.iter().any(|e| matches!(e, Emission::RoundStarts { .. })), "a fixed pace never asks");
+    }
+
+    #[test]
+    fn a_resumed_adaptive_session_keeps_its_logged_paces_and_decides_a_pending_round_first() {
+        let params = created(0, 1000).engine_params();
+        let breaks: Vec<i64> = (0..200).filter(|&step| state_at(&params, step).broken).take(2).collect();
+        let mut s = adaptive();
+        s.record_pace(Pace { from_step: breaks[0] + 1, scheduled_at: breaks[0] * 100 + 300, tick_ms: 300 });
+        s.resume_at(breaks[1] + 1);
+        let mut out = Vec::new();
+        s.emit_due(0, &mut out);
+        assert_eq!(
+            out,
+            [Emission::RoundStarts { from_step: breaks[1] + 1 }],
+            "the crash came before its decision"
+        );
+        assert_eq!(s.decide_pace(breaks[1] + 1, None), None, "kept");
+        let due = breaks[0] * 100 + 300 * (breaks[1] + 1 - breaks[0]);
+        assert_eq!(s.next_deadline(), Some(Deadline::At(due)), "at the logged pace");
     }
 
     #[test]

@@ -48,6 +48,16 @@ pub(crate) async fn start_game(
     let rules = request
         .rules(&edge.config.defaults)
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", m))?;
+    if edge.config.reveal_seed_at_start && rules.max_tick_ms != rules.tick_ms {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            format!(
+                "maxTickMs must equal tickMs ({}) in client-side tick mode: clients compute the ticks from the clock alone, so the pace cannot change",
+                rules.tick_ms
+            ),
+        ));
+    }
     let hints = RegionHints {
         preferred: request.preferred_region.as_deref(),
         user_region: header(&headers, "x-user-region"),
@@ -77,6 +87,7 @@ pub(crate) async fn start_game(
         max_rounds: rules.max_rounds,
         engine: tickcast_engine::ENGINE_VERSION,
         created_by: request.user_id.clone(),
+        max_tick_ms: (rules.max_tick_ms != rules.tick_ms).then_some(rules.max_tick_ms),
     };
     let event = Event::new(
         game_id.clone(),
@@ -188,8 +199,14 @@ fn parse_body<T: serde::de::DeserializeOwned>(
         ));
     }
     let body = body.map_err(|e| ApiError::new(e.status(), "invalid_body", e.body_text()))?;
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("request body: {e}")))
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body)).map_err(|e| {
+        let message = match e.path().to_string() {
+            // The whole body is wrong (not an object, bad JSON): no field to name.
+            path if path == "." => format!("request body: {}", e.inner()),
+            path => format!("request body: {path}: {}", e.inner()),
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+    })
 }
 
 pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -139,7 +139,10 @@ pub struct GameTicket {
     pub ws_endpoint: String,
     pub token: String,
     pub start_at: i64,
+    /// The fastest pace, the one the game starts at, and the slowest it may go to (equal for a
+    /// fixed pace). The pace in force comes with `session_joined`.
     pub tick_ms: i64,
+    pub max_tick_ms: i64,
     pub seed_hash: String,
     /// The engine's break bounds, so the client can recompute every tick once the seed is out.
     pub min_break_steps: u64,
@@ -277,6 +280,7 @@ impl Edge {
                         "session_created"
                             | "session_ended"
                             | "session_migrated"
+                            | "tick_rate_changed"
                             | "region_drained"
                             | "region_restored"
                     ) | None
@@ -370,6 +374,7 @@ impl Edge {
             token,
             start_at: session.start_at,
             tick_ms: session.tick_ms,
+            max_tick_ms: session.max_tick_ms,
             seed_hash: session.seed_hash.clone(),
             min_break_steps: session.min_break_steps,
             max_break_steps: session.max_break_steps,

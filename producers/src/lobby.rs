@@ -86,6 +86,14 @@ impl Edge {
             region: item.region,
             start_at: item.start_at,
             tick_ms: item.tick_ms,
+            max_tick_ms: item.max_tick_ms.unwrap_or(item.tick_ms),
+            paces: {
+                let mut paces = tickcast_schemas::pace::PaceSchedule::new(item.start_at, item.tick_ms);
+                if let Some(pace) = item.pace {
+                    paces.record(pace);
+                }
+                paces
+            },
             countdown_ms: item.countdown_ms,
             seed_hash: item.seed_hash,
             seed,

@@ -30,6 +30,8 @@ pub struct StartRequest {
     pub user_id: String,
     pub preferred_region: Option<String>,
     pub tick_ms: Option<i64>,
+    /// The slowest pace an adaptive game may go to; `tickMs` (a fixed pace) when left out.
+    pub max_tick_ms: Option<i64>,
     pub countdown_ms: Option<i64>,
     pub max_rounds: Option<u64>,
     pub min_break_steps: Option<u64>,
@@ -47,6 +49,7 @@ pub struct JoinRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GameRules {
     pub tick_ms: i64,
+    pub max_tick_ms: i64,
     pub countdown_ms: i64,
     pub max_rounds: u64,
     pub min_break_steps: u64,
@@ -91,8 +94,10 @@ impl StartRequest {
         tickcast_engine::Params { seed: 0, min_break_steps: min, max_break_steps: max }
             .check()
             .map_err(|e| e.to_string())?;
+        let tick_ms = in_range("tickMs", self.tick_ms.unwrap_or(defaults.tick_ms), 10, 10_000)?;
         let rules = GameRules {
-            tick_ms: in_range("tickMs", self.tick_ms.unwrap_or(defaults.tick_ms), 10, 10_000)?,
+            tick_ms,
+            max_tick_ms: in_range("maxTickMs", self.max_tick_ms.unwrap_or(tick_ms), tick_ms, 10_000)?,
             countdown_ms: in_range(
                 "countdownMs",
                 self.countdown_ms.unwrap_or(defaults.countdown_ms),
@@ -103,13 +108,14 @@ impl StartRequest {
             min_break_steps: min,
             max_break_steps: max,
         };
-        let longest_ms = u128::from(rules.max_rounds) * u128::from(max) * rules.tick_ms as u128;
+        // At its slowest pace: an adaptive game may play every round at `maxTickMs`.
+        let longest_ms = u128::from(rules.max_rounds) * u128::from(max) * rules.max_tick_ms as u128;
         if defaults.max_game_ms > 0 && longest_ms > defaults.max_game_ms as u128 {
             return Err(format!(
-                "a game may last at most {} s (TICKCAST_MAX_GAME_DURATION); maxRounds × maxBreakSteps × tickMs = {} × {max} × {} ms = {} s: lower one of them",
+                "a game may last at most {} s (TICKCAST_MAX_GAME_DURATION); maxRounds × maxBreakSteps × maxTickMs = {} × {max} × {} ms = {} s: lower one of them",
                 defaults.max_game_ms / 1000,
                 rules.max_rounds,
-                rules.tick_ms,
+                rules.max_tick_ms,
                 longest_ms / 1000
             ));
         }
@@ -132,6 +138,7 @@ mod tests {
             rules,
             GameRules {
                 tick_ms: 100,
+                max_tick_ms: 100,
                 countdown_ms: 3000,
                 max_rounds: 1000,
                 min_break_steps: 10,
@@ -152,9 +159,14 @@ mod tests {
     fn the_longest_game_is_bounded_unless_the_bound_is_off() {
         let body = r#"{"userId":"a","tickMs":10,"maxRounds":100000,"minBreakSteps":1000000,"maxBreakSteps":1000000}"#;
         let message = request(body).rules(&GameDefaults::default()).unwrap_err();
-        assert!(message.contains("maxRounds × maxBreakSteps × tickMs"), "{message}");
+        assert!(message.contains("maxRounds × maxBreakSteps × maxTickMs"), "{message}");
         let unbounded = GameDefaults { max_game_ms: 0, ..GameDefaults::default() };
         assert!(request(body).rules(&unbounded).is_ok());
+        // 1000 rounds of 10 steps: 16.7 min at 100 ms, 11.1 h at the slowest pace of 4 s.
+        let adaptive = r#"{"userId":"a","minBreakSteps":10,"maxBreakSteps":10}"#;
+        assert!(request(adaptive).rules(&GameDefaults::default()).is_ok());
+        let slowest = r#"{"userId":"a","minBreakSteps":10,"maxBreakSteps":10,"maxTickMs":4000}"#;
+        assert!(request(slowest).rules(&GameDefaults::default()).unwrap_err().contains("maxTickMs"));
     }
 
     #[test]
@@ -162,6 +174,9 @@ mod tests {
         for (body, field) in [
             (r#"{"userId":"a","tickMs":9}"#, "tickMs"),
             (r#"{"userId":"a","tickMs":10001}"#, "tickMs"),
+            (r#"{"userId":"a","tickMs":100,"maxTickMs":99}"#, "maxTickMs"),
+            (r#"{"userId":"a","maxTickMs":10001}"#, "maxTickMs"),
+            (r#"{"userId":"a","tickMs":200,"maxTickMs":-1}"#, "maxTickMs"),
             (r#"{"userId":"a","countdownMs":-1}"#, "countdownMs"),
             (r#"{"userId":"a","countdownMs":60001}"#, "countdownMs"),
             (r#"{"userId":"a","maxRounds":0}"#, "maxRounds"),

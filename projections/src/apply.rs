@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use tickcast_schemas::event::{Event, EventBody, LatencyStatus};
 
-use crate::model::{ConnectionItem, ConnectionState, LatencyItem, Phase, SessionItem, SessionMove};
+use crate::model::{ConnectionItem, ConnectionState, LatencyItem, Pace, Phase, SessionItem, SessionMove};
 use crate::{ProjectionStore, Result};
 
 /// An event and its position in the log, as a string whose byte order is the log's order
@@ -117,6 +117,12 @@ impl<'a> Fold<'a> {
                     created_at: at,
                     start_at: created.start_at,
                     tick_ms: created.tick_ms,
+                    max_tick_ms: created.max_tick_ms,
+                    pace: Some(Pace {
+                        from_step: 0,
+                        scheduled_at: created.start_at,
+                        tick_ms: created.tick_ms,
+                    }),
                     countdown_ms: created.countdown_ms,
                     min_break_steps: created.min_break_steps,
                     max_break_steps: created.max_break_steps,
@@ -248,6 +254,15 @@ impl<'a> Fold<'a> {
                 self.update_session(session_id, position, |s| {
                     s.region.clone_from(&step.to_region);
                     s.moves.push(step);
+                })
+                .await?;
+            }
+            EventBody::TickRateChanged(changed) => {
+                let pace = changed.pace();
+                self.update_session(session_id, position, |s| {
+                    if s.pace.is_none_or(|p| p.from_step < pace.from_step) {
+                        s.pace = Some(pace);
+                    }
                 })
                 .await?;
             }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use tickcast_schemas::event::{EndReason, LatencyStatus, LeaveReason};
+pub use tickcast_schemas::pace::Pace;
 
 /// Where a session is in its life, as stored: `open` until `session_ended`. Whether an open
 /// session is `waiting` or `running` depends on the clock ([`SessionItem::state`]), which no
@@ -57,6 +58,13 @@ pub struct SessionItem {
     pub created_at: i64,
     pub start_at: i64,
     pub tick_ms: i64,
+    /// The slowest pace of an adaptive session (absent: a fixed pace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tick_ms: Option<i64>,
+    /// The pace in force: from `session_created`, then its latest `tick_rate_changed` (absent
+    /// in items projected before paces could change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pace: Option<Pace>,
     pub countdown_ms: i64,
     pub min_break_steps: u64,
     pub max_break_steps: u64,
@@ -121,7 +129,12 @@ impl SessionItem {
     #[must_use]
     pub const fn latest_end_ms(&self) -> i64 {
         let steps = self.max_rounds.saturating_mul(self.max_break_steps);
-        self.start_at.saturating_add((steps as i64).saturating_mul(self.tick_ms))
+        // Every step at the slowest pace it may go to.
+        let tick_ms = match self.max_tick_ms {
+            Some(ms) if ms > self.tick_ms => ms,
+            _ => self.tick_ms,
+        };
+        self.start_at.saturating_add((steps as i64).saturating_mul(tick_ms))
     }
 }
 

@@ -13,7 +13,8 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, TimestampMillisecondType, UInt64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tickcast_schemas::event::{
-    ENVELOPE_VERSION, Event, EventBody, LatencySamples, PlayerJoined, PlayerKicked, RttSample, Tick,
+    ENVELOPE_VERSION, Event, EventBody, LatencySamples, PaceReason, PlayerJoined, PlayerKicked, RttSample,
+    Tick, TickRateChanged,
 };
 
 use crate::{Error, History, Logged, Position};
@@ -56,6 +57,7 @@ pub fn load(dir: &Path) -> Result<History, Error> {
     }
     for (session_id, events) in &mut history.sessions {
         events.sort_by_key(|l| (l.event.at, rank(&l.event.body)));
+        crate::place_before_their_first_step(events);
         // The seed the archive withheld from session_created is the one session_ended revealed.
         let revealed = events.iter().find_map(|l| match &l.event.body {
             EventBody::SessionEnded(ended) => Some(ended.seed),
@@ -229,6 +231,27 @@ fn events(kind: &str, batch: &RecordBatch) -> Result<Vec<Event>, Error> {
                     reason: reasons.value(i).to_owned(),
                     avg_rtt_ms: averages[i],
                     jitter_ms: jitters[i],
+                }));
+            }
+        }
+        "tick_rate" => {
+            let from_steps = column(batch, "from_step")?
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| Error::Archive("column \"from_step\" is not int64".into()))?;
+            let tick_ms = column(batch, "tick_ms")?
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| Error::Archive("column \"tick_ms\" is not int64".into()))?;
+            let (scheduled, reasons) = (millis(batch, "scheduled_at")?, strings(batch, "reason")?);
+            let worst = unsigned(batch, "worst_rtt_ms")?;
+            for i in rows.clone() {
+                let reason: PaceReason = serde_json::from_value(reasons.value(i).into())
+                    .map_err(|e| Error::Archive(format!("a tick_rate row has a bad reason: {e}")))?;
+                bodies.push(EventBody::TickRateChanged(TickRateChanged {
+                    from_step: from_steps.value(i),
+                    scheduled_at: scheduled[i],
+                    tick_ms: tick_ms.value(i),
+                    reason,
+                    worst_rtt_ms: worst[i],
                 }));
             }
         }

@@ -153,22 +153,25 @@ impl History {
             // session_ended is in both topics (the fact and the players' copy, written after the
             // last tick in the same topic): keep the last one, which is after the last tick.
             // session_migrated is in both too (the fact, and its copy after the old region's
-            // last tick): keep the later, which is where the move happened among the ticks.
+            // last tick): keep the later, which is where the move happened among the ticks; and
+            // so is tick_rate_changed (the fact, and its copy before its first step's tick).
             let last_end = events.iter().rposition(|l| matches!(l.event.body, EventBody::SessionEnded(_)));
             let mut moves = std::collections::HashSet::new();
             let mut keep = vec![true; events.len()];
             for i in (0..events.len()).rev() {
                 match &events[i].event.body {
                     EventBody::SessionEnded(_) => keep[i] = Some(i) == last_end,
-                    EventBody::SessionMigrated(_) => keep[i] = moves.insert(events[i].event.id),
+                    EventBody::SessionMigrated(_) | EventBody::TickRateChanged(_) => {
+                        keep[i] = moves.insert(events[i].event.id);
+                    }
                     _ => {}
                 }
             }
             let mut kept = keep.into_iter();
             events.retain(|_| kept.next().unwrap_or(true));
-            // Times tie at the millisecond: a move goes right before its first step, wherever
-            // the clock put it.
-            place_moves_before_their_first_step(events);
+            // Times tie at the millisecond: a move or a pace change goes right before its first
+            // step, wherever the clock put it.
+            place_before_their_first_step(events);
         }
         Ok(history)
     }
@@ -233,18 +236,26 @@ impl History {
     }
 }
 
-/// Puts each `session_migrated` of a session's events right before its first tick at or after
-/// `fromStep` (the last place when none is).
-fn place_moves_before_their_first_step(events: &mut Vec<Logged>) {
-    let moves: Vec<usize> = events
+/// The first step a `session_migrated` or `tick_rate_changed` applies to.
+const fn applies_from(body: &EventBody) -> Option<i64> {
+    match body {
+        EventBody::SessionMigrated(m) => Some(m.from_step),
+        EventBody::TickRateChanged(c) => Some(c.from_step),
+        _ => None,
+    }
+}
+
+/// Puts each `session_migrated` and `tick_rate_changed` of a session's events right before its
+/// first tick at or after `fromStep` (the last place when none is).
+pub(crate) fn place_before_their_first_step(events: &mut Vec<Logged>) {
+    let placed: Vec<usize> = events
         .iter()
         .enumerate()
-        .filter(|(_, l)| matches!(l.event.body, EventBody::SessionMigrated(_)))
+        .filter(|(_, l)| applies_from(&l.event.body).is_some())
         .map(|(i, _)| i)
         .collect();
-    for index in moves.into_iter().rev() {
-        let EventBody::SessionMigrated(m) = &events[index].event.body else { continue };
-        let from_step = m.from_step;
+    for index in placed.into_iter().rev() {
+        let Some(from_step) = applies_from(&events[index].event.body) else { continue };
         let moved = events.remove(index);
         let at = events
             .iter()

@@ -1,6 +1,6 @@
-//! A self-contained HTML report with SVG plots: value curves with breaks, round lengths against
-//! the engine's expected distribution, RTT per region, kicks and warnings over time, and the
-//! tick generator's lateness.
+//! A self-contained HTML report with SVG plots: value curves with breaks, the pace of adaptive
+//! sessions, round lengths against the engine's expected distribution, RTT per region, kicks and
+//! warnings over time, and the tick generator's lateness.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -77,6 +77,20 @@ pub fn report(history: &History, selected: &[String]) -> String {
     for id in ids.iter().take(MAX_CURVES) {
         let _ = write!(html, "<h3>{}</h3>{}", escape(id), value_curve(history, id));
     }
+    html += "<h2>Pace</h2><p>ms per step over steps: an adaptive session's pace changes at a round's start (<code>tick_rate_changed</code>), for its players' latency or its generator's load.</p>";
+    let mut paced = 0;
+    for id in &ids {
+        if let Some(chart) = pace_curve(history, id) {
+            let _ = write!(html, "<h3>{}</h3>{chart}", escape(id));
+            paced += 1;
+            if paced == MAX_CURVES {
+                break;
+            }
+        }
+    }
+    if paced == 0 {
+        html += "<p>No adaptive sessions.</p>";
+    }
     html += "<h2>Round lengths</h2><p>Observed rounds against the engine's distribution: every length from minBreakSteps to maxBreakSteps is equally likely.</p>";
     html += &round_lengths(history, &ids);
     html += "<h2>RTT per region</h2>";
@@ -118,6 +132,59 @@ fn value_curve(history: &History, id: &str) -> String {
             .map_err(err)?;
         Ok(())
     })
+}
+
+/// The pace of an adaptive session (or one whose pace changed) over its steps, with each
+/// change's reason; `None` for a fixed pace.
+fn pace_curve(history: &History, id: &str) -> Option<String> {
+    let events = &history.sessions[id];
+    let created = crate::session_created(events)?;
+    let changes: Vec<(i64, i64, &'static str)> = events
+        .iter()
+        .filter_map(|l| match &l.event.body {
+            EventBody::TickRateChanged(c) => Some((c.from_step, c.tick_ms, c.reason.as_str())),
+            _ => None,
+        })
+        .collect();
+    if !created.is_adaptive() && changes.is_empty() {
+        return None;
+    }
+    let last = events
+        .iter()
+        .filter_map(|l| match &l.event.body {
+            EventBody::Tick(t) => Some(t.step),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+        .max(changes.last().map_or(0, |c| c.0));
+    // A step line: each pace holds until the next change.
+    let mut points = vec![(0, created.tick_ms)];
+    for &(from_step, tick_ms, _) in &changes {
+        points.push((from_step, points.last().map_or(tick_ms, |p| p.1)));
+        points.push((from_step, tick_ms));
+    }
+    points.push((last + 1, points.last().map_or(created.tick_ms, |p| p.1)));
+    let top = created.slowest_tick_ms().max(points.iter().map(|p| p.1).max().unwrap_or(0));
+    let by_load = changes.iter().filter(|c| c.2 == "load").count();
+    let chart = svg(|root| {
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0..last + 1, 0..top + top / 10 + 1)
+            .map_err(err)?;
+        chart.configure_mesh().x_desc("step").y_desc("ms per step").draw().map_err(err)?;
+        chart.draw_series(LineSeries::new(points.iter().copied(), BLUE.stroke_width(2))).map_err(err)?;
+        Ok(())
+    });
+    Some(format!(
+        "<p>{} change(s) ({} for latency, {by_load} for load), {}–{} ms.</p>{chart}",
+        changes.len(),
+        changes.len() - by_load,
+        created.tick_ms,
+        created.slowest_tick_ms()
+    ))
 }
 
 fn round_lengths(history: &History, ids: &[&str]) -> String {

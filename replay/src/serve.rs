@@ -11,6 +11,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
 use tickcast_schemas::event::EventBody;
+use tickcast_schemas::pace::Pace;
 use tickcast_schemas::protocol::{ErrorCode, ServerMessage};
 
 use crate::{Error, History};
@@ -37,6 +38,7 @@ impl Playback {
         let created =
             crate::session_created(events).ok_or_else(|| Error::UnknownSession(session_id.to_owned()))?;
         let mut frames = Vec::new();
+        let mut told_paces = std::collections::HashSet::new();
         for logged in events {
             let at = logged.event.at;
             let frame = match &logged.event.body {
@@ -52,6 +54,13 @@ impl Playback {
                 EventBody::SessionEnded(e) => {
                     ServerMessage::SessionEnded { reason: e.reason, last_step: e.last_step, seed: e.seed }
                 }
+                // Logged twice (the fact and its copy for players): told once.
+                EventBody::TickRateChanged(c) if told_paces.insert(c.from_step) => ServerMessage::TickRate {
+                    from_step: c.from_step,
+                    scheduled_at: c.scheduled_at,
+                    tick_ms: c.tick_ms,
+                    reason: c.reason,
+                },
                 _ => continue,
             };
             frames.push((at, frame));
@@ -64,6 +73,11 @@ impl Playback {
             session_id: session_id.to_owned(),
             start_at: created.start_at,
             tick_ms: created.tick_ms,
+            max_tick_ms: created.slowest_tick_ms(),
+            pace_from_step: 0,
+            pace_scheduled_at: created.start_at,
+            // Each change comes as a `tick_rate` frame before the ticks it applies to.
+            paces: vec![Pace { from_step: 0, scheduled_at: created.start_at, tick_ms: created.tick_ms }],
             seed_hash: created.seed_hash.clone(),
             region: created.region.clone(),
             players: Vec::new(),

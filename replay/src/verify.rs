@@ -1,11 +1,15 @@
 //! Verification: every logged tick recomputed with the engine from its session's
-//! `session_created`; the revealed seed against its `seedHash`; no step missing or doubled.
+//! `session_created`, and its `scheduledAt` from the paced schedule (the start's pace and each
+//! `tick_rate_changed`, itself checked: at a round's start, within the session's bounds, one step
+//! of its pace after the step before); the revealed seed against its `seedHash`; no step missing
+//! or doubled.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use tickcast_engine::{scheduled_at, seed_hash, state_at};
-use tickcast_schemas::event::EventBody;
+use tickcast_engine::{seed_hash, state_at};
+use tickcast_schemas::event::{EventBody, SessionCreated};
+use tickcast_schemas::pace::PaceSchedule;
 
 use crate::{Logged, Position};
 
@@ -51,6 +55,60 @@ fn problem(session_id: &str, position: Option<&Position>, step: Option<i64>, wha
     }
 }
 
+/// The session's paced schedule from its `tick_rate_changed` events (each logged twice: the
+/// fact and its copy for players), each change checked against the schedule before it.
+fn paced_schedule(
+    session_id: &str,
+    created: &SessionCreated,
+    events: &[Logged],
+    problems: &mut Vec<Problem>,
+) -> PaceSchedule {
+    let params = created.engine_params();
+    let mut changes: Vec<(&Logged, &tickcast_schemas::event::TickRateChanged)> = events
+        .iter()
+        .filter_map(|l| match &l.event.body {
+            EventBody::TickRateChanged(c) => Some((l, c)),
+            _ => None,
+        })
+        .collect();
+    changes.sort_by_key(|(_, c)| c.from_step);
+    let mut paces = PaceSchedule::new(created.start_at, created.tick_ms);
+    for (logged, change) in changes {
+        let at = Some(&logged.position);
+        let step = Some(change.from_step);
+        if let Some(known) = paces.paces().iter().find(|p| p.from_step == change.from_step) {
+            if *known != change.pace() {
+                problems.push(problem(session_id, at, step, "two different pace changes at one step".into()));
+            }
+            continue;
+        }
+        let mut wrong = Vec::new();
+        if change.from_step <= 0 || !state_at(&params, change.from_step - 1).broken {
+            wrong.push("is not at a round's start".to_owned());
+        }
+        if change.tick_ms < created.tick_ms || change.tick_ms > created.slowest_tick_ms() {
+            wrong.push(format!(
+                "tickMs {} is outside the session's {}–{} ms",
+                change.tick_ms,
+                created.tick_ms,
+                created.slowest_tick_ms()
+            ));
+        }
+        let due = paces.pace_from(change.from_step, change.tick_ms).scheduled_at;
+        if change.scheduled_at != due {
+            wrong.push(format!(
+                "scheduledAt {} but one step of its pace after the step before is {due}",
+                change.scheduled_at
+            ));
+        }
+        if !wrong.is_empty() {
+            problems.push(problem(session_id, at, step, format!("pace change {}", wrong.join("; "))));
+        }
+        paces.record(change.pace());
+    }
+    paces
+}
+
 /// Verifies one session's events (in log order). Problems come in the order of the events
 /// that show them.
 #[must_use]
@@ -67,6 +125,7 @@ pub fn verify_session(session_id: &str, events: &[Logged]) -> SessionCheck {
         return check;
     };
     let params = created.engine_params();
+    let paces = paced_schedule(session_id, created, events, &mut check.problems);
     // step → where it was logged, to find doubles and gaps.
     let mut steps: BTreeMap<i64, Position> = BTreeMap::new();
     let mut last_step = None;
@@ -88,13 +147,17 @@ pub fn verify_session(session_id: &str, events: &[Logged]) -> SessionCheck {
                         ),
                     ));
                 }
-                let due = scheduled_at(created.start_at, created.tick_ms, tick.step);
+                let due = paces.scheduled_at(tick.step);
                 if tick.scheduled_at != due {
+                    let pace = paces.in_force_at(tick.step);
                     check.problems.push(problem(
                         session_id,
                         at,
                         Some(tick.step),
-                        format!("scheduledAt {} but startAt + step·tickMs is {due}", tick.scheduled_at),
+                        format!(
+                            "scheduledAt {} but the paced schedule says {due} (the pace of {} ms from step {} at {})",
+                            tick.scheduled_at, pace.tick_ms, pace.from_step, pace.scheduled_at
+                        ),
                     ));
                 }
                 if let Some(first) = steps.get(&tick.step) {

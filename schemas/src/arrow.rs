@@ -93,6 +93,18 @@ pub fn kicks() -> SchemaRef {
     ])
 }
 
+/// One row per `tick_rate_changed`: an adaptive session's pace from `from_step` on.
+#[must_use]
+pub fn tick_rate() -> SchemaRef {
+    envelope(vec![
+        Field::new("from_step", DataType::Int64, false),
+        Field::new("scheduled_at", timestamp(), false),
+        Field::new("tick_ms", DataType::Int64, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("worst_rtt_ms", DataType::UInt64, false),
+    ])
+}
+
 /// Builds [`ticks`] rows.
 #[derive(Debug, Default)]
 pub struct TickRows {

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::pace::{PaceReason, TickRateChanged};
 pub use crate::region_events::{DrainReason, RegionDrained, RegionRestored, SessionMigrated};
 
 /// The envelope version this crate writes and understands.
@@ -151,7 +152,7 @@ struct Envelope {
 }
 
 /// Every event type this build knows, as written in the `type` field.
-pub const EVENT_TYPES: [&str; 14] = [
+pub const EVENT_TYPES: [&str; 15] = [
     "session_created",
     "player_joined",
     "latency_sampled",
@@ -166,6 +167,7 @@ pub const EVENT_TYPES: [&str; 14] = [
     "region_drained",
     "region_restored",
     "session_migrated",
+    "tick_rate_changed",
 ];
 
 /// The type-specific part of an event, tagged by `type`.
@@ -186,6 +188,7 @@ pub enum EventBody {
     RegionDrained(RegionDrained),
     RegionRestored(RegionRestored),
     SessionMigrated(SessionMigrated),
+    TickRateChanged(TickRateChanged),
     /// An event type (or envelope version) this build does not know: counted and skipped.
     #[serde(other)]
     Unknown,
@@ -210,6 +213,7 @@ impl EventBody {
             Self::RegionDrained(_) => "region_drained",
             Self::RegionRestored(_) => "region_restored",
             Self::SessionMigrated(_) => "session_migrated",
+            Self::TickRateChanged(_) => "tick_rate_changed",
             Self::Unknown => "unknown",
         }
     }
@@ -231,6 +235,10 @@ pub struct SessionCreated {
     pub max_rounds: u64,
     pub engine: u32,
     pub created_by: String,
+    /// The slowest pace an adaptive session may go to (`tickMs` is its fastest); absent in a
+    /// fixed-pace session, and in every session logged before paces could change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tick_ms: Option<i64>,
 }
 
 impl SessionCreated {
@@ -241,7 +249,22 @@ impl SessionCreated {
         if self.tick_ms <= 0 {
             return Err(format!("tickMs must be positive, got {}", self.tick_ms));
         }
+        if self.slowest_tick_ms() < self.tick_ms {
+            return Err(format!("maxTickMs {} is below tickMs {}", self.slowest_tick_ms(), self.tick_ms));
+        }
         Ok(())
+    }
+
+    /// The slowest pace it may go to: `maxTickMs`, or `tickMs` for a fixed pace.
+    #[must_use]
+    pub fn slowest_tick_ms(&self) -> i64 {
+        self.max_tick_ms.unwrap_or(self.tick_ms)
+    }
+
+    /// Whether its pace may change (`maxTickMs` above `tickMs`).
+    #[must_use]
+    pub fn is_adaptive(&self) -> bool {
+        self.slowest_tick_ms() > self.tick_ms
     }
 
     /// The engine parameters of this session.

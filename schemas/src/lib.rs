@@ -16,6 +16,7 @@
 //! - [`token`]: HMAC-signed join tokens issued by the edge and checked by gateways.
 //! - [`regions`]: the region table and the eight default regions; [`region_events`]: regions
 //!   drained and restored, sessions moved, and the states they fold into.
+//! - [`pace`]: which step is due when ([`pace::PaceSchedule`]), and the event that changes it.
 //! - [`sessions`]: the session directory, the one projection several roles keep in memory.
 //! - [`health`]: whether a role can do its work now ([`health::Readiness`], `/readyz`).
 //! - [`load`]: how late a process runs ([`load::LagGauge`], [`load::ProcessLoad`]), shared by the roles that measure it
@@ -26,6 +27,7 @@ pub mod arrow;
 pub mod event;
 pub mod health;
 pub mod load;
+pub mod pace;
 pub mod protocol;
 pub mod region_events;
 pub mod regions;

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::{EndReason, LatencyStatus};
+use crate::pace::PaceReason;
 
 /// A frame from a player, tagged by `action`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,7 +34,16 @@ pub enum ServerMessage {
     SessionJoined {
         session_id: String,
         start_at: i64,
+        /// The pace in force: step `s` from `pace_from_step` on is due at
+        /// `pace_scheduled_at + (s − pace_from_step) · tick_ms`.
         tick_ms: i64,
+        /// The slowest pace the session may go to (`tick_ms` of a fixed-pace session).
+        max_tick_ms: i64,
+        pace_from_step: i64,
+        pace_scheduled_at: i64,
+        /// Every pace so far, oldest first (the start's, then each change): what a client
+        /// checks the `scheduledAt` of ticks it got before its join against.
+        paces: Vec<crate::pace::Pace>,
         seed_hash: String,
         region: String,
         /// userIds of the players connected to the session, this one included.
@@ -45,6 +55,14 @@ pub enum ServerMessage {
     },
     Countdown {
         remaining_ms: i64,
+    },
+    /// The session's pace changes from `from_step` on (a round's first step): step `s` from
+    /// there is due at `scheduled_at + (s − from_step) · tick_ms`. Sent before that step's tick.
+    TickRate {
+        from_step: i64,
+        scheduled_at: i64,
+        tick_ms: i64,
+        reason: PaceReason,
     },
     /// The players connected to the session changed (someone joined or left).
     Players {

@@ -14,7 +14,11 @@ pub struct SessionInfo {
     pub session_id: String,
     pub region: String,
     pub start_at: i64,
+    /// The fastest pace (the one it starts at) and the slowest (`tick_ms` when fixed).
     pub tick_ms: i64,
+    pub max_tick_ms: i64,
+    /// Its paces so far, from its `tick_rate_changed` events.
+    pub paces: crate::pace::PaceSchedule,
     pub countdown_ms: i64,
     pub seed_hash: String,
     /// The secret seed: revealed by `session_ended`, or at the start where clients compute the
@@ -75,8 +79,8 @@ impl SessionDirectory {
     }
 
     /// Applies one event (`session_created`, `session_ended`, `session_migrated` — the session's
-    /// region is then its new one —, `player_joined`, `player_kicked`, `player_left`; others are
-    /// ignored). Returns whether the session's players changed.
+    /// region is then its new one —, `tick_rate_changed`, `player_joined`, `player_kicked`,
+    /// `player_left`; others are ignored). Returns whether the session's players changed.
     pub fn apply(&mut self, event: &Event) -> bool {
         match &event.body {
             EventBody::SessionCreated(created) => {
@@ -85,6 +89,8 @@ impl SessionDirectory {
                     region: created.region.clone(),
                     start_at: created.start_at,
                     tick_ms: created.tick_ms,
+                    max_tick_ms: created.slowest_tick_ms(),
+                    paces: crate::pace::PaceSchedule::new(created.start_at, created.tick_ms),
                     countdown_ms: created.countdown_ms,
                     seed_hash: created.seed_hash.clone(),
                     seed: created.seed,
@@ -119,6 +125,12 @@ impl SessionDirectory {
                         std::mem::replace(&mut info.region, moved.to_region.clone()),
                         moved.from_step,
                     ));
+                }
+                false
+            }
+            EventBody::TickRateChanged(changed) => {
+                if let Some(info) = self.sessions.get_mut(&event.session_id) {
+                    info.paces.record(changed.pace());
                 }
                 false
             }
@@ -169,6 +181,7 @@ mod tests {
             max_rounds: 1,
             engine: 1,
             created_by: "u".into(),
+            max_tick_ms: None,
         };
         directory.apply(&Event::new("s", 0, "t", EventBody::SessionCreated(created)));
         assert_eq!(directory.get("s").map(|s| (s.ended, s.start_at)), Some((false, 10)));

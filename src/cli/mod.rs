@@ -154,7 +154,8 @@ pub(crate) struct UpArgs {
 pub(crate) struct AdmissionArgs {
     /// A gateway lag (late timers, old fan-out queues) or tick lateness over this many ms,
     /// lasting --saturation-sustain, saturates the process: new games and joins get 503
-    /// at_capacity. 0 admits every game.
+    /// at_capacity. 0 admits every game. Also the lateness past which adaptive games slow down
+    /// (--pace-load-limit-ms).
     #[arg(long, env = "TICKCAST_SATURATION_LAG_MS", default_value_t = 5)]
     pub(crate) saturation_lag_ms: u64,
     /// How long the lag must stay over --saturation-lag-ms to count as saturation.
@@ -386,6 +387,22 @@ pub(crate) struct GameArgs {
     /// stop counting for idle ends, the players list and the projections. At least 10s.
     #[arg(long, env = "TICKCAST_GATEWAY_TIMEOUT", default_value = "15s", value_parser = parse_gateway_timeout)]
     pub(crate) gateway_timeout: std::time::Duration,
+    /// An adaptive game's target pace per ms of its slowest player's mean RTT (over its last 5
+    /// samples): 2 plays a player with 120 ms round trips at 240 ms per step. Above 0, at most 100.
+    #[arg(long, env = "TICKCAST_PACE_RTT_FACTOR", default_value_t = 2.0, value_parser = parse_pace_rtt_factor)]
+    pub(crate) pace_rtt_factor: f64,
+    /// An adaptive game whose ticks of a round were mostly emitted later than this many ms
+    /// slows its next round by ×1.5 (time dilation); rounds on time bring it back. 0 turns the
+    /// load policy off. Default: `up`'s --saturation-lag-ms, 5 for a tick generator alone.
+    #[arg(long, env = "TICKCAST_PACE_LOAD_LIMIT_MS")]
+    pub(crate) pace_load_limit_ms: Option<u64>,
+}
+
+fn parse_pace_rtt_factor(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(factor) if factor > 0.0 && factor <= 100.0 => Ok(factor),
+        _ => Err(format!("{text:?} is not a number above 0 and at most 100 (e.g. 2 or 1.5)")),
+    }
 }
 
 fn parse_gateway_timeout(text: &str) -> Result<std::time::Duration, String> {

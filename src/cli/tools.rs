@@ -107,6 +107,16 @@ pub(crate) struct BotsArgs {
     /// Step length of the games (10–10000).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(10..=10_000))]
     pub(crate) tick_ms: i64,
+    /// Play adaptive games that may slow to this many ms per step (maxTickMs, from --tick-ms
+    /// to 10000): the report then says what pace they reached.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(10..=10_000))]
+    pub(crate) max_tick_ms: Option<i64>,
+    /// The games' shortest round, in steps (with --max-break-steps; default: the edge's).
+    #[arg(long, requires = "max_break_steps", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) min_break_steps: Option<u64>,
+    /// The games' longest round, in steps (with --min-break-steps).
+    #[arg(long, requires = "min_break_steps", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) max_break_steps: Option<u64>,
     /// Connections opened per second while ramping up.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) connect_rate: u32,

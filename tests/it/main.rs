@@ -19,6 +19,7 @@ mod kafka_tls;
 mod kinesis;
 mod latency;
 mod migration;
+mod pace;
 mod projections;
 mod quickstart;
 mod regions;

@@ -234,6 +234,7 @@ async fn a_rebuild_stopped_half_way_leaves_the_store_as_it_was() {
                 max_rounds: 10,
                 engine: 1,
                 created_by: "ana".into(),
+                max_tick_ms: None,
             };
             let joined = PlayerJoined {
                 user_id: "ana".into(),

@@ -69,6 +69,7 @@ async fn logged_game() -> (tempfile::TempDir, String) {
         max_rounds: 1,
         engine: 1,
         created_by: "ana".into(),
+        max_tick_ms: None,
     };
     let params = created.engine_params();
     let record = |at: i64, source: &str, body: EventBody| {

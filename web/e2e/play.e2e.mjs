@@ -139,6 +139,35 @@ test("a spectator watches a recorded game re-broadcast by replay serve, verified
   }
 });
 
+test("an adaptive game slows to a far player's round trips: the page shows the pace, marks the change, checks every scheduledAt", async () => {
+  // The page plays 60 ms away each way (a 120 ms round trip): the game goes to about 240 ms a step.
+  const far = await startProxy(base, { delayMs: 60 });
+  try {
+    const started = await fetch(base + "/edge/game/start", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ userId: "host", tickMs: 100, maxTickMs: 400, countdownMs: 1000, maxRounds: 5, minBreakSteps: 10, maxBreakSteps: 15 }),
+    }).then((r) => r.json());
+    assert.equal(started.maxTickMs, 400);
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${far.url}/?join=${encodeURIComponent(started.gameId)}`);
+    await page.waitForFunction(() => (document.querySelector("[data-testid=chart]")?.getAttribute("data-pace-changes") ?? "") !== "", null, { timeout: 30_000, polling: 100 });
+    const pace = page.locator("[data-testid=pace]");
+    const shown = Number((await pace.innerText()).match(/\d+/)[0]);
+    assert.ok(shown >= 200 && shown <= 300, `the pace shown: ${shown} ms`);
+    assert.match(await pace.locator("..").innerText(), /adaptive, 100–400 ms/);
+    // Marked on the chart once its first step is drawn (its frame comes before that step's tick).
+    await page.locator("[data-testid=chart] .pace-change").first().waitFor({ state: "attached", timeout: 10_000 });
+    await page.locator("[data-testid=ended]").waitFor({ timeout: 90_000 });
+    await page.waitForFunction(() => !document.querySelector("[data-testid=verdict]")?.textContent?.includes("verifying"), null, { timeout: 10_000, polling: 100 });
+    assert.match(await page.locator("[data-testid=verdict]").innerText(), /^verified: .* and every scheduledAt follows the game's [2-9] pace\(s\)$/);
+    assert.equal(await page.locator("[data-testid=latency]").getAttribute("data-missing"), "0");
+    await page.screenshot({ path: path.join(artifacts, "pace.png"), fullPage: true });
+  } finally {
+    far.close();
+  }
+});
+
 test("client-side tick mode: the page computes the ticks from the seed the edge returned", async () => {
   const local = await startServer(["--use-tick-broadcaster", "false"]);
   try {

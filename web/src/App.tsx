@@ -34,7 +34,8 @@ export function App() {
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
 
-  // At the end: the revealed seed against seedHash, and every tick against the engine.
+  // At the end: the revealed seed against seedHash, every tick against the engine, and every
+  // tick's scheduledAt against the game's paces.
   useEffect(() => {
     if (!state.ended || !ticket) return;
     const revealed = {
@@ -43,8 +44,8 @@ export function App() {
       minBreakSteps: state.breakSteps?.min ?? ticket.minBreakSteps,
       maxBreakSteps: state.breakSteps?.max ?? ticket.maxBreakSteps,
     };
-    verifyGame(revealed, state.ticks).then(setVerdict);
-  }, [state.ended, state.ticks, state.seedHash, state.breakSteps, ticket]);
+    verifyGame(revealed, state.ticks, state.paces).then(setVerdict);
+  }, [state.ended, state.ticks, state.paces, state.seedHash, state.breakSteps, ticket]);
 
   // Into a game, from a start or a join: its ticket, and a page address to share or reload.
   const enter = useCallback((request: Promise<Ticket>) => {
@@ -109,10 +110,15 @@ export function App() {
           <div>Value <b>{latest?.value ?? "–"}</b></div>
           <div>Round <b data-testid="round">{latest?.round ?? "–"}</b></div>
           <div>Region <b>{state.region ?? ticket.region}</b></div>
+          <div>
+            Pace <b data-testid="pace">{state.tickMs ?? ticket.tickMs} ms</b>
+            {(state.maxTickMs ?? ticket.maxTickMs ?? ticket.tickMs) > ticket.tickMs &&
+              ` (adaptive, ${ticket.tickMs}–${state.maxTickMs ?? ticket.maxTickMs} ms)`}
+          </div>
           <div>Players <b data-testid="players">{state.players.join(", ")}</b></div>
         </section>
       )}
-      {ticket && <Chart ticks={state.ticks} />}
+      {ticket && <Chart ticks={state.ticks} paces={state.paces} />}
       {ticket && (
         <section
           className={`latency latency-${state.phase === "kicked" ? "kicked" : state.latency?.status ?? "ok"}`}

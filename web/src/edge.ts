@@ -9,6 +9,8 @@ export interface Ticket {
   token: string;
   startAt: number;
   tickMs: number;
+  /** The slowest pace an adaptive game may go to (tickMs for a fixed pace). */
+  maxTickMs?: number;
   seedHash: string;
   minBreakSteps?: number;
   maxBreakSteps?: number;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { encode, initialState, missingSteps, reduce, rttStats, type GameState, type ServerMessage } from "./protocol";
+import { encode, initialState, missingSteps, reduce, rttStats, scheduledAt, type GameState, type ServerMessage } from "./protocol";
 
 const feed = (state: GameState, ...messages: ServerMessage[]) =>
   messages.reduce((s, message) => reduce(s, { type: "server", message, receivedAt: 1000 }), state);
@@ -31,6 +31,20 @@ describe("protocol reducer", () => {
     expect(s.region).toBe("eu-central-1");
     const unknown = { type: "something_new", field: 1 } as unknown as ServerMessage;
     expect(feed(s, unknown)).toBe(s);
+  });
+
+  it("follows an adaptive game's pace: the one in force at the join, then each change", () => {
+    let s = feed(initialState, {
+      type: "session_joined", sessionId: "g", startAt: 0, tickMs: 250, maxTickMs: 400, paceFromStep: 12, paceScheduledAt: 1350,
+      paces: [{ fromStep: 0, scheduledAt: 0, tickMs: 100 }, { fromStep: 12, scheduledAt: 1350, tickMs: 250 }],
+      seedHash: "h", region: "eu-west-1", players: ["ana"], minBreakSteps: 10, maxBreakSteps: 100,
+    });
+    expect([s.tickMs, s.maxTickMs, s.paces.length]).toEqual([250, 400, 2]);
+    s = feed(s, { type: "tick_rate", fromStep: 30, scheduledAt: 6000, tickMs: 100, reason: "latency" });
+    s = feed(s, { type: "tick_rate", fromStep: 30, scheduledAt: 6000, tickMs: 100, reason: "latency" });
+    expect(s.tickMs).toBe(100);
+    expect(s.paces.map((p) => p.fromStep)).toEqual([0, 12, 30]);
+    expect([scheduledAt(s.paces, 11), scheduledAt(s.paces, 13), scheduledAt(s.paces, 31)]).toEqual([1100, 1600, 6100]);
   });
 
   it("keeps a kicked or ended game so, whatever the socket does after", () => {

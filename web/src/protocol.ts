@@ -13,6 +13,15 @@ export function encode(message: ClientMessage): string {
   return JSON.stringify(message);
 }
 
+/** A pace in force from `fromStep` on: step s is due at scheduledAt + (s − fromStep) · tickMs. */
+export interface Pace {
+  fromStep: number;
+  scheduledAt: number;
+  tickMs: number;
+  /** Why it changed (absent for the game's first pace). */
+  reason?: "latency" | "load";
+}
+
 export interface Tick {
   step: number;
   value: number;
@@ -28,7 +37,13 @@ export type ServerMessage =
       type: "session_joined";
       sessionId: string;
       startAt: number;
+      /** The pace in force, from paceFromStep (due at paceScheduledAt). */
       tickMs: number;
+      maxTickMs?: number;
+      paceFromStep?: number;
+      paceScheduledAt?: number;
+      /** Every pace so far, oldest first. */
+      paces?: Pace[];
       seedHash: string;
       region: string;
       players: string[];
@@ -36,6 +51,8 @@ export type ServerMessage =
       maxBreakSteps: number;
     }
   | { type: "countdown"; remainingMs: number }
+  /** An adaptive game's pace changes from fromStep on (sent before that step's tick). */
+  | { type: "tick_rate"; fromStep: number; scheduledAt: number; tickMs: number; reason: "latency" | "load" }
   | { type: "players"; players: string[] }
   | ({ type: "tick" } & Tick)
   | { type: "pong"; clientTimestamp: number; serverTimestamp: number }
@@ -54,7 +71,11 @@ export interface GameState {
   sessionId?: string;
   region?: string;
   startAt?: number;
+  /** The pace in force, ms per step, and the slowest the game may go to. */
   tickMs?: number;
+  maxTickMs?: number;
+  /** Every pace known, by fromStep: what each tick's scheduledAt is checked against. */
+  paces: Pace[];
   seedHash?: string;
   /** The engine's break bounds, to check the ticks once the seed is out. */
   breakSteps?: { min: number; max: number };
@@ -70,7 +91,7 @@ export interface GameState {
   error?: string;
 }
 
-export const initialState: GameState = { phase: "idle", players: [], ticks: [], rtts: [], latency: null };
+export const initialState: GameState = { phase: "idle", players: [], ticks: [], rtts: [], latency: null, paces: [] };
 
 export type Action =
   | { type: "connecting" }
@@ -105,6 +126,11 @@ function onMessage(state: GameState, m: ServerMessage, receivedAt: number): Game
         region: m.region,
         startAt: m.startAt,
         tickMs: m.tickMs,
+        maxTickMs: m.maxTickMs ?? m.tickMs,
+        paces: withPaces(
+          state.paces,
+          m.paces ?? [{ fromStep: m.paceFromStep ?? 0, scheduledAt: m.paceScheduledAt ?? m.startAt, tickMs: m.tickMs }],
+        ),
         seedHash: m.seedHash,
         breakSteps: { min: m.minBreakSteps, max: m.maxBreakSteps },
         players: m.players,
@@ -112,6 +138,10 @@ function onMessage(state: GameState, m: ServerMessage, receivedAt: number): Game
       };
     case "countdown":
       return { ...state, phase: "countdown", remainingMs: m.remainingMs };
+    case "tick_rate": {
+      const paces = withPaces(state.paces, [{ fromStep: m.fromStep, scheduledAt: m.scheduledAt, tickMs: m.tickMs, reason: m.reason }]);
+      return { ...state, paces, tickMs: paces[paces.length - 1].tickMs };
+    }
     case "players":
       return { ...state, players: m.players };
     case "tick": {
@@ -139,6 +169,20 @@ function onMessage(state: GameState, m: ServerMessage, receivedAt: number): Game
       // A frame type this page does not know (a newer server): nothing to show.
       return state;
   }
+}
+
+/** `known` with `more`, one per fromStep (a reason, once known, is kept), in step order. */
+export function withPaces(known: Pace[], more: Pace[]): Pace[] {
+  const byStep = new Map(known.map((p) => [p.fromStep, p]));
+  for (const p of more) byStep.set(p.fromStep, { ...p, reason: p.reason ?? byStep.get(p.fromStep)?.reason });
+  return [...byStep.values()].sort((a, b) => a.fromStep - b.fromStep);
+}
+
+/** When `step` is due by the latest of `paces` at or before it (the first before the start). */
+export function scheduledAt(paces: Pace[], step: number): number | undefined {
+  let pace = paces[0];
+  for (const p of paces) if (p.fromStep <= step) pace = p;
+  return pace === undefined ? undefined : pace.scheduledAt + (step - pace.fromStep) * pace.tickMs;
 }
 
 /** Mean and population standard deviation of the measured round trips. */

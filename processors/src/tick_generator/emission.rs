@@ -1,13 +1,14 @@
 //! Emitting what is due: each round pops the sessions whose deadline has come, asks their
-//! schedules for the due countdowns, ticks and ends, and writes them in the order a crash
-//! needs (ticks, then the end as a fact, then its copy for players).
+//! schedules for the due countdowns, ticks and ends (and, for adaptive sessions, each round's
+//! pace), and writes them in the order a crash needs (ticks, then the end or the pace change as
+//! a fact, then its copy for players).
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::time::Duration;
 
 use tickcast_eventlog::{Durability, NewRecord};
-use tickcast_schemas::event::{Countdown, EventBody, SessionEnded, Tick};
+use tickcast_schemas::event::{Countdown, EventBody, SessionEnded, Tick, TickRateChanged};
 use tickcast_schemas::topics::GAME_EVENTS;
 
 use super::{TickGenerator, event_record};
@@ -25,7 +26,8 @@ impl TickGenerator {
     pub(super) async fn emit_due(&mut self, now: i64) -> Result<(), Error> {
         let mut ticks: HashMap<String, Vec<NewRecord>> = HashMap::new();
         let mut facts = Vec::new();
-        let mut end_copies: HashMap<String, Vec<NewRecord>> = HashMap::new();
+        // Copies of facts for the players, written after the facts: ends and pace changes.
+        let mut copies: HashMap<String, Vec<NewRecord>> = HashMap::new();
         let mut emissions = Vec::new();
         let mut emitted = Vec::new();
         let emitted_at = now_ms();
@@ -41,14 +43,41 @@ impl TickGenerator {
                 continue; // stale entry; the current one is elsewhere in the heap
             }
             active.schedule.emit_due_at_most(now, TICKS_PER_ROUND, &mut emissions);
-            let created = active.schedule.created();
+            let seed = active.schedule.created().seed;
             let mut newest_tick_late_ms = None;
             for emission in emissions.drain(..) {
                 let body = match emission {
                     Emission::Countdown { remaining_ms } => EventBody::Countdown(Countdown { remaining_ms }),
+                    Emission::RoundStarts { from_step } => {
+                        let decision = active.pace.as_mut().and_then(|policy| policy.decide(now));
+                        let Some(pace) = active.schedule.decide_pace(from_step, decision.map(|d| d.tick_ms))
+                        else {
+                            continue;
+                        };
+                        let decision = decision.expect("a change comes from a decision");
+                        tracing::info!(session = %id, from_step, tick_ms = pace.tick_ms, reason = decision.reason.as_str(), "pace changed");
+                        metrics::pace_changed(&active.region, decision.reason);
+                        // A fact first (a restart recomputes the schedule from it), then its copy
+                        // for players, before the round's first tick (a later emission round).
+                        let changed = TickRateChanged {
+                            from_step,
+                            scheduled_at: pace.scheduled_at,
+                            tick_ms: pace.tick_ms,
+                            reason: decision.reason,
+                            worst_rtt_ms: decision.worst_rtt_ms,
+                        };
+                        let record =
+                            event_record(&self.source, &id, now, EventBody::TickRateChanged(changed));
+                        facts.push(record.clone());
+                        copies.entry(active.ticks_topic.clone()).or_default().push(record);
+                        continue;
+                    }
                     Emission::Tick { step, state, scheduled_at } => {
                         active.series.tick(emitted_at - scheduled_at);
                         newest_tick_late_ms = Some(emitted_at - scheduled_at);
+                        if let Some(policy) = &mut active.pace {
+                            policy.tick_emitted(emitted_at - scheduled_at);
+                        }
                         EventBody::Tick(Tick {
                             step,
                             value: state.value,
@@ -60,14 +89,14 @@ impl TickGenerator {
                     }
                     Emission::Ended { reason, last_step } => {
                         metrics::session_ended(reason);
-                        EventBody::SessionEnded(SessionEnded { reason, last_step, seed: created.seed })
+                        EventBody::SessionEnded(SessionEnded { reason, last_step, seed })
                     }
                 };
                 let ended = matches!(body, EventBody::SessionEnded(_));
                 let record = event_record(&self.source, &id, now, body);
                 if ended {
                     facts.push(record.clone());
-                    end_copies.entry(active.ticks_topic.clone()).or_default().push(record);
+                    copies.entry(active.ticks_topic.clone()).or_default().push(record);
                 } else {
                     ticks.entry(active.ticks_topic.clone()).or_default().push(record);
                 }
@@ -100,7 +129,7 @@ impl TickGenerator {
         if !facts.is_empty() {
             self.log.append(GAME_EVENTS, facts, Durability::Durable).await?;
         }
-        for (topic, records) in end_copies {
+        for (topic, records) in copies {
             self.log.append(&topic, records, Durability::Relaxed).await?;
         }
         let behind = self.deadlines.peek().is_some_and(|Reverse((deadline, _))| deadline.is_due(now));

@@ -14,6 +14,11 @@
 //!
 //! On revocation and on shutdown alike ([`TickGenerator::drain`]) it stops emitting for the
 //! partitions' sessions after its last write is acknowledged, and only then lets them go.
+//!
+//! An adaptive session's pace ([`crate::pace`]) is decided at each round's start and logged
+//! (`tick_rate_changed`, durably, then its copy before the round's first tick); `pacing` reads
+//! the changes and the policy's inputs (RTT samples, kicks) back, so a new owner plays on at
+//! the logged pace.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -35,9 +40,11 @@ use tokio_util::sync::CancellationToken;
 mod emission;
 mod gateway_loss;
 mod migration;
+mod pacing;
 mod resume;
 
 use self::gateway_loss::SessionGateways;
+use crate::pace::{PaceConfig, PacePolicy};
 use crate::schedule::{Deadline, SessionSchedule};
 use crate::{Error, metrics, now_ms};
 
@@ -65,6 +72,8 @@ pub struct TickGeneratorConfig {
     /// dashboard shows 0 before the first game, not "no data". A session of another region
     /// gets its series when it starts.
     pub regions: Vec<String>,
+    /// How adaptive sessions choose their pace.
+    pub pace: PaceConfig,
 }
 
 impl Default for TickGeneratorConfig {
@@ -77,6 +86,7 @@ impl Default for TickGeneratorConfig {
             readiness: Readiness::new("the tick generator to join its consumer group"),
             gateway_timeout_ms: 15_000,
             regions: Vec::new(),
+            pace: PaceConfig::default(),
         }
     }
 }
@@ -100,6 +110,8 @@ struct ActiveSession {
     gateways: SessionGateways,
     /// Running when found: not scheduled until its tick topic says where it got to.
     awaiting_resume: bool,
+    /// An adaptive session's pace policy (None: a fixed pace).
+    pace: Option<PacePolicy>,
 }
 
 /// The tick generator role.
@@ -287,9 +299,12 @@ impl TickGenerator {
             match Event::peek_type(&record.payload) {
                 Some(
                     "session_created" | "player_joined" | "player_left" | "session_ended"
-                    | "gateway_heartbeat" | "session_migrated",
+                    | "gateway_heartbeat" | "session_migrated" | "tick_rate_changed",
                 )
                 | None => {}
+                // What an adaptive session's pace policy weighs; decoded for those alone.
+                Some("latency_samples" | "latency_sampled" | "player_kicked")
+                    if self.sessions.get(&*record.key).is_some_and(|s| s.pace.is_some()) => {}
                 Some(kind) if EVENT_TYPES.contains(&kind) => continue,
                 Some(kind) => {
                     tracing::warn!(position = %record.position, kind, "skipping an event of unknown type");
@@ -334,6 +349,9 @@ impl TickGenerator {
                 EventBody::PlayerJoined(joined) => {
                     if let Some(s) = self.sessions.get_mut(&event.session_id) {
                         s.schedule.player_joined();
+                        if let Some(pace) = &mut s.pace {
+                            pace.joined(&joined.connection_id);
+                        }
                         s.gateways.joined(
                             &joined.connection_id,
                             &joined.user_id,
@@ -346,6 +364,9 @@ impl TickGenerator {
                     if let Some(s) = self.sessions.get_mut(&event.session_id) {
                         s.schedule.player_left(event.at);
                         s.gateways.left(&left.connection_id);
+                        if let Some(pace) = &mut s.pace {
+                            pace.left(&left.connection_id, event.at);
+                        }
                         self.push_deadline(&event.session_id);
                     }
                 }
@@ -359,6 +380,10 @@ impl TickGenerator {
                     self.positions_moved();
                 }
                 EventBody::SessionMigrated(moved) => self.migrated(&event.session_id, &moved),
+                body @ (EventBody::TickRateChanged(_)
+                | EventBody::LatencySamples(_)
+                | EventBody::LatencySampled(_)
+                | EventBody::PlayerKicked(_)) => self.pace_input(&event.session_id, event.at, body),
                 EventBody::Unknown => {
                     tracing::warn!(position = %record.position, "skipping an event of unknown type or version");
                     metrics::unknown_event();
@@ -386,6 +411,9 @@ impl TickGenerator {
         let region = created.region.clone();
         let ticks_topic = topics::ticks(&region);
         let series = metrics::RegionSeries::new(&region, &ticks_topic);
+        let pace = created
+            .is_adaptive()
+            .then(|| PacePolicy::new(self.config.pace, created.tick_ms, created.slowest_tick_ms()));
         let schedule = SessionSchedule::new(created, created_at, self.config.idle_ms);
         let awaiting_resume = !schedule_now;
         let session = ActiveSession {
@@ -398,6 +426,7 @@ impl TickGenerator {
             series,
             gateways: SessionGateways::default(),
             awaiting_resume,
+            pace,
         };
         self.sessions.insert(id.clone(), session);
         self.push_deadline(&id);

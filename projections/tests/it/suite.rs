@@ -6,8 +6,8 @@ use tickcast_projections::ProjectionStore;
 use tickcast_projections::apply::{Fold, Positioned, SessionEnds};
 use tickcast_projections::model::{ConnectionState, Phase, SessionState};
 use tickcast_schemas::event::{
-    EndReason, Event, EventBody, LatencySampled, LatencyStatus, LatencyWarned, LeaveReason, PlayerJoined,
-    PlayerLeft, SessionCreated, SessionEnded,
+    EndReason, Event, EventBody, LatencySampled, LatencyStatus, LatencyWarned, LeaveReason, PaceReason,
+    PlayerJoined, PlayerLeft, SessionCreated, SessionEnded, TickRateChanged,
 };
 
 const TTL_S: i64 = 7 * 24 * 3600;
@@ -45,6 +45,7 @@ fn created(session: &str, at: i64) -> Event {
             max_rounds: 3,
             engine: 1,
             created_by: "alice".into(),
+            max_tick_ms: None,
         }),
     )
 }
@@ -102,6 +103,17 @@ fn recorded_game(session: &str) -> Vec<Positioned> {
                 status: LatencyStatus::Warning,
             }),
         ),
+        event(
+            session,
+            START + 5000,
+            EventBody::TickRateChanged(TickRateChanged {
+                from_step: 41,
+                scheduled_at: START + 4200,
+                tick_ms: 200,
+                reason: PaceReason::Latency,
+                worst_rtt_ms: 80,
+            }),
+        ),
         left(session, START + 6000, "c-bob", "bob", LeaveReason::Closed),
         ended(session, START + 30_000),
         left(session, START + 30_100, "c-alice", "alice", LeaveReason::Closed),
@@ -134,6 +146,12 @@ pub(crate) async fn a_recorded_game_is_projected_once_however_often_it_is_applie
     assert_eq!(session.seed.as_deref(), Some("42"), "the seed, once ended");
     assert!(session.players().is_empty(), "everyone left: {session:?}");
     assert_eq!((session.created_by.as_str(), session.max_rounds, session.tick_ms), ("alice", 3, 100));
+    let pace = session.pace.expect("the pace in force");
+    assert_eq!(
+        (pace.from_step, pace.scheduled_at, pace.tick_ms),
+        (41, START + 4200, 200),
+        "the latest change"
+    );
     assert_eq!(
         session.position,
         game.last().unwrap().position,
@@ -198,7 +216,7 @@ pub(crate) async fn events_out_of_order_never_take_an_item_backwards(store: Arc<
     // On a fresh session: the end before a join it follows in the log. The session stays
     // ended; the join (older) does not reopen it nor list the player as connected.
     let other = recorded_game("s-3");
-    apply(&store, &[other[0].clone(), other[8].clone()]).await;
+    apply(&store, &[other[0].clone(), other[9].clone()]).await;
     apply(&store, &[other[1].clone()]).await;
     let session = store.session("s-3").await.unwrap().unwrap();
     assert_eq!(session.phase, Phase::Ended);

@@ -18,6 +18,7 @@ fn every_body() -> Vec<EventBody> {
             max_rounds: 1000,
             engine: 1,
             created_by: "alice".into(),
+            max_tick_ms: None,
         }),
         EventBody::PlayerJoined(PlayerJoined {
             user_id: "alice".into(),
@@ -52,6 +53,27 @@ fn every_body() -> Vec<EventBody> {
         }),
         EventBody::SessionEnded(SessionEnded { reason: EndReason::MaxRounds, last_step: 420, seed: 7 }),
         EventBody::Countdown(Countdown { remaining_ms: 2000 }),
+        EventBody::SessionCreated(SessionCreated {
+            region: "eu-west-1".into(),
+            seed: 1,
+            seed_hash: tickcast_engine::seed_hash(1),
+            start_at: 1_732_400_000_000,
+            tick_ms: 100,
+            countdown_ms: 0,
+            min_break_steps: 10,
+            max_break_steps: 20,
+            max_rounds: 10,
+            engine: 1,
+            created_by: "bo".into(),
+            max_tick_ms: Some(400),
+        }),
+        EventBody::TickRateChanged(TickRateChanged {
+            from_step: 12,
+            scheduled_at: 1_732_400_001_350,
+            tick_ms: 250,
+            reason: PaceReason::Latency,
+            worst_rtt_ms: 121,
+        }),
         EventBody::Tick(Tick {
             step: 3,
             value: 4,
@@ -227,4 +249,31 @@ fn server_messages_use_the_protocol_field_names() {
     assert_eq!(value["seed"], "5");
     assert_eq!(value["reason"], "max_rounds");
     assert_eq!(serde_json::from_value::<ServerMessage>(value).unwrap(), ended);
+    let pace =
+        ServerMessage::TickRate { from_step: 12, scheduled_at: 1350, tick_ms: 250, reason: PaceReason::Load };
+    assert_eq!(
+        serde_json::from_str::<Value>(&pace.to_json()).unwrap(),
+        json!({"type":"tick_rate","fromStep":12,"scheduledAt":1350,"tickMs":250,"reason":"load"})
+    );
+}
+
+#[test]
+fn a_fixed_pace_session_is_written_as_before_and_an_adaptive_one_names_its_slowest_pace() {
+    let bodies = every_body();
+    let created: Vec<&SessionCreated> = bodies
+        .iter()
+        .filter_map(|b| match b {
+            EventBody::SessionCreated(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let (fixed, adaptive) = (created[0], created[1]);
+    let fixed_json = serde_json::to_value(EventBody::SessionCreated(fixed.clone())).unwrap();
+    assert!(fixed_json.get("maxTickMs").is_none(), "{fixed_json}");
+    assert!(!fixed.is_adaptive() && fixed.slowest_tick_ms() == 100);
+    let adaptive_json = serde_json::to_value(EventBody::SessionCreated(adaptive.clone())).unwrap();
+    assert_eq!(adaptive_json["maxTickMs"], 400);
+    assert!(adaptive.is_adaptive() && adaptive.check().is_ok());
+    let below = SessionCreated { max_tick_ms: Some(99), ..adaptive.clone() };
+    assert!(below.check().unwrap_err().contains("maxTickMs"));
 }
