@@ -123,7 +123,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
         roles.spawn("retention", Retention::new(embedded, retention).run(roles.shutdown.clone()));
     }
     let archiver = Archiver::new(Arc::clone(&log), archiver_config);
-    roles.spawn_last("archiver", |stop| archiver.run(stop));
+    roles.spawn_last("archiver", |stop| archiver.run(stop))?;
 
     let app = edge.routes().merge(tickcast_gateways::routes(&gateways)).merge(common_routes(
         roles.metrics_on(&args.listen),

@@ -19,8 +19,9 @@ pub(crate) struct Roles {
     pub(crate) shutdown: CancellationToken,
     /// The roles that stop on `shutdown`.
     pub(crate) tasks: JoinSet<anyhow::Result<()>>,
-    /// Roles that read what the others write (the archiver): they stop only once `tasks` have
-    /// finished, so they see everything written, within the same grace period.
+    /// Roles that read what the others write (the archiver), each on a thread of its own: they
+    /// stop only once `tasks` have finished, so they see everything written, within the same
+    /// grace period. Here, each one's outcome.
     last: JoinSet<anyhow::Result<()>>,
     /// Cancelled once `tasks` have finished (or the grace is over): the stop of `last`.
     last_stop: CancellationToken,
@@ -63,13 +64,40 @@ impl Roles {
 
     /// Runs a role that must stop after every role of [`Roles::spawn`] has: `start` gets the
     /// token that says so. Its failure stops the others, as any role's does.
-    pub(crate) fn spawn_last<E, F>(&mut self, name: &'static str, start: impl FnOnce(CancellationToken) -> F)
+    ///
+    /// It runs on a thread of its own, driven by a runtime of its own: such a role (the
+    /// archiver) reads what the others write and its work comes in blocking chunks — Parquet
+    /// encoding and compression, fsyncs, tens of ms for a large file — in a process whose other
+    /// roles must never wait (the gateways' fan-out shards). The OS schedules its thread beside
+    /// the shared runtime's workers instead of the role holding one of them up.
+    pub(crate) fn spawn_last<E, F>(
+        &mut self,
+        name: &'static str,
+        start: impl FnOnce(CancellationToken) -> F,
+    ) -> anyhow::Result<()>
     where
         F: Future<Output = Result<(), E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
         let task = start(self.last_stop.clone());
-        self.last.spawn(async move { task.await.with_context(|| format!("{name} failed")) });
+        // The role's outcome, from its thread to the set the shutdown waits on.
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("no runtime for its thread")
+                    .and_then(|runtime| runtime.block_on(task).map_err(anyhow::Error::from))
+                    .with_context(|| format!("{name} failed"));
+                let _ = done.send(result);
+            })
+            .with_context(|| format!("could not start {name}'s thread"))?;
+        self.last.spawn(async move {
+            outcome.await.unwrap_or_else(|_| Err(anyhow::anyhow!("{name} stopped without saying how")))
+        });
+        Ok(())
     }
 
     /// Makes `/readyz` wait for `readiness` too.
@@ -158,9 +186,10 @@ mod tests {
 
     use super::*;
 
-    /// A last role stops only after the others have, and `wait` returns as soon as all are done
-    /// (on a paused clock, so "as soon as" is exact).
-    #[tokio::test(start_paused = true)]
+    /// A last role stops only after the others have, and `wait` returns as soon as all are done,
+    /// long before the grace. (On the real clock: the last role's thread has a runtime and a
+    /// clock of its own.)
+    #[tokio::test]
     async fn last_roles_stop_after_the_others_and_nobody_waits_for_the_grace() {
         let mut roles = Roles::new();
         let order = Arc::new(Mutex::new(Vec::new()));
@@ -172,20 +201,22 @@ mod tests {
             Ok::<(), std::io::Error>(())
         });
         let seen = Arc::clone(&order);
-        roles.spawn_last("reader", move |stop| async move {
-            stop.cancelled().await;
-            seen.lock().unwrap().push("reader");
-            Ok::<(), std::io::Error>(())
-        });
+        roles
+            .spawn_last("reader", move |stop| async move {
+                stop.cancelled().await;
+                seen.lock().unwrap().push("reader");
+                Ok::<(), std::io::Error>(())
+            })
+            .unwrap();
         let started = tokio::time::Instant::now();
         roles.shutdown.cancel();
         roles.wait().await.unwrap();
         assert_eq!(*order.lock().unwrap(), ["writer", "reader"]);
-        assert_eq!(started.elapsed(), Duration::from_millis(50));
+        assert!(started.elapsed() >= Duration::from_millis(50) && started.elapsed() < SHUTDOWN_GRACE);
     }
 
     /// A failing last role stops the others, and its error is the command's.
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_failing_last_role_stops_everything() {
         let mut roles = Roles::new();
         let token = roles.shutdown.clone();
@@ -193,7 +224,7 @@ mod tests {
             token.cancelled().await;
             Ok::<(), std::io::Error>(())
         });
-        roles.spawn_last("reader", |_| async { Err::<(), _>(std::io::Error::other("disk full")) });
+        roles.spawn_last("reader", |_| async { Err::<(), _>(std::io::Error::other("disk full")) }).unwrap();
         let error = roles.wait().await.unwrap_err();
         assert!(format!("{error:#}").contains("reader failed: disk full"), "{error:#}");
     }
