@@ -8,6 +8,8 @@ use tickcast_eventlog::{EventLog, LogOptions};
 use tickcast_gateways::GatewayConfig;
 use tickcast_gateways::latency::LatencyPolicy;
 use tickcast_gateways::socket_limits::SocketLimits;
+use tickcast_processors::matchmaker::rules::MatchRules;
+use tickcast_processors::matchmaker::{MatchedGame, MatchmakerConfig};
 use tickcast_processors::pace::PaceConfig;
 use tickcast_processors::{ArchiverConfig, TickGeneratorConfig};
 use tickcast_producers::EdgeConfig;
@@ -234,6 +236,27 @@ pub(crate) fn archiver_config(dir: std::path::PathBuf, table: &[Region], roll: &
     config.roll_rows = roll.archive_roll_rows as usize;
     config.roll_age = roll.archive_roll_age;
     config
+}
+
+/// The matchmaker's rules and games; `max_latency_ms` when no --match-max-latency-ms is given.
+pub(crate) fn matchmaker_config(
+    matching: &crate::cli::MatchArgs,
+    max_latency_ms: u64,
+    game: MatchedGame,
+    common: &CommonArgs,
+) -> anyhow::Result<MatchmakerConfig> {
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let rules = MatchRules {
+        min_players: matching.match_min_players as usize,
+        max_players: matching.match_max_players as usize,
+        max_latency_ms: matching.match_max_latency_ms.unwrap_or(max_latency_ms),
+        max_spread_ms: matching.match_max_spread_ms,
+        expand_after_ms: ms(matching.match_expand_after),
+        fill_after_ms: ms(matching.match_fill_after),
+        timeout_ms: ms(matching.match_timeout),
+    };
+    rules.check().map_err(anyhow::Error::msg)?;
+    Ok(MatchmakerConfig { instance: common.instance.clone(), rules, game, ..MatchmakerConfig::default() })
 }
 
 pub(crate) fn generator_config(game: &GameArgs, common: &CommonArgs) -> anyhow::Result<TickGeneratorConfig> {

@@ -82,6 +82,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             roles::create_topics(&log, partitions, replication, retention, &regions).await
         }
         Command::Projector(args) => roles::projector(args).await,
+        Command::Matchmaker(args) => roles::matchmaker(args).await,
         Command::Tables(TablesCommand::Create { store }) => roles::create_tables(&store).await,
         Command::Streams(StreamsCommand::Create { log, shards, retention, regions }) => {
             roles::create_streams(&log, shards, retention, &regions).await

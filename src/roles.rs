@@ -7,18 +7,22 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use tickcast_eventlog::kafka::KafkaLog;
 use tickcast_gateways::Gateway;
-use tickcast_processors::{Archiver, Projector, ProjectorConfig, Retention, RetentionConfig, TickGenerator};
+use tickcast_processors::matchmaker::MatchedGame;
+use tickcast_processors::{
+    Archiver, Matchmaker, Projector, ProjectorConfig, Retention, RetentionConfig, TickGenerator,
+};
 use tickcast_producers::Edge;
 use tickcast_schemas::regions::Region;
 use tickcast_schemas::topics::{self, GAME_EVENTS};
 
 use crate::cli::{
-    ArchiverArgs, EdgeArgs, GatewayArgs, LogArgs, MaxPlayers, ProjectorArgs, RecordRetention, RegionArgs,
-    StoreArgs, TickGeneratorArgs, UpArgs,
+    ArchiverArgs, EdgeArgs, GatewayArgs, LogArgs, MatchmakerArgs, MaxPlayers, ProjectorArgs, RecordRetention,
+    RegionArgs, StoreArgs, TickGeneratorArgs, UpArgs,
 };
 use crate::config::{
     admission, archiver_config, check_topics, edge_config, edge_regions, gateway_config, generator_config,
-    ids, kafka_options, latency_policy, open_log, open_log_at, open_store, region_table, socket_limits,
+    ids, kafka_options, latency_policy, matchmaker_config, open_log, open_log_at, open_store, region_table,
+    socket_limits,
 };
 use crate::routes::common_routes;
 use crate::secret::{shared_signer, signer_in, with_previous};
@@ -53,6 +57,8 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     // One saturation gauge for the process: its gateways and generator report to it, the edge
     // refuses new games while it is over.
     let mut edge_config = edge_config(&args.game, &args.common, &args.regions_control);
+    edge_config.match_max_latency_ms =
+        args.matching.match_max_latency_ms.unwrap_or(args.latency.warning_latency_ms);
     edge_config.admission = saturation.as_ref().map(|(_, admission)| Arc::clone(admission));
     let saturation = saturation.map(|(gauge, _)| gauge);
     if let Some(load) = &saturation
@@ -106,6 +112,19 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let generator_group = generator_config.group.clone();
     let generator = TickGenerator::new(Arc::clone(&log), generator_config);
     roles.spawn("tick generator", generator.run(roles.shutdown.clone()));
+
+    let matched_game = MatchedGame {
+        tick_ms: args.game.default_tick_ms,
+        countdown_ms: args.game.countdown_ms,
+        ..MatchedGame::default()
+    };
+    let matchmaker_config =
+        matchmaker_config(&args.matching, args.latency.warning_latency_ms, matched_game, &args.common)?;
+    roles.ready_when(&matchmaker_config.readiness);
+    roles.spawn(
+        "matchmaker",
+        Matchmaker::new(Arc::clone(&log), matchmaker_config).run(roles.shutdown.clone()),
+    );
 
     // The archiver stops last, after the roles that write, so the archive ends where the log does.
     let archive = args.archive.dir.clone().unwrap_or_else(|| args.data_dir.join("archive"));
@@ -273,6 +292,25 @@ pub(crate) async fn projector(args: ProjectorArgs) -> anyhow::Result<()> {
     }
     let projector = Projector::new(log, store, config);
     roles.spawn("projector", projector.run(roles.shutdown.clone()));
+    roles.wait().await
+}
+
+/// `tickcast matchmaker`: one member of the matchmakers' consumer group.
+pub(crate) async fn matchmaker(args: MatchmakerArgs) -> anyhow::Result<()> {
+    let log = open_log(&args.log, None)?;
+    check_topics(log.as_ref(), &[GAME_EVENTS.to_owned()]).await?;
+    let game = MatchedGame {
+        tick_ms: args.default_tick_ms,
+        countdown_ms: args.countdown_ms,
+        ..MatchedGame::default()
+    };
+    let config = matchmaker_config(&args.matching, 100, game, &args.common)?;
+    let mut roles = Roles::new();
+    roles.ready_when(&config.readiness);
+    if let Some(admin) = args.admin.admin_listen {
+        roles.serve_admin(admin).await?;
+    }
+    roles.spawn("matchmaker", Matchmaker::new(log, config).run(roles.shutdown.clone()));
     roles.wait().await
 }
 

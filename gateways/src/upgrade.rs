@@ -10,7 +10,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -165,7 +165,23 @@ fn websocket_key(headers: &HeaderMap) -> Option<String> {
 pub fn routes(gateways: &[Arc<Gateway>]) -> Router {
     let by_region: Arc<HashMap<String, Arc<Gateway>>> =
         Arc::new(gateways.iter().map(|g| (g.config.region.clone(), Arc::clone(g))).collect());
-    Router::new().route("/ws/{region}", get(upgrade)).with_state(by_region)
+    Router::new()
+        .route("/ws/{region}", get(upgrade))
+        .route("/ws/{region}/ping", get(ping))
+        .with_state(by_region)
+}
+
+/// `GET /ws/{region}/ping`: 204 from a region's gateway, at once — what a client times to
+/// measure its round trip to the region before asking for a match (`POST /edge/match`).
+async fn ping(
+    State(gateways): State<Arc<HashMap<String, Arc<Gateway>>>>,
+    Path(region): Path<String>,
+) -> Response {
+    if gateways.contains_key(&region) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        json_error(StatusCode::NOT_FOUND, "unknown_region", &format!("no gateway for region {region:?} here"))
+    }
 }
 
 async fn upgrade(

@@ -12,10 +12,13 @@
 //!   which gateway serves each player, and who leaves with a silent gateway.
 //! - [`archiver`]: the log as Parquet files, partitioned by kind, date and region.
 //! - [`projector`]: `game-events` as the sessions, connections and latency tables.
+//! - [`matchmaker`]: tickets searching, matched into games by latency ([`matchmaker::rules`],
+//!   sans I/O).
 //! - [`retention`]: the embedded log's old records deleted once archived and not running.
 //! - `metrics`: metric names.
 
 pub mod archiver;
+pub mod matchmaker;
 mod metrics;
 pub mod pace;
 pub mod projector;
@@ -24,6 +27,7 @@ pub mod schedule;
 pub mod tick_generator;
 
 pub use archiver::{Archiver, ArchiverConfig};
+pub use matchmaker::{Matchmaker, MatchmakerConfig};
 pub use projector::{Projector, ProjectorConfig};
 pub use retention::{Retention, RetentionConfig};
 pub use tick_generator::{TickGenerator, TickGeneratorConfig};
@@ -41,6 +45,9 @@ pub enum Error {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("projection store: {0}")]
     Store(#[from] tickcast_projections::Error),
+    /// The operating system gave no random seed for a matched game (retrying may help).
+    #[error("no entropy for a seed: {0}")]
+    Entropy(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -25,6 +25,14 @@ pub(crate) const SESSIONS_ACTIVE: &str = "tickcast_sessions_active";
 pub(crate) const SESSIONS_ENDED: &str = "tickcast_sessions_ended_total";
 /// Pace changes of adaptive sessions, by region and reason (`latency`, `load`).
 pub(crate) const PACE_CHANGES: &str = "tickcast_pace_changes_total";
+/// Match tickets searching (read by the active matchmaker, not yet matched or settled).
+pub(crate) const MATCH_SEARCHING: &str = "tickcast_match_tickets_searching";
+/// Matches formed, by region.
+pub(crate) const MATCHES_FORMED: &str = "tickcast_matches_formed_total";
+/// How long a matched ticket waited, ms.
+pub(crate) const MATCH_WAIT_MS: &str = "tickcast_match_wait_ms";
+/// Tickets that waited out the timeout.
+pub(crate) const MATCH_EXPIRED: &str = "tickcast_match_tickets_expired_total";
 /// Events of unknown type or version, skipped.
 pub(crate) const EVENTS_UNKNOWN: &str = "tickcast_events_unknown_total";
 
@@ -74,6 +82,29 @@ pub(crate) fn expose_generator(regions: &[String]) {
 
 pub(crate) fn pace_changed(region: &str, reason: tickcast_schemas::event::PaceReason) {
     counter!(PACE_CHANGES, "region" => region.to_owned(), "reason" => reason.as_str()).increment(1);
+}
+
+/// The matchmaker's series at zero, before its first ticket.
+pub(crate) fn expose_matchmaker() {
+    tickets_searching(0);
+    tickets_expired(0);
+    counter!(MATCHES_FORMED).increment(0);
+}
+
+pub(crate) fn tickets_searching(count: usize) {
+    gauge!(MATCH_SEARCHING).set(count as f64);
+}
+
+pub(crate) fn tickets_expired(count: usize) {
+    counter!(MATCH_EXPIRED).increment(count as u64);
+}
+
+pub(crate) fn match_formed(region: &str) {
+    counter!(MATCHES_FORMED, "region" => region.to_owned()).increment(1);
+}
+
+pub(crate) fn match_waited(ms: i64) {
+    histogram!(MATCH_WAIT_MS).record(ms.max(0) as f64);
 }
 
 /// The projector's series at zero, before its first batch.

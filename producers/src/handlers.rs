@@ -183,7 +183,7 @@ pub(crate) fn log_refused(error: &tickcast_eventlog::Error, what: &str) -> ApiEr
 /// The request's JSON body. Only `Content-Type: application/json` is read: a browser sends that
 /// cross-origin only after a CORS preflight, which the edge does not grant, so no other web
 /// page can make a visitor's browser start games (a form's `text/plain` would be sent).
-fn parse_body<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {

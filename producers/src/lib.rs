@@ -21,6 +21,7 @@ pub mod admission;
 mod handlers;
 mod health;
 pub mod lobby;
+mod matches;
 mod metrics;
 mod rate;
 mod regions_admin;
@@ -40,6 +41,7 @@ use axum::routing::{any, get, post};
 use serde::Serialize;
 use tickcast_eventlog::{EventLog, StartFrom};
 use tickcast_schemas::event::{Event, EventBody};
+use tickcast_schemas::match_events::TicketDirectory;
 use tickcast_schemas::regions::Region;
 use tickcast_schemas::sessions::{SessionDirectory, SessionInfo};
 use tickcast_schemas::token::{Claims, TokenSigner};
@@ -81,6 +83,9 @@ pub struct EdgeConfig {
     /// A region none of whose gateways has been ready for this long is drained (reason
     /// `unhealthy`) by the edge that sees it, and restored when one is ready again.
     pub region_failover_after: std::time::Duration,
+    /// The matchmaker's latency limit, ms: `GET /edge/match` counts a searching ticket in each
+    /// region it could be matched in.
+    pub match_max_latency_ms: u64,
 }
 
 impl Default for EdgeConfig {
@@ -98,6 +103,7 @@ impl Default for EdgeConfig {
             store: None,
             admin_token: None,
             region_failover_after: std::time::Duration::from_secs(10),
+            match_max_latency_ms: 100,
         }
     }
 }
@@ -128,6 +134,9 @@ pub struct Edge {
     directory: Mutex<SessionDirectory>,
     /// Games started per client address (`game_rate_per_ip`); `None` when unlimited.
     game_rate: Option<GameRateLimit>,
+    /// Match tickets seen in `game-events` (and requested here): what this edge answers about
+    /// any ticket. Locked briefly, never across an await.
+    tickets: Mutex<TicketDirectory>,
 }
 
 /// What a player gets back from start and join: where to connect and the token to present.
@@ -230,6 +239,7 @@ impl Edge {
             game_rate: GameRateLimit::per_minute(config.game_rate_per_ip),
             config,
             directory: Mutex::new(SessionDirectory::default()),
+            tickets: Mutex::new(TicketDirectory::default()),
         })
     }
 
@@ -241,6 +251,8 @@ impl Edge {
             .route("/edge/regions", get(list_regions))
             .route("/edge/sessions", get(lobby::list_sessions))
             .route("/edge/sessions/{session_id}", get(lobby::session_detail))
+            .route("/edge/match", post(matches::request_match).get(matches::searching))
+            .route("/edge/match/{ticket_id}", get(matches::poll_match).delete(matches::cancel_match))
             .merge(self.admin_routes())
             .with_state(Arc::clone(self))
     }
@@ -281,6 +293,10 @@ impl Edge {
                             | "session_ended"
                             | "session_migrated"
                             | "tick_rate_changed"
+                            | "match_requested"
+                            | "match_formed"
+                            | "match_cancelled"
+                            | "match_expired"
                             | "region_drained"
                             | "region_restored"
                     ) | None
@@ -301,6 +317,7 @@ impl Edge {
                             self.release(&event.session_id);
                         }
                         directory.apply(&event);
+                        self.tickets.lock().unwrap().apply(&event);
                     }
                     Err(error) => {
                         tracing::warn!(position = %record.position, %error, "skipping undecodable game event")
@@ -308,6 +325,7 @@ impl Edge {
                 }
             }
             directory.forget_ended_before(now_ms() - self.config.directory_history_ms);
+            self.tickets.lock().unwrap().forget_settled_before(now_ms() - self.config.directory_history_ms);
         }
     }
 

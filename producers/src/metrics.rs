@@ -16,6 +16,7 @@ pub(crate) fn expose(regions: &[String]) {
         counter!(SESSIONS_CREATED, "region" => region.clone()).increment(0);
     }
     saturated(false);
+    counter!(MATCHES_REQUESTED).increment(0);
     tickcast_eventlog::metrics::expose_appends(&[tickcast_schemas::topics::GAME_EVENTS.to_owned()]);
 }
 
@@ -29,6 +30,13 @@ pub(crate) const GAMES_RATE_LIMITED: &str = "tickcast_edge_games_rate_limited_to
 
 pub(crate) fn game_rate_limited(by: &'static str) {
     counter!(GAMES_RATE_LIMITED, "by" => by).increment(1);
+}
+
+/// Match tickets requested at this edge.
+pub(crate) const MATCHES_REQUESTED: &str = "tickcast_edge_match_requests_total";
+
+pub(crate) fn match_requested() {
+    counter!(MATCHES_REQUESTED).increment(1);
 }
 
 pub(crate) fn session_created(region: &str) {

@@ -272,6 +272,10 @@ impl<'a> Fold<'a> {
             | EventBody::GatewayHeartbeat(_)
             | EventBody::RegionDrained(_)
             | EventBody::RegionRestored(_)
+            | EventBody::MatchRequested(_)
+            | EventBody::MatchFormed(_)
+            | EventBody::MatchCancelled(_)
+            | EventBody::MatchExpired(_)
             | EventBody::Unknown => {}
         }
         Ok(())

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::match_events::{MatchCancelled, MatchExpired, MatchFormed, MatchRequested};
 pub use crate::pace::{PaceReason, TickRateChanged};
 pub use crate::region_events::{DrainReason, RegionDrained, RegionRestored, SessionMigrated};
 
@@ -152,7 +153,7 @@ struct Envelope {
 }
 
 /// Every event type this build knows, as written in the `type` field.
-pub const EVENT_TYPES: [&str; 15] = [
+pub const EVENT_TYPES: [&str; 19] = [
     "session_created",
     "player_joined",
     "latency_sampled",
@@ -168,6 +169,10 @@ pub const EVENT_TYPES: [&str; 15] = [
     "region_restored",
     "session_migrated",
     "tick_rate_changed",
+    "match_requested",
+    "match_formed",
+    "match_cancelled",
+    "match_expired",
 ];
 
 /// The type-specific part of an event, tagged by `type`.
@@ -189,6 +194,10 @@ pub enum EventBody {
     RegionRestored(RegionRestored),
     SessionMigrated(SessionMigrated),
     TickRateChanged(TickRateChanged),
+    MatchRequested(MatchRequested),
+    MatchFormed(MatchFormed),
+    MatchCancelled(MatchCancelled),
+    MatchExpired(MatchExpired),
     /// An event type (or envelope version) this build does not know: counted and skipped.
     #[serde(other)]
     Unknown,
@@ -214,6 +223,10 @@ impl EventBody {
             Self::RegionRestored(_) => "region_restored",
             Self::SessionMigrated(_) => "session_migrated",
             Self::TickRateChanged(_) => "tick_rate_changed",
+            Self::MatchRequested(_) => "match_requested",
+            Self::MatchFormed(_) => "match_formed",
+            Self::MatchCancelled(_) => "match_cancelled",
+            Self::MatchExpired(_) => "match_expired",
             Self::Unknown => "unknown",
         }
     }

@@ -16,6 +16,8 @@
 //! - [`token`]: HMAC-signed join tokens issued by the edge and checked by gateways.
 //! - [`regions`]: the region table and the eight default regions; [`region_events`]: regions
 //!   drained and restored, sessions moved, and the states they fold into.
+//! - [`match_events`]: matchmaking's tickets, the events they live in and the states they fold
+//!   into ([`match_events::TicketDirectory`]).
 //! - [`pace`]: which step is due when ([`pace::PaceSchedule`]), and the event that changes it.
 //! - [`sessions`]: the session directory, the one projection several roles keep in memory.
 //! - [`health`]: whether a role can do its work now ([`health::Readiness`], `/readyz`).
@@ -27,6 +29,7 @@ pub mod arrow;
 pub mod event;
 pub mod health;
 pub mod load;
+pub mod match_events;
 pub mod pace;
 pub mod protocol;
 pub mod region_events;

@@ -6,9 +6,11 @@ use clap::{Args, Parser, Subcommand};
 
 mod listen;
 mod log;
+mod matching;
 mod tools;
 pub(crate) use listen::*;
 pub(crate) use log::*;
+pub(crate) use matching::*;
 pub(crate) use tools::*;
 
 #[derive(Debug, Parser)]
@@ -57,6 +59,9 @@ pub(crate) enum Command {
     /// Run the projector alone: `game-events` as the sessions, connections and latency tables
     /// of a projection store.
     Projector(ProjectorArgs),
+    /// Run a matchmaker alone: tickets searching, matched into games by latency (one active
+    /// member of its group; others stand by and take over from the log).
+    Matchmaker(MatchmakerArgs),
     /// Manage the projection store's tables (DynamoDB).
     #[command(subcommand)]
     Tables(TablesCommand),
@@ -139,6 +144,8 @@ pub(crate) struct UpArgs {
     pub(crate) game: GameArgs,
     #[command(flatten)]
     pub(crate) latency: LatencyArgs,
+    #[command(flatten)]
+    pub(crate) matching: MatchArgs,
     #[command(flatten)]
     pub(crate) sockets: SocketLimitArgs,
     #[command(flatten)]

@@ -18,6 +18,7 @@ mod kafka;
 mod kafka_tls;
 mod kinesis;
 mod latency;
+mod matchmaking;
 mod migration;
 mod pace;
 mod projections;

@@ -259,6 +259,21 @@ async fn kill_9_of_up_mid_game_keeps_the_paced_schedule() {
     let text =
         String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "replay verify: {text}");
+    // The report plots the pace.
+    let report = dir.path().join("report.html");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["replay", "report", "--session", &game, "--out"])
+        .arg(&report)
+        .arg("--log")
+        .arg(format!("embedded://{}", dir.path().display()))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let html = std::fs::read_to_string(&report).unwrap();
+    let plotted =
+        html.split("<h2>Pace</h2>").nth(1).and_then(|rest| rest.split("<h2>").next()).unwrap_or_default();
+    assert!(plotted.contains("change(s)") && plotted.contains("<svg"), "the pace is plotted: {plotted}");
+
     // The timeline shows each change once (its fact and its copy are one event).
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
         .args(["replay", "timeline", "--session", &game, "--json", "--log"])

@@ -64,7 +64,7 @@ pub(crate) struct Server {
     scheme: &'static str,
     /// Removes the data directory when the last server using it is dropped.
     _owner: Option<std::sync::Arc<tempfile::TempDir>>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
 /// An HTTP client for a test's whole run: it lets a pooled connection go after 5 s idle, before
@@ -103,6 +103,15 @@ impl Server {
     /// A server on an existing data directory (to restart on the same log).
     pub(crate) fn start_in(data_dir: &std::path::Path, extra: &[&str]) -> Self {
         Self::spawn(data_dir, extra, Some(TOKEN_SECRET), &[])
+    }
+
+    /// A server on an existing data directory with `env` set in its environment.
+    pub(crate) fn start_in_with_env(
+        data_dir: &std::path::Path,
+        env: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Self {
+        Self::spawn(data_dir, extra, Some(TOKEN_SECRET), env)
     }
 
     /// A server on a new data directory with `env` set in its environment.

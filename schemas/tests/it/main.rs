@@ -67,6 +67,18 @@ fn every_body() -> Vec<EventBody> {
             created_by: "bo".into(),
             max_tick_ms: Some(400),
         }),
+        EventBody::MatchRequested(MatchRequested {
+            ticket_id: "t1".into(),
+            user_id: "alice".into(),
+            latencies: [("eu-west-1".to_owned(), 23), ("us-east-1".to_owned(), 96)].into(),
+            preferred_region: Some("eu-west-1".into()),
+        }),
+        EventBody::MatchFormed(MatchFormed {
+            ticket_ids: vec!["t1".into(), "t2".into()],
+            region: "eu-west-1".into(),
+        }),
+        EventBody::MatchCancelled(MatchCancelled { ticket_id: "t3".into() }),
+        EventBody::MatchExpired(MatchExpired { ticket_id: "t4".into() }),
         EventBody::TickRateChanged(TickRateChanged {
             from_step: 12,
             scheduled_at: 1_732_400_001_350,
