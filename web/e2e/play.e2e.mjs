@@ -168,6 +168,30 @@ test("an adaptive game slows to a far player's round trips: the page shows the p
   }
 });
 
+test("two players find a match: each page measures the regions, shows its search, and both play the game they were matched into", async () => {
+  const pages = [];
+  for (let i = 0; i < 2; i++) {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(base + "/");
+    pages.push(page);
+  }
+  await pages[0].getByRole("button", { name: "Find a match" }).click();
+  const searching = pages[0].locator("[data-testid=searching]");
+  await searching.waitFor({ timeout: 10_000 });
+  assert.match(await searching.innerText(), /^searching… \(\d+ s\)$/);
+  // The other page's lobby counts the player searching, per region.
+  await pages[1].locator("[data-testid=searching-counts]").waitFor({ timeout: 10_000 });
+  assert.match(await pages[1].locator("[data-testid=searching-counts]").innerText(), /Searching for a match: .*\d/);
+  await pages[1].getByRole("button", { name: "Find a match" }).click();
+  for (const page of pages) {
+    await page.waitForFunction(() => Number(document.querySelector("[data-testid=step]")?.textContent) >= 3, null, { timeout: 30_000, polling: 100 });
+    await page.waitForFunction(() => (document.querySelector("[data-testid=players]")?.textContent ?? "").includes(","), null, { timeout: 10_000, polling: 100 });
+  }
+  const [first, second] = pages.map((page) => new URL(page.url()).searchParams.get("join"));
+  assert.ok(first && first === second, `one game for both (${first}, ${second})`);
+  await pages[1].screenshot({ path: path.join(artifacts, "match.png"), fullPage: true });
+});
+
 test("client-side tick mode: the page computes the ticks from the seed the edge returned", async () => {
   const local = await startServer(["--use-tick-broadcaster", "false"]);
   try {

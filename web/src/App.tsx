@@ -3,6 +3,7 @@ import { useConnection } from "./connection";
 import { post, spectatorTicket, type Ticket } from "./edge";
 import { Chart } from "./Chart";
 import { Lobby } from "./Lobby";
+import { MatchSearch } from "./Match";
 import { initialState, missingSteps, reduce, rttStats } from "./protocol";
 import { verifyGame } from "./verify";
 
@@ -92,6 +93,7 @@ export function App() {
           <button onClick={start}>Start Game</button>
         </section>
       )}
+      {!ticket && <MatchSearch userId={userId} regions={regions} onMatched={(t) => enter(Promise.resolve(t))} />}
       {!ticket && <Lobby onJoin={join} />}
       {state.error && <p className="error" role="alert">{state.error}</p>}
       {ticket?.spectator && <p className="share">Watching a recorded game from {ticket.wsEndpoint}</p>}

@@ -1,6 +1,7 @@
 // The lobby: the games waiting and running (refreshed live, one click to join) and the games
 // that ended lately (who played and with what latency), from the edge's read API.
 import { useEffect, useState } from "react";
+import { searchingCounts } from "./matchmaking";
 
 export interface SessionSummary {
   sessionId: string;
@@ -38,6 +39,7 @@ export function Lobby({ onJoin }: { onJoin: (gameId: string) => void }) {
   const [ended, setEnded] = useState<SessionSummary[]>([]);
   const [shown, setShown] = useState<string | null>(null);
   const [detail, setDetail] = useState<Connection[] | null>(null);
+  const [searching, setSearching] = useState<Record<string, number>>({});
 
   useEffect(() => {
     let stopped = false;
@@ -51,6 +53,7 @@ export function Lobby({ onJoin }: { onJoin: (gameId: string) => void }) {
         if (stopped) return;
         setOpen(waiting && running ? [...waiting, ...running] : null);
         setEnded(finished ?? []);
+        setSearching(await searchingCounts().catch(() => ({})));
       } catch {
         // The edge is away for a moment: keep what is shown, ask again.
       }
@@ -76,6 +79,11 @@ export function Lobby({ onJoin }: { onJoin: (gameId: string) => void }) {
     <section className="lobby" data-testid="lobby">
       <h2>Games</h2>
       {open.length === 0 && <p>No game is waiting or running: start one.</p>}
+      {Object.keys(searching).length > 0 && (
+        <p data-testid="searching-counts">
+          Searching for a match: {Object.entries(searching).map(([region, n]) => `${region} ${n}`).join(", ")}
+        </p>
+      )}
       <ul>
         {open.map((s) => (
           <li key={s.sessionId} data-testid="lobby-game" data-game-id={s.sessionId}>
