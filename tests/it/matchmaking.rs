@@ -178,3 +178,68 @@ async fn bad_match_requests_are_refused_saying_what_to_fix() {
     let response = server.http.get(server.url("/ws/eu-west-1/ping")).send().await.unwrap();
     assert_eq!(response.status(), 204, "each gateway answers the page's latency probe");
 }
+
+/// On Kafka: two matchmakers, one active (it owns the partition all matchmaking events are
+/// keyed to), one standing by. The active one is killed with kill -9 while tickets wait; the
+/// standby takes the partition over, reads the tickets back from the log and matches them with
+/// the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_matchmaker_takes_the_waiting_tickets_over_when_the_active_one_dies() {
+    use crate::cluster::{Cluster, Role, free_port};
+    let cluster = Cluster::start(1);
+    let matchmaker = |instance: &str| {
+        let admin = format!("127.0.0.1:{}", free_port());
+        let mut args =
+            vec!["matchmaker", "--log", &cluster.log, "--instance-id", instance, "--admin-listen", &admin];
+        args.extend(["--match-min-players", "3", "--match-fill-after", "1s"]);
+        args.extend(cluster.log_flags.iter().map(String::as_str));
+        (Role::start(&args, None), format!("http://{admin}/metrics"))
+    };
+    let http = crate::support::http_client();
+    let searching_at = |metrics: String| {
+        let http = http.clone();
+        async move {
+            let text = http.get(metrics).send().await.ok()?.text().await.ok()?;
+            text.lines()
+                .find_map(|l| l.strip_prefix("tickcast_match_tickets_searching "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        }
+    };
+    let (mut active, active_metrics) = matchmaker("mm-1");
+    let edge = cluster.edge.url.clone().unwrap();
+    let mut tickets = vec![request_at(&http, &edge, "a").await, request_at(&http, &edge, "b").await];
+    // The active matchmaker holds both: three are needed.
+    eventually("the active matchmaker to hold two tickets", || {
+        let searching = searching_at(active_metrics.clone());
+        async move { (searching.await == Some(2.0)).then_some(()) }
+    })
+    .await;
+    let (_standby, _) = matchmaker("mm-2");
+    active.process.kill9();
+    tickets.push(request_at(&http, &edge, "c").await);
+    let mut games = Vec::new();
+    for ticket in &tickets {
+        let matched = poll_until_settled(&http, &edge, ticket).await;
+        assert_eq!(matched["status"], "matched", "{matched}");
+        games.push(matched["gameId"].clone());
+    }
+    assert!(games.iter().all(|g| *g == games[0]), "one game of three: {games:?}");
+}
+
+async fn request_at(http: &reqwest::Client, edge: &str, user: &str) -> String {
+    let body = json!({"userId": user, "latencies": {"eu-west-1": 30}});
+    let answer: Value =
+        http.post(format!("{edge}/edge/match")).json(&body).send().await.unwrap().json().await.unwrap();
+    answer["ticketId"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned()
+}
+
+async fn poll_until_settled(http: &reqwest::Client, edge: &str, ticket: &str) -> Value {
+    eventually(&format!("ticket {ticket} to settle"), || {
+        let url = format!("{edge}/edge/match/{ticket}");
+        async move {
+            let answer: Value = http.get(url).send().await.ok()?.json().await.ok()?;
+            (answer["status"] != "searching").then_some(answer)
+        }
+    })
+    .await
+}
