@@ -58,6 +58,10 @@ echo "== web client"
 # and its build, which the end-to-end tests serve.
 (cd web && npm ci --no-audit --no-fund && npm test && npm run build)
 
+echo "== client library"
+# @tickcast/client: the state machine, backoff bounds, de-duplication and engine v1 (vitest).
+(cd clients/typescript && npm ci --no-audit --no-fund && npm test)
+
 echo "== tests"
 # `test-hooks`: hooks only the tests use (a gateway made slow from inside); never in a release.
 cargo test --workspace --all-targets --locked --features test-hooks
@@ -71,4 +75,9 @@ echo "== browser tests"
 # The player page in real headless Chromium against a real `tickcast up` (the debug binary the
 # tests above built); a screenshot lands in target/web-e2e/.
 (cd web && TICKCAST_BIN="$PWD/../target/debug/tickcast" npm run e2e)
+
+echo "== client library against tickcast up"
+# Packed with `npm pack`, installed from the tarball in a fresh folder, played against the
+# debug binary: two clients through a kill -9 and restart, a far client kicked.
+(cd clients/typescript && TICKCAST_BIN="$PWD/../../target/debug/tickcast" npm run integration)
 
