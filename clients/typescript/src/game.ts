@@ -21,6 +21,26 @@ export interface GameEvents {
   latency: (status: LatencyStatus) => void;
   tickRate: (pace: Pace) => void;
   migrated: (region: string) => void;
+  /** Each `session_joined` (the first join, and every resume): the game as the gateway tells it. */
+  joined: (info: JoinedInfo) => void;
+  /** After each of the client's own pings is answered: its round trips so far. */
+  rtt: (rtt: { meanMs: number; jitterMs: number; samples: number }) => void;
+  /** An `error` frame: a request the gateway refused (the game goes on, or a close follows). */
+  error: (error: { code: string; message: string }) => void;
+}
+
+/** What a `session_joined` says. */
+export interface JoinedInfo {
+  region: string;
+  startAt: number;
+  /** The pace in force, and the slowest the game may go to. */
+  tickMs: number;
+  maxTickMs: number;
+  seedHash: string;
+  players: string[];
+  minBreakSteps: number;
+  maxBreakSteps: number;
+  paces: Pace[];
 }
 
 /** How the game ended, and whether it checks out. */
@@ -55,6 +75,9 @@ export interface ConnectionOptions {
   giveUpAfterMs?: number;
   /** The WebSocket URL of a ticket (a page rewrites loopback addresses to its own host). */
   endpoint?: (ticket: Ticket) => string;
+  /** Watching a replay (`tickcast replay serve`): every connection joins afresh, and there is
+   * no edge to ask for tickets. */
+  spectator?: boolean;
 }
 
 /** Round trips kept for `rtt()`. */
@@ -64,7 +87,8 @@ export class Game {
   readonly gameId: string;
   /** The game's region (it changes if the game moves). */
   region: string;
-  readonly seedHash: string;
+  /** The commitment announced at the start (a spectator learns it from `session_joined`). */
+  seedHash: string;
   state: GameState = "connecting";
   /** Resolves when the game ends, with the check; rejects if the player is kicked, leaves or the
    * game fails. */
@@ -169,7 +193,7 @@ export class Game {
 
   private async connect(): Promise<void> {
     if (this.finished) return;
-    if (this.freshTicket) {
+    if (this.freshTicket && !this.options.spectator) {
       try {
         this.ticket = await this.edge.joinGame(this.gameId, this.userId);
         this.freshTicket = false;
@@ -192,7 +216,7 @@ export class Game {
     this.socket = ws;
     ws.onopen = () => {
       const base = { sessionId: this.ticket.gameId, userId: this.userId, token: this.ticket.token };
-      const last = this.steps.last;
+      const last = this.options.spectator ? null : this.steps.last;
       ws.send(encode(last === null ? { action: "join", ...base } : { action: "resume", ...base, lastStep: last }));
       this.pinger = setInterval(() => {
         try {
@@ -293,6 +317,18 @@ export class Game {
           this.paces,
           m.paces ?? [{ fromStep: m.paceFromStep ?? 0, scheduledAt: m.paceScheduledAt ?? m.startAt, tickMs: m.tickMs }],
         );
+        if (!this.seedHash) this.seedHash = m.seedHash;
+        this.emit("joined", {
+          region: m.region,
+          startAt: m.startAt,
+          tickMs: m.tickMs,
+          maxTickMs: m.maxTickMs ?? m.tickMs,
+          seedHash: m.seedHash,
+          players: m.players,
+          minBreakSteps: m.minBreakSteps,
+          maxBreakSteps: m.maxBreakSteps,
+          paces: [...this.paces],
+        });
         this.emit("players", m.players);
         this.setState(this.steps.last === null && Date.now() < m.startAt ? "waiting" : "playing");
         return;
@@ -321,6 +357,7 @@ export class Game {
       case "pong":
         this.rtts.push(Math.max(0, Date.now() - m.clientTimestamp));
         if (this.rtts.length > RTT_WINDOW) this.rtts.shift();
+        this.emit("rtt", this.rtt());
         return;
       case "latency_status":
         this.emit("latency", { status: m.status, avgRttMs: m.avgRttMs, jitterMs: m.jitterMs });
@@ -334,6 +371,7 @@ export class Game {
         return;
       case "error":
         if (m.code === "invalid_token" || m.code === "expired_token") this.freshTicket = true;
+        this.emit("error", { code: m.code, message: m.message });
         return;
       case "session_ended": {
         this.finished = true;

@@ -6,10 +6,19 @@ import { type ConnectionOptions, Game } from "./game.js";
 
 export { type BackoffOptions, DEFAULT_BACKOFF, backoffDelay } from "./backoff.js";
 export { EdgeClient, EdgeError, type GameOptions, type Ticket } from "./edge.js";
-export { type EndOfGame, Game, type GameEvents, type GameState, type WebSocketConstructor, type WebSocketLike } from "./game.js";
+export {
+  type ConnectionOptions,
+  type EndOfGame,
+  Game,
+  type GameEvents,
+  type GameState,
+  type JoinedInfo,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from "./game.js";
 export { type LatencyStatus, type Pace, type Tick, scheduledAt } from "./protocol.js";
 export { type Verified, verifyGame } from "./verify.js";
-export { seedHash, stateAt } from "./engine.js";
+export { DEFAULT_MAX_BREAK_STEPS, DEFAULT_MIN_BREAK_STEPS, type Params, type State, seedHash, stateAt, stepAt } from "./engine.js";
 
 export interface ClientOptions extends ConnectionOptions {
   /** The edge's base URL, e.g. http://127.0.0.1:8080. */
