@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 # The C libraries the build links (librdkafka's zlib and OpenSSL).
 scripts/system-packages.sh zlib1g-dev libssl-dev pkg-config
 
-if [[ ! -f web/dist/index.html ]] || [[ -n "$(find web/src web/index.html web/package.json -newer web/dist/index.html -print -quit)" ]]; then
-    echo "building the player page (web/dist)…" >&2
+# The page is built on the client library (clients/typescript), built first.
+if [[ ! -f web/dist/index.html ]] || [[ -n "$(find web/src web/index.html web/package.json clients/typescript/src -newer web/dist/index.html -print -quit)" ]]; then
+    echo "building the player page (web/dist) on @tickcast/client…" >&2
+    (cd clients/typescript && npm ci --no-audit --no-fund && npm run build)
     (cd web && npm ci --no-audit --no-fund && npm run build)
 fi
 exec cargo run --release --locked -- up "$@"

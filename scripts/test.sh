@@ -53,14 +53,15 @@ export TICKCAST_TEST_DYNAMODB="http://127.0.0.1:$moto_port"
 export TICKCAST_TEST_KINESALITE="http://127.0.0.1:$kinesalite_port"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 
-echo "== web client"
-# The player page: its tests (the JS engine against the golden vectors, the protocol reducer)
-# and its build, which the end-to-end tests serve.
-(cd web && npm ci --no-audit --no-fund && npm test && npm run build)
-
 echo "== client library"
-# @tickcast/client: the state machine, backoff bounds, de-duplication and engine v1 (vitest).
-(cd clients/typescript && npm ci --no-audit --no-fund && npm test)
+# @tickcast/client: the state machine, backoff bounds, de-duplication and engine v1 (vitest),
+# and its build, which the player page is built on.
+(cd clients/typescript && npm ci --no-audit --no-fund && npm test && npm run build)
+
+echo "== web client"
+# The player page: its tests (its state from the game's events) and its build, which the
+# end-to-end tests serve.
+(cd web && npm ci --no-audit --no-fund && npm test && npm run build)
 
 echo "== tests"
 # `test-hooks`: hooks only the tests use (a gateway made slow from inside); never in a release.

@@ -7,6 +7,8 @@ export default defineConfig({
   plugins: [react()],
   build: { outDir: "dist", emptyOutDir: true },
   server: {
+    // @tickcast/client is linked from ../clients/typescript: its files may be served too.
+    fs: { allow: [".", "../clients/typescript"] },
     proxy: {
       "/edge": "http://127.0.0.1:8080",
       "/ws": { target: "ws://127.0.0.1:8080", ws: true },

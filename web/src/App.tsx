@@ -1,11 +1,10 @@
 import { useCallback, useEffect, useReducer, useState } from "react";
-import { useConnection } from "./connection";
-import { post, spectatorTicket, type Ticket } from "./edge";
+import { useGame } from "./connection";
+import { edge, type PageTicket, spectatorTicket } from "./edge";
 import { Chart } from "./Chart";
 import { Lobby } from "./Lobby";
 import { MatchSearch } from "./Match";
-import { initialState, missingSteps, reduce, rttStats } from "./protocol";
-import { verifyGame } from "./verify";
+import { initialState, missingSteps, reduce, verdict } from "./state";
 
 const USER_KEY = "tickcast.userId";
 
@@ -14,14 +13,13 @@ export function App() {
   const [userId, setUserId] = useState(() => localStorage.getItem(USER_KEY) ?? `player-${Math.floor(Math.random() * 10000)}`);
   const [regions, setRegions] = useState<string[]>([]);
   const [region, setRegion] = useState("");
-  const [ticket, setTicket] = useState<Ticket | null>(null);
-  const [verdict, setVerdict] = useState<string | null>(null);
+  const [ticket, setTicket] = useState<PageTicket | null>(null);
 
   useEffect(() => localStorage.setItem(USER_KEY, userId), [userId]);
   useEffect(() => {
     fetch("/edge/regions").then((r) => r.json()).then((r) => setRegions(r.regions ?? [])).catch(() => {});
   }, []);
-  useConnection(ticket, userId, state, dispatch);
+  useGame(ticket, userId, state, dispatch);
 
   // Joining through a share link, or watching a replay (`?watch=ws://HOST:PORT/ws`).
   useEffect(() => {
@@ -31,26 +29,12 @@ export function App() {
       return;
     }
     const join = new URLSearchParams(location.search).get("join");
-    if (join && !ticket) post(`/edge/game/${encodeURIComponent(join)}/join`, { userId }).then(setTicket, (e) => dispatch({ type: "failed", error: String(e.message ?? e) }));
+    if (join && !ticket) edge.joinGame(join, userId).then(setTicket, (e) => dispatch({ type: "failed", error: String(e.message ?? e) }));
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
 
-  // At the end: the revealed seed against seedHash, every tick against the engine, and every
-  // tick's scheduledAt against the game's paces.
-  useEffect(() => {
-    if (!state.ended || !ticket) return;
-    const revealed = {
-      seed: state.ended.seed,
-      seedHash: state.seedHash ?? ticket.seedHash,
-      minBreakSteps: state.breakSteps?.min ?? ticket.minBreakSteps,
-      maxBreakSteps: state.breakSteps?.max ?? ticket.maxBreakSteps,
-    };
-    verifyGame(revealed, state.ticks, state.paces).then(setVerdict);
-  }, [state.ended, state.ticks, state.paces, state.seedHash, state.breakSteps, ticket]);
-
   // Into a game, from a start or a join: its ticket, and a page address to share or reload.
-  const enter = useCallback((request: Promise<Ticket>) => {
-    setVerdict(null);
+  const enter = useCallback((request: Promise<PageTicket>) => {
     request.then(
       (t) => {
         setTicket(t);
@@ -60,17 +44,17 @@ export function App() {
     );
   }, []);
   const start = useCallback(
-    () => enter(post("/edge/game/start", region ? { userId, preferredRegion: region } : { userId })),
+    () => enter(edge.startGame(userId, region ? { preferredRegion: region } : {})),
     [enter, userId, region],
   );
   const join = useCallback(
-    (gameId: string) => enter(post(`/edge/game/${encodeURIComponent(gameId)}/join`, { userId })),
+    (gameId: string) => enter(edge.joinGame(gameId, userId)),
     [enter, userId],
   );
 
   const shareLink = ticket ? `${location.origin}/?join=${ticket.gameId}` : null;
   const latest = state.ticks[state.ticks.length - 1];
-  const rtt = rttStats(state.rtts);
+  const rtt = state.rtt;
 
   return (
     <main>
@@ -129,7 +113,7 @@ export function App() {
           data-first-step={state.ticks[0]?.step ?? ""}
         >
           <b>Latency</b>{" "}
-          {rtt ? `RTT ${rtt.mean.toFixed(0)} ms, jitter ${rtt.jitter.toFixed(0)} ms` : "measuring…"}
+          {rtt ? `RTT ${rtt.meanMs.toFixed(0)} ms, jitter ${rtt.jitterMs.toFixed(0)} ms` : "measuring…"}
           {state.latency?.status === "warning" && state.phase !== "kicked" && " — warning: your connection is slow; you may be removed"}
           {state.phase === "kicked" && ` — removed from the game (${state.kickedReason})`}
           {state.phase === "reconnecting" && " — connection lost, reconnecting…"}
@@ -139,7 +123,7 @@ export function App() {
       {state.ended && (
         <section className="ended" data-testid="ended">
           <p>Game over ({state.ended.reason}) after step {state.ended.lastStep}. Seed: <code>{state.ended.seed}</code></p>
-          <p data-testid="verdict">{verdict ?? "verifying…"}</p>
+          <p data-testid="verdict">{verdict(state) ?? "verifying…"}</p>
         </section>
       )}
     </main>

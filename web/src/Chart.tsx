@@ -1,4 +1,4 @@
-import type { Pace, Tick } from "./protocol";
+import type { Pace, Tick } from "@tickcast/client";
 
 /** Value over steps, breaks marked, and the steps where the pace changed. */
 export function Chart({ ticks, paces = [] }: { ticks: Tick[]; paces?: Pace[] }) {

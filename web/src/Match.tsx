@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from "react";
-import type { Ticket } from "./edge";
+import type { Ticket } from "@tickcast/client";
 import { cancelMatch, measureLatencies, pollMatch, requestMatch } from "./matchmaking";
 
 const POLL_MS = 1000;

@@ -1,8 +1,9 @@
 // Matchmaking from the page (docs/protocol.md, "Matchmaking"): the round trip to each region,
 // timed against its gateway's GET /ws/<region>/ping, and a ticket asked for, polled and
-// cancelled at the edge.
+// cancelled at the edge (through @tickcast/client's `EdgeClient`).
 
-import type { Ticket } from "./edge";
+import type { Ticket } from "@tickcast/client";
+import { edge } from "./edge";
 
 /** Tries per region; the fastest counts (the first may pay for a new connection). */
 const PINGS_PER_REGION = 3;
@@ -34,31 +35,21 @@ export type MatchStatus =
   | { status: "expired" }
   | { status: "cancelled" };
 
-async function answer<T>(response: Response): Promise<T> {
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.message ?? `HTTP ${response.status}`);
-  return body as T;
-}
-
 /** Asks for a match; the ticket's id. */
 export async function requestMatch(userId: string, latencies: Record<string, number>): Promise<string> {
-  const response = await fetch("/edge/match", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(Object.keys(latencies).length > 0 ? { userId, latencies } : { userId }),
-  });
-  return (await answer<{ ticketId: string }>(response)).ticketId;
+  const body = Object.keys(latencies).length > 0 ? { userId, latencies } : { userId };
+  return (await edge.request<{ ticketId: string }>("POST", "/edge/match", body)).ticketId;
 }
 
-export async function pollMatch(ticketId: string): Promise<MatchStatus> {
-  return answer<MatchStatus>(await fetch(`/edge/match/${encodeURIComponent(ticketId)}`, { cache: "no-store" }));
+export function pollMatch(ticketId: string): Promise<MatchStatus> {
+  return edge.request("GET", `/edge/match/${encodeURIComponent(ticketId)}`);
 }
 
 export async function cancelMatch(ticketId: string): Promise<void> {
-  await fetch(`/edge/match/${encodeURIComponent(ticketId)}`, { method: "DELETE" });
+  await edge.request("DELETE", `/edge/match/${encodeURIComponent(ticketId)}`).catch(() => {});
 }
 
 /** Players searching, per region they could be matched in. */
 export async function searchingCounts(): Promise<Record<string, number>> {
-  return (await answer<{ searching: Record<string, number> }>(await fetch("/edge/match", { cache: "no-store" }))).searching;
+  return (await edge.request<{ searching: Record<string, number> }>("GET", "/edge/match")).searching;
 }

@@ -44,7 +44,8 @@ export class EdgeError extends Error {
 export class EdgeClient {
   constructor(
     readonly edgeUrl: string,
-    private readonly fetchImpl: typeof fetch = globalThis.fetch,
+    // Called as a function, not a method: a browser's fetch refuses another `this`.
+    private readonly fetchImpl: typeof fetch = (input, init) => globalThis.fetch(input, init),
   ) {}
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {

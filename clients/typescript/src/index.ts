@@ -44,7 +44,7 @@ export class TickcastClient {
   readonly edge: EdgeClient;
 
   constructor(private readonly options: ClientOptions) {
-    this.edge = new EdgeClient(options.edgeUrl, options.fetch ?? globalThis.fetch.bind(globalThis));
+    this.edge = new EdgeClient(options.edgeUrl, options.fetch);
   }
 
   /** Starts a game (every option the edge's default when left out) and connects to it. */
