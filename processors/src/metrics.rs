@@ -89,6 +89,8 @@ pub(crate) fn expose_matchmaker() {
     tickets_searching(0);
     tickets_expired(0);
     counter!(MATCHES_FORMED).increment(0);
+    // Registered: rendered with no observation yet.
+    let _ = histogram!(MATCH_WAIT_MS);
 }
 
 pub(crate) fn tickets_searching(count: usize) {

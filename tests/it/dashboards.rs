@@ -160,7 +160,7 @@ fn role_with_admin(cluster: &Cluster, args: &[&str]) -> (Role, String) {
     (Role::start(&all, None), format!("http://{admin}"))
 }
 
-/// Every split role on Kafka (edge, gateway, tick generator, archiver, projector), each on its
+/// Every split role on Kafka (edge, gateway, tick generator, archiver, projector, matchmaker), each on its
 /// own listener: from the moment each is ready, before any game, the union of their `/metrics`
 /// holds every series the dashboard and the alert rules query. Then a game played through them
 /// is archived by the standalone archiver and shown ended by the projector's store.
@@ -178,6 +178,7 @@ async fn split_roles_expose_every_dashboard_series_from_the_start_and_archive_an
         &["archiver", "--archive", archive.to_str().unwrap(), "--archive-roll-age", "1s"],
     );
     let (_projector, projector_admin) = role_with_admin(&cluster, &["projector", "--store", &store]);
+    let (_matchmaker, matchmaker_admin) = role_with_admin(&cluster, &["matchmaker"]);
     // An edge that answers the read API from the projector's store.
     let gateway_url = cluster.gateway.url.clone().unwrap();
     let mut args = vec!["edge", "--log", &cluster.log, "--listen", "127.0.0.1:0", "--store", &store];
@@ -195,6 +196,7 @@ async fn split_roles_expose_every_dashboard_series_from_the_start_and_archive_an
         format!("http://{generator_admin}"),
         archiver_admin,
         projector_admin,
+        matchmaker_admin,
     ];
     for base in &listeners {
         eventually(&format!("{base}/readyz answers 200"), || {
