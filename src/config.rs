@@ -8,8 +8,8 @@ use tickcast_eventlog::{EventLog, LogOptions};
 use tickcast_gateways::GatewayConfig;
 use tickcast_gateways::latency::LatencyPolicy;
 use tickcast_gateways::socket_limits::SocketLimits;
+use tickcast_processors::matchmaker::MatchmakerConfig;
 use tickcast_processors::matchmaker::rules::MatchRules;
-use tickcast_processors::matchmaker::{MatchedGame, MatchmakerConfig};
 use tickcast_processors::pace::PaceConfig;
 use tickcast_processors::{ArchiverConfig, TickGeneratorConfig};
 use tickcast_producers::EdgeConfig;
@@ -242,7 +242,7 @@ pub(crate) fn archiver_config(dir: std::path::PathBuf, table: &[Region], roll: &
 pub(crate) fn matchmaker_config(
     matching: &crate::cli::MatchArgs,
     max_latency_ms: u64,
-    game: MatchedGame,
+    game: tickcast_schemas::event::GameParams,
     common: &CommonArgs,
 ) -> anyhow::Result<MatchmakerConfig> {
     let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);

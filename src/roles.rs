@@ -7,11 +7,12 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use tickcast_eventlog::kafka::KafkaLog;
 use tickcast_gateways::Gateway;
-use tickcast_processors::matchmaker::MatchedGame;
+use tickcast_processors::matchmaker::MATCHED_GAME;
 use tickcast_processors::{
     Archiver, Matchmaker, Projector, ProjectorConfig, Retention, RetentionConfig, TickGenerator,
 };
 use tickcast_producers::Edge;
+use tickcast_schemas::event::GameParams;
 use tickcast_schemas::regions::Region;
 use tickcast_schemas::topics::{self, GAME_EVENTS};
 
@@ -113,10 +114,11 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<()> {
     let generator = TickGenerator::new(Arc::clone(&log), generator_config);
     roles.spawn("tick generator", generator.run(roles.shutdown.clone()));
 
-    let matched_game = MatchedGame {
+    let matched_game = GameParams {
         tick_ms: args.game.default_tick_ms,
+        max_tick_ms: args.game.default_tick_ms,
         countdown_ms: args.game.countdown_ms,
-        ..MatchedGame::default()
+        ..MATCHED_GAME
     };
     let matchmaker_config =
         matchmaker_config(&args.matching, args.latency.warning_latency_ms, matched_game, &args.common)?;
@@ -299,10 +301,11 @@ pub(crate) async fn projector(args: ProjectorArgs) -> anyhow::Result<()> {
 pub(crate) async fn matchmaker(args: MatchmakerArgs) -> anyhow::Result<()> {
     let log = open_log(&args.log, None)?;
     check_topics(log.as_ref(), &[GAME_EVENTS.to_owned()]).await?;
-    let game = MatchedGame {
+    let game = GameParams {
         tick_ms: args.default_tick_ms,
+        max_tick_ms: args.default_tick_ms,
         countdown_ms: args.countdown_ms,
-        ..MatchedGame::default()
+        ..MATCHED_GAME
     };
     let config = matchmaker_config(&args.matching, 100, game, &args.common)?;
     let mut roles = Roles::new();

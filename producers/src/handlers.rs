@@ -75,20 +75,8 @@ pub(crate) async fn start_game(
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_entropy", e.to_string()))?;
     let now = now_ms();
     let game_id = uuid::Uuid::now_v7().to_string();
-    let created = SessionCreated {
-        region: region.id.clone(),
-        seed,
-        seed_hash: tickcast_engine::seed_hash(seed),
-        start_at: now + rules.countdown_ms,
-        tick_ms: rules.tick_ms,
-        countdown_ms: rules.countdown_ms,
-        min_break_steps: rules.min_break_steps,
-        max_break_steps: rules.max_break_steps,
-        max_rounds: rules.max_rounds,
-        engine: tickcast_engine::ENGINE_VERSION,
-        created_by: request.user_id.clone(),
-        max_tick_ms: (rules.max_tick_ms != rules.tick_ms).then_some(rules.max_tick_ms),
-    };
+    let created =
+        SessionCreated::new_game(region.id.clone(), seed, now, rules.params(), request.user_id.clone());
     let event = Event::new(
         game_id.clone(),
         now,

@@ -137,7 +137,14 @@ pub struct Edge {
     /// Match tickets seen in `game-events` (and requested here): what this edge answers about
     /// any ticket. Locked briefly, never across an await.
     tickets: Mutex<TicketDirectory>,
+    /// Whether the directory has read `game-events`' history up to its start: until then a
+    /// ticket it does not know may still be ahead in the log (503, not 404).
+    history_read: std::sync::atomic::AtomicBool,
 }
+
+/// How long the directory's tail must have nothing to deliver to count as having read its
+/// history (longer than a backend's pause between two history batches).
+const HISTORY_QUIET: std::time::Duration = std::time::Duration::from_millis(1000);
 
 /// What a player gets back from start and join: where to connect and the token to present.
 #[derive(Debug, Serialize)]
@@ -240,6 +247,7 @@ impl Edge {
             config,
             directory: Mutex::new(SessionDirectory::default()),
             tickets: Mutex::new(TicketDirectory::default()),
+            history_read: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -277,13 +285,23 @@ impl Edge {
     pub async fn follow_sessions(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), Error> {
         let states = region_states(self.log.as_ref()).await?;
         self.router.write().unwrap().set_states(states);
-        let from = StartFrom::Timestamp(now_ms() - self.config.directory_history_ms);
+        let started = now_ms();
+        let from = StartFrom::Timestamp(started - self.config.directory_history_ms);
         let mut tail = self.log.tail(GAME_EVENTS, from).await?;
         loop {
+            let caught_up = self.history_read.load(std::sync::atomic::Ordering::Relaxed);
+            // History comes in batches without waiting: a tail quiet for a while has read it.
+            let wait = if caught_up { std::time::Duration::MAX } else { HISTORY_QUIET };
             let records = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                records = tail.next_batch() => records?,
+                records = tokio::time::timeout(wait, tail.next_batch()) => match records {
+                    Ok(records) => records?,
+                    Err(_) => Vec::new(),
+                },
             };
+            if !caught_up && (records.is_empty() || records.iter().any(|r| r.timestamp_ms >= started)) {
+                self.history_read.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             let mut directory = self.directory.lock().unwrap();
             for record in records {
                 if !matches!(

@@ -122,7 +122,17 @@ async fn write(edge: &Edge, body: EventBody, what: &str) -> Result<(), ApiError>
     Ok(())
 }
 
-fn unknown_ticket(id: &str) -> ApiError {
+/// A ticket this edge does not know: 404, or 503 while its directory is still reading the log's
+/// history (just started: the ticket may be ahead).
+fn unknown_ticket(edge: &Edge, id: &str) -> ApiError {
+    if !edge.history_read.load(std::sync::atomic::Ordering::Relaxed) {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("this edge is still reading the log; ticket {id:?} may be ahead in it"),
+        )
+        .retry_after(1);
+    }
     ApiError::new(StatusCode::NOT_FOUND, "unknown_ticket", format!("no ticket with id {id:?}"))
 }
 
@@ -135,7 +145,7 @@ pub(crate) async fn poll_match(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let Some(ticket) = edge.tickets.lock().unwrap().get(&ticket_id).cloned() else {
-        return Err(unknown_ticket(&ticket_id));
+        return Err(unknown_ticket(&edge, &ticket_id));
     };
     let searching = |since: i64| json!({ "status": "searching", "waitedMs": (now_ms() - since).max(0) });
     Ok(Json(match ticket.state {
@@ -174,7 +184,7 @@ pub(crate) async fn cancel_match(
 ) -> Result<Json<Value>, ApiError> {
     let state = edge.tickets.lock().unwrap().get(&ticket_id).map(|t| t.state.clone());
     match state {
-        None => Err(unknown_ticket(&ticket_id)),
+        None => Err(unknown_ticket(&edge, &ticket_id)),
         Some(TicketState::Searching { .. }) => {
             let cancelled = MatchCancelled { ticket_id: ticket_id.clone() };
             write(&edge, EventBody::MatchCancelled(cancelled), "the cancellation").await?;

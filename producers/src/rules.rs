@@ -56,6 +56,21 @@ pub struct GameRules {
     pub max_break_steps: u64,
 }
 
+impl GameRules {
+    /// The game these rules make.
+    #[must_use]
+    pub const fn params(&self) -> tickcast_schemas::event::GameParams {
+        tickcast_schemas::event::GameParams {
+            tick_ms: self.tick_ms,
+            max_tick_ms: self.max_tick_ms,
+            countdown_ms: self.countdown_ms,
+            max_rounds: self.max_rounds,
+            min_break_steps: self.min_break_steps,
+            max_break_steps: self.max_break_steps,
+        }
+    }
+}
+
 /// Longest accepted userId, in bytes.
 pub const MAX_USER_ID_LEN: usize = 128;
 

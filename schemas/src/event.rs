@@ -254,7 +254,40 @@ pub struct SessionCreated {
     pub max_tick_ms: Option<i64>,
 }
 
+/// What a new game is made of, besides its region, seed and creator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GameParams {
+    pub tick_ms: i64,
+    /// The slowest pace of an adaptive game; `tick_ms` (a fixed pace) writes none.
+    pub max_tick_ms: i64,
+    pub countdown_ms: i64,
+    pub max_rounds: u64,
+    pub min_break_steps: u64,
+    pub max_break_steps: u64,
+}
+
 impl SessionCreated {
+    /// A new game of engine v1 in `region`, created at `now` by `created_by`: it starts after
+    /// its countdown and commits to `seed` (drawn by the caller from the operating system) with
+    /// its hash.
+    #[must_use]
+    pub fn new_game(region: String, seed: u64, now: i64, game: GameParams, created_by: String) -> Self {
+        Self {
+            region,
+            seed,
+            seed_hash: tickcast_engine::seed_hash(seed),
+            start_at: now + game.countdown_ms,
+            tick_ms: game.tick_ms,
+            countdown_ms: game.countdown_ms,
+            min_break_steps: game.min_break_steps,
+            max_break_steps: game.max_break_steps,
+            max_rounds: game.max_rounds,
+            engine: tickcast_engine::ENGINE_VERSION,
+            created_by,
+            max_tick_ms: (game.max_tick_ms != game.tick_ms).then_some(game.max_tick_ms),
+        }
+    }
+
     /// Whether this session can be played: valid break bounds and a positive step length. A
     /// `session_created` from another writer is checked before anything is computed from it.
     pub fn check(&self) -> Result<(), String> {

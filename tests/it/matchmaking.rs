@@ -21,8 +21,9 @@ async fn settled(server: &Server, ticket: &str) -> Value {
         let path = path.clone();
         async move {
             let (status, answer) = server.get(&path).await;
-            assert_eq!(status, 200, "{answer}");
-            (answer["status"] != "searching").then_some(answer)
+            // 503 while a restarted edge still reads the log's history.
+            assert!(status == 200 || (status == 503 && answer["error"] == "not_ready"), "{status} {answer}");
+            (status == 200 && answer["status"] != "searching").then_some(answer)
         }
     })
     .await

@@ -70,7 +70,15 @@ export class TickcastClient {
     try {
       for (;;) {
         if (options.signal?.aborted) throw new EdgeError(499, "cancelled", "the search was cancelled");
-        const answer = await this.edge.request<{ status: string } & Ticket>("GET", path);
+        let answer: { status: string } & Ticket;
+        try {
+          answer = await this.edge.request<{ status: string } & Ticket>("GET", path);
+        } catch (e) {
+          // An edge that just started may not have read the ticket yet (503): ask again.
+          if (!(e instanceof EdgeError) || e.status !== 503) throw e;
+          await new Promise((r) => setTimeout(r, (e.retryAfterS ?? 1) * 1000));
+          continue;
+        }
         if (answer.status === "matched") return this.play(answer);
         if (answer.status !== "searching") throw new EdgeError(410, answer.status, `the match ticket ${answer.status}`);
         await new Promise((r) => setTimeout(r, options.pollMs ?? 1000));

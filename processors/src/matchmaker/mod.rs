@@ -24,7 +24,7 @@ use std::time::Duration;
 use tickcast_eventlog::{
     CommitPosition, Durability, EventLog, GroupConsumer, GroupEvent, NewRecord, Record, StartFrom,
 };
-use tickcast_schemas::event::{Event, EventBody, SessionCreated};
+use tickcast_schemas::event::{Event, EventBody, GameParams, SessionCreated};
 use tickcast_schemas::health::Readiness;
 use tickcast_schemas::match_events::{MATCH_KEY, MatchExpired, MatchFormed};
 use tickcast_schemas::topics::GAME_EVENTS;
@@ -33,27 +33,15 @@ use tokio_util::sync::CancellationToken;
 use self::rules::{Match, MatchRules, Waiting};
 use crate::{Error, metrics, now_ms};
 
-/// The games a matchmaker creates: the edge's defaults for a game start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MatchedGame {
-    pub tick_ms: i64,
-    pub countdown_ms: i64,
-    pub max_rounds: u64,
-    pub min_break_steps: u64,
-    pub max_break_steps: u64,
-}
-
-impl Default for MatchedGame {
-    fn default() -> Self {
-        Self {
-            tick_ms: 100,
-            countdown_ms: 3_000,
-            max_rounds: 1_000,
-            min_break_steps: 10,
-            max_break_steps: 100,
-        }
-    }
-}
+/// The game a matchmaker creates unless told otherwise: the edge's defaults for a game start.
+pub const MATCHED_GAME: GameParams = GameParams {
+    tick_ms: 100,
+    max_tick_ms: 100,
+    countdown_ms: 3_000,
+    max_rounds: 1_000,
+    min_break_steps: 10,
+    max_break_steps: 100,
+};
 
 /// How a matchmaker runs.
 #[derive(Debug, Clone)]
@@ -63,7 +51,8 @@ pub struct MatchmakerConfig {
     /// `matchmaker@<instance>` is the `source` of what it writes.
     pub instance: String,
     pub rules: MatchRules,
-    pub game: MatchedGame,
+    /// The games it creates (a fixed pace).
+    pub game: GameParams,
     /// How often tickets are matched and expired.
     pub interval: Duration,
     /// Ready once it joined its group (`/readyz`).
@@ -76,7 +65,7 @@ impl Default for MatchmakerConfig {
             group: "matchmaker".into(),
             instance: "0".into(),
             rules: MatchRules::default(),
-            game: MatchedGame::default(),
+            game: MATCHED_GAME,
             interval: Duration::from_millis(250),
             readiness: Readiness::new("the matchmaker to join its consumer group"),
         }
@@ -255,22 +244,9 @@ impl Matchmaker {
     /// Creates the match's game, then says which tickets play it.
     async fn form(&mut self, found: Match, now: i64) -> Result<(), Error> {
         let seed = getrandom::u64().map_err(|e| Error::Entropy(e.to_string()))?;
-        let game = self.config.game;
         let session_id = uuid::Uuid::now_v7().to_string();
-        let created = SessionCreated {
-            region: found.region.clone(),
-            seed,
-            seed_hash: tickcast_engine::seed_hash(seed),
-            start_at: now + game.countdown_ms,
-            tick_ms: game.tick_ms,
-            countdown_ms: game.countdown_ms,
-            min_break_steps: game.min_break_steps,
-            max_break_steps: game.max_break_steps,
-            max_rounds: game.max_rounds,
-            engine: tickcast_engine::ENGINE_VERSION,
-            created_by: "matchmaker".into(),
-            max_tick_ms: None,
-        };
+        let created =
+            SessionCreated::new_game(found.region.clone(), seed, now, self.config.game, "matchmaker".into());
         // The game first: a ticket matched to a game not yet logged would send its player nowhere.
         let record = self.record(&session_id, &session_id, now, EventBody::SessionCreated(created));
         self.log.append(GAME_EVENTS, vec![record], Durability::Durable).await?;
