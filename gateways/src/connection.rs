@@ -372,12 +372,16 @@ impl Connection {
                 return self.refuse(Refusal::close(ErrorCode::SessionFull, message), sink).await;
             }
         }
+        // Claimed before the join takes effect: the player's older connection is told at once,
+        // and a join that began before this one can never take the place back after it (a slow
+        // task claiming once its ticks already flow).
+        gateway.claim_live(&session_id, &user_id, self.id, self.own_signals.clone());
         if gateway.join(self.id, info, user_id.clone(), resume_after).await == Err(JoinRefused::Ended) {
+            gateway.release_live(&session_id, &user_id, self.id);
             let message = format!("session {session_id} has ended");
             return self.refuse(Refusal::close(ErrorCode::SessionEnded, message), sink).await;
         }
         gateway.series.player_joined();
-        gateway.claim_live(&session_id, &user_id, self.id, self.own_signals.clone());
         if let Some(load) = &gateway.config.saturation {
             load.player_joined();
         }
