@@ -30,24 +30,33 @@ function up(dir, listen = "127.0.0.1:0") {
 }
 
 /** Records what a game tells its application. */
-function watch(game) {
+function watch(game, who = game.gameId) {
   const seen = { states: [], steps: [] };
-  game.on("state", (s) => seen.states.push(s)).on("tick", (t) => seen.steps.push(t.step));
+  game
+    .on("state", (s, reason) => {
+      seen.states.push(s);
+      // What a timed-out run needs to be understood.
+      console.log(`# ${who}: ${s}${reason ? ` (${reason})` : ""} after step ${seen.steps.at(-1) ?? "none"}`);
+    })
+    .on("tick", (t) => seen.steps.push(t.step));
   return seen;
 }
 
-test("two clients play through a kill -9 and restart of tickcast up: every step once, verified", async () => {
+// Each test fails on its own deadline, with the states its games went through printed above.
+test("two clients play through a kill -9 and restart of tickcast up: every step once, verified", { timeout: 90_000 }, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "tickcast-client-"));
   let server = await up(dir);
   const address = new URL(server.url).host;
   try {
-    const alice = new TickcastClient({ edgeUrl: server.url, userId: "alice" });
-    const bob = new TickcastClient({ edgeUrl: server.url, userId: "bob" });
+    // A game that cannot come back within a minute fails (and says why) before the deadline.
+    const alice = new TickcastClient({ edgeUrl: server.url, userId: "alice", giveUpAfterMs: 60_000 });
+    const bob = new TickcastClient({ edgeUrl: server.url, userId: "bob", giveUpAfterMs: 60_000 });
     const first = await alice.startGame({ tickMs: 100, countdownMs: 1000, maxRounds: 3, minBreakSteps: 25, maxBreakSteps: 35 });
     const second = await bob.joinGame(first.gameId);
     assert.equal(second.seedHash, first.seedHash);
-    const [a, b] = [watch(first), watch(second)];
-    await new Promise((resolve) => first.on("tick", (t) => t.step === 15 && resolve()));
+    const [a, b] = [watch(first, "alice"), watch(second, "bob")];
+    // Mid-game: past step 15 (however far it got while bob joined).
+    while ((a.steps.at(-1) ?? -1) < 15) await new Promise((r) => setTimeout(r, 20));
     server.proc.kill("SIGKILL");
     await new Promise((r) => server.proc.once("exit", r));
     server = await up(dir, address);
@@ -79,7 +88,7 @@ async function delayingProxy(target, delayMs) {
   return { address: `127.0.0.1:${server.address().port}`, close: () => server.close() };
 }
 
-test("a client 500 ms away is kicked: its state says so and it stops", async () => {
+test("a client 500 ms away is kicked: its state says so and it stops", { timeout: 90_000 }, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "tickcast-client-"));
   const server = await up(dir);
   const proxy = await delayingProxy(new URL(server.url).host, 250);

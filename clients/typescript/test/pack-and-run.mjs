@@ -17,4 +17,4 @@ run("npm", ["install", "--no-audit", "--no-fund", tarball], app);
 copyFileSync(path.join(pkg, "test", "integration.test.mjs"), path.join(app, "integration.test.mjs"));
 const [major] = process.versions.node.split(".").map(Number);
 const flags = major < 22 ? ["--experimental-websocket"] : [];
-run(process.execPath, [...flags, "--test", "--test-timeout=120000", "--test-force-exit", "integration.test.mjs"], app);
+run(process.execPath, [...flags, "--test", "--test-timeout=300000", "--test-force-exit", "integration.test.mjs"], app);
