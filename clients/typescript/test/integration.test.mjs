@@ -52,9 +52,11 @@ test("two clients play through a kill -9 and restart of tickcast up: every step 
     const alice = new TickcastClient({ edgeUrl: server.url, userId: "alice", giveUpAfterMs: 60_000 });
     const bob = new TickcastClient({ edgeUrl: server.url, userId: "bob", giveUpAfterMs: 60_000 });
     const first = await alice.startGame({ tickMs: 100, countdownMs: 1000, maxRounds: 3, minBreakSteps: 25, maxBreakSteps: 35 });
+    // Watched from the start: its ticks flow while bob joins.
+    const a = watch(first, "alice");
     const second = await bob.joinGame(first.gameId);
+    const b = watch(second, "bob");
     assert.equal(second.seedHash, first.seedHash);
-    const [a, b] = [watch(first, "alice"), watch(second, "bob")];
     // Mid-game: past step 15 (however far it got while bob joined).
     while ((a.steps.at(-1) ?? -1) < 15) await new Promise((r) => setTimeout(r, 20));
     server.proc.kill("SIGKILL");
