@@ -63,9 +63,14 @@ impl Event {
     /// Decodes an event. Unknown types, and envelopes of a version this crate does not know,
     /// decode to [`EventBody::Unknown`] so that consumers count and skip them.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        // serde reads a tag that is a number as the variant's index (`"type":12` would be the
+        // thirteenth type): a type is a string, or the bytes are no event.
+        let Some(kind) = Self::peek_type(bytes) else {
+            return Err(DecodeError::Json(serde::de::Error::custom("an event's type must be a string")));
+        };
         // Ticks are most of the log: read them without the flattened envelope, which makes
         // serde buffer every field before it picks the body.
-        if Self::peek_type(bytes) == Some("tick")
+        if kind == "tick"
             && let Ok(flat) = serde_json::from_slice::<FlatTick<'_>>(bytes)
             && flat.v == ENVELOPE_VERSION
         {

@@ -177,6 +177,15 @@ fn ticks_decode_alike_on_the_fast_and_the_generic_path() {
 }
 
 #[test]
+fn a_type_that_is_not_a_string_is_no_event() {
+    // serde would read the number as a variant index: the fuzzer found `"type":12` decoding as
+    // region_restored.
+    let numbered = br#"{"v":1,"id":"01a20d30-9133-7649-808d-e29024f656e6","sessionId":"s","at":1,"source":"x","type":12,"region":"r"}"#;
+    assert!(Event::from_bytes(numbered).is_err());
+    assert_eq!(Event::peek_type(numbered), None);
+}
+
+#[test]
 fn unknown_types_and_versions_decode_as_unknown() {
     let unknown_type = json!({"v":1,"id":"0190a0a0-0000-7000-8000-000000000000","type":"meteor_strike",
         "sessionId":"s","at":1,"source":"x","size":3});
