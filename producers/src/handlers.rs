@@ -75,8 +75,7 @@ pub(crate) async fn start_game(
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_entropy", e.to_string()))?;
     let now = now_ms();
     let game_id = uuid::Uuid::now_v7().to_string();
-    let created =
-        SessionCreated::new_game(region.id.clone(), seed, now, rules.params(), request.user_id.clone());
+    let created = SessionCreated::new_game(region.id.clone(), seed, now, rules, request.user_id.clone());
     let event = Event::new(
         game_id.clone(),
         now,

@@ -45,31 +45,8 @@ pub struct JoinRequest {
     pub user_id: String,
 }
 
-/// A validated game.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GameRules {
-    pub tick_ms: i64,
-    pub max_tick_ms: i64,
-    pub countdown_ms: i64,
-    pub max_rounds: u64,
-    pub min_break_steps: u64,
-    pub max_break_steps: u64,
-}
-
-impl GameRules {
-    /// The game these rules make.
-    #[must_use]
-    pub const fn params(&self) -> tickcast_schemas::event::GameParams {
-        tickcast_schemas::event::GameParams {
-            tick_ms: self.tick_ms,
-            max_tick_ms: self.max_tick_ms,
-            countdown_ms: self.countdown_ms,
-            max_rounds: self.max_rounds,
-            min_break_steps: self.min_break_steps,
-            max_break_steps: self.max_break_steps,
-        }
-    }
-}
+/// A validated game: what `session_created` is made of.
+pub use tickcast_schemas::event::GameParams as GameRules;
 
 /// Longest accepted userId, in bytes.
 pub const MAX_USER_ID_LEN: usize = 128;

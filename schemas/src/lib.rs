@@ -34,6 +34,7 @@ pub mod pace;
 pub mod protocol;
 pub mod region_events;
 pub mod regions;
+mod session_created;
 pub mod sessions;
 pub mod token;
 pub mod topics;
